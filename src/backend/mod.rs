@@ -1,0 +1,103 @@
+//! Where the E-step runs: [`Backend::Cpu`], [`Backend::Gpu`] or [`Backend::Auto`].
+//!
+//! The backend is a parameter of the same API, not a parallel API: the EM driver asks an
+//! [`GmmEngine`] for the statistics of one E-step and runs the M-step itself, on the host, in f64.
+
+use crate::data::Dataset;
+use crate::error::Result;
+use crate::models::gmm::{GmmStats, Prepared};
+
+pub mod cpu;
+
+/// Which device runs the per-point work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// The f64 CPU path (parallel over all cores). Always available; the reference of the tests.
+    Cpu,
+    /// A GPU through wgpu (Vulkan, Metal, DX12). An error if no adapter is found: never a silent
+    /// fallback.
+    Gpu,
+    /// A hardware GPU when one is found, else the CPU; the fit reports which one ran and why.
+    #[default]
+    Auto,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Backend::Cpu),
+            "gpu" => Ok(Backend::Gpu),
+            "auto" => Ok(Backend::Auto),
+            other => Err(crate::Error::param(format!(
+                "unknown backend {other:?}; use auto, cpu or gpu"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Cpu => "cpu",
+            Backend::Gpu => "gpu",
+            Backend::Auto => "auto",
+        })
+    }
+}
+
+/// Which backend actually ran, on which device, and why (for `Auto`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendReport {
+    /// `Cpu` or `Gpu` (never `Auto`).
+    pub backend: Backend,
+    /// The device's name (the adapter's, or "CPU (N threads)").
+    pub device: String,
+    /// Why `Auto` chose this backend; empty otherwise.
+    pub reason: String,
+}
+
+/// An E-step engine bound to one dataset for the length of a fit.
+///
+/// Implementations hold what they prepared for the data (uploaded buffers, chunk plans) so that
+/// each iteration only sends the small parameter buffers and reads back the statistics.
+pub trait GmmEngine {
+    /// The statistics of one E-step over all the data under the parameters `p`.
+    fn e_step(&mut self, p: &Prepared) -> Result<GmmStats>;
+
+    /// `log p(x_n)` for every point under `p` (for `score_samples`), into `out` (`[N]`).
+    fn log_likelihoods(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()>;
+
+    /// Responsibilities `[N][K]` under `p` (for `predict_proba`), into `out`.
+    fn responsibilities(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()>;
+
+    /// What runs this engine.
+    fn report(&self) -> BackendReport;
+}
+
+/// Options of engine construction that tests and benchmarks set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Rows per chunk. `None`: derived from the device (GPU: its limits; CPU: the cache). On the GPU,
+    /// a value smaller than N forces the chunked (streaming) path.
+    pub chunk_rows: Option<usize>,
+}
+
+/// Builds the engine of `backend` for `data` with `k` components of the given covariance type.
+pub fn gmm_engine<'a>(
+    backend: Backend,
+    data: &'a Dataset<'a>,
+    covariance_type: crate::CovarianceType,
+    n_components: usize,
+    options: EngineOptions,
+) -> Result<Box<dyn GmmEngine + 'a>> {
+    let _ = (covariance_type, n_components);
+    match backend {
+        Backend::Cpu => Ok(Box::new(cpu::CpuEngine::new(data, options, String::new()))),
+        Backend::Gpu | Backend::Auto => Ok(Box::new(cpu::CpuEngine::new(
+            data,
+            options,
+            "the GPU backend is not built yet".into(),
+        ))),
+    }
+}

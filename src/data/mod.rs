@@ -1,0 +1,294 @@
+//! Data access: a [`Dataset`] is N rows of D features, read in chunks of rows.
+//!
+//! Fits never need the whole data as one slice: backends ask for rows `[start, start + n)` converted
+//! to the precision they compute in (f64 on the CPU, f32 on the GPU). That is what lets the same
+//! code run on an in-memory `ndarray`, a memory-mapped `.npy` file larger than RAM, or a stream.
+
+use ndarray::{ArrayBase, ArrayView2, Data, Ix2};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// A source of rows of floating-point data.
+///
+/// Implement it to feed emgpu from your own storage; [`Dataset`] wraps one.
+pub trait DataSource: Send + Sync {
+    /// Number of rows (samples).
+    fn n_samples(&self) -> usize;
+    /// Number of columns (features).
+    fn n_features(&self) -> usize;
+    /// Copies rows `[start, start + out.len() / D)` into `out`, row-major, as f64.
+    fn read_f64(&self, start: usize, out: &mut [f64]);
+    /// Copies rows `[start, start + out.len() / D)` into `out`, row-major, as f32.
+    fn read_f32(&self, start: usize, out: &mut [f32]);
+}
+
+/// Anything that converts losslessly (or by rounding, for f64 → f32) to both f32 and f64.
+pub trait Element: Copy + Send + Sync + 'static {
+    /// As f64.
+    fn to_f64(self) -> f64;
+    /// As f32 (rounded).
+    fn to_f32(self) -> f32;
+}
+impl Element for f64 {
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+}
+impl Element for f32 {
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+/// Rows held in a row-major slice (the common case: a standard-layout ndarray, a mapped file).
+pub struct SliceSource<'a, T> {
+    data: &'a [T],
+    n: usize,
+    d: usize,
+}
+
+impl<'a, T: Element> SliceSource<'a, T> {
+    /// `data.len()` must be `n * d`.
+    pub fn new(data: &'a [T], n: usize, d: usize) -> Result<Self> {
+        if n.checked_mul(d) != Some(data.len()) {
+            return Err(Error::param(format!(
+                "a slice of {} values cannot hold {n} rows of {d} features",
+                data.len()
+            )));
+        }
+        Ok(Self { data, n, d })
+    }
+}
+
+impl<T: Element> DataSource for SliceSource<'_, T> {
+    fn n_samples(&self) -> usize {
+        self.n
+    }
+    fn n_features(&self) -> usize {
+        self.d
+    }
+    fn read_f64(&self, start: usize, out: &mut [f64]) {
+        let src = &self.data[start * self.d..start * self.d + out.len()];
+        for (o, s) in out.iter_mut().zip(src) {
+            *o = s.to_f64();
+        }
+    }
+    fn read_f32(&self, start: usize, out: &mut [f32]) {
+        let src = &self.data[start * self.d..start * self.d + out.len()];
+        for (o, s) in out.iter_mut().zip(src) {
+            *o = s.to_f32();
+        }
+    }
+}
+
+/// Rows of an ndarray view of any layout (strided, Fortran order).
+struct ViewSource<'a, T> {
+    view: ArrayView2<'a, T>,
+}
+
+impl<T: Element> DataSource for ViewSource<'_, T> {
+    fn n_samples(&self) -> usize {
+        self.view.nrows()
+    }
+    fn n_features(&self) -> usize {
+        self.view.ncols()
+    }
+    fn read_f64(&self, start: usize, out: &mut [f64]) {
+        let d = self.view.ncols();
+        for (r, row) in out.chunks_exact_mut(d).enumerate() {
+            for (o, v) in row.iter_mut().zip(self.view.row(start + r)) {
+                *o = v.to_f64();
+            }
+        }
+    }
+    fn read_f32(&self, start: usize, out: &mut [f32]) {
+        let d = self.view.ncols();
+        for (r, row) in out.chunks_exact_mut(d).enumerate() {
+            for (o, v) in row.iter_mut().zip(self.view.row(start + r)) {
+                *o = v.to_f32();
+            }
+        }
+    }
+}
+
+/// N samples × D features, read in chunks of rows. Cheap to create; borrows the data.
+pub struct Dataset<'a> {
+    source: Box<dyn DataSource + 'a>,
+}
+
+impl<'a> Dataset<'a> {
+    /// Wraps any [`DataSource`].
+    pub fn from_source(source: impl DataSource + 'a) -> Self {
+        Self {
+            source: Box::new(source),
+        }
+    }
+
+    /// A dataset over an ndarray (f32 or f64, any layout; row-major is read fastest).
+    pub fn from_array<T: Element, S: Data<Elem = T>>(array: &'a ArrayBase<S, Ix2>) -> Self {
+        let view = array.view();
+        let (n, d) = view.dim();
+        match view.to_slice() {
+            Some(slice) => Self::from_source(SliceSource { data: slice, n, d }),
+            None => Self::from_source(ViewSource { view }),
+        }
+    }
+
+    /// A dataset over a row-major slice of `n * d` values.
+    pub fn from_slice<T: Element>(data: &'a [T], n: usize, d: usize) -> Result<Self> {
+        Ok(Self::from_source(SliceSource::new(data, n, d)?))
+    }
+
+    /// Number of rows.
+    pub fn n_samples(&self) -> usize {
+        self.source.n_samples()
+    }
+
+    /// Number of columns.
+    pub fn n_features(&self) -> usize {
+        self.source.n_features()
+    }
+
+    /// Copies `out.len() / D` rows from `start` as f64.
+    pub fn read_f64(&self, start: usize, out: &mut [f64]) {
+        self.source.read_f64(start, out)
+    }
+
+    /// Copies `out.len() / D` rows from `start` as f32.
+    pub fn read_f32(&self, start: usize, out: &mut [f32]) {
+        self.source.read_f32(start, out)
+    }
+
+    /// All rows as a new row-major f64 vector (for small data and tests).
+    pub fn to_vec_f64(&self) -> Vec<f64> {
+        let mut out = vec![0.0; self.n_samples() * self.n_features()];
+        self.read_f64(0, &mut out);
+        out
+    }
+
+    /// Checks the data is non-empty and finite; the error names the first bad row and column.
+    pub fn validate(&self) -> Result<()> {
+        let (n, d) = (self.n_samples(), self.n_features());
+        if n == 0 || d == 0 {
+            return Err(Error::EmptyData {
+                n_samples: n,
+                n_features: d,
+            });
+        }
+        let rows = chunk_rows_for(d, 8192);
+        let first_bad = (0..n.div_ceil(rows))
+            .into_par_iter()
+            .map_init(Vec::new, |buf, c| {
+                let start = c * rows;
+                let len = rows.min(n - start);
+                buf.resize(len * d, 0.0);
+                self.read_f64(start, buf);
+                buf.iter()
+                    .position(|v| !v.is_finite())
+                    .map(|p| (start * d + p, buf[p]))
+            })
+            .flatten()
+            .min_by_key(|(pos, _)| *pos);
+        match first_bad {
+            None => Ok(()),
+            Some((pos, v)) => Err(Error::NonFinite {
+                row: pos / d,
+                column: pos % d,
+                value: format!("{v}"),
+            }),
+        }
+    }
+}
+
+/// Rows per chunk so that a chunk of `d` f64 features holds about `target_values` values.
+pub(crate) fn chunk_rows_for(d: usize, target_values: usize) -> usize {
+    (target_values / d.max(1)).max(1)
+}
+
+/// Things a fit accepts as data: ndarray arrays and views (f32 or f64), and [`Dataset`].
+pub trait AsDataset {
+    /// A [`Dataset`] borrowing `self`.
+    fn as_dataset(&self) -> Dataset<'_>;
+}
+
+impl<T: Element, S: Data<Elem = T>> AsDataset for ArrayBase<S, Ix2> {
+    fn as_dataset(&self) -> Dataset<'_> {
+        Dataset::from_array(self)
+    }
+}
+
+impl AsDataset for Dataset<'_> {
+    fn as_dataset(&self) -> Dataset<'_> {
+        Dataset {
+            source: Box::new(Borrowed(self.source.as_ref())),
+        }
+    }
+}
+
+/// A dataset borrowing another's source.
+struct Borrowed<'a>(&'a dyn DataSource);
+
+impl DataSource for Borrowed<'_> {
+    fn n_samples(&self) -> usize {
+        self.0.n_samples()
+    }
+    fn n_features(&self) -> usize {
+        self.0.n_features()
+    }
+    fn read_f64(&self, start: usize, out: &mut [f64]) {
+        self.0.read_f64(start, out)
+    }
+    fn read_f32(&self, start: usize, out: &mut [f32]) {
+        self.0.read_f32(start, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, ShapeBuilder};
+
+    #[test]
+    fn reads_row_major_and_fortran_arrays_alike() {
+        let c = Array2::from_shape_fn((5, 3), |(i, j)| (i * 10 + j) as f64);
+        let f = Array2::from_shape_fn((5, 3).f(), |(i, j)| (i * 10 + j) as f32);
+        let (dc, df) = (c.as_dataset(), f.as_dataset());
+        let mut a = vec![0.0; 6];
+        let mut b = vec![0.0; 6];
+        dc.read_f64(2, &mut a);
+        df.read_f64(2, &mut b);
+        assert_eq!(a, vec![20.0, 21.0, 22.0, 30.0, 31.0, 32.0]);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn validate_names_the_first_non_finite_value() {
+        let mut x = Array2::<f64>::zeros((20_000, 2));
+        x[[15_000, 1]] = f64::INFINITY;
+        x[[17_000, 0]] = f64::NAN;
+        match x.as_dataset().validate() {
+            Err(Error::NonFinite {
+                row: 15_000,
+                column: 1,
+                value,
+            }) => assert_eq!(value, "inf"),
+            other => panic!("{other:?}"),
+        }
+        let empty = Array2::<f32>::zeros((0, 3));
+        assert!(matches!(
+            empty.as_dataset().validate(),
+            Err(Error::EmptyData { .. })
+        ));
+    }
+}

@@ -1,0 +1,118 @@
+//! The E-step on the CPU in f64, point by point: the reference implementation.
+//!
+//! This is the twin of the GPU kernels (same formulas, in f64) and the oracle of the tests. It runs
+//! in parallel over chunks of rows; chunk statistics are merged in chunk order, so a fit is
+//! reproducible bit for bit whatever the number of threads.
+
+use rayon::prelude::*;
+
+use super::{GmmStats, Prepared, log_sum_exp};
+use crate::data::Dataset;
+
+/// Rows per chunk of the reference path.
+pub const REFERENCE_CHUNK_ROWS: usize = 4096;
+
+/// Per-point results of an E-step over a range of rows.
+pub(crate) struct PointOutputs<'a> {
+    /// `log p(x_n)` per point, if wanted.
+    pub log_px: Option<&'a mut [f64]>,
+    /// Responsibilities `[n][K]` per point, if wanted.
+    pub resp: Option<&'a mut [f64]>,
+}
+
+/// Runs `f(start, rows_as_f64)` over chunks of `chunk_rows` rows in parallel and returns the
+/// results in chunk order.
+pub(crate) fn map_chunks<T: Send>(
+    data: &Dataset,
+    chunk_rows: usize,
+    f: impl Fn(usize, &[f64]) -> T + Sync + Send,
+) -> Vec<T> {
+    let (n, d) = (data.n_samples(), data.n_features());
+    let chunk_rows = chunk_rows.max(1);
+    (0..n.div_ceil(chunk_rows))
+        .into_par_iter()
+        .map_init(Vec::new, |buf, c| {
+            let start = c * chunk_rows;
+            let rows = chunk_rows.min(n - start);
+            buf.resize(rows * d, 0.0);
+            data.read_f64(start, buf);
+            f(start, buf)
+        })
+        .collect()
+}
+
+/// Statistics of the points in `x` (row-major, f64) under `p`, point by point.
+pub fn chunk_stats_reference(x: &[f64], p: &Prepared) -> GmmStats {
+    let (k, d) = (p.n_components, p.n_features);
+    let mut stats = GmmStats::zeros(p.covariance_type, k, d, &p.means);
+    let mut lj = vec![0.0; k];
+    for row in x.chunks_exact(d) {
+        p.log_joint_point(row, &mut lj);
+        // log-sum-exp over components: log p(x) = log Σ_k exp(log p(x, k)).
+        let lpx = log_sum_exp(&lj);
+        for v in lj.iter_mut() {
+            *v = (*v - lpx).exp();
+        }
+        stats.add_point(row, &lj, lpx);
+    }
+    stats
+}
+
+/// The whole E-step on the CPU, reference path: statistics of every point.
+pub fn e_step_reference(data: &Dataset, p: &Prepared, chunk_rows: usize) -> GmmStats {
+    let parts = map_chunks(data, chunk_rows, |_, x| chunk_stats_reference(x, p));
+    let mut total = GmmStats::zeros(p.covariance_type, p.n_components, p.n_features, &p.means);
+    for part in &parts {
+        total.merge(part);
+    }
+    total
+}
+
+/// A chunk index with its slices of the per-point outputs.
+type ChunkJob<'a> = (usize, Option<&'a mut [f64]>, Option<&'a mut [f64]>);
+
+/// Log-densities and/or responsibilities of every point of `data` (reference path).
+pub(crate) fn point_outputs_reference(data: &Dataset, p: &Prepared, out: PointOutputs<'_>) {
+    let (n, k) = (data.n_samples(), p.n_components);
+    let d = p.n_features;
+    let chunk = REFERENCE_CHUNK_ROWS;
+    let PointOutputs { log_px, resp } = out;
+    let mut log_px_parts: Vec<&mut [f64]> = match log_px {
+        Some(s) => s.chunks_mut(chunk).collect(),
+        None => Vec::new(),
+    };
+    let mut resp_parts: Vec<&mut [f64]> = match resp {
+        Some(s) => s.chunks_mut(chunk * k).collect(),
+        None => Vec::new(),
+    };
+    let n_chunks = n.div_ceil(chunk);
+    let mut jobs: Vec<ChunkJob<'_>> = Vec::with_capacity(n_chunks);
+    let mut lp_iter = log_px_parts.drain(..);
+    let mut r_iter = resp_parts.drain(..);
+    for c in 0..n_chunks {
+        jobs.push((c, lp_iter.next(), r_iter.next()));
+    }
+    jobs.into_par_iter().for_each_init(
+        || (Vec::new(), vec![0.0; k]),
+        |(buf, lj), (c, lp, r)| {
+            let start = c * chunk;
+            let rows = chunk.min(n - start);
+            buf.resize(rows * d, 0.0);
+            data.read_f64(start, buf);
+            let mut lp = lp;
+            let mut r = r;
+            for (i, row) in buf.chunks_exact(d).enumerate() {
+                p.log_joint_point(row, lj);
+                let lpx = log_sum_exp(lj);
+                if let Some(lp) = lp.as_deref_mut() {
+                    lp[i] = lpx;
+                }
+                if let Some(r) = r.as_deref_mut() {
+                    for (o, v) in r[i * k..(i + 1) * k].iter_mut().zip(lj.iter()) {
+                        *o = (v - lpx).exp();
+                    }
+                }
+            }
+        },
+    );
+}

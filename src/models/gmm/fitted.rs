@@ -1,0 +1,415 @@
+//! A fitted Gaussian mixture: predictions, scores, sampling and the model file.
+
+use ndarray::{Array1, Array2, ArrayD};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Binomial, Distribution, StandardNormal};
+use serde_json::{Value, json};
+
+use super::{CovarianceType, GmmParams, Prepared};
+use crate::backend::{Backend, BackendReport, EngineOptions, gmm_engine};
+use crate::data::{AsDataset, Dataset};
+use crate::error::{Error, Result};
+use crate::linalg::cholesky_lower;
+
+/// The `format` field of every emgpu model file.
+pub const MODEL_FORMAT: &str = "emgpu-model";
+/// The version of the model file schema this build writes (and the newest it reads).
+pub const MODEL_VERSION: u64 = 1;
+
+/// A Gaussian mixture with its parameters and how its fit went.
+#[derive(Debug, Clone)]
+pub struct FittedGmm {
+    params: GmmParams,
+    prepared: Prepared,
+    pub(crate) lower_bound: f64,
+    pub(crate) n_iter: usize,
+    pub(crate) converged: bool,
+    pub(crate) lower_bound_trace: Vec<f64>,
+    pub(crate) init_lower_bounds: Vec<f64>,
+    pub(crate) report: Option<BackendReport>,
+    pub(crate) predict_backend: Backend,
+}
+
+impl FittedGmm {
+    /// A model from parameters (e.g. made by hand, or loaded); it has no fit history.
+    pub fn from_params(params: GmmParams) -> Result<Self> {
+        let prepared = params.prepare()?;
+        Ok(Self {
+            params,
+            prepared,
+            lower_bound: f64::NAN,
+            n_iter: 0,
+            converged: false,
+            lower_bound_trace: Vec::new(),
+            init_lower_bounds: Vec::new(),
+            report: None,
+            predict_backend: Backend::Cpu,
+        })
+    }
+
+    /// The backend `predict`, `predict_proba`, `score_samples` and `score` use (by default the
+    /// one the fit ran on; CPU for loaded models).
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.predict_backend = backend;
+        self
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &GmmParams {
+        &self.params
+    }
+    /// The E-step inputs (precision Cholesky factors etc.).
+    pub fn prepared(&self) -> &Prepared {
+        &self.prepared
+    }
+    /// Covariance structure.
+    pub fn covariance_type(&self) -> CovarianceType {
+        self.params.covariance_type
+    }
+    /// K.
+    pub fn n_components(&self) -> usize {
+        self.params.n_components
+    }
+    /// D.
+    pub fn n_features(&self) -> usize {
+        self.params.n_features
+    }
+    /// Mixture weights `[K]`.
+    pub fn weights(&self) -> Array1<f64> {
+        self.params.weights_array()
+    }
+    /// Means `[K, D]`.
+    pub fn means(&self) -> Array2<f64> {
+        self.params.means_array()
+    }
+    /// Covariances in scikit-learn's shape.
+    pub fn covariances(&self) -> ArrayD<f64> {
+        self.params.covariances_array()
+    }
+    /// Cholesky factors of the precisions, scikit-learn's `precisions_cholesky_`.
+    pub fn precisions_cholesky(&self) -> ArrayD<f64> {
+        let shape = self
+            .params
+            .covariance_type
+            .cov_shape(self.n_components(), self.n_features());
+        ArrayD::from_shape_vec(shape, self.prepared.prec_chol.clone()).expect("shape checked")
+    }
+    /// Lower bound (mean log-likelihood) of the best run's last iteration.
+    pub fn lower_bound(&self) -> f64 {
+        self.lower_bound
+    }
+    /// Iterations the best run took.
+    pub fn n_iter(&self) -> usize {
+        self.n_iter
+    }
+    /// Whether the best run converged.
+    pub fn converged(&self) -> bool {
+        self.converged
+    }
+    /// Lower bound of every iteration of the best run.
+    pub fn lower_bound_trace(&self) -> &[f64] {
+        &self.lower_bound_trace
+    }
+    /// Final lower bound of each initialization, in order.
+    pub fn init_lower_bounds(&self) -> &[f64] {
+        &self.init_lower_bounds
+    }
+    /// Which backend and device ran the fit (None for loaded models).
+    pub fn backend_report(&self) -> Option<&BackendReport> {
+        self.report.as_ref()
+    }
+
+    fn check_data(&self, data: &Dataset) -> Result<()> {
+        data.validate()?;
+        if data.n_features() != self.n_features() {
+            return Err(Error::DimensionMismatch {
+                expected: self.n_features(),
+                got: data.n_features(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `log p(x)` of every sample (scikit-learn's `score_samples`).
+    pub fn score_samples(&self, x: &impl AsDataset) -> Result<Array1<f64>> {
+        let data = x.as_dataset();
+        self.check_data(&data)?;
+        let mut out = vec![0.0; data.n_samples()];
+        let mut engine = self.engine(&data)?;
+        engine.log_likelihoods(&self.prepared, &mut out)?;
+        Ok(Array1::from(out))
+    }
+
+    /// Mean log-likelihood per sample (scikit-learn's `score`).
+    pub fn score(&self, x: &impl AsDataset) -> Result<f64> {
+        let s = self.score_samples(x)?;
+        Ok(s.iter().sum::<f64>() / s.len() as f64)
+    }
+
+    /// Responsibilities `[N, K]` (scikit-learn's `predict_proba`).
+    pub fn predict_proba(&self, x: &impl AsDataset) -> Result<Array2<f64>> {
+        let data = x.as_dataset();
+        self.check_data(&data)?;
+        let (n, k) = (data.n_samples(), self.n_components());
+        let mut out = vec![0.0; n * k];
+        let mut engine = self.engine(&data)?;
+        engine.responsibilities(&self.prepared, &mut out)?;
+        Ok(Array2::from_shape_vec((n, k), out).expect("n*k values"))
+    }
+
+    /// The most likely component of every sample (scikit-learn's `predict`; ties to the lowest index).
+    pub fn predict(&self, x: &impl AsDataset) -> Result<Array1<usize>> {
+        let proba = self.predict_proba(x)?;
+        Ok(proba
+            .rows()
+            .into_iter()
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .fold(
+                        (0, f64::NEG_INFINITY),
+                        |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                    )
+                    .0
+            })
+            .collect())
+    }
+
+    /// Bayesian information criterion on `x` (lower is better), as scikit-learn's `bic`.
+    pub fn bic(&self, x: &impl AsDataset) -> Result<f64> {
+        let data = x.as_dataset();
+        let n = data.n_samples() as f64;
+        Ok(-2.0 * self.score(&data)? * n + self.params.n_parameters() as f64 * n.ln())
+    }
+
+    /// Akaike information criterion on `x` (lower is better), as scikit-learn's `aic`.
+    pub fn aic(&self, x: &impl AsDataset) -> Result<f64> {
+        let data = x.as_dataset();
+        let n = data.n_samples() as f64;
+        Ok(-2.0 * self.score(&data)? * n + 2.0 * self.params.n_parameters() as f64)
+    }
+
+    /// `n` samples from the mixture and their components, as scikit-learn's `sample`: the count of
+    /// each component is multinomial, the samples come grouped by component.
+    pub fn sample(&self, n: usize, seed: u64) -> Result<(Array2<f64>, Array1<usize>)> {
+        if n == 0 {
+            return Err(Error::param(
+                "the number of samples to draw must be at least 1",
+            ));
+        }
+        let (k, d) = (self.n_components(), self.n_features());
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Multinomial counts by sequential binomials.
+        let mut counts = vec![0usize; k];
+        let (mut left, mut mass) = (n as u64, 1.0f64);
+        for c in 0..k {
+            if left == 0 {
+                break;
+            }
+            let w = self.params.weights[c];
+            let p = if c == k - 1 || mass <= 0.0 {
+                1.0
+            } else {
+                (w / mass).clamp(0.0, 1.0)
+            };
+            let draw = Binomial::new(left, p)
+                .map_err(|e| Error::param(format!("bad weights: {e}")))?
+                .sample(&mut rng);
+            counts[c] = draw as usize;
+            left -= draw;
+            mass -= w;
+        }
+        let mut x = Array2::<f64>::zeros((n, d));
+        let mut labels = Array1::<usize>::zeros(n);
+        let mut row = 0;
+        let cov = &self.params.covariances;
+        for (c, &count) in counts.iter().enumerate() {
+            let mu = &self.params.means[c * d..(c + 1) * d];
+            // x = μ + L z, L the Cholesky factor of the covariance (diag/spherical: σ).
+            let l = match self.covariance_type() {
+                CovarianceType::Full => Some(cholesky_lower(&cov[c * d * d..(c + 1) * d * d], d)),
+                CovarianceType::Tied => Some(cholesky_lower(cov, d)),
+                _ => None,
+            }
+            .transpose()
+            .map_err(|e| Error::IllConditioned {
+                component: c,
+                pivot: e.pivot,
+                reg_covar: 0.0,
+            })?;
+            let mut z = vec![0.0; d];
+            for _ in 0..count {
+                z.iter_mut()
+                    .for_each(|v| *v = StandardNormal.sample(&mut rng));
+                let mut out = x.row_mut(row);
+                for i in 0..d {
+                    let dev = match (&l, self.covariance_type()) {
+                        (Some(l), _) => (0..=i).map(|j| l[i * d + j] * z[j]).sum::<f64>(),
+                        (None, CovarianceType::Diag) => cov[c * d + i].sqrt() * z[i],
+                        (None, _) => cov[c].sqrt() * z[i],
+                    };
+                    out[i] = mu[i] + dev;
+                }
+                labels[row] = c;
+                row += 1;
+            }
+        }
+        Ok((x, labels))
+    }
+
+    fn engine<'a>(&self, data: &'a Dataset<'a>) -> Result<Box<dyn crate::backend::GmmEngine + 'a>> {
+        gmm_engine(
+            self.predict_backend,
+            data,
+            self.covariance_type(),
+            self.n_components(),
+            EngineOptions::default(),
+        )
+    }
+
+    /// The model as JSON in emgpu's model schema (parameters in scikit-learn's shapes).
+    pub fn to_json(&self) -> String {
+        let p = &self.params;
+        let (k, d) = (p.n_components, p.n_features);
+        let nest = |v: &[f64], shape: &[usize]| nested(v, shape);
+        let finite_or_null = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
+        let mut doc = json!({
+            "format": MODEL_FORMAT,
+            "version": MODEL_VERSION,
+            "model": "gmm",
+            "covariance_type": p.covariance_type.name(),
+            "n_features": d,
+            "n_components": k,
+            "weights": p.weights,
+            "means": nest(&p.means, &[k, d]),
+            "covariances": nest(&p.covariances, &p.covariance_type.cov_shape(k, d)),
+            "precisions_cholesky": nest(&self.prepared.prec_chol, &p.covariance_type.cov_shape(k, d)),
+            "lower_bound": finite_or_null(self.lower_bound),
+            "n_iter": self.n_iter,
+            "converged": self.converged,
+            "lower_bound_trace": self.lower_bound_trace,
+        });
+        if let Some(r) = &self.report {
+            doc["backend"] = json!(r.backend.to_string());
+            doc["device"] = json!(r.device);
+        }
+        serde_json::to_string_pretty(&doc).expect("a JSON value always serializes")
+    }
+
+    /// Reads a model written by [`FittedGmm::to_json`] (or by hand / another tool in that schema),
+    /// checking every field: shapes agree, weights sum to 1, covariances are positive definite.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let doc: Value = serde_json::from_str(text)
+            .map_err(|e| Error::BadModel(format!("not valid JSON: {e}")))?;
+        let obj = doc
+            .as_object()
+            .ok_or_else(|| Error::BadModel("the top level must be a JSON object".into()))?;
+        let get = |key: &str| {
+            obj.get(key)
+                .ok_or_else(|| Error::BadModel(format!("missing field \"{key}\"")))
+        };
+        if get("format")?.as_str() != Some(MODEL_FORMAT) {
+            return Err(Error::BadModel(format!(
+                "field \"format\" must be \"{MODEL_FORMAT}\""
+            )));
+        }
+        match get("version")?.as_u64() {
+            Some(v) if (1..=MODEL_VERSION).contains(&v) => {}
+            _ => {
+                return Err(Error::BadModel(format!(
+                    "field \"version\" must be an integer from 1 to {MODEL_VERSION} (this build of emgpu reads up to {MODEL_VERSION})"
+                )));
+            }
+        }
+        match get("model")?.as_str() {
+            Some("gmm") => {}
+            Some(other) => {
+                return Err(Error::BadModel(format!(
+                    "this is a \"{other}\" model, not a Gaussian mixture (\"gmm\")"
+                )));
+            }
+            None => return Err(Error::BadModel("field \"model\" must be a string".into())),
+        }
+        let cov_type: CovarianceType = get("covariance_type")?
+            .as_str()
+            .ok_or_else(|| Error::BadModel("field \"covariance_type\" must be a string".into()))?
+            .parse()
+            .map_err(|e: Error| Error::BadModel(e.to_string()))?;
+        let uint = |key: &str| -> Result<usize> {
+            get(key)?.as_u64().map(|v| v as usize).ok_or_else(|| {
+                Error::BadModel(format!("field \"{key}\" must be a non-negative integer"))
+            })
+        };
+        let (k, d) = (uint("n_components")?, uint("n_features")?);
+        let weights = flat(get("weights")?, &[k], "weights")?;
+        let means = flat(get("means")?, &[k, d], "means")?;
+        let covariances = flat(
+            get("covariances")?,
+            &cov_type.cov_shape(k, d),
+            "covariances",
+        )?;
+        let params = GmmParams::new(cov_type, weights, means, covariances, d)?;
+        let mut model = Self::from_params(params)?;
+        model.lower_bound = obj
+            .get("lower_bound")
+            .and_then(Value::as_f64)
+            .unwrap_or(f64::NAN);
+        model.n_iter = obj.get("n_iter").and_then(Value::as_u64).unwrap_or(0) as usize;
+        model.converged = obj
+            .get("converged")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        model.lower_bound_trace = obj
+            .get("lower_bound_trace")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
+        Ok(model)
+    }
+}
+
+/// `v` (row-major) as nested JSON arrays of `shape`.
+fn nested(v: &[f64], shape: &[usize]) -> Value {
+    match shape {
+        [] => json!(v[0]),
+        [_] => json!(v),
+        [n, rest @ ..] => {
+            let stride: usize = rest.iter().product();
+            Value::Array(
+                (0..*n)
+                    .map(|i| nested(&v[i * stride..(i + 1) * stride], rest))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// Nested JSON arrays of exactly `shape` as a row-major vector of numbers.
+fn flat(v: &Value, shape: &[usize], name: &str) -> Result<Vec<f64>> {
+    fn walk(v: &Value, shape: &[usize], name: &str, out: &mut Vec<f64>) -> Result<()> {
+        match shape {
+            [] => out
+                .push(v.as_f64().ok_or_else(|| {
+                    Error::BadModel(format!("\"{name}\" must hold only numbers"))
+                })?),
+            [n, rest @ ..] => {
+                let a = v.as_array().filter(|a| a.len() == *n).ok_or_else(|| {
+                    Error::BadModel(format!(
+                        "\"{name}\" does not have the shape its covariance type and sizes require"
+                    ))
+                })?;
+                for item in a {
+                    walk(item, rest, name, out)?;
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::with_capacity(shape.iter().product());
+    walk(v, shape, name, &mut out).map_err(|e| match e {
+        Error::BadModel(m) => Error::BadModel(format!("{m} (expected shape {shape:?})")),
+        other => other,
+    })?;
+    Ok(out)
+}

@@ -1,0 +1,299 @@
+//! Gaussian mixture models fitted by EM, with scikit-learn's `GaussianMixture` semantics.
+//!
+//! ```
+//! use emgpu::{Backend, CovarianceType, GaussianMixture};
+//! use ndarray::array;
+//!
+//! let x = array![[0.0, 0.1], [0.2, -0.1], [-0.1, 0.0], [5.0, 5.1], [5.2, 4.9], [4.9, 5.0]];
+//! let gmm = GaussianMixture::params(2)
+//!     .covariance(CovarianceType::Diag)
+//!     .reg_covar(1e-3)
+//!     .backend(Backend::Cpu)
+//!     .fit(&x)?;
+//! let labels = gmm.predict(&x)?;
+//! assert_eq!(labels[0], labels[1]);
+//! assert_ne!(labels[0], labels[3]);
+//! # Ok::<(), emgpu::Error>(())
+//! ```
+
+mod covariance;
+pub mod cpu;
+mod fitted;
+pub mod m_step;
+mod params;
+mod stats;
+
+pub use covariance::CovarianceType;
+pub use fitted::FittedGmm;
+pub use m_step::{WeightNorm, estimate_parameters, m_step};
+pub use params::{GmmParams, Prepared, log_sum_exp};
+pub use stats::GmmStats;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::backend::{Backend, EngineOptions, GmmEngine, gmm_engine};
+use crate::data::{AsDataset, Dataset};
+use crate::em::{Progress, StopRule, run_em};
+use crate::error::{Error, Result};
+
+/// How the initial parameters of each EM run are chosen.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub enum Init {
+    /// K distinct data points drawn at random (seeded) become the means; covariances are
+    /// `reg_covar` on the diagonal (scikit-learn's `init_params="random_from_data"`).
+    #[default]
+    RandomFromData,
+    /// Start from these parameters (warm start; scikit-learn's `weights_init`, `means_init`,
+    /// `precisions_init`). The first E-step uses them as they are.
+    Params(GmmParams),
+}
+
+/// Hyper-parameters of a Gaussian mixture fit: a builder. Defaults are scikit-learn's.
+#[derive(Debug, Clone)]
+pub struct GaussianMixture {
+    n_components: usize,
+    covariance_type: CovarianceType,
+    tol: f64,
+    reg_covar: f64,
+    max_iter: usize,
+    n_init: usize,
+    init: Init,
+    seed: u64,
+    backend: Backend,
+    engine: EngineOptions,
+}
+
+impl GaussianMixture {
+    /// A mixture of `n_components` components with scikit-learn's defaults: full covariances,
+    /// `tol = 1e-3`, `reg_covar = 1e-6`, `max_iter = 100`, `n_init = 1`; seed 0; `Backend::Auto`.
+    pub fn params(n_components: usize) -> Self {
+        Self {
+            n_components,
+            covariance_type: CovarianceType::Full,
+            tol: 1e-3,
+            reg_covar: 1e-6,
+            max_iter: 100,
+            n_init: 1,
+            init: Init::default(),
+            seed: 0,
+            backend: Backend::Auto,
+            engine: EngineOptions::default(),
+        }
+    }
+
+    /// The covariance structure.
+    pub fn covariance(mut self, covariance_type: CovarianceType) -> Self {
+        self.covariance_type = covariance_type;
+        self
+    }
+    /// Convergence threshold on the change of the lower bound (mean log-likelihood).
+    pub fn tol(mut self, tol: f64) -> Self {
+        self.tol = tol;
+        self
+    }
+    /// Non-negative regularization added to the diagonal of covariances.
+    pub fn reg_covar(mut self, reg_covar: f64) -> Self {
+        self.reg_covar = reg_covar;
+        self
+    }
+    /// Maximum number of EM iterations per initialization.
+    pub fn max_iter(mut self, max_iter: usize) -> Self {
+        self.max_iter = max_iter;
+        self
+    }
+    /// Number of initializations; the one with the highest lower bound is kept.
+    pub fn n_init(mut self, n_init: usize) -> Self {
+        self.n_init = n_init;
+        self
+    }
+    /// The initialization method.
+    pub fn init(mut self, init: Init) -> Self {
+        self.init = init;
+        self
+    }
+    /// Seed of every random choice of the fit (same seed, same backend: same model).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// The backend that runs the E-steps.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+    /// Rows per chunk (see [`EngineOptions::chunk_rows`]); mostly for tests and benchmarks.
+    pub fn chunk_rows(mut self, rows: usize) -> Self {
+        self.engine.chunk_rows = Some(rows);
+        self
+    }
+
+    /// Number of components.
+    pub fn n_components(&self) -> usize {
+        self.n_components
+    }
+    /// Covariance structure.
+    pub fn covariance_type(&self) -> CovarianceType {
+        self.covariance_type
+    }
+    /// `reg_covar`.
+    pub fn reg_covar_value(&self) -> f64 {
+        self.reg_covar
+    }
+
+    fn validate(&self, n: usize, d: usize) -> Result<()> {
+        if self.n_components == 0 {
+            return Err(Error::param("n_components must be at least 1"));
+        }
+        if !(self.reg_covar.is_finite() && self.reg_covar >= 0.0) {
+            return Err(Error::param(format!(
+                "reg_covar must be a finite number ≥ 0, got {}",
+                self.reg_covar
+            )));
+        }
+        if self.n_init == 0 {
+            return Err(Error::param("n_init must be at least 1"));
+        }
+        StopRule {
+            tol: self.tol,
+            max_iter: self.max_iter,
+        }
+        .validate()?;
+        if self.n_components > n {
+            return Err(Error::TooManyComponents {
+                n_components: self.n_components,
+                n_samples: n,
+            });
+        }
+        if let Init::Params(p) = &self.init {
+            if p.n_features != d {
+                return Err(Error::DimensionMismatch {
+                    expected: p.n_features,
+                    got: d,
+                });
+            }
+            if p.n_components != self.n_components || p.covariance_type != self.covariance_type {
+                return Err(Error::param(format!(
+                    "the initial model has {} {} components but the fit asks for {} {}",
+                    p.n_components, p.covariance_type, self.n_components, self.covariance_type
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fits the mixture to `x` (rows are samples).
+    pub fn fit(&self, x: &impl AsDataset) -> Result<FittedGmm> {
+        self.fit_with_progress(x, &mut |_| {})
+    }
+
+    /// Fits, calling `progress` after every iteration.
+    pub fn fit_with_progress(
+        &self,
+        x: &impl AsDataset,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<FittedGmm> {
+        let data = x.as_dataset();
+        data.validate()?;
+        let (n, d) = (data.n_samples(), data.n_features());
+        self.validate(n, d)?;
+        let mut engine = gmm_engine(
+            self.backend,
+            &data,
+            self.covariance_type,
+            self.n_components,
+            self.engine,
+        )?;
+        self.fit_engine(&data, engine.as_mut(), progress)
+    }
+
+    /// Fits with an engine already built over `data` (benchmarks reuse one across fits).
+    pub fn fit_engine(
+        &self,
+        data: &Dataset,
+        engine: &mut dyn GmmEngine,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<FittedGmm> {
+        let (n, d) = (data.n_samples(), data.n_features());
+        self.validate(n, d)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let rule = StopRule {
+            tol: self.tol,
+            max_iter: self.max_iter,
+        };
+        let reg = self.reg_covar;
+        let mut best: Option<crate::em::EmRun<GmmParams>> = None;
+        let mut init_lower_bounds = Vec::with_capacity(self.n_init);
+        for init in 0..self.n_init {
+            let params = self.initial_params(data, &mut rng)?;
+            let run = run_em(
+                params,
+                rule,
+                init,
+                |p: &GmmParams| {
+                    let prepared = p.prepare().map_err(|e| with_reg(e, reg))?;
+                    let stats = engine.e_step(&prepared)?;
+                    let lb = stats.mean_log_likelihood();
+                    Ok((stats, lb))
+                },
+                |s: &GmmStats| m_step(s, reg).map_err(|e| with_reg(e, reg)),
+                progress,
+            )?;
+            init_lower_bounds.push(run.lower_bound);
+            // scikit-learn keeps the first run and replaces it only by a strictly better one.
+            if best
+                .as_ref()
+                .is_none_or(|b| run.lower_bound > b.lower_bound)
+            {
+                best = Some(run);
+            }
+        }
+        let best = best.expect("n_init ≥ 1 is validated");
+        let mut fitted = FittedGmm::from_params(best.params).map_err(|e| with_reg(e, reg))?;
+        fitted.lower_bound = best.lower_bound;
+        fitted.n_iter = best.n_iter;
+        fitted.converged = best.converged;
+        fitted.lower_bound_trace = best.lower_bound_trace;
+        fitted.init_lower_bounds = init_lower_bounds;
+        fitted.report = Some(engine.report());
+        fitted.predict_backend = match engine.report().backend {
+            Backend::Gpu => Backend::Gpu,
+            _ => Backend::Cpu,
+        };
+        Ok(fitted)
+    }
+
+    fn initial_params(&self, data: &Dataset, rng: &mut ChaCha8Rng) -> Result<GmmParams> {
+        let (n, d, k) = (data.n_samples(), data.n_features(), self.n_components);
+        match &self.init {
+            Init::Params(p) => Ok(p.clone()),
+            Init::RandomFromData => {
+                let picks = rand::seq::index::sample(rng, n, k).into_vec();
+                let mut shift = vec![0.0; k * d];
+                for (c, &row) in picks.iter().enumerate() {
+                    data.read_f64(row, &mut shift[c * d..(c + 1) * d]);
+                }
+                let mut stats = GmmStats::zeros(self.covariance_type, k, d, &shift);
+                stats.s0.fill(1.0);
+                stats.n_samples = n as u64;
+                estimate_parameters(&stats, self.reg_covar, WeightNorm::NSamples)
+                    .map_err(|e| with_reg(e, self.reg_covar))
+            }
+        }
+    }
+}
+
+/// Puts the fit's `reg_covar` into an [`Error::IllConditioned`].
+fn with_reg(e: Error, reg: f64) -> Error {
+    match e {
+        Error::IllConditioned {
+            component, pivot, ..
+        } => Error::IllConditioned {
+            component,
+            pivot,
+            reg_covar: reg,
+        },
+        other => other,
+    }
+}

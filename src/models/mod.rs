@@ -1,0 +1,3 @@
+//! The models emgpu fits by EM.
+
+pub mod gmm;
