@@ -121,6 +121,18 @@ mod tests {
         );
         let err = "kmean".parse::<InitArg>().unwrap_err();
         assert!(err.contains("unknown init method \"kmean\""), "{err}");
+        // Names reserved for methods this build lacks say so, as a usage error.
+        for (name, make) in METHODS {
+            let arg: InitArg = name.parse().unwrap();
+            match (make(), arg.resolve()) {
+                (Some(init), Ok(got)) => assert_eq!(got, init),
+                (None, Err(e)) => {
+                    assert!(e.message.contains("not available yet"), "{}", e.message);
+                    assert_eq!(e.code, super::super::EXIT_USAGE);
+                }
+                (want, got) => panic!("{name}: {want:?} vs {got:?}"),
+            }
+        }
         // The default is the library's default, shown by name in --help.
         assert!(InitArg::default().resolve().is_ok());
         assert_eq!(

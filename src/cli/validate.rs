@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::init::InitArg;
 use super::progress::FitProgress;
 use super::{
-    BackendArg, CliError, EXIT_MISMATCH, FitArgs, InputArgs, Ui, about_file, num, print_result,
+    BackendArg, CliError, EXIT_MISMATCH, FitArgs, InputArgs, Ui, about_file, print_result,
 };
 
 /// `emgpu validate --input X --components K [fit options] [--backend gpu] [--rtol 2e-3] [--json]`
@@ -298,9 +298,7 @@ fn print_table(
     lines.push(String::new());
     lines.push(format!(
         "{:<14}{:>22}  (rtol {})",
-        "",
-        "largest rel. diff",
-        num(cmd.rtol)
+        "", "largest rel. diff", cmd.rtol
     ));
     for (name, d) in diffs.rows() {
         let verdict = if d <= cmd.rtol { "ok" } else { "TOO LARGE" };
@@ -310,14 +308,12 @@ fn print_table(
     lines.push(if diffs.within(cmd.rtol) {
         format!(
             "result: {} agrees with the CPU within rtol {}",
-            candidate.report.backend,
-            num(cmd.rtol)
+            candidate.report.backend, cmd.rtol
         )
     } else {
         format!(
             "result: {} DIFFERS from the CPU by more than rtol {}",
-            candidate.report.backend,
-            num(cmd.rtol)
+            candidate.report.backend, cmd.rtol
         )
     });
     for line in lines {

@@ -180,3 +180,27 @@ fn csv_error(path: &Path, e: ::csv::Error) -> Error {
         other => Error::bad_file(path, format!("cannot read the CSV: {other:?}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_chosen_by_name_in_the_order_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, "id, x ,y\nfoo, 1.5, -2\nbar,3,4e1\n").unwrap();
+        let cols = vec!["y".to_string(), "x".to_string()];
+        let src = CsvSource::open(&path, Some(&cols)).unwrap();
+        assert_eq!((src.n_samples(), src.n_features()), (2, 2));
+        assert_eq!(src.columns(), ["y", "x"]);
+        let mut out = vec![0.0; 4];
+        src.read_f64(0, &mut out);
+        assert_eq!(out, vec![-2.0, 1.5, 40.0, 3.0]);
+        let err = CsvSource::open(&path, None).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2 (data row 0, 0-based), column \"id\""),
+            "{err}"
+        );
+    }
+}

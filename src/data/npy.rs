@@ -190,3 +190,54 @@ fn describe(path: &Path, e: ViewNpyError) -> Error {
     };
     Error::bad_file(path, message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Dataset, FileFormat, ReadOptions};
+    use ndarray::{Array1, Array2};
+    use ndarray_npy::write_npy;
+
+    #[test]
+    fn rows_are_read_from_any_offset_in_both_dtypes() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = Array2::from_shape_fn((1001, 3), |(i, j)| i as f64 * 10.0 + j as f64 + 0.25);
+        let (p64, p32, p1) = (
+            dir.path().join("x64.npy"),
+            dir.path().join("x32.npy"),
+            dir.path().join("x1.npy"),
+        );
+        write_npy(&p64, &x).unwrap();
+        write_npy(&p32, &x.mapv(|v| v as f32)).unwrap();
+        write_npy(&p1, &Array1::from_iter((0..7).map(|v| v as f32))).unwrap();
+
+        let a = NpySource::open(&p64).unwrap();
+        let b = NpySource::open(&p32).unwrap();
+        assert_eq!((a.dtype(), b.dtype()), (NpyDtype::F64, NpyDtype::F32));
+        assert_eq!((a.n_samples(), a.n_features()), (1001, 3));
+        let mut row = vec![0.0f64; 6];
+        a.read_f64(999, &mut row);
+        assert_eq!(
+            row,
+            vec![9990.25, 9991.25, 9992.25, 10000.25, 10001.25, 10002.25]
+        );
+        let mut row32 = vec![0.0f32; 3];
+        b.read_f32(500, &mut row32);
+        assert_eq!(row32, vec![5000.25, 5001.25, 5002.25]);
+        b.read_f64(0, &mut row[..3]);
+        assert_eq!(row[..3], [0.25, 1.25, 2.25]);
+
+        // Through Dataset::open, by extension; a 1-D array is one feature.
+        let one = Dataset::open(&p1, &ReadOptions::default()).unwrap();
+        assert_eq!((one.n_samples(), one.n_features()), (7, 1));
+        assert_eq!(one.to_vec_f64(), (0..7).map(f64::from).collect::<Vec<_>>());
+        let opts = ReadOptions {
+            format: Some(FileFormat::Npy),
+            ..Default::default()
+        };
+        assert_eq!(
+            Dataset::open(&p64, &opts).unwrap().to_vec_f64(),
+            x.into_raw_vec_and_offset().0
+        );
+    }
+}
