@@ -9,6 +9,15 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
+pub mod csv;
+mod file;
+pub mod npy;
+pub mod raw;
+pub mod write;
+
+pub use file::{FileFormat, ReadOptions};
+pub use write::{check_output_path, write_atomic, write_npy_atomic, write_text_atomic};
+
 /// A source of rows of floating-point data.
 ///
 /// Implement it to feed emgpu from your own storage; [`Dataset`] wraps one.

@@ -1,0 +1,372 @@
+//! The command line: argument types (clap derive), the commands, and how errors become messages
+//! and exit codes.
+//!
+//! Exit codes: 0 success; 1 an error (bad data or model file, numerical failure, I/O, device);
+//! 2 a bad command line (clap's own errors, and option values out of range); 3 `validate` found
+//! the backends differ by more than `--rtol`.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use emgpu::data::{FileFormat, ReadOptions};
+use emgpu::{Backend, BackendReport, CovarianceType, Dataset, Error, FittedGmm};
+
+mod fit;
+mod init;
+mod predict;
+mod progress;
+mod sample;
+mod score;
+mod validate;
+
+pub use init::InitArg;
+
+/// Exit code of a run that failed with an error.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code of a bad command line.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code of `validate` when the backends disagree beyond `--rtol`.
+pub const EXIT_MISMATCH: u8 = 3;
+
+/// GPU-accelerated Expectation–Maximization for Gaussian mixtures, with scikit-learn's answers.
+///
+/// Data files: .npy (float32/float64, C order, [N, D] or [N]; memory-mapped), CSV with a header
+/// row, raw little-endian float32 with --dims D. Models: JSON ("emgpu-model"), parameters in
+/// scikit-learn's shapes. Results go to stdout or files; progress and summaries go to stderr.
+///
+/// Exit codes: 0 success, 1 error, 2 bad command line, 3 validate found a difference above --rtol.
+#[derive(Debug, Parser)]
+#[command(name = "emgpu", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    /// No progress bar, no summary on stderr (errors are still printed).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fit a Gaussian mixture to data and write the model (JSON).
+    Fit(fit::FitCmd),
+    /// Mean log-likelihood per sample of data under a model (also BIC and AIC).
+    Score(score::ScoreCmd),
+    /// Most likely component of every sample (int64 .npy), or the responsibilities with --proba.
+    Predict(predict::PredictCmd),
+    /// Draw samples from a model (float64 .npy).
+    Sample(sample::SampleCmd),
+    /// Fit on the CPU and on another backend (the GPU) from the same start and compare the results.
+    Validate(validate::ValidateCmd),
+    // `devices` and `bench` join here (a variant and its module each) with the GPU and benchmark work.
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let ui = Ui::new(cli.quiet);
+    match cli.command {
+        Command::Fit(cmd) => fit::run(cmd, &ui),
+        Command::Score(cmd) => score::run(cmd, &ui),
+        Command::Predict(cmd) => predict::run(cmd, &ui),
+        Command::Sample(cmd) => sample::run(cmd, &ui),
+        Command::Validate(cmd) => validate::run(cmd, &ui),
+    }
+}
+
+/// An error the binary prints as `error: <message>` before exiting with `code`.
+#[derive(Debug)]
+pub struct CliError {
+    /// One line saying what is wrong and, where possible, what to do.
+    pub message: String,
+    /// The process exit code.
+    pub code: u8,
+}
+
+impl CliError {
+    /// A runtime error (exit code 1).
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: EXIT_ERROR,
+        }
+    }
+
+    /// A bad command line (exit code 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: EXIT_USAGE,
+        }
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidParameter(m) => CliError::usage(m),
+            other => CliError::error(other.to_string()),
+        }
+    }
+}
+
+/// Library errors about the contents of a file, named after that file.
+///
+/// Errors that already name their file (I/O, bad file), that are about the command line, or that
+/// are about the device, are passed through as they are.
+pub fn about_file(e: Error, path: &Path) -> CliError {
+    match e {
+        Error::InvalidParameter(_)
+        | Error::Io { .. }
+        | Error::BadFile { .. }
+        | Error::NoAdapter
+        | Error::Gpu(_)
+        | Error::DeviceLimits(_) => e.into(),
+        other => CliError::error(format!("{}: {other}", path.display())),
+    }
+}
+
+/// Where output for a person goes: stderr, unless `--quiet`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    quiet: bool,
+    terminal: bool,
+}
+
+impl Ui {
+    fn new(quiet: bool) -> Self {
+        Self {
+            quiet,
+            terminal: io::stderr().is_terminal(),
+        }
+    }
+
+    /// Whether to draw progress bars (stderr is a terminal and not `--quiet`).
+    pub fn progress_bars(&self) -> bool {
+        self.terminal && !self.quiet
+    }
+
+    /// A line for the person at the terminal (stderr), unless `--quiet`.
+    pub fn note(&self, line: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", line.as_ref());
+        }
+    }
+}
+
+/// Writes a line of results to stdout; a closed pipe (`| head`) ends quietly.
+pub fn print_result(line: &str) -> Result<(), CliError> {
+    let mut out = io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::error(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+/// The data file options every command that reads data takes.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Data file: .npy (float32/float64, C order, [N, D] or [N]), .csv with a header row, or raw
+    /// little-endian float32 (with --dims).
+    #[arg(long, short, value_name = "FILE")]
+    pub input: PathBuf,
+
+    /// Read the input as this format instead of going by its extension.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<FormatArg>,
+
+    /// CSV: the columns to use, by header name [default: all columns, which must all be numeric].
+    #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+    pub columns: Option<Vec<String>>,
+
+    /// Raw float32 input: values per row (implies --format raw for files not named .npy/.csv).
+    #[arg(long, value_name = "D")]
+    pub dims: Option<usize>,
+}
+
+impl InputArgs {
+    /// Opens the input file.
+    pub fn open(&self) -> Result<Dataset<'static>, CliError> {
+        if self.dims == Some(0) {
+            return Err(CliError::usage("--dims must be at least 1"));
+        }
+        let options = ReadOptions {
+            format: self.format.map(FormatArg::into_format),
+            columns: self.columns.clone(),
+            dims: self.dims,
+        };
+        Ok(Dataset::open(&self.input, &options)?)
+    }
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// NumPy .npy.
+    Npy,
+    /// CSV with a header row.
+    Csv,
+    /// Raw little-endian float32 (needs --dims).
+    Raw,
+}
+
+impl FormatArg {
+    fn into_format(self) -> FileFormat {
+        match self {
+            FormatArg::Npy => FileFormat::Npy,
+            FormatArg::Csv => FileFormat::Csv,
+            FormatArg::Raw => FileFormat::RawF32,
+        }
+    }
+}
+
+/// `--covariance`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CovarianceArg {
+    /// One general covariance matrix per component.
+    Full,
+    /// One general covariance matrix shared by all components.
+    Tied,
+    /// One diagonal covariance per component.
+    Diag,
+    /// One variance per component.
+    Spherical,
+}
+
+impl From<CovarianceArg> for CovarianceType {
+    fn from(c: CovarianceArg) -> Self {
+        match c {
+            CovarianceArg::Full => CovarianceType::Full,
+            CovarianceArg::Tied => CovarianceType::Tied,
+            CovarianceArg::Diag => CovarianceType::Diag,
+            CovarianceArg::Spherical => CovarianceType::Spherical,
+        }
+    }
+}
+
+/// `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// A GPU when one is found, else the CPU (says which on stderr).
+    Auto,
+    /// The f64 CPU backend (all cores).
+    Cpu,
+    /// A GPU through wgpu (Vulkan, Metal, DX12); an error if there is none.
+    Gpu,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Auto => Backend::Auto,
+            BackendArg::Cpu => Backend::Cpu,
+            BackendArg::Gpu => Backend::Gpu,
+        }
+    }
+}
+
+/// The fit options `fit` and `validate` share. Defaults are scikit-learn's `GaussianMixture`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// Number of mixture components K.
+    #[arg(long, short = 'k', value_name = "K")]
+    pub components: usize,
+
+    /// Covariance structure (scikit-learn's covariance_type).
+    #[arg(long, value_enum, default_value_t = CovarianceArg::Full, value_name = "TYPE")]
+    pub covariance: CovarianceArg,
+
+    /// Initialization: a method (kmeans, k-means++, random, random_from_data) or the path of a
+    /// model JSON file to start from exactly (warm start).
+    #[arg(long, default_value_t = InitArg::default(), value_name = "METHOD|MODEL.json")]
+    pub init: InitArg,
+
+    /// Maximum EM iterations per initialization.
+    #[arg(long, default_value_t = 100, value_name = "M")]
+    pub max_iter: usize,
+
+    /// Convergence threshold on the change of the lower bound (mean log-likelihood per sample);
+    /// 0 runs exactly --max-iter iterations.
+    #[arg(
+        long,
+        default_value = "1e-3",
+        value_name = "T",
+        allow_negative_numbers = true
+    )]
+    pub tol: f64,
+
+    /// Added to the diagonal of every covariance, keeping it positive definite.
+    #[arg(
+        long,
+        default_value = "1e-6",
+        value_name = "R",
+        allow_negative_numbers = true
+    )]
+    pub reg_covar: f64,
+
+    /// Seed of every random choice (same seed and backend: same model).
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+}
+
+impl FitArgs {
+    /// Range checks that can fail before any data is read.
+    pub fn check(&self) -> Result<(), CliError> {
+        at_least_one("--components", self.components)?;
+        at_least_one("--max-iter", self.max_iter)
+    }
+}
+
+/// `Err` unless `value ≥ 1`.
+pub fn at_least_one(flag: &str, value: usize) -> Result<(), CliError> {
+    if value == 0 {
+        return Err(CliError::usage(format!(
+            "{flag} must be at least 1 (got 0)"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads and checks a model file.
+pub fn load_model(path: &Path) -> Result<FittedGmm, CliError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        CliError::from(Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        CliError::error(format!(
+            "{}: not a model file: it is not text (a model is JSON written by `emgpu fit`)",
+            path.display()
+        ))
+    })?;
+    FittedGmm::from_json(&text).map_err(|e| about_file(e, path))
+}
+
+/// One line about which backend and device ran, and why (for `--backend auto`).
+pub fn describe_backend(report: &BackendReport) -> String {
+    let mut line = format!("backend: {} on {}", report.backend, report.device);
+    if !report.reason.is_empty() {
+        line.push_str(&format!(" ({})", report.reason));
+    }
+    line
+}
+
+/// A number for people: 4 significant digits, scientific when very large or small.
+pub fn num(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-3..1e6).contains(&v.abs()) {
+        let digits = if v == 0.0 || !v.is_finite() {
+            0
+        } else {
+            (3 - v.abs().log10().floor() as i32).max(0) as usize
+        };
+        format!("{v:.digits$}")
+    } else {
+        format!("{v:.3e}")
+    }
+}

@@ -1,0 +1,73 @@
+//! `emgpu score`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use emgpu::Backend;
+use serde_json::json;
+
+use super::{BackendArg, CliError, InputArgs, Ui, about_file, load_model, print_result};
+
+/// `emgpu score --model MODEL.json --input X [--backend B] [--json]`
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Prints the mean log-likelihood per sample (scikit-learn's `score`), the number of samples, BIC and
+AIC. With --json, the last line of stdout is one JSON object:
+  {\"score\": <float>, \"n_samples\": <int>, \"n_features\": <int>, \"n_components\": <int>, \"bic\": <float>, \"aic\": <float>, ...}")]
+pub struct ScoreCmd {
+    /// The model (JSON written by `emgpu fit`).
+    #[arg(long, short, value_name = "MODEL.json")]
+    model: PathBuf,
+
+    #[command(flatten)]
+    input: InputArgs,
+
+    /// Where the log-likelihoods are computed.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto, value_name = "B")]
+    backend: BackendArg,
+
+    /// Print the result as one line of JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: ScoreCmd, _ui: &Ui) -> Result<ExitCode, CliError> {
+    let model = load_model(&cmd.model)?.with_backend(Backend::from(cmd.backend));
+    let data = cmd.input.open()?;
+    let log_px = model
+        .score_samples(&data)
+        .map_err(|e| about_file(e, &cmd.input.input))?;
+    let n = log_px.len();
+    let score = log_px.iter().sum::<f64>() / n as f64;
+    // scikit-learn's bic/aic, from the same log-likelihoods.
+    let total = score * n as f64;
+    let p = model.params().n_parameters() as f64;
+    let bic = -2.0 * total + p * (n as f64).ln();
+    let aic = -2.0 * total + 2.0 * p;
+    if cmd.json {
+        let line = json!({
+            "score": score,
+            "n_samples": n,
+            "n_features": model.n_features(),
+            "n_components": model.n_components(),
+            "covariance_type": model.covariance_type().name(),
+            "bic": bic,
+            "aic": aic,
+            "backend": cmd.backend_name(),
+        });
+        print_result(&line.to_string())?;
+    } else {
+        print_result(&format!("score      {score}"))?;
+        print_result(&format!("n_samples  {n}"))?;
+        print_result(&format!("bic        {bic}"))?;
+        print_result(&format!("aic        {aic}"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+impl ScoreCmd {
+    fn backend_name(&self) -> String {
+        Backend::from(self.backend).to_string()
+    }
+}

@@ -1,0 +1,110 @@
+//! Opening a data file as a [`Dataset`]: `.npy` (memory-mapped), CSV with a header, raw float32.
+
+use std::path::Path;
+
+use super::Dataset;
+use super::csv::CsvSource;
+use super::npy::NpySource;
+use super::raw::RawF32Source;
+use crate::error::{Error, Result};
+
+/// The formats [`Dataset::open`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// NumPy `.npy`: float32 or float64, C order, 2-D `[N, D]` or 1-D (D = 1). Memory-mapped.
+    Npy,
+    /// CSV with a header row; all columns numeric, or the ones chosen with
+    /// [`ReadOptions::columns`].
+    Csv,
+    /// Raw little-endian float32 values, row after row; needs [`ReadOptions::dims`]. Memory-mapped.
+    RawF32,
+}
+
+impl FileFormat {
+    /// The format a file name's extension implies (`.npy`, `.csv`, any case), if any.
+    pub fn from_extension(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "npy" => Some(FileFormat::Npy),
+            "csv" => Some(FileFormat::Csv),
+            _ => None,
+        }
+    }
+
+    /// The name used on the command line (`npy`, `csv`, `raw`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FileFormat::Npy => "npy",
+            FileFormat::Csv => "csv",
+            FileFormat::RawF32 => "raw",
+        }
+    }
+}
+
+/// How to read a data file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// The format; `None` picks it from the extension (`.npy`, `.csv`), or raw float32 when
+    /// `dims` is given.
+    pub format: Option<FileFormat>,
+    /// CSV only: the columns to read, by header name, in this order. `None`: all columns.
+    pub columns: Option<Vec<String>>,
+    /// Raw float32 only: values per row.
+    pub dims: Option<usize>,
+}
+
+impl ReadOptions {
+    /// The format `path` is read as under these options.
+    pub fn format_for(&self, path: &Path) -> Result<FileFormat> {
+        let format = match (self.format, FileFormat::from_extension(path), self.dims) {
+            (Some(f), _, _) => f,
+            (None, Some(f), _) => f,
+            (None, None, Some(_)) => FileFormat::RawF32,
+            (None, None, None) => {
+                return Err(Error::bad_file(
+                    path,
+                    "cannot tell the format from the file name; name it .npy or .csv, or give --format npy|csv|raw (raw float32 needs --dims D)",
+                ));
+            }
+        };
+        if self.columns.is_some() && format != FileFormat::Csv {
+            return Err(Error::param(format!(
+                "--columns applies to CSV files only, but {} is read as {}",
+                path.display(),
+                format.name()
+            )));
+        }
+        match (format, self.dims) {
+            (FileFormat::RawF32, None) => Err(Error::param(format!(
+                "{} is read as raw float32: give the number of values per row with --dims D",
+                path.display()
+            ))),
+            (FileFormat::Npy | FileFormat::Csv, Some(_)) => Err(Error::param(format!(
+                "--dims applies to raw float32 files only; {} is a {} file, which has its own shape",
+                path.display(),
+                format.name()
+            ))),
+            _ => Ok(format),
+        }
+    }
+}
+
+impl Dataset<'static> {
+    /// Opens a data file: `.npy` and raw files are memory-mapped (rows are read in chunks, never
+    /// copied whole), CSV files are parsed into memory. Shapes, dtypes and CSV cells are checked
+    /// here; non-finite values in binary files are found by [`Dataset::validate`] (which every
+    /// fit runs).
+    pub fn open(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Self> {
+        let path = path.as_ref();
+        Ok(match options.format_for(path)? {
+            FileFormat::Npy => Dataset::from_source(NpySource::open(path)?),
+            FileFormat::Csv => {
+                Dataset::from_source(CsvSource::open(path, options.columns.as_deref())?)
+            }
+            FileFormat::RawF32 => {
+                let d = options.dims.unwrap_or(0);
+                Dataset::from_source(RawF32Source::open(path, d)?)
+            }
+        })
+    }
+}

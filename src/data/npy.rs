@@ -1,0 +1,243 @@
+//! `.npy` files, memory-mapped: rows are read from the page cache chunk by chunk, so a file larger
+//! than memory can be fitted and nothing is copied whole.
+//!
+//! ndarray-npy parses and checks the file (header, dtype, endianness, alignment, exact length);
+//! this module keeps the map and the place of the data in it, and converts rows on demand.
+
+use std::fs::File;
+use std::io::ErrorKind;
+use std::path::Path;
+
+use memmap2::Mmap;
+use ndarray::ArrayViewD;
+use ndarray_npy::npy::header::Header;
+use ndarray_npy::{ViewNpyError, ViewNpyExt};
+
+use super::{DataSource, Element};
+use crate::error::{Error, Result};
+
+/// The element type of a `.npy` file emgpu reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NpyDtype {
+    /// `<f4`.
+    F32,
+    /// `<f8`.
+    F64,
+}
+
+/// A memory-mapped `.npy` array of float32 or float64 in C order, seen as `[N, D]` rows
+/// (a 1-D array of N values is `[N, 1]`).
+pub struct NpySource {
+    map: Mmap,
+    /// Byte offset of the first value in the map.
+    offset: usize,
+    n: usize,
+    d: usize,
+    dtype: NpyDtype,
+}
+
+impl std::fmt::Debug for NpySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NpySource")
+            .field("n", &self.n)
+            .field("d", &self.d)
+            .field("dtype", &self.dtype)
+            .finish()
+    }
+}
+
+impl NpySource {
+    /// Maps `path` and checks it is a 1-D or 2-D float32/float64 little-endian C-order array.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len == 0 {
+            return Err(Error::bad_file(
+                path,
+                "the file is empty (0 bytes); expected a .npy array written by numpy.save",
+            ));
+        }
+        // SAFETY: the map is read-only and lives as long as this source. Another process
+        // truncating the file while it is mapped could fault the reads (SIGBUS); that is the
+        // documented limitation of every memory-mapped reader and the price of not copying data
+        // larger than memory.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+
+        // Read the header first for the messages about dtype and layout.
+        let header = Header::from_reader(&mut &map[..]).map_err(|e| {
+            let view_err: ViewNpyError = e.into();
+            describe(path, view_err)
+        })?;
+        if header.layout.is_fortran() && header.shape.iter().filter(|&&s| s > 1).count() > 1 {
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "the array of shape {:?} is stored in Fortran (column-major) order; emgpu reads C-order arrays: save numpy.ascontiguousarray(x)",
+                    header.shape
+                ),
+            ));
+        }
+        let (dtype, shape) = match ArrayViewD::<f64>::view_npy(&map) {
+            Ok(v) => (NpyDtype::F64, v.shape().to_vec()),
+            Err(ViewNpyError::WrongDescriptor(_)) => match ArrayViewD::<f32>::view_npy(&map) {
+                Ok(v) => (NpyDtype::F32, v.shape().to_vec()),
+                Err(e) => return Err(describe(path, e)),
+            },
+            Err(e) => return Err(describe(path, e)),
+        };
+        let (n, d) = match shape[..] {
+            [n] => (n, 1),
+            [n, d] => (n, d),
+            _ => {
+                return Err(Error::bad_file(
+                    path,
+                    format!(
+                        "the array is {}-D with shape {shape:?}; emgpu reads 2-D arrays [samples, features] (or 1-D: one feature); reshape it, e.g. x.reshape(len(x), -1)",
+                        shape.len()
+                    ),
+                ));
+            }
+        };
+        let size = match dtype {
+            NpyDtype::F32 => 4,
+            NpyDtype::F64 => 8,
+        };
+        // ndarray-npy refuses extra bytes after the data, so the data is the tail of the file.
+        let offset = map.len() - n * d * size;
+        Ok(Self {
+            map,
+            offset,
+            n,
+            d,
+            dtype,
+        })
+    }
+
+    /// The element type in the file.
+    pub fn dtype(&self) -> NpyDtype {
+        self.dtype
+    }
+
+    fn values<T: bytemuck::Pod>(&self, start: usize, count: usize) -> &[T] {
+        let size = std::mem::size_of::<T>();
+        let from = self.offset + start * self.d * size;
+        // Alignment and length were checked by ndarray-npy when the file was opened.
+        bytemuck::cast_slice(&self.map[from..from + count * size])
+    }
+
+    fn read<O>(&self, start: usize, out: &mut [O], conv64: fn(f64) -> O, conv32: fn(f32) -> O) {
+        match self.dtype {
+            NpyDtype::F64 => {
+                let len = out.len();
+                for (o, v) in out.iter_mut().zip(self.values::<f64>(start, len)) {
+                    *o = conv64(*v);
+                }
+            }
+            NpyDtype::F32 => {
+                let len = out.len();
+                for (o, v) in out.iter_mut().zip(self.values::<f32>(start, len)) {
+                    *o = conv32(*v);
+                }
+            }
+        }
+    }
+}
+
+impl DataSource for NpySource {
+    fn n_samples(&self) -> usize {
+        self.n
+    }
+    fn n_features(&self) -> usize {
+        self.d
+    }
+    fn read_f64(&self, start: usize, out: &mut [f64]) {
+        self.read(start, out, Element::to_f64, Element::to_f64)
+    }
+    fn read_f32(&self, start: usize, out: &mut [f32]) {
+        self.read(start, out, Element::to_f32, Element::to_f32)
+    }
+}
+
+/// ndarray-npy's error as one sentence about `path` that says what to do.
+fn describe(path: &Path, e: ViewNpyError) -> Error {
+    let message = match e {
+        ViewNpyError::Io(e) if e.kind() == ErrorKind::UnexpectedEof => {
+            "the file is truncated or not a .npy file: its header is incomplete".to_string()
+        }
+        ViewNpyError::Io(e) => return Error::io(path, e),
+        ViewNpyError::ParseHeader(e) => {
+            format!("not a valid .npy file ({e}); write it with numpy.save")
+        }
+        ViewNpyError::WrongDescriptor(d) => format!(
+            "unsupported dtype {d}; emgpu reads float32 or float64 arrays: convert with x.astype(numpy.float64)"
+        ),
+        ViewNpyError::NonNativeEndian => {
+            "the data is big-endian; emgpu reads little-endian float32/float64: convert with x.astype('<f8')".to_string()
+        }
+        ViewNpyError::MisalignedData => {
+            "the data is not aligned for its type (not written by numpy.save?); rewrite it with numpy.save".to_string()
+        }
+        ViewNpyError::MissingBytes(n) => format!(
+            "the file is truncated: {n} bytes of the data its header describes are missing"
+        ),
+        ViewNpyError::ExtraBytes(n) => format!(
+            "the file has {n} bytes after the data its header describes (corrupt, or more than one array); rewrite it with numpy.save"
+        ),
+        ViewNpyError::LengthOverflow => {
+            "the shape in the header is too large to address".to_string()
+        }
+        other => format!("cannot read the array: {other}"),
+    };
+    Error::bad_file(path, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Dataset, FileFormat, ReadOptions};
+    use ndarray::{Array1, Array2};
+    use ndarray_npy::write_npy;
+
+    #[test]
+    fn rows_are_read_from_any_offset_in_both_dtypes() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = Array2::from_shape_fn((1001, 3), |(i, j)| i as f64 * 10.0 + j as f64 + 0.25);
+        let (p64, p32, p1) = (
+            dir.path().join("x64.npy"),
+            dir.path().join("x32.npy"),
+            dir.path().join("x1.npy"),
+        );
+        write_npy(&p64, &x).unwrap();
+        write_npy(&p32, &x.mapv(|v| v as f32)).unwrap();
+        write_npy(&p1, &Array1::from_iter((0..7).map(|v| v as f32))).unwrap();
+
+        let a = NpySource::open(&p64).unwrap();
+        let b = NpySource::open(&p32).unwrap();
+        assert_eq!((a.dtype(), b.dtype()), (NpyDtype::F64, NpyDtype::F32));
+        assert_eq!((a.n_samples(), a.n_features()), (1001, 3));
+        let mut row = vec![0.0f64; 6];
+        a.read_f64(999, &mut row);
+        assert_eq!(
+            row,
+            vec![9990.25, 9991.25, 9992.25, 10000.25, 10001.25, 10002.25]
+        );
+        let mut row32 = vec![0.0f32; 3];
+        b.read_f32(500, &mut row32);
+        assert_eq!(row32, vec![5000.25, 5001.25, 5002.25]);
+        b.read_f64(0, &mut row[..3]);
+        assert_eq!(row[..3], [0.25, 1.25, 2.25]);
+
+        // Through Dataset::open, by extension; a 1-D array is one feature.
+        let one = Dataset::open(&p1, &ReadOptions::default()).unwrap();
+        assert_eq!((one.n_samples(), one.n_features()), (7, 1));
+        assert_eq!(one.to_vec_f64(), (0..7).map(f64::from).collect::<Vec<_>>());
+        let opts = ReadOptions {
+            format: Some(FileFormat::Npy),
+            ..Default::default()
+        };
+        assert_eq!(
+            Dataset::open(&p64, &opts).unwrap().to_vec_f64(),
+            x.into_raw_vec_and_offset().0
+        );
+    }
+}
