@@ -25,11 +25,15 @@ pub mod data;
 pub mod em;
 pub mod error;
 pub mod gpu;
+pub mod init;
 pub mod linalg;
 pub mod models;
+pub mod select;
 
 pub use backend::{Backend, BackendReport};
 pub use data::{AsDataset, Dataset};
 pub use em::Progress;
 pub use error::{Error, Result};
 pub use models::gmm::{CovarianceType, FittedGmm, GaussianMixture, GmmParams, Init};
+pub use models::kmeans::{FittedKMeans, KMeans, KMeansInit};
+pub use select::{Criterion, Selection, SelectionRow, select_gmm, select_gmm_with_progress};
