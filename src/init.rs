@@ -354,3 +354,53 @@ impl<'a> InitState<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// numpy's `searchsorted(cumsum(v), x)` computed directly.
+    fn naive(v: &[f64], x: f64) -> usize {
+        let mut acc = 0.0;
+        for (i, a) in v.iter().enumerate() {
+            acc += a;
+            if acc >= x {
+                return i;
+            }
+        }
+        v.len() - 1
+    }
+
+    #[test]
+    fn cumulative_search_matches_numpy_searchsorted() {
+        let n = 3 * INIT_CHUNK_ROWS + 17;
+        // Integer weights: every partial sum is exact, whatever the order of the additions.
+        let v: Vec<f64> = (0..n).map(|i| ((i * 7919) % 5) as f64).collect();
+        let sums: Vec<f64> = v.chunks(INIT_CHUNK_ROWS).map(|c| c.iter().sum()).collect();
+        let total: f64 = sums.iter().sum();
+        for x in [
+            0.0,
+            0.5,
+            1.0,
+            2.0,
+            1234.0,
+            total / 2.0,
+            total - 1.0,
+            total,
+            total + 5.0,
+        ] {
+            assert_eq!(search_cumsum(&v, &sums, x), naive(&v, x), "x = {x}");
+        }
+    }
+
+    #[test]
+    fn column_mean_var_is_numpys() {
+        let x =
+            ndarray::Array2::from_shape_fn((9000, 2), |(i, j)| (i % 10) as f64 + 1e4 * j as f64);
+        let (m, v) = column_mean_var(&x.as_dataset());
+        assert!((m[0] - 4.5).abs() < 1e-12 && (m[1] - 1e4 - 4.5).abs() < 1e-9);
+        assert!((v[0] - 8.25).abs() < 1e-12 && (v[1] - 8.25).abs() < 1e-9);
+        assert_eq!(tolerance_from_variances(&v, 0.0), 0.0);
+        assert!((tolerance_from_variances(&v, 1e-4) - 8.25e-4).abs() < 1e-12);
+    }
+}

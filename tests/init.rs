@@ -356,3 +356,114 @@ fn bad_gmm_settings_are_clear_errors() {
         .unwrap_err();
     assert!(matches!(err, Error::TooManyComponents { .. }), "{err}");
 }
+
+/// A CPU GMM engine that also offers a k-means engine through the `kmeans_engine` hook (as a GPU
+/// engine sharing its uploaded data will), counting the calls each gets.
+struct SharingEngine<'a> {
+    gmm: emgpu::backend::cpu::CpuEngine<'a>,
+    kmeans: Counting<emgpu::backend::cpu::CpuKMeansEngine<'a>>,
+    e_steps: usize,
+}
+
+struct Counting<E> {
+    inner: E,
+    assignments: usize,
+}
+
+impl<E: emgpu::backend::KMeansEngine> emgpu::backend::KMeansEngine for Counting<E> {
+    fn assign_and_sum(
+        &mut self,
+        centers: &[f64],
+        n_clusters: usize,
+    ) -> emgpu::Result<emgpu::models::kmeans::KMeansStats> {
+        self.assignments += 1;
+        self.inner.assign_and_sum(centers, n_clusters)
+    }
+    fn labels(&mut self, out: &mut [u32]) -> emgpu::Result<()> {
+        self.inner.labels(out)
+    }
+    fn farthest(&mut self, n: usize) -> emgpu::Result<Vec<emgpu::backend::FarPoint>> {
+        self.inner.farthest(n)
+    }
+    fn report(&self) -> emgpu::BackendReport {
+        self.inner.report()
+    }
+}
+
+impl emgpu::backend::GmmEngine for SharingEngine<'_> {
+    fn e_step(
+        &mut self,
+        p: &emgpu::models::gmm::Prepared,
+    ) -> emgpu::Result<emgpu::models::gmm::GmmStats> {
+        self.e_steps += 1;
+        self.gmm.e_step(p)
+    }
+    fn log_likelihoods(
+        &mut self,
+        p: &emgpu::models::gmm::Prepared,
+        out: &mut [f64],
+    ) -> emgpu::Result<()> {
+        self.gmm.log_likelihoods(p, out)
+    }
+    fn responsibilities(
+        &mut self,
+        p: &emgpu::models::gmm::Prepared,
+        out: &mut [f64],
+    ) -> emgpu::Result<()> {
+        self.gmm.responsibilities(p, out)
+    }
+    fn report(&self) -> emgpu::BackendReport {
+        self.gmm.report()
+    }
+    fn kmeans_engine(&mut self) -> Option<&mut dyn emgpu::backend::KMeansEngine> {
+        Some(&mut self.kmeans)
+    }
+}
+
+#[test]
+fn restarts_share_one_engine_and_its_kmeans_engine() {
+    use emgpu::AsDataset;
+    use emgpu::backend::EngineOptions;
+    let (x, _) = blobs(
+        &[[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]],
+        &[50, 40, 30],
+        &[1.0, 1.0, 1.0],
+        9,
+    );
+    let data = x.as_dataset();
+    let mut engine = SharingEngine {
+        gmm: emgpu::backend::cpu::CpuEngine::new(&data, EngineOptions::default(), String::new()),
+        kmeans: Counting {
+            inner: emgpu::backend::cpu::CpuKMeansEngine::new(
+                &data,
+                EngineOptions::default(),
+                String::new(),
+            ),
+            assignments: 0,
+        },
+        e_steps: 0,
+    };
+    let gm = GaussianMixture::params(3)
+        .n_init(4)
+        .seed(2)
+        .backend(Backend::Cpu);
+    let mut iterations = 0;
+    let shared = gm
+        .fit_engine(&data, &mut engine, &mut |_| iterations += 1)
+        .unwrap();
+    let plain = gm.fit(&x).unwrap();
+    // The k-means of all four restarts ran on the engine's own k-means engine (at least two
+    // assignments per run: one iteration, and the check of the final labels or a second one).
+    assert!(
+        engine.kmeans.assignments >= 4 * 2,
+        "{}",
+        engine.kmeans.assignments
+    );
+    // Every E-step of every restart ran on the one engine.
+    assert_eq!(engine.e_steps, iterations);
+    assert!(iterations >= 4);
+    // Same data, same seed, same arithmetic: the same model as a fit that builds its engines.
+    assert_eq!(shared.params(), plain.params());
+    assert_eq!(shared.init_lower_bounds(), plain.init_lower_bounds());
+    assert_eq!(shared.init_lower_bounds().len(), 4);
+}

@@ -317,14 +317,28 @@ fn restarts_keep_the_lowest_inertia() {
         5,
     );
     // Default n_init for random init is 10 (scikit-learn's "auto").
+    let mut seen = Vec::new();
     let m = KMeans::params(4)
         .init(KMeansInit::Random)
         .seed(3)
         .backend(Backend::Cpu)
-        .fit(&x)
+        .fit_with_progress(&x, &mut |p| seen.push(*p))
         .unwrap();
     let runs = m.init_inertias();
     assert_eq!(runs.len(), 10);
+    // Progress: iterations 1, 2, ... of each run in turn; Lloyd never raises the inertia.
+    for (init, &run) in runs.iter().enumerate() {
+        let its: Vec<_> = seen.iter().filter(|p| p.init == init).collect();
+        assert!(!its.is_empty());
+        for (i, p) in its.iter().enumerate() {
+            assert_eq!(p.iteration, i + 1);
+            assert!(p.center_shift >= 0.0);
+            if i > 0 {
+                assert!(p.inertia <= its[i - 1].inertia * (1.0 + 1e-12));
+            }
+        }
+        assert!(run <= its.last().unwrap().inertia * (1.0 + 1e-12));
+    }
     let lowest = runs.iter().copied().fold(f64::INFINITY, f64::min);
     assert_eq!(m.inertia(), lowest);
     // The first run alone is the same as a fit with n_init = 1 and the same seed.

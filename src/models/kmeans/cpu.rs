@@ -33,23 +33,48 @@ pub fn sq_distance(a: &[f64], b: &[f64]) -> f64 {
     s
 }
 
-/// The nearest of `k` centers (`[k][D]`) to `x` and its squared distance; ties go to the lowest
-/// index (as scikit-learn's strict `<` scan).
+/// `points` (`[m][D]`, row-major) transposed to `[D][m]`, the layout [`sq_distances_to`] reads.
+pub fn transpose_points(points: &[f64], m: usize) -> Vec<f64> {
+    let d = points.len() / m.max(1);
+    let mut t = vec![0.0; points.len()];
+    for (c, p) in points.chunks_exact(d.max(1)).enumerate() {
+        for (j, &v) in p.iter().enumerate() {
+            t[j * m + c] = v;
+        }
+    }
+    t
+}
+
+/// `out[c] = ‖x − p_c‖²` for the `m = out.len()` points `p` given transposed (`pt` `[D][m]`, see
+/// [`transpose_points`]). Summed over features in order; vectorized across the points.
 #[inline]
-pub fn nearest_center(x: &[f64], centers: &[f64], k: usize) -> (usize, f64) {
-    let d = x.len();
-    let mut best = (0, sq_distance(x, &centers[..d]));
-    for c in 1..k {
-        let dist = sq_distance(x, &centers[c * d..(c + 1) * d]);
-        if dist < best.1 {
-            best = (c, dist);
+pub fn sq_distances_to(x: &[f64], pt: &[f64], out: &mut [f64]) {
+    let m = out.len();
+    out.fill(0.0);
+    for (j, &xj) in x.iter().enumerate() {
+        for (o, &p) in out.iter_mut().zip(&pt[j * m..(j + 1) * m]) {
+            let t = xj - p;
+            *o += t * t;
+        }
+    }
+}
+
+/// Index and value of the smallest of `v`; ties go to the lowest index (scikit-learn's strict
+/// `<` scan and `np.argmin`).
+#[inline]
+pub fn argmin(v: &[f64]) -> (usize, f64) {
+    let mut best = (0, v[0]);
+    for (c, &x) in v.iter().enumerate().skip(1) {
+        if x < best.1 {
+            best = (c, x);
         }
     }
     best
 }
 
-/// Assigns the rows of `x` (row-major f64) to their nearest center, writing `labels` and `dists`
-/// (one per row; `labels` holds the previous assignment on entry, to count changes).
+/// Assigns the rows of `x` (row-major f64) to their nearest center (squared Euclidean distance,
+/// ties to the lowest index), writing `labels` and `dists` (one per row; `labels` holds the
+/// previous assignment on entry, to count changes).
 pub fn assign_chunk_reference(
     x: &[f64],
     centers: &[f64],
@@ -59,15 +84,18 @@ pub fn assign_chunk_reference(
 ) -> KMeansStats {
     let d = centers.len() / n_clusters;
     let mut stats = KMeansStats::zeros(n_clusters, d, centers);
-    for ((row, label), dist) in x
+    let ct = transpose_points(centers, n_clusters);
+    let mut dist = vec![0.0; n_clusters];
+    for ((row, label), out) in x
         .chunks_exact(d)
         .zip(labels.iter_mut())
         .zip(dists.iter_mut())
     {
-        let (c, sq) = nearest_center(row, centers, n_clusters);
+        sq_distances_to(row, &ct, &mut dist);
+        let (c, sq) = argmin(&dist);
         let changed = *label != c as u32;
         *label = c as u32;
-        *dist = sq;
+        *out = sq;
         stats.add_point(row, c, sq, changed);
     }
     stats
@@ -123,4 +151,55 @@ pub fn farthest_reference(labels: &[u32], dists: &[f64], n: usize) -> Vec<FarPoi
             sq_distance: dists[i],
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_and_argmin_follow_the_reference_formulas() {
+        let centers = [0.0, 0.0, 3.0, 4.0, 3.0, 4.0, -1.0, 0.5];
+        let ct = transpose_points(&centers, 4);
+        let mut out = [0.0; 4];
+        sq_distances_to(&[3.0, 4.0], &ct, &mut out);
+        assert_eq!(out, [25.0, 0.0, 0.0, 16.0 + 12.25]);
+        // Equal distances: the lowest index wins.
+        assert_eq!(argmin(&out), (1, 0.0));
+        assert_eq!(sq_distance(&[1.0, 2.0, 3.0, 4.0, 5.0], &[0.0; 5]), 55.0);
+    }
+
+    #[test]
+    fn farthest_orders_by_distance_then_row() {
+        let labels = [0, 1, 2, 0, 1];
+        let dists = [1.0, 5.0, 3.0, 5.0, 0.0];
+        let far = farthest_reference(&labels, &dists, 3);
+        let got: Vec<(usize, usize)> = far.iter().map(|f| (f.index, f.label)).collect();
+        assert_eq!(got, vec![(1, 1), (3, 0), (2, 2)]);
+        assert_eq!(farthest_reference(&labels, &dists, 10).len(), 5);
+        assert!(farthest_reference(&labels, &dists, 0).is_empty());
+    }
+
+    #[test]
+    fn chunk_statistics_add_up_and_count_changed_labels() {
+        let x = [0.0, 0.0, 1.0, 0.0, 10.0, 10.0, 11.0, 9.0, 0.5, 0.5];
+        let centers = [0.0, 0.0, 10.0, 10.0];
+        let mut labels = [NO_LABEL, NO_LABEL, 1, 1, 0];
+        let mut dists = [0.0; 5];
+        let whole = assign_chunk_reference(&x, &centers, 2, &mut labels, &mut dists);
+        assert_eq!(labels, [0, 0, 1, 1, 0]);
+        assert_eq!(whole.counts, vec![3, 2]);
+        assert_eq!(whole.n_changed, 2);
+        assert_eq!(whole.sums, vec![1.5, 0.5, 1.0, -1.0]);
+        assert_eq!(whole.inertia, 0.0 + 1.0 + 0.0 + 2.0 + 0.5);
+        let (mut l1, mut l2) = ([NO_LABEL; 2], [NO_LABEL; 3]);
+        let mut a = assign_chunk_reference(&x[..4], &centers, 2, &mut l1, &mut dists[..2]);
+        let b = assign_chunk_reference(&x[4..], &centers, 2, &mut l2, &mut dists[2..]);
+        a.merge(&b);
+        assert_eq!(
+            (a.counts.clone(), a.sums.clone()),
+            (whole.counts, whole.sums)
+        );
+        assert_eq!(a.n_changed, 5);
+    }
 }
