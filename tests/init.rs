@@ -467,3 +467,91 @@ fn restarts_share_one_engine_and_its_kmeans_engine() {
     assert_eq!(shared.init_lower_bounds(), plain.init_lower_bounds());
     assert_eq!(shared.init_lower_bounds().len(), 4);
 }
+
+#[test]
+fn kmeans_init_gives_scikit_learns_model_where_kmeans_is_unambiguous() {
+    // scripts/make_kmeans_fixtures.py: GaussianMixture(init_params="kmeans") on well-separated
+    // blobs, where every k-means seeding finds the same partition (checked there over several
+    // random_state values), so the fit does not depend on the random numbers. Components are
+    // matched by their means (the order of k-means clusters depends on the seeding).
+    let doc: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/sklearn_kmeans.json")).unwrap();
+    let cases = doc["gmm_kmeans_init_cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let data = &doc["datasets"][case["data"].as_str().unwrap()];
+        let n = data.as_array().unwrap().len();
+        let x = Array2::from_shape_vec((n, 3), common::flatten(data)).unwrap();
+        let k = case["n_components"].as_u64().unwrap() as usize;
+        let cov: CovarianceType = case["covariance_type"].as_str().unwrap().parse().unwrap();
+        let e = &case["expected"];
+        let want_means = common::flatten(&e["means"]);
+        for seed in 0..3 {
+            let m = GaussianMixture::params(k)
+                .covariance(cov)
+                .seed(seed)
+                .backend(Backend::Cpu)
+                .fit(&x)
+                .unwrap();
+            let what = |s: &str| format!("{name} seed {seed}: {s}");
+            assert_eq!(
+                m.n_iter() as u64,
+                e["n_iter"].as_u64().unwrap(),
+                "{}",
+                what("n_iter")
+            );
+            assert_close(
+                &what("lower_bound"),
+                &[m.lower_bound()],
+                &[e["lower_bound"].as_f64().unwrap()],
+                1e-6,
+                0.0,
+            );
+            // perm[c] = our component matching scikit-learn's component c.
+            let means = m.means();
+            let perm: Vec<usize> = (0..k)
+                .map(|c| {
+                    let w = &want_means[c * 3..(c + 1) * 3];
+                    (0..k)
+                        .min_by(|&a, &b| {
+                            let da: f64 = (0..3).map(|j| (means[[a, j]] - w[j]).powi(2)).sum();
+                            let db: f64 = (0..3).map(|j| (means[[b, j]] - w[j]).powi(2)).sum();
+                            da.total_cmp(&db)
+                        })
+                        .unwrap()
+                })
+                .collect();
+            let mut sorted = perm.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..k).collect::<Vec<_>>(), "{}", what("matching"));
+            let per = cov.cov_shape(k, 3).iter().skip(1).product::<usize>();
+            let (w, mu, cv) = (m.weights(), m.means(), m.covariances());
+            let cv = cv.as_slice().unwrap();
+            let got_w: Vec<f64> = perm.iter().map(|&p| w[p]).collect();
+            let got_mu: Vec<f64> = perm.iter().flat_map(|&p| mu.row(p).to_vec()).collect();
+            let got_cv: Vec<f64> = if cov == CovarianceType::Tied {
+                cv.to_vec()
+            } else {
+                perm.iter()
+                    .flat_map(|&p| cv[p * per..(p + 1) * per].to_vec())
+                    .collect()
+            };
+            assert_close(
+                &what("weights"),
+                &got_w,
+                &common::flatten(&e["weights"]),
+                1e-6,
+                1e-9,
+            );
+            assert_close(&what("means"), &got_mu, &want_means, 1e-6, 1e-9);
+            assert_close(
+                &what("covariances"),
+                &got_cv,
+                &common::flatten(&e["covariances"]),
+                1e-6,
+                1e-9,
+            );
+        }
+    }
+}
