@@ -13,6 +13,10 @@
 //!   `reg_covar` and `10·eps` handling).
 //! - [`Backend`]: `Cpu` (f64, all cores), `Gpu` (wgpu: Vulkan, Metal, DX12), `Auto`.
 //! - [`Dataset`]: rows read in chunks, from ndarray arrays or files.
+//! - [`KMeans`]: Lloyd's k-means as hard-assignment EM, with the semantics of
+//!   `sklearn.cluster.KMeans`; it is also the default initialization of a mixture ([`Init`],
+//!   [`init`]: k-means, k-means++, random, random_from_data, explicit parameters).
+//! - [`select_gmm`]: the number of components (and covariance type) by BIC or AIC.
 //!
 //! See the README for the command-line tool and the numbers.
 
@@ -25,11 +29,15 @@ pub mod data;
 pub mod em;
 pub mod error;
 pub mod gpu;
+pub mod init;
 pub mod linalg;
 pub mod models;
+pub mod select;
 
 pub use backend::{Backend, BackendReport};
 pub use data::{AsDataset, Dataset};
 pub use em::Progress;
 pub use error::{Error, Result};
 pub use models::gmm::{CovarianceType, FittedGmm, GaussianMixture, GmmParams, Init};
+pub use models::kmeans::{FittedKMeans, KMeans, KMeansInit};
+pub use select::{Criterion, Selection, SelectionRow, select_gmm, select_gmm_with_progress};

@@ -1,12 +1,14 @@
 //! The CPU engine: f64, parallel over chunks of rows.
 
-use super::{Backend, BackendReport, EngineOptions, GmmEngine};
+use super::{Backend, BackendReport, EngineOptions, FarPoint, GmmEngine, KMeansEngine};
 use crate::data::Dataset;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::models::gmm::cpu::{
     PointOutputs, REFERENCE_CHUNK_ROWS, e_step_reference, point_outputs_reference,
 };
 use crate::models::gmm::{GmmStats, Prepared};
+use crate::models::kmeans::KMeansStats;
+use crate::models::kmeans::cpu::{NO_LABEL, assign_reference, farthest_reference};
 
 /// E-steps on the CPU over one dataset.
 pub struct CpuEngine<'a> {
@@ -53,6 +55,94 @@ impl GmmEngine for CpuEngine<'_> {
             },
         );
         Ok(())
+    }
+
+    fn report(&self) -> BackendReport {
+        BackendReport {
+            backend: Backend::Cpu,
+            device: format!("CPU ({} threads)", rayon::current_num_threads()),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// k-means assignments on the CPU over one dataset (f64, parallel over chunks of rows).
+pub struct CpuKMeansEngine<'a> {
+    data: &'a Dataset<'a>,
+    chunk_rows: usize,
+    reason: String,
+    /// Labels of the last assignment (`NO_LABEL` before the first), `[N]`.
+    labels: Vec<u32>,
+    /// Squared distances of the last assignment, `[N]`.
+    dists: Vec<f64>,
+    assigned: bool,
+}
+
+impl<'a> CpuKMeansEngine<'a> {
+    /// An engine over `data`; `reason` says why the CPU was chosen (for `Auto`).
+    pub fn new(data: &'a Dataset<'a>, options: EngineOptions, reason: String) -> Self {
+        Self {
+            data,
+            chunk_rows: options.chunk_rows.unwrap_or(REFERENCE_CHUNK_ROWS).max(1),
+            reason,
+            labels: Vec::new(),
+            dists: Vec::new(),
+            assigned: false,
+        }
+    }
+
+    fn check_assigned(&self) -> Result<()> {
+        if self.assigned {
+            Ok(())
+        } else {
+            Err(Error::param(
+                "the k-means engine has no assignment yet; call assign_and_sum first",
+            ))
+        }
+    }
+}
+
+impl KMeansEngine for CpuKMeansEngine<'_> {
+    fn assign_and_sum(&mut self, centers: &[f64], n_clusters: usize) -> Result<KMeansStats> {
+        let (n, d) = (self.data.n_samples(), self.data.n_features());
+        if n_clusters == 0 || centers.len() != n_clusters * d {
+            return Err(Error::param(format!(
+                "k-means centers must be [n_clusters ≥ 1][{d}], got {} values for {n_clusters} clusters",
+                centers.len()
+            )));
+        }
+        if self.labels.len() != n {
+            self.labels = vec![NO_LABEL; n];
+            self.dists = vec![0.0; n];
+        }
+        let stats = assign_reference(
+            self.data,
+            centers,
+            n_clusters,
+            self.chunk_rows,
+            &mut self.labels,
+            &mut self.dists,
+        );
+        self.assigned = true;
+        Ok(stats)
+    }
+
+    fn labels(&mut self, out: &mut [u32]) -> Result<()> {
+        self.check_assigned()?;
+        if out.len() != self.labels.len() {
+            return Err(Error::param(format!(
+                "the labels buffer holds {} values but the data has {} rows",
+                out.len(),
+                self.labels.len()
+            )));
+        }
+        out.copy_from_slice(&self.labels);
+        Ok(())
+    }
+
+    fn farthest(&mut self, n: usize) -> Result<Vec<FarPoint>> {
+        self.check_assigned()?;
+        Ok(farthest_reference(&self.labels, &self.dists, n))
     }
 
     fn report(&self) -> BackendReport {

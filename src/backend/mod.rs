@@ -6,6 +6,7 @@
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::models::gmm::{GmmStats, Prepared};
+use crate::models::kmeans::KMeansStats;
 
 pub mod cpu;
 
@@ -73,6 +74,13 @@ pub trait GmmEngine {
 
     /// What runs this engine.
     fn report(&self) -> BackendReport;
+
+    /// A k-means engine over the same data, when this engine can offer one that shares what it
+    /// prepared (a GPU engine: the uploaded data). The k-means initialization of a Gaussian
+    /// mixture uses it instead of building (and uploading) its own. `None` by default.
+    fn kmeans_engine(&mut self) -> Option<&mut dyn KMeansEngine> {
+        None
+    }
 }
 
 /// Options of engine construction that tests and benchmarks set.
@@ -98,6 +106,61 @@ pub fn gmm_engine<'a>(
             data,
             options,
             "the GPU backend is not built yet".into(),
+        ))),
+    }
+}
+
+/// One point far from its center, as [`KMeansEngine::farthest`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FarPoint {
+    /// Row of the point in the data.
+    pub index: usize,
+    /// The cluster it was assigned to.
+    pub label: usize,
+    /// Its squared distance to that cluster's center.
+    pub sq_distance: f64,
+}
+
+/// A k-means assignment engine bound to one dataset for the length of a fit (the twin of
+/// [`GmmEngine`] for k-means: the backend does the per-point work, the host the update).
+///
+/// The engine remembers the labels and distances of its last assignment, so that the host can ask
+/// whether labels changed (strict convergence), where the farthest points are (to relocate empty
+/// clusters) and, once, for the labels, without N-sized transfers inside the loop.
+pub trait KMeansEngine {
+    /// Assigns every point to its nearest center (squared Euclidean distance; ties go to the lowest
+    /// index), remembers the labels and distances, and returns the statistics of the assignment:
+    /// counts, sums about the centers, inertia and how many labels changed since the previous call.
+    /// `centers` is `[n_clusters][D]`, row-major; any `n_clusters ≥ 1` may be asked for.
+    fn assign_and_sum(&mut self, centers: &[f64], n_clusters: usize) -> Result<KMeansStats>;
+
+    /// The labels of the last assignment, into `out` (`[N]`).
+    fn labels(&mut self, out: &mut [u32]) -> Result<()>;
+
+    /// The `n` points of the last assignment farthest from their centers (at most N), by
+    /// decreasing distance; equal distances in increasing row order.
+    fn farthest(&mut self, n: usize) -> Result<Vec<FarPoint>>;
+
+    /// What runs this engine.
+    fn report(&self) -> BackendReport;
+}
+
+/// Builds the k-means engine of `backend` for `data`.
+pub fn kmeans_engine<'a>(
+    backend: Backend,
+    data: &'a Dataset<'a>,
+    options: EngineOptions,
+) -> Result<Box<dyn KMeansEngine + 'a>> {
+    match backend {
+        Backend::Cpu => Ok(Box::new(cpu::CpuKMeansEngine::new(
+            data,
+            options,
+            String::new(),
+        ))),
+        Backend::Gpu | Backend::Auto => Ok(Box::new(cpu::CpuKMeansEngine::new(
+            data,
+            options,
+            "the GPU k-means engine is not built yet".into(),
         ))),
     }
 }

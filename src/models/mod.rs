@@ -1,3 +1,4 @@
 //! The models emgpu fits by EM.
 
 pub mod gmm;
+pub mod kmeans;

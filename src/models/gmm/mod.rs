@@ -24,7 +24,7 @@ mod params;
 mod stats;
 
 pub use covariance::CovarianceType;
-pub use fitted::FittedGmm;
+pub use fitted::{FittedGmm, MODEL_FORMAT, MODEL_VERSION};
 pub use m_step::{WeightNorm, estimate_parameters, m_step};
 pub use params::{GmmParams, Prepared, log_sum_exp};
 pub use stats::GmmStats;
@@ -32,22 +32,70 @@ pub use stats::GmmStats;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::{Backend, EngineOptions, GmmEngine, gmm_engine};
+use crate::backend::{Backend, EngineOptions, GmmEngine, KMeansEngine, gmm_engine};
 use crate::data::{AsDataset, Dataset};
 use crate::em::{Progress, StopRule, run_em};
 use crate::error::{Error, Result};
+use crate::init::{
+    InitState, gmm_stats_at_points, gmm_stats_from_labels, gmm_stats_random_resp,
+    kmeans_plusplus_rng, random_rows, tolerance_from_variances,
+};
+use crate::models::kmeans::lloyd;
 
-/// How the initial parameters of each EM run are chosen.
+/// How the initial parameters of each EM run are chosen (scikit-learn's `init_params`).
+///
+/// Every method but `Params` starts from responsibilities `resp` `[N, K]` and estimates the
+/// parameters from them with weights `nk / N` (scikit-learn's `_initialize`); each restart draws
+/// its own from the fit's one seeded random stream.
 #[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
 pub enum Init {
+    /// k-means (k-means++ seeding, Lloyd with `tol = 1e-4`, `max_iter = 300`, one run) on the
+    /// fit's backend, then `resp` = one-hot of its labels (scikit-learn's default,
+    /// `init_params="kmeans"`).
+    #[default]
+    Kmeans,
+    /// `resp` one at the K greedy k-means++ seeds, zero elsewhere: means at the seeds,
+    /// covariances `reg_covar` on the diagonal (scikit-learn's `init_params="k-means++"`).
+    KMeansPlusPlus,
+    /// `resp` uniform random rows normalized to sum to 1 (scikit-learn's `init_params="random"`).
+    Random,
     /// K distinct data points drawn at random (seeded) become the means; covariances are
     /// `reg_covar` on the diagonal (scikit-learn's `init_params="random_from_data"`).
-    #[default]
     RandomFromData,
     /// Start from these parameters (warm start; scikit-learn's `weights_init`, `means_init`,
     /// `precisions_init`). The first E-step uses them as they are.
     Params(GmmParams),
+}
+
+impl Init {
+    /// The method's name as the CLI and scikit-learn spell it (`"params"` for explicit parameters).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Init::Kmeans => "kmeans",
+            Init::KMeansPlusPlus => "k-means++",
+            Init::Random => "random",
+            Init::RandomFromData => "random_from_data",
+            Init::Params(_) => "params",
+        }
+    }
+}
+
+impl std::str::FromStr for Init {
+    type Err = Error;
+    /// One of `kmeans`, `k-means++`, `random`, `random_from_data` (explicit parameters come from a
+    /// model, not a name).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "kmeans" => Ok(Init::Kmeans),
+            "k-means++" => Ok(Init::KMeansPlusPlus),
+            "random" => Ok(Init::Random),
+            "random_from_data" => Ok(Init::RandomFromData),
+            other => Err(Error::param(format!(
+                "unknown init method {other:?}; use one of kmeans, k-means++, random, random_from_data (or a model file for a warm start)"
+            ))),
+        }
+    }
 }
 
 /// Hyper-parameters of a Gaussian mixture fit: a builder. Defaults are scikit-learn's.
@@ -141,8 +189,44 @@ impl GaussianMixture {
     pub fn reg_covar_value(&self) -> f64 {
         self.reg_covar
     }
+    /// The initialization method.
+    pub fn init_method(&self) -> &Init {
+        &self.init
+    }
 
-    fn validate(&self, n: usize, d: usize) -> Result<()> {
+    /// The same settings with `n_components` and `covariance_type` replaced (model selection).
+    pub(crate) fn with_shape(
+        mut self,
+        n_components: usize,
+        covariance_type: CovarianceType,
+    ) -> Self {
+        self.n_components = n_components;
+        self.covariance_type = covariance_type;
+        self
+    }
+
+    /// The GMM engine of this fit's backend over `data`, for up to `n_components` components.
+    pub(crate) fn build_engine<'a>(
+        &self,
+        data: &'a Dataset<'a>,
+        covariance_type: CovarianceType,
+        n_components: usize,
+    ) -> Result<Box<dyn GmmEngine + 'a>> {
+        gmm_engine(
+            self.backend,
+            data,
+            covariance_type,
+            n_components,
+            self.engine,
+        )
+    }
+
+    /// A fresh [`InitState`] for this fit's backend.
+    pub(crate) fn init_state<'a>(&self) -> InitState<'a> {
+        InitState::new(self.backend, self.engine)
+    }
+
+    pub(crate) fn validate(&self, n: usize, d: usize) -> Result<()> {
         if self.n_components == 0 {
             return Err(Error::param("n_components must be at least 1"));
         }
@@ -208,11 +292,26 @@ impl GaussianMixture {
         self.fit_engine(&data, engine.as_mut(), progress)
     }
 
-    /// Fits with an engine already built over `data` (benchmarks reuse one across fits).
+    /// Fits with an engine already built over `data` (benchmarks reuse one across fits). The
+    /// engine serves every restart; a k-means initialization uses the engine's
+    /// [`GmmEngine::kmeans_engine`] when it offers one, else builds one k-means engine for the fit.
     pub fn fit_engine(
         &self,
         data: &Dataset,
         engine: &mut dyn GmmEngine,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<FittedGmm> {
+        let mut state = self.init_state();
+        self.fit_engine_with(data, engine, &mut state, progress)
+    }
+
+    /// [`GaussianMixture::fit_engine`] sharing what the initializations computed (`state`) with
+    /// other fits on the same data.
+    pub(crate) fn fit_engine_with<'a>(
+        &self,
+        data: &'a Dataset<'a>,
+        engine: &mut dyn GmmEngine,
+        state: &mut InitState<'a>,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<FittedGmm> {
         let (n, d) = (data.n_samples(), data.n_features());
@@ -226,7 +325,7 @@ impl GaussianMixture {
         let mut best: Option<crate::em::EmRun<GmmParams>> = None;
         let mut init_lower_bounds = Vec::with_capacity(self.n_init);
         for init in 0..self.n_init {
-            let params = self.initial_params(data, &mut rng)?;
+            let params = self.initial_params(data, &mut rng, engine, state)?;
             let run = run_em(
                 params,
                 rule,
@@ -264,23 +363,42 @@ impl GaussianMixture {
         Ok(fitted)
     }
 
-    fn initial_params(&self, data: &Dataset, rng: &mut ChaCha8Rng) -> Result<GmmParams> {
-        let (n, d, k) = (data.n_samples(), data.n_features(), self.n_components);
-        match &self.init {
-            Init::Params(p) => Ok(p.clone()),
-            Init::RandomFromData => {
-                let picks = rand::seq::index::sample(rng, n, k).into_vec();
-                let mut shift = vec![0.0; k * d];
-                for (c, &row) in picks.iter().enumerate() {
-                    data.read_f64(row, &mut shift[c * d..(c + 1) * d]);
-                }
-                let mut stats = GmmStats::zeros(self.covariance_type, k, d, &shift);
-                stats.s0.fill(1.0);
-                stats.n_samples = n as u64;
-                estimate_parameters(&stats, self.reg_covar, WeightNorm::NSamples)
-                    .map_err(|e| with_reg(e, self.reg_covar))
+    /// The starting parameters of one restart, drawn from `rng` (see [`Init`]).
+    fn initial_params<'a>(
+        &self,
+        data: &'a Dataset<'a>,
+        rng: &mut ChaCha8Rng,
+        engine: &mut dyn GmmEngine,
+        state: &mut InitState<'a>,
+    ) -> Result<GmmParams> {
+        let (n, k, cov) = (data.n_samples(), self.n_components, self.covariance_type);
+        let stats = match &self.init {
+            Init::Params(p) => return Ok(p.clone()),
+            Init::RandomFromData => gmm_stats_at_points(data, &random_rows(data, k, rng).1, cov),
+            Init::KMeansPlusPlus => {
+                gmm_stats_at_points(data, &kmeans_plusplus_rng(data, k, rng).1, cov)
             }
-        }
+            Init::Random => {
+                let mean = state.mean_var(data).0.clone();
+                gmm_stats_random_resp(data, k, cov, &mean, rng)
+            }
+            Init::Kmeans => {
+                // scikit-learn: KMeans(n_clusters=K, n_init=1, random_state=rng) with its
+                // defaults (k-means++, tol=1e-4 relative to the variance, max_iter=300).
+                let tol = tolerance_from_variances(&state.mean_var(data).1, 1e-4);
+                let km: &mut dyn KMeansEngine = match engine.kmeans_engine() {
+                    Some(km) => km,
+                    None => state.kmeans_engine(data)?,
+                };
+                let seeds = kmeans_plusplus_rng(data, k, rng).0;
+                let run = lloyd(km, data, seeds, k, 300, tol, 0, &mut |_| {})?;
+                let mut labels = vec![0u32; n];
+                km.labels(&mut labels)?;
+                gmm_stats_from_labels(data, &labels, k, cov, &run.centers)
+            }
+        };
+        estimate_parameters(&stats, self.reg_covar, WeightNorm::NSamples)
+            .map_err(|e| with_reg(e, self.reg_covar))
     }
 }
 

@@ -1,0 +1,406 @@
+//! Initialization: k-means++ seeding, random rows, and the starting parameters of a Gaussian
+//! mixture from responsibilities, with scikit-learn's methods.
+//!
+//! Every random choice draws from one seeded ChaCha8 stream, in a fixed order, and every parallel
+//! pass works on chunks of a fixed number of rows merged in chunk order: the same seed gives the
+//! same result whatever the number of threads.
+//!
+//! | scikit-learn                                   | here                                   |
+//! |------------------------------------------------|----------------------------------------|
+//! | `GaussianMixture(init_params="kmeans")`        | [`Init::Kmeans`](crate::Init::Kmeans)  |
+//! | `GaussianMixture(init_params="k-means++")`     | [`Init::KMeansPlusPlus`](crate::Init::KMeansPlusPlus) |
+//! | `GaussianMixture(init_params="random")`        | [`Init::Random`](crate::Init::Random)  |
+//! | `GaussianMixture(init_params="random_from_data")` | [`Init::RandomFromData`](crate::Init::RandomFromData) |
+//! | `sklearn.cluster.kmeans_plusplus`              | [`kmeans_plusplus`]                    |
+
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::backend::{Backend, EngineOptions, KMeansEngine, kmeans_engine};
+use crate::data::{AsDataset, Dataset};
+use crate::error::{Error, Result};
+use crate::models::gmm::cpu::map_chunks;
+use crate::models::gmm::{CovarianceType, GmmStats};
+use crate::models::kmeans::cpu::sq_distance;
+
+/// Rows per chunk of every initialization pass. Fixed (not the engine's chunk size) so that a
+/// seed gives the same initialization whatever the backend options.
+pub const INIT_CHUNK_ROWS: usize = 4096;
+
+/// Column means and population variances (numpy's `mean(axis=0)`, `var(axis=0)`), two passes.
+pub(crate) fn column_mean_var(data: &Dataset) -> (Vec<f64>, Vec<f64>) {
+    let (n, d) = (data.n_samples(), data.n_features());
+    let sums = map_chunks(data, INIT_CHUNK_ROWS, |_, x| {
+        let mut s = vec![0.0; d];
+        for row in x.chunks_exact(d) {
+            s.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+        }
+        s
+    });
+    let mut mean = vec![0.0; d];
+    for s in &sums {
+        mean.iter_mut().zip(s).for_each(|(a, v)| *a += v);
+    }
+    mean.iter_mut().for_each(|m| *m /= n as f64);
+    let sq = map_chunks(data, INIT_CHUNK_ROWS, |_, x| {
+        let mut s = vec![0.0; d];
+        for row in x.chunks_exact(d) {
+            for ((a, v), m) in s.iter_mut().zip(row).zip(&mean) {
+                *a += (v - m) * (v - m);
+            }
+        }
+        s
+    });
+    let mut var = vec![0.0; d];
+    for s in &sq {
+        var.iter_mut().zip(s).for_each(|(a, v)| *a += v);
+    }
+    var.iter_mut().for_each(|v| *v /= n as f64);
+    (mean, var)
+}
+
+/// scikit-learn's `_tolerance`: `tol` times the mean of the features' variances (0 when `tol` is 0).
+pub(crate) fn tolerance_from_variances(var: &[f64], tol: f64) -> f64 {
+    if tol == 0.0 {
+        0.0
+    } else {
+        tol * var.iter().sum::<f64>() / var.len() as f64
+    }
+}
+
+/// Centers chosen by k-means++ and the rows they came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KMeansPlusPlusSeeds {
+    /// The seeds, `[K, D]`.
+    pub centers: Array2<f64>,
+    /// The row of each seed in the data (`centers[i] == x[indices[i]]`).
+    pub indices: Vec<usize>,
+}
+
+/// Greedy k-means++ seeding exactly as scikit-learn's `kmeans_plusplus`: the first center is a
+/// uniformly random point; each next one is the best of `2 + ⌊ln K⌋` candidates drawn with
+/// probability proportional to the squared distance to the nearest center so far, the best being
+/// the one that lowers the potential (the sum of those squared distances) the most. The random
+/// numbers come from a ChaCha8 stream seeded with `seed`, so the seeds differ from
+/// scikit-learn's, not their distribution.
+pub fn kmeans_plusplus(
+    x: &impl AsDataset,
+    n_clusters: usize,
+    seed: u64,
+) -> Result<KMeansPlusPlusSeeds> {
+    let data = x.as_dataset();
+    data.validate()?;
+    check_k(n_clusters, data.n_samples())?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (centers, indices) = kmeans_plusplus_rng(&data, n_clusters, &mut rng);
+    let centers = Array2::from_shape_vec((n_clusters, data.n_features()), centers)
+        .map_err(|e| Error::Numerical(format!("k-means++ centers: {e}")))?;
+    Ok(KMeansPlusPlusSeeds { centers, indices })
+}
+
+/// `1 ≤ k ≤ n`, with the crate's errors.
+pub(crate) fn check_k(k: usize, n: usize) -> Result<()> {
+    if k == 0 {
+        return Err(Error::param("the number of clusters must be at least 1"));
+    }
+    if k > n {
+        return Err(Error::TooManyComponents {
+            n_components: k,
+            n_samples: n,
+        });
+    }
+    Ok(())
+}
+
+/// Row `i` of `data` as f64.
+pub(crate) fn read_row(data: &Dataset, i: usize) -> Vec<f64> {
+    let mut row = vec![0.0; data.n_features()];
+    data.read_f64(i, &mut row);
+    row
+}
+
+/// Sets `closest[i] = min(closest[i], ‖x_i − c‖²)` (or `= ‖x_i − c‖²` when `first`) and returns
+/// the sum of `closest` over each chunk of [`INIT_CHUNK_ROWS`] rows, in chunk order.
+fn update_closest(data: &Dataset, closest: &mut [f64], c: &[f64], first: bool) -> Vec<f64> {
+    let d = data.n_features();
+    closest
+        .par_chunks_mut(INIT_CHUNK_ROWS)
+        .enumerate()
+        .map_init(Vec::new, |buf, (ci, cl)| {
+            buf.resize(cl.len() * d, 0.0);
+            data.read_f64(ci * INIT_CHUNK_ROWS, buf);
+            let mut sum = 0.0;
+            for (row, v) in buf.chunks_exact(d).zip(cl.iter_mut()) {
+                let dist = sq_distance(row, c);
+                *v = if first { dist } else { v.min(dist) };
+                sum += *v;
+            }
+            sum
+        })
+        .collect()
+}
+
+/// numpy's `searchsorted(cumsum(closest), v)` (side "left": the first row whose cumulative sum
+/// reaches `v`), using the chunk sums to skip whole chunks, clipped to the last row.
+fn search_cumsum(closest: &[f64], chunk_sums: &[f64], v: f64) -> usize {
+    let mut acc = 0.0;
+    for (ci, &s) in chunk_sums.iter().enumerate() {
+        if acc + s >= v {
+            let start = ci * INIT_CHUNK_ROWS;
+            let end = (start + INIT_CHUNK_ROWS).min(closest.len());
+            let mut run = acc;
+            for (i, c) in closest[start..end].iter().enumerate() {
+                run += c;
+                if run >= v {
+                    return start + i;
+                }
+            }
+        }
+        acc += s;
+    }
+    closest.len() - 1
+}
+
+/// k-means++ on `data` from `rng` (see [`kmeans_plusplus`]): centers `[K][D]` and their rows.
+/// `1 ≤ k ≤ N` is the caller's to check.
+pub(crate) fn kmeans_plusplus_rng(
+    data: &Dataset,
+    k: usize,
+    rng: &mut ChaCha8Rng,
+) -> (Vec<f64>, Vec<usize>) {
+    let (n, d) = (data.n_samples(), data.n_features());
+    // scikit-learn: n_local_trials = 2 + int(np.log(n_clusters)).
+    let trials = 2 + (k as f64).ln() as usize;
+    let mut centers = vec![0.0; k * d];
+    let mut indices = Vec::with_capacity(k);
+    let first = rng.random_range(0..n);
+    data.read_f64(first, &mut centers[..d]);
+    indices.push(first);
+    let mut closest = vec![0.0; n];
+    let mut chunk_sums = update_closest(data, &mut closest, &centers[..d], true);
+    let mut cand = vec![0.0; trials * d];
+    for c in 1..k {
+        let potential: f64 = chunk_sums.iter().sum();
+        let ids: Vec<usize> = (0..trials)
+            .map(|_| search_cumsum(&closest, &chunk_sums, rng.random::<f64>() * potential))
+            .collect();
+        for (t, &i) in ids.iter().enumerate() {
+            data.read_f64(i, &mut cand[t * d..(t + 1) * d]);
+        }
+        // The potential after adding each candidate, summed per chunk and then in chunk order.
+        let parts: Vec<Vec<f64>> = closest
+            .par_chunks(INIT_CHUNK_ROWS)
+            .enumerate()
+            .map_init(Vec::new, |buf, (ci, cl)| {
+                buf.resize(cl.len() * d, 0.0);
+                data.read_f64(ci * INIT_CHUNK_ROWS, buf);
+                let mut pot = vec![0.0; trials];
+                for (row, &v) in buf.chunks_exact(d).zip(cl) {
+                    for (t, p) in pot.iter_mut().enumerate() {
+                        *p += v.min(sq_distance(row, &cand[t * d..(t + 1) * d]));
+                    }
+                }
+                pot
+            })
+            .collect();
+        let mut pots = vec![0.0; trials];
+        for p in &parts {
+            pots.iter_mut().zip(p).for_each(|(a, v)| *a += v);
+        }
+        // np.argmin: the first smallest.
+        let best = (1..trials).fold(0, |b, t| if pots[t] < pots[b] { t } else { b });
+        centers[c * d..(c + 1) * d].copy_from_slice(&cand[best * d..(best + 1) * d]);
+        indices.push(ids[best]);
+        chunk_sums = update_closest(data, &mut closest, &centers[c * d..(c + 1) * d], false);
+    }
+    (centers, indices)
+}
+
+/// `k` distinct rows drawn uniformly (scikit-learn's `init="random"` of `KMeans` and
+/// `init_params="random_from_data"` of `GaussianMixture`): the rows `[K][D]` and their indices.
+pub(crate) fn random_rows(
+    data: &Dataset,
+    k: usize,
+    rng: &mut ChaCha8Rng,
+) -> (Vec<f64>, Vec<usize>) {
+    let d = data.n_features();
+    let picks = rand::seq::index::sample(rng, data.n_samples(), k).into_vec();
+    let mut rows = vec![0.0; k * d];
+    for (c, &i) in picks.iter().enumerate() {
+        data.read_f64(i, &mut rows[c * d..(c + 1) * d]);
+    }
+    (rows, picks)
+}
+
+/// Statistics of responsibilities that are one at `(indices[c], c)` and zero elsewhere (the
+/// `random_from_data` and `k-means++` initializations of a Gaussian mixture), about the points
+/// themselves; `n_samples` is N as the weights are normalized by it.
+pub(crate) fn gmm_stats_at_points(
+    data: &Dataset,
+    indices: &[usize],
+    covariance_type: CovarianceType,
+) -> GmmStats {
+    let (k, d) = (indices.len(), data.n_features());
+    let mut shift = vec![0.0; k * d];
+    for (c, &i) in indices.iter().enumerate() {
+        data.read_f64(i, &mut shift[c * d..(c + 1) * d]);
+    }
+    let mut stats = GmmStats::zeros(covariance_type, k, d, &shift);
+    stats.s0.fill(1.0);
+    stats.n_samples = data.n_samples() as u64;
+    stats
+}
+
+/// Statistics of one-hot responsibilities from `labels` (`[N]`, each `< k`) about `shift`
+/// (`[K][D]`, e.g. the k-means centers), over all the data.
+pub(crate) fn gmm_stats_from_labels(
+    data: &Dataset,
+    labels: &[u32],
+    k: usize,
+    covariance_type: CovarianceType,
+    shift: &[f64],
+) -> GmmStats {
+    let d = data.n_features();
+    let parts = map_chunks(data, INIT_CHUNK_ROWS, |start, x| {
+        let mut stats = GmmStats::zeros(covariance_type, k, d, shift);
+        let mut resp = vec![0.0; k];
+        for (i, row) in x.chunks_exact(d).enumerate() {
+            let l = labels[start + i] as usize;
+            resp[l] = 1.0;
+            stats.add_point(row, &resp, 0.0);
+            resp[l] = 0.0;
+        }
+        stats
+    });
+    let mut total = GmmStats::zeros(covariance_type, k, d, shift);
+    for p in &parts {
+        total.merge(p);
+    }
+    total
+}
+
+/// Statistics of random responsibilities (scikit-learn's `init_params="random"`: each row uniform
+/// on [0, 1) then normalized to sum to 1), about `center` (`[D]`, e.g. the data mean) for every
+/// component. Each chunk of [`INIT_CHUNK_ROWS`] rows draws from its own ChaCha8 stream seeded from
+/// `rng` in chunk order.
+pub(crate) fn gmm_stats_random_resp(
+    data: &Dataset,
+    k: usize,
+    covariance_type: CovarianceType,
+    center: &[f64],
+    rng: &mut ChaCha8Rng,
+) -> GmmStats {
+    let d = data.n_features();
+    let n_chunks = data.n_samples().div_ceil(INIT_CHUNK_ROWS);
+    let seeds: Vec<u64> = (0..n_chunks).map(|_| rng.random::<u64>()).collect();
+    let shift: Vec<f64> = (0..k).flat_map(|_| center.iter().copied()).collect();
+    let parts = map_chunks(data, INIT_CHUNK_ROWS, |start, x| {
+        let mut chunk_rng = ChaCha8Rng::seed_from_u64(seeds[start / INIT_CHUNK_ROWS]);
+        let mut stats = GmmStats::zeros(covariance_type, k, d, &shift);
+        let mut resp = vec![0.0; k];
+        for row in x.chunks_exact(d) {
+            resp.iter_mut().for_each(|r| *r = chunk_rng.random::<f64>());
+            let s: f64 = resp.iter().sum();
+            resp.iter_mut().for_each(|r| *r /= s);
+            stats.add_point(row, &resp, 0.0);
+        }
+        stats
+    });
+    let mut total = GmmStats::zeros(covariance_type, k, d, &shift);
+    for p in &parts {
+        total.merge(p);
+    }
+    total
+}
+
+/// What the initializations of a fit (all its restarts, or all the fits of a model selection)
+/// compute once and share: the k-means engine over the data, and the column means and variances.
+pub(crate) struct InitState<'a> {
+    backend: Backend,
+    options: EngineOptions,
+    kmeans: Option<Box<dyn KMeansEngine + 'a>>,
+    mean_var: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+impl<'a> InitState<'a> {
+    /// Nothing computed yet; a k-means engine will be built on `backend` when first needed.
+    pub(crate) fn new(backend: Backend, options: EngineOptions) -> Self {
+        Self {
+            backend,
+            options,
+            kmeans: None,
+            mean_var: None,
+        }
+    }
+
+    /// Column means and variances of `data` (computed on first use).
+    pub(crate) fn mean_var(&mut self, data: &Dataset) -> &(Vec<f64>, Vec<f64>) {
+        self.mean_var.get_or_insert_with(|| column_mean_var(data))
+    }
+
+    /// The k-means engine over `data` (built on first use, then reused).
+    pub(crate) fn kmeans_engine(
+        &mut self,
+        data: &'a Dataset<'a>,
+    ) -> Result<&mut (dyn KMeansEngine + 'a)> {
+        if self.kmeans.is_none() {
+            self.kmeans = Some(kmeans_engine(self.backend, data, self.options)?);
+        }
+        match self.kmeans.as_deref_mut() {
+            Some(engine) => Ok(engine),
+            None => Err(Error::Numerical("the k-means engine was not built".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// numpy's `searchsorted(cumsum(v), x)` computed directly.
+    fn naive(v: &[f64], x: f64) -> usize {
+        let mut acc = 0.0;
+        for (i, a) in v.iter().enumerate() {
+            acc += a;
+            if acc >= x {
+                return i;
+            }
+        }
+        v.len() - 1
+    }
+
+    #[test]
+    fn cumulative_search_matches_numpy_searchsorted() {
+        let n = 3 * INIT_CHUNK_ROWS + 17;
+        // Integer weights: every partial sum is exact, whatever the order of the additions.
+        let v: Vec<f64> = (0..n).map(|i| ((i * 7919) % 5) as f64).collect();
+        let sums: Vec<f64> = v.chunks(INIT_CHUNK_ROWS).map(|c| c.iter().sum()).collect();
+        let total: f64 = sums.iter().sum();
+        for x in [
+            0.0,
+            0.5,
+            1.0,
+            2.0,
+            1234.0,
+            total / 2.0,
+            total - 1.0,
+            total,
+            total + 5.0,
+        ] {
+            assert_eq!(search_cumsum(&v, &sums, x), naive(&v, x), "x = {x}");
+        }
+    }
+
+    #[test]
+    fn column_mean_var_is_numpys() {
+        let x =
+            ndarray::Array2::from_shape_fn((9000, 2), |(i, j)| (i % 10) as f64 + 1e4 * j as f64);
+        let (m, v) = column_mean_var(&x.as_dataset());
+        assert!((m[0] - 4.5).abs() < 1e-12 && (m[1] - 1e4 - 4.5).abs() < 1e-9);
+        assert!((v[0] - 8.25).abs() < 1e-12 && (v[1] - 8.25).abs() < 1e-9);
+        assert_eq!(tolerance_from_variances(&v, 0.0), 0.0);
+        assert!((tolerance_from_variances(&v, 1e-4) - 8.25e-4).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,205 @@
+//! The k-means assignment on the CPU in f64, point by point: the reference implementation.
+//!
+//! The twin of a GPU assignment kernel and the oracle of the tests. It runs in parallel over chunks
+//! of rows; chunk statistics are merged in chunk order, so a fit is reproducible bit for bit
+//! whatever the number of threads.
+
+use rayon::prelude::*;
+
+use super::KMeansStats;
+use crate::backend::FarPoint;
+use crate::data::Dataset;
+
+/// The label the engines hold for "not assigned yet" (every label differs from it).
+pub const NO_LABEL: u32 = u32::MAX;
+
+/// `‖a − b‖²`, with four partial sums (vectorizes; the rounding is that of a 4-way split sum).
+#[inline]
+pub fn sq_distance(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (a4, ar) = a.split_at(a.len() - a.len() % 4);
+    let (b4, br) = b.split_at(a4.len());
+    for (x, y) in a4.chunks_exact(4).zip(b4.chunks_exact(4)) {
+        for l in 0..4 {
+            let t = x[l] - y[l];
+            acc[l] += t * t;
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (x, y) in ar.iter().zip(br) {
+        let t = x - y;
+        s += t * t;
+    }
+    s
+}
+
+/// `points` (`[m][D]`, row-major) transposed to `[D][m]`, the layout [`sq_distances_to`] reads.
+pub fn transpose_points(points: &[f64], m: usize) -> Vec<f64> {
+    let d = points.len() / m.max(1);
+    let mut t = vec![0.0; points.len()];
+    for (c, p) in points.chunks_exact(d.max(1)).enumerate() {
+        for (j, &v) in p.iter().enumerate() {
+            t[j * m + c] = v;
+        }
+    }
+    t
+}
+
+/// `out[c] = ‖x − p_c‖²` for the `m = out.len()` points `p` given transposed (`pt` `[D][m]`, see
+/// [`transpose_points`]). Summed over features in order; vectorized across the points.
+#[inline]
+pub fn sq_distances_to(x: &[f64], pt: &[f64], out: &mut [f64]) {
+    let m = out.len();
+    out.fill(0.0);
+    for (j, &xj) in x.iter().enumerate() {
+        for (o, &p) in out.iter_mut().zip(&pt[j * m..(j + 1) * m]) {
+            let t = xj - p;
+            *o += t * t;
+        }
+    }
+}
+
+/// Index and value of the smallest of `v`; ties go to the lowest index (scikit-learn's strict
+/// `<` scan and `np.argmin`).
+#[inline]
+pub fn argmin(v: &[f64]) -> (usize, f64) {
+    let mut best = (0, v[0]);
+    for (c, &x) in v.iter().enumerate().skip(1) {
+        if x < best.1 {
+            best = (c, x);
+        }
+    }
+    best
+}
+
+/// Assigns the rows of `x` (row-major f64) to their nearest center (squared Euclidean distance,
+/// ties to the lowest index), writing `labels` and `dists` (one per row; `labels` holds the
+/// previous assignment on entry, to count changes).
+pub fn assign_chunk_reference(
+    x: &[f64],
+    centers: &[f64],
+    n_clusters: usize,
+    labels: &mut [u32],
+    dists: &mut [f64],
+) -> KMeansStats {
+    let d = centers.len() / n_clusters;
+    let mut stats = KMeansStats::zeros(n_clusters, d, centers);
+    let ct = transpose_points(centers, n_clusters);
+    let mut dist = vec![0.0; n_clusters];
+    for ((row, label), out) in x
+        .chunks_exact(d)
+        .zip(labels.iter_mut())
+        .zip(dists.iter_mut())
+    {
+        sq_distances_to(row, &ct, &mut dist);
+        let (c, sq) = argmin(&dist);
+        let changed = *label != c as u32;
+        *label = c as u32;
+        *out = sq;
+        stats.add_point(row, c, sq, changed);
+    }
+    stats
+}
+
+/// The whole assignment on the CPU: every point of `data`, in parallel over chunks of
+/// `chunk_rows` rows, chunk statistics merged in order. `labels` and `dists` are `[N]`.
+pub fn assign_reference(
+    data: &Dataset,
+    centers: &[f64],
+    n_clusters: usize,
+    chunk_rows: usize,
+    labels: &mut [u32],
+    dists: &mut [f64],
+) -> KMeansStats {
+    let d = data.n_features();
+    let chunk_rows = chunk_rows.max(1);
+    let parts: Vec<KMeansStats> = labels
+        .par_chunks_mut(chunk_rows)
+        .zip(dists.par_chunks_mut(chunk_rows))
+        .enumerate()
+        .map_init(Vec::new, |buf, (c, (l, dd))| {
+            buf.resize(l.len() * d, 0.0);
+            data.read_f64(c * chunk_rows, buf);
+            assign_chunk_reference(buf, centers, n_clusters, l, dd)
+        })
+        .collect();
+    let mut total = KMeansStats::zeros(n_clusters, d, centers);
+    for part in &parts {
+        total.merge(part);
+    }
+    total
+}
+
+/// The `n` largest of `dists` (at most all), by decreasing distance, ties by increasing index.
+pub fn farthest_reference(labels: &[u32], dists: &[f64], n: usize) -> Vec<FarPoint> {
+    let n = n.min(dists.len());
+    if n == 0 {
+        return Vec::new();
+    }
+    // Distances are finite and ≥ 0 (finite data, finite centers), so total_cmp orders them.
+    let order = |a: &usize, b: &usize| dists[*b].total_cmp(&dists[*a]).then(a.cmp(b));
+    let mut idx: Vec<usize> = (0..dists.len()).collect();
+    if n < idx.len() {
+        idx.select_nth_unstable_by(n - 1, order);
+        idx.truncate(n);
+    }
+    idx.sort_unstable_by(order);
+    idx.into_iter()
+        .map(|i| FarPoint {
+            index: i,
+            label: labels[i] as usize,
+            sq_distance: dists[i],
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_and_argmin_follow_the_reference_formulas() {
+        let centers = [0.0, 0.0, 3.0, 4.0, 3.0, 4.0, -1.0, 0.5];
+        let ct = transpose_points(&centers, 4);
+        let mut out = [0.0; 4];
+        sq_distances_to(&[3.0, 4.0], &ct, &mut out);
+        assert_eq!(out, [25.0, 0.0, 0.0, 16.0 + 12.25]);
+        // Equal distances: the lowest index wins.
+        assert_eq!(argmin(&out), (1, 0.0));
+        assert_eq!(sq_distance(&[1.0, 2.0, 3.0, 4.0, 5.0], &[0.0; 5]), 55.0);
+    }
+
+    #[test]
+    fn farthest_orders_by_distance_then_row() {
+        let labels = [0, 1, 2, 0, 1];
+        let dists = [1.0, 5.0, 3.0, 5.0, 0.0];
+        let far = farthest_reference(&labels, &dists, 3);
+        let got: Vec<(usize, usize)> = far.iter().map(|f| (f.index, f.label)).collect();
+        assert_eq!(got, vec![(1, 1), (3, 0), (2, 2)]);
+        assert_eq!(farthest_reference(&labels, &dists, 10).len(), 5);
+        assert!(farthest_reference(&labels, &dists, 0).is_empty());
+    }
+
+    #[test]
+    fn chunk_statistics_add_up_and_count_changed_labels() {
+        let x = [0.0, 0.0, 1.0, 0.0, 10.0, 10.0, 11.0, 9.0, 0.5, 0.5];
+        let centers = [0.0, 0.0, 10.0, 10.0];
+        let mut labels = [NO_LABEL, NO_LABEL, 1, 1, 0];
+        let mut dists = [0.0; 5];
+        let whole = assign_chunk_reference(&x, &centers, 2, &mut labels, &mut dists);
+        assert_eq!(labels, [0, 0, 1, 1, 0]);
+        assert_eq!(whole.counts, vec![3, 2]);
+        assert_eq!(whole.n_changed, 2);
+        assert_eq!(whole.sums, vec![1.5, 0.5, 1.0, -1.0]);
+        assert_eq!(whole.inertia, 0.0 + 1.0 + 0.0 + 2.0 + 0.5);
+        let (mut l1, mut l2) = ([NO_LABEL; 2], [NO_LABEL; 3]);
+        let mut a = assign_chunk_reference(&x[..4], &centers, 2, &mut l1, &mut dists[..2]);
+        let b = assign_chunk_reference(&x[4..], &centers, 2, &mut l2, &mut dists[2..]);
+        a.merge(&b);
+        assert_eq!(
+            (a.counts.clone(), a.sums.clone()),
+            (whole.counts, whole.sums)
+        );
+        assert_eq!(a.n_changed, 5);
+    }
+}

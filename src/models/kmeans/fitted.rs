@@ -1,0 +1,230 @@
+//! A fitted k-means model: predictions, scores and the model file.
+
+use ndarray::{Array1, Array2};
+use serde_json::{Value, json};
+
+use crate::backend::{Backend, BackendReport, EngineOptions, kmeans_engine};
+use crate::data::{AsDataset, Dataset};
+use crate::error::{Error, Result};
+use crate::models::gmm::{MODEL_FORMAT, MODEL_VERSION};
+
+/// k-means cluster centers with how their fit went (scikit-learn's fitted `KMeans`).
+#[derive(Debug, Clone)]
+pub struct FittedKMeans {
+    centers: Vec<f64>,
+    n_clusters: usize,
+    n_features: usize,
+    pub(crate) inertia: f64,
+    pub(crate) n_iter: usize,
+    pub(crate) converged: bool,
+    pub(crate) labels: Option<Vec<usize>>,
+    pub(crate) init_inertias: Vec<f64>,
+    pub(crate) report: Option<BackendReport>,
+    pub(crate) predict_backend: Backend,
+}
+
+impl FittedKMeans {
+    /// A model from centers `[K, D]` (made by hand, or loaded); it has no fit history.
+    pub fn from_centers(centers: &Array2<f64>) -> Result<Self> {
+        let (k, d) = centers.dim();
+        Self::from_centers_vec(centers.iter().copied().collect(), k, d)
+    }
+
+    pub(crate) fn from_centers_vec(centers: Vec<f64>, k: usize, d: usize) -> Result<Self> {
+        if k == 0 || d == 0 || centers.len() != k * d {
+            return Err(Error::BadModel(format!(
+                "k-means centers must have shape [K ≥ 1, D ≥ 1]; got {} values for [{k}, {d}]",
+                centers.len()
+            )));
+        }
+        if centers.iter().any(|v| !v.is_finite()) {
+            return Err(Error::BadModel("the cluster centers must be finite".into()));
+        }
+        Ok(Self {
+            centers,
+            n_clusters: k,
+            n_features: d,
+            inertia: f64::NAN,
+            n_iter: 0,
+            converged: false,
+            labels: None,
+            init_inertias: Vec::new(),
+            report: None,
+            predict_backend: Backend::Cpu,
+        })
+    }
+
+    /// The backend `predict` and `score` use (by default the one the fit ran on; CPU for loaded
+    /// models).
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.predict_backend = backend;
+        self
+    }
+
+    /// The centers `[K, D]` (scikit-learn's `cluster_centers_`).
+    pub fn cluster_centers(&self) -> Array2<f64> {
+        Array2::from_shape_vec((self.n_clusters, self.n_features), self.centers.clone())
+            .expect("centers length is checked at construction")
+    }
+    /// K.
+    pub fn n_clusters(&self) -> usize {
+        self.n_clusters
+    }
+    /// D.
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+    /// Sum of squared distances of the training points to their centers (`inertia_`); NaN for a
+    /// model made from centers.
+    pub fn inertia(&self) -> f64 {
+        self.inertia
+    }
+    /// Iterations of the kept run (`n_iter_`).
+    pub fn n_iter(&self) -> usize {
+        self.n_iter
+    }
+    /// Whether the kept run stopped on unchanged labels or on the tolerance, not on `max_iter`.
+    pub fn converged(&self) -> bool {
+        self.converged
+    }
+    /// The cluster of every training point (`labels_`); `None` for a loaded model.
+    pub fn labels(&self) -> Option<&[usize]> {
+        self.labels.as_deref()
+    }
+    /// Final inertia of each run, in order.
+    pub fn init_inertias(&self) -> &[f64] {
+        &self.init_inertias
+    }
+    /// Which backend and device ran the fit (None for loaded models).
+    pub fn backend_report(&self) -> Option<&BackendReport> {
+        self.report.as_ref()
+    }
+
+    fn check_data(&self, data: &Dataset) -> Result<()> {
+        data.validate()?;
+        if data.n_features() != self.n_features {
+            return Err(Error::DimensionMismatch {
+                expected: self.n_features,
+                got: data.n_features(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Labels and inertia of `x` under the centers.
+    fn assign(&self, x: &impl AsDataset) -> Result<(Array1<usize>, f64)> {
+        let data = x.as_dataset();
+        self.check_data(&data)?;
+        let mut engine = kmeans_engine(self.predict_backend, &data, EngineOptions::default())?;
+        let stats = engine.assign_and_sum(&self.centers, self.n_clusters)?;
+        let mut labels = vec![0u32; data.n_samples()];
+        engine.labels(&mut labels)?;
+        Ok((labels.iter().map(|&l| l as usize).collect(), stats.inertia))
+    }
+
+    /// The nearest center of every sample (scikit-learn's `predict`; ties to the lowest index).
+    pub fn predict(&self, x: &impl AsDataset) -> Result<Array1<usize>> {
+        Ok(self.assign(x)?.0)
+    }
+
+    /// Minus the inertia of `x` under the centers (scikit-learn's `score`: higher is better).
+    pub fn score(&self, x: &impl AsDataset) -> Result<f64> {
+        Ok(-self.assign(x)?.1)
+    }
+
+    /// The model as JSON in emgpu's model schema (`"model": "kmeans"`).
+    pub fn to_json(&self) -> String {
+        let (k, d) = (self.n_clusters, self.n_features);
+        let finite_or_null = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
+        let rows: Vec<Value> = (0..k)
+            .map(|c| json!(&self.centers[c * d..(c + 1) * d]))
+            .collect();
+        let mut doc = json!({
+            "format": MODEL_FORMAT,
+            "version": MODEL_VERSION,
+            "model": "kmeans",
+            "n_features": d,
+            "n_clusters": k,
+            "cluster_centers": rows,
+            "inertia": finite_or_null(self.inertia),
+            "n_iter": self.n_iter,
+            "converged": self.converged,
+        });
+        if let Some(r) = &self.report {
+            doc["backend"] = json!(r.backend.to_string());
+            doc["device"] = json!(r.device);
+        }
+        serde_json::to_string_pretty(&doc).expect("a JSON value always serializes")
+    }
+
+    /// Reads a model written by [`FittedKMeans::to_json`], checking every field.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let doc: Value = serde_json::from_str(text)
+            .map_err(|e| Error::BadModel(format!("not valid JSON: {e}")))?;
+        let obj = doc
+            .as_object()
+            .ok_or_else(|| Error::BadModel("the top level must be a JSON object".into()))?;
+        let get = |key: &str| {
+            obj.get(key)
+                .ok_or_else(|| Error::BadModel(format!("missing field \"{key}\"")))
+        };
+        if get("format")?.as_str() != Some(MODEL_FORMAT) {
+            return Err(Error::BadModel(format!(
+                "field \"format\" must be \"{MODEL_FORMAT}\""
+            )));
+        }
+        match get("version")?.as_u64() {
+            Some(v) if (1..=MODEL_VERSION).contains(&v) => {}
+            _ => {
+                return Err(Error::BadModel(format!(
+                    "field \"version\" must be an integer from 1 to {MODEL_VERSION} (this build of emgpu reads up to {MODEL_VERSION})"
+                )));
+            }
+        }
+        match get("model")?.as_str() {
+            Some("kmeans") => {}
+            Some(other) => {
+                return Err(Error::BadModel(format!(
+                    "this is a \"{other}\" model, not a k-means model (\"kmeans\")"
+                )));
+            }
+            None => return Err(Error::BadModel("field \"model\" must be a string".into())),
+        }
+        let uint = |key: &str| -> Result<usize> {
+            get(key)?.as_u64().map(|v| v as usize).ok_or_else(|| {
+                Error::BadModel(format!("field \"{key}\" must be a non-negative integer"))
+            })
+        };
+        let (k, d) = (uint("n_clusters")?, uint("n_features")?);
+        let shape_err = || {
+            Error::BadModel(format!(
+                "field \"cluster_centers\" must be {k} arrays of {d} numbers"
+            ))
+        };
+        let rows = get("cluster_centers")?.as_array().ok_or_else(shape_err)?;
+        if rows.len() != k {
+            return Err(shape_err());
+        }
+        let mut centers = Vec::with_capacity(k * d);
+        for row in rows {
+            let row = row.as_array().ok_or_else(shape_err)?;
+            if row.len() != d {
+                return Err(shape_err());
+            }
+            for v in row {
+                centers.push(v.as_f64().ok_or_else(shape_err)?);
+            }
+        }
+        let mut model = Self::from_centers_vec(centers, k, d)?;
+        model.inertia = obj
+            .get("inertia")
+            .and_then(Value::as_f64)
+            .unwrap_or(f64::NAN);
+        model.n_iter = obj.get("n_iter").and_then(Value::as_u64).unwrap_or(0) as usize;
+        model.converged = obj
+            .get("converged")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(model)
+    }
+}

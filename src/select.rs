@@ -1,0 +1,219 @@
+//! Model selection: fit a Gaussian mixture for each number of components (and covariance type)
+//! and keep the one with the lowest BIC or AIC.
+//!
+//! Every fit of one covariance type runs on the same engine (on the GPU: the data is uploaded once
+//! per covariance type, not once per K), and every k-means initialization of the whole selection on
+//! one k-means engine.
+//!
+//! ```
+//! use emgpu::{Backend, CovarianceType, Criterion, GaussianMixture, select_gmm};
+//! use ndarray::Array2;
+//!
+//! // Three tight groups on a line.
+//! let x = Array2::from_shape_fn((60, 1), |(i, _)| (i % 3) as f64 * 10.0 + (i as f64 * 0.37).sin());
+//! let base = GaussianMixture::params(1).backend(Backend::Cpu);
+//! let sel = select_gmm(&x, 1..=5, &[CovarianceType::Diag], Criterion::Bic, &base)?;
+//! assert_eq!(sel.best_row().n_components, 3);
+//! # Ok::<(), emgpu::Error>(())
+//! ```
+
+use std::time::Instant;
+
+use crate::data::AsDataset;
+use crate::error::{Error, Result};
+use crate::models::gmm::{CovarianceType, FittedGmm, GaussianMixture, Init};
+
+/// The information criterion that ranks the fits (lower is better).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Criterion {
+    /// Bayesian information criterion, `−2·log L + p·ln N` (scikit-learn's `bic`).
+    #[default]
+    Bic,
+    /// Akaike information criterion, `−2·log L + 2p` (scikit-learn's `aic`).
+    Aic,
+}
+
+impl std::str::FromStr for Criterion {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "bic" => Ok(Criterion::Bic),
+            "aic" => Ok(Criterion::Aic),
+            other => Err(Error::param(format!(
+                "unknown criterion {other:?}; use bic or aic"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Criterion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Criterion::Bic => "bic",
+            Criterion::Aic => "aic",
+        })
+    }
+}
+
+/// One fit of a model selection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelectionRow {
+    /// K.
+    pub n_components: usize,
+    /// Covariance structure.
+    pub covariance_type: CovarianceType,
+    /// The fit's lower bound (mean log-likelihood of its last E-step).
+    pub lower_bound: f64,
+    /// BIC of the fitted model on the data.
+    pub bic: f64,
+    /// AIC of the fitted model on the data.
+    pub aic: f64,
+    /// Wall-clock seconds of the fit (all restarts and initializations).
+    pub fit_seconds: f64,
+    /// Iterations of the kept restart.
+    pub n_iter: usize,
+    /// Whether the kept restart converged.
+    pub converged: bool,
+}
+
+impl SelectionRow {
+    /// The value of `criterion` for this fit.
+    pub fn criterion(&self, criterion: Criterion) -> f64 {
+        match criterion {
+            Criterion::Bic => self.bic,
+            Criterion::Aic => self.aic,
+        }
+    }
+}
+
+/// The outcome of [`select_gmm`]: every fit, and the best model.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// One row per (covariance type, K), covariance types outermost, in the order given.
+    pub rows: Vec<SelectionRow>,
+    /// Index in `rows` of the best fit (the first of the lowest criterion).
+    pub best: usize,
+    /// The criterion that ranked the fits.
+    pub criterion: Criterion,
+    model: FittedGmm,
+}
+
+impl Selection {
+    /// The row of the best fit.
+    pub fn best_row(&self) -> &SelectionRow {
+        &self.rows[self.best]
+    }
+    /// The best model.
+    pub fn best_model(&self) -> &FittedGmm {
+        &self.model
+    }
+    /// The best model, by value.
+    pub fn into_model(self) -> FittedGmm {
+        self.model
+    }
+}
+
+/// Fits `base` with every K of `ks` and every covariance type of `covariance_types`, and picks
+/// the lowest `criterion`. `base` gives every other setting (init method, restarts, tol, seed,
+/// backend); its number of components and covariance type are replaced.
+///
+/// Errors before any fit: an empty `ks` or `covariance_types`, a K of 0 or above the number of
+/// samples, an explicit-parameters init (it has one K), or any setting `base.fit` would refuse
+/// (e.g. `n_init = 0`). A fit that fails (e.g. an ill-conditioned covariance) ends the selection
+/// with its error.
+pub fn select_gmm(
+    x: &impl AsDataset,
+    ks: impl IntoIterator<Item = usize>,
+    covariance_types: &[CovarianceType],
+    criterion: Criterion,
+    base: &GaussianMixture,
+) -> Result<Selection> {
+    select_gmm_with_progress(x, ks, covariance_types, criterion, base, &mut |_| {})
+}
+
+/// [`select_gmm`], calling `on_row` after each fit.
+pub fn select_gmm_with_progress(
+    x: &impl AsDataset,
+    ks: impl IntoIterator<Item = usize>,
+    covariance_types: &[CovarianceType],
+    criterion: Criterion,
+    base: &GaussianMixture,
+    on_row: &mut dyn FnMut(&SelectionRow),
+) -> Result<Selection> {
+    let data = x.as_dataset();
+    data.validate()?;
+    let (n, d) = (data.n_samples(), data.n_features());
+    let ks: Vec<usize> = ks.into_iter().collect();
+    let Some(&k_max) = ks.iter().max() else {
+        return Err(Error::param(
+            "the range of numbers of components is empty; give at least one, e.g. 1..=10",
+        ));
+    };
+    if ks.contains(&0) {
+        return Err(Error::param(
+            "the range of numbers of components contains 0; start it at 1",
+        ));
+    }
+    if k_max > n {
+        return Err(Error::param(format!(
+            "the range of numbers of components goes up to {k_max} but the data has only {n} samples; use at most {n} components or more data"
+        )));
+    }
+    if covariance_types.is_empty() {
+        return Err(Error::param(
+            "no covariance type to try; give at least one of full, tied, diag, spherical",
+        ));
+    }
+    if let Init::Params(_) = base.init_method() {
+        return Err(Error::param(
+            "model selection needs an init method (kmeans, k-means++, random, random_from_data), not explicit parameters: they fix one number of components",
+        ));
+    }
+    for &cov in covariance_types {
+        for &k in &ks {
+            base.clone().with_shape(k, cov).validate(n, d)?;
+        }
+    }
+    let mut state = base.init_state();
+    let mut rows = Vec::with_capacity(ks.len() * covariance_types.len());
+    let mut best: Option<(usize, FittedGmm)> = None;
+    for &cov in covariance_types {
+        let mut engine = base.build_engine(&data, cov, k_max)?;
+        for &k in &ks {
+            let gm = base.clone().with_shape(k, cov);
+            let start = Instant::now();
+            let model = gm.fit_engine_with(&data, engine.as_mut(), &mut state, &mut |_| {})?;
+            let fit_seconds = start.elapsed().as_secs_f64();
+            // The criteria on the training data: log L of the fitted parameters, one E-step on
+            // the same engine.
+            let log_l = engine.e_step(model.prepared())?.log_likelihood;
+            let p = model.params().n_parameters() as f64;
+            let row = SelectionRow {
+                n_components: k,
+                covariance_type: cov,
+                lower_bound: model.lower_bound(),
+                bic: -2.0 * log_l + p * (n as f64).ln(),
+                aic: -2.0 * log_l + 2.0 * p,
+                fit_seconds,
+                n_iter: model.n_iter(),
+                converged: model.converged(),
+            };
+            on_row(&row);
+            let value = row.criterion(criterion);
+            rows.push(row);
+            if best
+                .as_ref()
+                .is_none_or(|(b, _)| value < rows[*b].criterion(criterion))
+            {
+                best = Some((rows.len() - 1, model));
+            }
+        }
+    }
+    let (best, model) = best.ok_or_else(|| Error::param("no fit was made"))?;
+    Ok(Selection {
+        rows,
+        best,
+        criterion,
+        model,
+    })
+}
