@@ -42,9 +42,12 @@ fn one_component_is_the_sample_mean_and_covariance() {
     let cov = centred.t().dot(&centred) / n; // biased (÷N), as maximum likelihood
     let reg = 1e-4;
     for cov_type in CovarianceType::ALL {
+        // random_from_data starts from one point: iteration 1 reaches the maximum-likelihood
+        // parameters, iteration 2 starts from them, iteration 3 repeats iteration 2: converged.
         let m = GaussianMixture::params(1)
             .covariance(cov_type)
             .reg_covar(reg)
+            .init(Init::RandomFromData)
             .backend(Backend::Cpu)
             .fit(&x)
             .unwrap();
@@ -78,9 +81,24 @@ fn one_component_is_the_sample_mean_and_covariance() {
             1e-10,
             1e-12,
         );
-        // Iteration 2 starts from the maximum-likelihood parameters, iteration 3 repeats it: converged.
         assert_eq!(m.n_iter(), 3, "{cov_type}");
         assert!(m.converged());
+        // The k-means init (the default) of one component is already the maximum-likelihood fit:
+        // iteration 2 repeats iteration 1.
+        let km = GaussianMixture::params(1)
+            .covariance(cov_type)
+            .reg_covar(reg)
+            .backend(Backend::Cpu)
+            .fit(&x)
+            .unwrap();
+        assert_eq!(km.n_iter(), 2, "{cov_type}");
+        assert_close(
+            "k-means init",
+            km.covariances().as_slice().unwrap(),
+            &want,
+            1e-10,
+            1e-12,
+        );
     }
 }
 

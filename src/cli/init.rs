@@ -15,9 +15,9 @@ type MakeInit = fn() -> Option<Init>;
 /// has (`None`: the name is reserved and refused with "not available yet"). Making one available
 /// is changing its `None` to `Some(Init::...)`.
 const METHODS: &[(&str, MakeInit)] = &[
-    ("kmeans", || None),
-    ("k-means++", || None),
-    ("random", || None),
+    ("kmeans", || Some(Init::Kmeans)),
+    ("k-means++", || Some(Init::KMeansPlusPlus)),
+    ("random", || Some(Init::Random)),
     ("random_from_data", || Some(Init::RandomFromData)),
 ];
 
@@ -37,9 +37,7 @@ impl Default for InitArg {
         METHODS
             .iter()
             .find(|(_, make)| make().as_ref() == Some(&default))
-            .map_or(InitArg::Method("random_from_data"), |(name, _)| {
-                InitArg::Method(name)
-            })
+            .map_or(InitArg::Method("kmeans"), |(name, _)| InitArg::Method(name))
     }
 }
 
