@@ -325,7 +325,7 @@ impl GaussianMixture {
         let mut best: Option<crate::em::EmRun<GmmParams>> = None;
         let mut init_lower_bounds = Vec::with_capacity(self.n_init);
         for init in 0..self.n_init {
-            let params = self.initial_params(data, &mut rng, engine, state)?;
+            let params = self.draw_initial_params(data, &mut rng, engine, state)?;
             let run = run_em(
                 params,
                 rule,
@@ -363,8 +363,26 @@ impl GaussianMixture {
         Ok(fitted)
     }
 
+    /// The parameters the first initialization of [`GaussianMixture::fit`] starts from, with
+    /// this builder's seed, init method and backend: a fit with
+    /// `.init(Init::Params(gm.initial_params(&x)?))` and the same settings runs the same first
+    /// restart (on the CPU, bit for bit). With `Init::Params` they are the given parameters.
+    ///
+    /// `validate` uses it to start two backends from one point. It does what the fit does before
+    /// its first E-step (for [`Init::Kmeans`]: a k-means run on this builder's backend), so it
+    /// costs about that much.
+    pub fn initial_params(&self, x: &impl AsDataset) -> Result<GmmParams> {
+        let data = x.as_dataset();
+        data.validate()?;
+        self.validate(data.n_samples(), data.n_features())?;
+        let mut engine = self.build_engine(&data, self.covariance_type, self.n_components)?;
+        let mut state = self.init_state();
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        self.draw_initial_params(&data, &mut rng, engine.as_mut(), &mut state)
+    }
+
     /// The starting parameters of one restart, drawn from `rng` (see [`Init`]).
-    fn initial_params<'a>(
+    fn draw_initial_params<'a>(
         &self,
         data: &'a Dataset<'a>,
         rng: &mut ChaCha8Rng,

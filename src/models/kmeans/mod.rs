@@ -216,6 +216,30 @@ impl KMeans {
         self.fit_engine(&data, engine.as_mut(), progress)
     }
 
+    /// The centers the first run of [`KMeans::fit`] starts from, `[K, D]`, with this builder's
+    /// seed and init method: a fit with `.init(KMeansInit::Centers(km.initial_centers(&x)?))` and
+    /// the same settings runs the same first run (`validate` starts two backends from them).
+    pub fn initial_centers(&self, x: &impl AsDataset) -> Result<Array2<f64>> {
+        let data = x.as_dataset();
+        data.validate()?;
+        let (d, k) = (data.n_features(), self.n_clusters);
+        self.validate(data.n_samples(), d)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let centers = self.draw_centers(&data, &mut rng);
+        Array2::from_shape_vec((k, d), centers)
+            .map_err(|e| Error::Numerical(format!("initial centers: {e}")))
+    }
+
+    /// The initial centers `[K][D]` of one run, drawn from `rng` (see [`KMeansInit`]).
+    fn draw_centers(&self, data: &Dataset, rng: &mut ChaCha8Rng) -> Vec<f64> {
+        let k = self.n_clusters;
+        match &self.init {
+            KMeansInit::KMeansPlusPlus => kmeans_plusplus_rng(data, k, rng).0,
+            KMeansInit::Random => random_rows(data, k, rng).0,
+            KMeansInit::Centers(c) => c.iter().copied().collect(),
+        }
+    }
+
     /// Fits with an engine already built over `data` (benchmarks and model selection reuse one).
     pub fn fit_engine(
         &self,
@@ -230,11 +254,7 @@ impl KMeans {
         let mut best: Option<(LloydRun, Vec<u32>)> = None;
         let mut init_inertias = Vec::new();
         for init in 0..self.n_init_value() {
-            let centers = match &self.init {
-                KMeansInit::KMeansPlusPlus => kmeans_plusplus_rng(data, k, &mut rng).0,
-                KMeansInit::Random => random_rows(data, k, &mut rng).0,
-                KMeansInit::Centers(c) => c.iter().copied().collect(),
-            };
+            let centers = self.draw_centers(data, &mut rng);
             let run = lloyd(engine, data, centers, k, self.max_iter, tol, init, progress)?;
             let mut labels = vec![0u32; n];
             engine.labels(&mut labels)?;
