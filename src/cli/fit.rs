@@ -1,4 +1,4 @@
-//! `emgpu fit`.
+//! `emgpu fit`: a Gaussian mixture, or k-means with `--model kmeans`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,22 +6,32 @@ use std::time::Instant;
 
 use clap::Args;
 use emgpu::data::{check_output_path, write_text_atomic};
-use emgpu::{Backend, CovarianceType, FittedGmm, GaussianMixture};
-use serde_json::json;
+use emgpu::{Backend, BackendReport, Dataset, FittedGmm, FittedKMeans};
+use serde_json::{Value, json};
 
 use super::progress::FitProgress;
 use super::{
-    BackendArg, CliError, FitArgs, InputArgs, Ui, about_file, at_least_one, describe_backend, num,
-    print_result,
+    BackendArg, CliError, FitArgs, InputArgs, ModelArg, Ui, about_file, at_least_one,
+    describe_backend, num, print_result,
 };
 
 /// `emgpu fit --input X --components K ... --output MODEL.json`
 #[derive(Debug, Args)]
 #[command(after_help = "\
+Defaults are scikit-learn's: GaussianMixture (full, tol 1e-3, reg_covar 1e-6, max_iter 100,
+n_init 1, init kmeans) and, with --model kmeans, KMeans (init k-means++, tol 1e-4 relative to the
+data's variance, max_iter 300, n_init 1 for k-means++ or given centers and 10 for random).
+With --n-init N the fit keeps the restart with the highest lower bound (k-means: the lowest
+inertia); each restart's result is in the summary and in --json (init_lower_bounds,
+init_inertias).
+
 Examples:
   emgpu fit --input data.npy --components 8 --output model.json
   emgpu fit --input faithful.csv --columns eruptions,waiting -k 2 --covariance diag --output m.json --json
-  emgpu fit --input more.npy -k 8 --init model.json --output refit.json     (warm start)")]
+  emgpu fit --input data.npy -k 8 --init random --n-init 10 --output best.json
+  emgpu fit --input more.npy -k 8 --init model.json --output refit.json     (warm start)
+  emgpu fit --input data.npy -k 5 --model kmeans --output km.json
+  emgpu fit --input data.npy -k 5 --model kmeans --init centers.npy --output km.json")]
 pub struct FitCmd {
     #[command(flatten)]
     input: InputArgs,
@@ -29,11 +39,12 @@ pub struct FitCmd {
     #[command(flatten)]
     fit: FitArgs,
 
-    /// Number of initializations; the fit with the highest lower bound is kept.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    n_init: usize,
+    /// Number of initializations; the best fit is kept [default: 1; kmeans: 1 for k-means++ or
+    /// given centers, 10 for random].
+    #[arg(long, value_name = "N")]
+    n_init: Option<usize>,
 
-    /// Where the E-steps run.
+    /// Where the E-steps (k-means: the assignments) run.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto, value_name = "B")]
     backend: BackendArg,
 
@@ -41,29 +52,63 @@ pub struct FitCmd {
     #[arg(long, short, value_name = "MODEL.json")]
     output: PathBuf,
 
-    /// Print one line of JSON about the fit on stdout (n_iter, converged, lower_bound, backend,
-    /// device, fit_seconds, ...).
+    /// Print one line of JSON about the fit on stdout (gmm: n_iter, converged, lower_bound,
+    /// init_lower_bounds, ...; kmeans: inertia, n_iter, converged, init_inertias, ...; both:
+    /// backend, device, fit_seconds).
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     cmd.fit.check()?;
-    at_least_one("--n-init", cmd.n_init)?;
+    if let Some(n) = cmd.n_init {
+        at_least_one("--n-init", n)?;
+    }
     check_output_path(&cmd.output)?;
-    let data = cmd.input.open()?;
-    let covariance: CovarianceType = cmd.fit.covariance.into();
-    let gmm = GaussianMixture::params(cmd.fit.components)
-        .covariance(covariance)
-        .tol(cmd.fit.tol)
-        .reg_covar(cmd.fit.reg_covar)
-        .max_iter(cmd.fit.max_iter)
-        .n_init(cmd.n_init)
-        .seed(cmd.fit.seed)
-        .backend(cmd.backend.into());
-    let gmm = cmd.fit.init.apply(gmm)?;
+    match cmd.fit.model {
+        ModelArg::Gmm => fit_gmm(&cmd, ui),
+        ModelArg::Kmeans => fit_kmeans(&cmd, ui),
+    }
+}
 
-    let mut bar = FitProgress::new(ui, "fit", cmd.fit.max_iter, cmd.n_init);
+/// The first restart whose result is `best` (the fit keeps the first of equals).
+fn best_init(results: &[f64], best: f64) -> Option<usize> {
+    results.iter().position(|v| *v == best)
+}
+
+/// What every fit's `--json` line says about the run.
+fn common_json(
+    cmd: &FitCmd,
+    data: &Dataset,
+    report: Option<&BackendReport>,
+    seconds: f64,
+) -> Value {
+    json!({
+        "backend": report.map(|r| r.backend.to_string()),
+        "device": report.map(|r| r.device.clone()),
+        "fit_seconds": seconds,
+        "n_samples": data.n_samples(),
+        "n_features": data.n_features(),
+        "init": cmd.fit.init().to_string(),
+        "seed": cmd.fit.train.seed,
+        "output": cmd.output.display().to_string(),
+    })
+}
+
+/// Adds the fields of `extra` to the object `base`.
+fn merged(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    base
+}
+
+fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
+    let gmm = cmd.fit.gmm(cmd.n_init, cmd.backend.into())?;
+    let data = cmd.input.open()?;
+    let n_init = cmd.n_init.unwrap_or(1);
+    let max_iter = cmd.fit.train.max_iter.unwrap_or(100);
+    let mut bar = FitProgress::new(ui, "fit", max_iter, n_init);
     let started = Instant::now();
     let model = gmm
         .fit_with_progress(&data, &mut |p| bar.update(p))
@@ -71,55 +116,144 @@ pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     let seconds = started.elapsed().as_secs_f64();
     bar.finish();
 
-    if cmd.backend == BackendArg::Auto
-        && let Some(report) = model.backend_report()
-    {
-        ui.note(describe_backend(report));
-    }
+    note_backend(cmd, ui, model.backend_report());
     write_text_atomic(&cmd.output, &model.to_json())?;
-
-    let (n, d) = (data.n_samples(), data.n_features());
-    ui.note(summary(&model, &cmd, n, d, seconds));
+    ui.note(gmm_summary(&model, cmd, &data, seconds));
+    if model.init_lower_bounds().len() > 1 {
+        ui.note(restarts_line(
+            "lower bounds",
+            model.init_lower_bounds(),
+            model.lower_bound(),
+            "the highest",
+        ));
+    }
     if cmd.json {
-        let report = model.backend_report();
-        let line = json!({
-            "n_iter": model.n_iter(),
-            "converged": model.converged(),
-            "lower_bound": model.lower_bound(),
-            "backend": report.map(|r| r.backend.to_string()),
-            "device": report.map(|r| r.device.clone()),
-            "fit_seconds": seconds,
-            "n_samples": n,
-            "n_features": d,
-            "n_components": model.n_components(),
-            "covariance_type": model.covariance_type().name(),
-            "init": cmd.fit.init.to_string(),
-            "n_init": cmd.n_init,
-            "init_lower_bounds": model.init_lower_bounds(),
-            "output": cmd.output.display().to_string(),
-        });
+        let line = merged(
+            json!({
+                "model": "gmm",
+                "n_iter": model.n_iter(),
+                "converged": model.converged(),
+                "lower_bound": model.lower_bound(),
+                "n_components": model.n_components(),
+                "covariance_type": model.covariance_type().name(),
+                "n_init": n_init,
+                "init_lower_bounds": model.init_lower_bounds(),
+                "best_init": best_init(model.init_lower_bounds(), model.lower_bound()),
+            }),
+            common_json(cmd, &data, model.backend_report(), seconds),
+        );
         print_result(&line.to_string())?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `fit: 2 full components, 272 × 2 samples, cpu, 7 iterations (converged) in 0.004 s, lower bound -2.031 → m.json`
-fn summary(model: &FittedGmm, cmd: &FitCmd, n: usize, d: usize, seconds: f64) -> String {
-    let backend = model
-        .backend_report()
-        .map_or(Backend::from(cmd.backend), |r| r.backend);
+fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
+    let data = cmd.input.open()?;
+    let km = cmd
+        .fit
+        .kmeans(data.n_features(), cmd.n_init, cmd.backend.into())?;
+    let n_init = km.n_init_value();
+    let max_iter = cmd.fit.train.max_iter.unwrap_or(300);
+    let mut bar = FitProgress::new(ui, "k-means", max_iter, n_init);
+    let started = Instant::now();
+    let model = km
+        .fit_with_progress(&data, &mut |p| bar.update_kmeans(p))
+        .map_err(|e| about_file(e, &cmd.input.input))?;
+    let seconds = started.elapsed().as_secs_f64();
+    bar.finish();
+
+    note_backend(cmd, ui, model.backend_report());
+    write_text_atomic(&cmd.output, &model.to_json())?;
+    ui.note(kmeans_summary(&model, cmd, &data, seconds));
+    if model.init_inertias().len() > 1 {
+        ui.note(restarts_line(
+            "inertias",
+            model.init_inertias(),
+            model.inertia(),
+            "the lowest",
+        ));
+    }
+    if cmd.json {
+        let line = merged(
+            json!({
+                "model": "kmeans",
+                "inertia": model.inertia(),
+                "mean_squared_distance": model.inertia() / data.n_samples() as f64,
+                "n_iter": model.n_iter(),
+                "converged": model.converged(),
+                "n_clusters": model.n_clusters(),
+                "n_init": n_init,
+                "init_inertias": model.init_inertias(),
+                "best_init": best_init(model.init_inertias(), model.inertia()),
+            }),
+            common_json(cmd, &data, model.backend_report(), seconds),
+        );
+        print_result(&line.to_string())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// With `--backend auto`, which device ran and why.
+fn note_backend(cmd: &FitCmd, ui: &Ui, report: Option<&BackendReport>) {
+    if cmd.backend == BackendArg::Auto
+        && let Some(report) = report
+    {
+        ui.note(describe_backend(report));
+    }
+}
+
+/// `restarts: lower bounds -4.2199, -4.2201, -4.2199; kept 1 (the highest)`
+fn restarts_line(what: &str, results: &[f64], best: f64, rule: &str) -> String {
+    let values: Vec<String> = results.iter().map(|v| format!("{v:.6}")).collect();
+    let kept = best_init(results, best).map_or("?".to_string(), |i| (i + 1).to_string());
     format!(
-        "fit: {} {} components on {n} samples × {d} features, {backend}, {} iterations ({}) in {:.3} s, lower bound {} → {}",
+        "restarts: {what} {}; kept restart {kept} ({rule})",
+        values.join(", ")
+    )
+}
+
+fn converged_note(converged: bool) -> &'static str {
+    if converged {
+        "converged"
+    } else {
+        "NOT converged: raise --max-iter or --tol"
+    }
+}
+
+fn backend_name(report: Option<&BackendReport>, cmd: &FitCmd) -> Backend {
+    report.map_or(Backend::from(cmd.backend), |r| r.backend)
+}
+
+/// `fit: 2 full components on 272 samples × 2 features, cpu, 7 iterations (converged) in 0.004 s, lower bound -2.031 → m.json`
+fn gmm_summary(model: &FittedGmm, cmd: &FitCmd, data: &Dataset, seconds: f64) -> String {
+    format!(
+        "fit: {} {} components on {} samples × {} features, {}, {} iterations ({}) in {:.3} s, lower bound {} → {}",
         model.n_components(),
         model.covariance_type(),
+        data.n_samples(),
+        data.n_features(),
+        backend_name(model.backend_report(), cmd),
         model.n_iter(),
-        if model.converged() {
-            "converged"
-        } else {
-            "NOT converged: raise --max-iter or --tol"
-        },
+        converged_note(model.converged()),
         seconds,
         num(model.lower_bound()),
+        cmd.output.display()
+    )
+}
+
+/// `fit: k-means, 2 clusters on 272 samples × 2 features, cpu, 5 iterations (converged) in 0.001 s, inertia 8902 (mean squared distance 32.73) → km.json`
+fn kmeans_summary(model: &FittedKMeans, cmd: &FitCmd, data: &Dataset, seconds: f64) -> String {
+    format!(
+        "fit: k-means, {} clusters on {} samples × {} features, {}, {} iterations ({}) in {:.3} s, inertia {} (mean squared distance {}) → {}",
+        model.n_clusters(),
+        data.n_samples(),
+        data.n_features(),
+        backend_name(model.backend_report(), cmd),
+        model.n_iter(),
+        converged_note(model.converged()),
+        seconds,
+        num(model.inertia()),
+        num(model.inertia() / data.n_samples() as f64),
         cmd.output.display()
     )
 }

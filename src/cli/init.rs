@@ -1,51 +1,39 @@
-//! `--init`: an initialization method by name, or a model file to start from (warm start).
+//! `--init`: an initialization method by name, or a file to start from (warm start).
+//!
+//! The names are scikit-learn's. A Gaussian mixture takes `kmeans`, `k-means++`, `random`,
+//! `random_from_data` (its `init_params`) or a Gaussian mixture model file; k-means takes
+//! `k-means++`, `random` (its `init`), a `.npy` file of centers `[K, D]`, or a model file (a
+//! k-means model's centers, a Gaussian mixture's means).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use emgpu::{GaussianMixture, Init};
+use emgpu::data::{FileFormat, ReadOptions};
+use emgpu::{Dataset, Init, KMeansInit};
+use ndarray::Array2;
 
-use super::{CliError, load_model};
+use super::{AnyModel, CliError, about_file, load_any_model};
 
-/// Makes the library's `Init` of a method, if this build has it.
-type MakeInit = fn() -> Option<Init>;
-
-/// The initialization methods `--init` names, and the library's `Init` for each that this build
-/// has (`None`: the name is reserved and refused with "not available yet"). Making one available
-/// is changing its `None` to `Some(Init::...)`.
-const METHODS: &[(&str, MakeInit)] = &[
-    ("kmeans", || Some(Init::Kmeans)),
-    ("k-means++", || Some(Init::KMeansPlusPlus)),
-    ("random", || Some(Init::Random)),
-    ("random_from_data", || Some(Init::RandomFromData)),
-];
+/// The initialization methods of a Gaussian mixture (scikit-learn's `init_params`).
+pub const GMM_METHODS: &[&str] = &["kmeans", "k-means++", "random", "random_from_data"];
+/// The initialization methods of k-means (scikit-learn's `init`).
+pub const KMEANS_METHODS: &[&str] = &["k-means++", "random"];
 
 /// The value of `--init`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InitArg {
-    /// A method from [`METHODS`], by name.
+    /// A method from [`GMM_METHODS`] or [`KMEANS_METHODS`], by name.
     Method(&'static str),
-    /// A model file whose parameters are the starting point.
-    Model(PathBuf),
-}
-
-impl Default for InitArg {
-    /// The library's default initialization, by its name.
-    fn default() -> Self {
-        let default = Init::default();
-        METHODS
-            .iter()
-            .find(|(_, make)| make().as_ref() == Some(&default))
-            .map_or(InitArg::Method("kmeans"), |(name, _)| InitArg::Method(name))
-    }
+    /// A file to start from: a model JSON file, or (k-means) a `.npy` of centers.
+    File(PathBuf),
 }
 
 impl fmt::Display for InitArg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InitArg::Method(name) => f.write_str(name),
-            InitArg::Model(path) => write!(f, "{}", path.display()),
+            InitArg::File(path) => write!(f, "{}", path.display()),
         }
     }
 }
@@ -53,54 +41,129 @@ impl fmt::Display for InitArg {
 impl FromStr for InitArg {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Some((name, _)) = METHODS.iter().find(|(name, _)| *name == s) {
+        if let Some(name) = GMM_METHODS.iter().chain(KMEANS_METHODS).find(|n| **n == s) {
             return Ok(InitArg::Method(name));
         }
         let path = PathBuf::from(s);
-        let looks_like_file = path.exists()
-            || path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let looks_like_file = path.exists() || has_extension(&path, "json") || is_npy(&path);
         if looks_like_file {
-            Ok(InitArg::Model(path))
+            Ok(InitArg::File(path))
         } else {
             Err(format!(
-                "unknown init method \"{s}\"; use one of {}, or the path of a model JSON file",
-                method_names()
+                "unknown init method \"{s}\"; use one of {} (Gaussian mixtures) or {} (k-means), or the path of a model JSON file (k-means also: a .npy of centers)",
+                GMM_METHODS.join(", "),
+                KMEANS_METHODS.join(", ")
             ))
         }
     }
 }
 
-fn method_names() -> String {
-    METHODS
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
+fn has_extension(path: &Path, ext: &str) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+fn is_npy(path: &Path) -> bool {
+    has_extension(path, "npy")
 }
 
 impl InitArg {
-    /// The library's `Init` (a model file is read and checked here).
-    pub fn resolve(&self) -> Result<Init, CliError> {
-        match self {
-            InitArg::Method(name) => METHODS
+    /// The name of the library's default initialization of a Gaussian mixture.
+    pub fn gmm_default() -> Self {
+        InitArg::Method(
+            GMM_METHODS
                 .iter()
-                .find(|(n, _)| n == name)
-                .and_then(|(_, make)| make())
-                .ok_or_else(|| {
-                    CliError::usage(format!(
-                        "init method {name} is not available yet in this build; use --init random_from_data or a model JSON file"
-                    ))
-                }),
-            InitArg::Model(path) => Ok(Init::Params(load_model(path)?.params().clone())),
+                .copied()
+                .find(|n| n.parse::<Init>().ok() == Some(Init::default()))
+                .unwrap_or("kmeans"),
+        )
+    }
+
+    /// The name of the library's default initialization of k-means.
+    pub fn kmeans_default() -> Self {
+        InitArg::Method(
+            KMEANS_METHODS
+                .iter()
+                .copied()
+                .find(|n| n.parse::<KMeansInit>().ok() == Some(KMeansInit::default()))
+                .unwrap_or("k-means++"),
+        )
+    }
+
+    /// The library's `Init` for a Gaussian mixture (a model file is read and checked here).
+    pub fn gmm(&self) -> Result<Init, CliError> {
+        match self {
+            InitArg::Method(name) => name.parse::<Init>().map_err(CliError::from),
+            InitArg::File(path) if is_npy(path) => Err(CliError::usage(format!(
+                "--init {}: a .npy of initial centers starts k-means (--model kmeans); a Gaussian mixture starts from a method ({}) or a Gaussian mixture model JSON file",
+                path.display(),
+                GMM_METHODS.join(", ")
+            ))),
+            InitArg::File(path) => match load_any_model(path)? {
+                AnyModel::Gmm(m) => Ok(Init::Params(m.params().clone())),
+                AnyModel::KMeans(_) => Err(CliError::usage(format!(
+                    "--init {}: this is a k-means model; a Gaussian mixture starts from a Gaussian mixture model file or a method ({}; kmeans runs k-means first)",
+                    path.display(),
+                    GMM_METHODS.join(", ")
+                ))),
+            },
         }
     }
 
-    /// Applies this initialization to a fit.
-    pub fn apply(&self, gmm: GaussianMixture) -> Result<GaussianMixture, CliError> {
-        Ok(gmm.init(self.resolve()?))
+    /// The library's `KMeansInit` for k-means (files are read and checked here).
+    pub fn kmeans(&self) -> Result<KMeansInit, CliError> {
+        match self {
+            InitArg::Method(name) if KMEANS_METHODS.contains(name) => {
+                name.parse::<KMeansInit>().map_err(CliError::from)
+            }
+            InitArg::Method(name) => Err(CliError::usage(format!(
+                "--init {name} initializes a Gaussian mixture; k-means (--model kmeans) takes {}, a .npy of centers [K, D] or a model JSON file",
+                KMEANS_METHODS.join(" or ")
+            ))),
+            InitArg::File(path) if is_npy(path) => Ok(KMeansInit::Centers(read_centers(path)?)),
+            InitArg::File(path) => Ok(KMeansInit::Centers(match load_any_model(path)? {
+                AnyModel::KMeans(m) => m.cluster_centers(),
+                AnyModel::Gmm(m) => m.means(),
+            })),
+        }
     }
+}
+
+/// Reads initial centers `[K, D]` from a `.npy` file (float32 or float64, finite).
+fn read_centers(path: &Path) -> Result<Array2<f64>, CliError> {
+    let options = ReadOptions {
+        format: Some(FileFormat::Npy),
+        ..ReadOptions::default()
+    };
+    let data = Dataset::open(path, &options)?;
+    data.validate().map_err(|e| about_file(e, path))?;
+    Array2::from_shape_vec((data.n_samples(), data.n_features()), data.to_vec_f64())
+        .map_err(|e| CliError::error(format!("{}: {e}", path.display())))
+}
+
+/// Checks initial centers against the fit: K rows of D values.
+pub fn check_centers(
+    init: &KMeansInit,
+    source: &InitArg,
+    k: usize,
+    d: usize,
+) -> Result<(), CliError> {
+    if let KMeansInit::Centers(c) = init {
+        if c.ncols() != d {
+            return Err(CliError::error(format!(
+                "--init {source}: the initial centers have {} features but the data has {d}",
+                c.ncols()
+            )));
+        }
+        if c.nrows() != k {
+            return Err(CliError::usage(format!(
+                "--init {source}: {} initial centers, but --components is {k}; give {k} centers or --components {}",
+                c.nrows(),
+                c.nrows()
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -109,33 +172,46 @@ mod tests {
 
     #[test]
     fn names_paths_and_typos() {
-        assert_eq!(
-            "random_from_data".parse::<InitArg>(),
-            Ok(InitArg::Method("random_from_data"))
-        );
+        for name in GMM_METHODS.iter().chain(KMEANS_METHODS) {
+            assert_eq!(name.parse::<InitArg>(), Ok(InitArg::Method(name)));
+        }
         assert_eq!(
             "warm.json".parse::<InitArg>(),
-            Ok(InitArg::Model("warm.json".into()))
+            Ok(InitArg::File("warm.json".into()))
+        );
+        assert_eq!(
+            "centers.npy".parse::<InitArg>(),
+            Ok(InitArg::File("centers.npy".into()))
         );
         let err = "kmean".parse::<InitArg>().unwrap_err();
         assert!(err.contains("unknown init method \"kmean\""), "{err}");
-        // Names reserved for methods this build lacks say so, as a usage error.
-        for (name, make) in METHODS {
-            let arg: InitArg = name.parse().unwrap();
-            match (make(), arg.resolve()) {
-                (Some(init), Ok(got)) => assert_eq!(got, init),
-                (None, Err(e)) => {
-                    assert!(e.message.contains("not available yet"), "{}", e.message);
+    }
+
+    #[test]
+    fn every_name_resolves_for_its_model_and_the_others_say_why_not() {
+        for name in GMM_METHODS {
+            let arg = InitArg::Method(name);
+            assert_eq!(arg.gmm().unwrap().name(), *name);
+            match arg.kmeans() {
+                Ok(init) => assert!(KMEANS_METHODS.contains(name), "{init:?}"),
+                Err(e) => {
+                    assert!(!KMEANS_METHODS.contains(name));
+                    assert!(e.message.contains("initializes a Gaussian mixture"));
                     assert_eq!(e.code, super::super::EXIT_USAGE);
                 }
-                (want, got) => panic!("{name}: {want:?} vs {got:?}"),
             }
         }
-        // The default is the library's default, shown by name in --help.
-        assert!(InitArg::default().resolve().is_ok());
         assert_eq!(
-            InitArg::default().resolve().ok(),
-            Some(emgpu::Init::default())
+            InitArg::Method("random").kmeans().unwrap(),
+            KMeansInit::Random
+        );
+        let e = InitArg::File("c.npy".into()).gmm().unwrap_err();
+        assert!(e.message.contains("--model kmeans"), "{}", e.message);
+        // The defaults are the library's.
+        assert_eq!(InitArg::gmm_default().gmm().unwrap(), Init::default());
+        assert_eq!(
+            InitArg::kmeans_default().kmeans().unwrap(),
+            KMeansInit::default()
         );
     }
 }

@@ -11,17 +11,19 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use emgpu::data::{FileFormat, ReadOptions};
-use emgpu::{Backend, BackendReport, CovarianceType, Dataset, Error, FittedGmm};
+use emgpu::{Backend, BackendReport, CovarianceType, Dataset, Error, FittedGmm, FittedKMeans};
 
 mod fit;
 mod init;
+mod options;
 mod predict;
 mod progress;
 mod sample;
 mod score;
+mod select;
 mod validate;
 
-pub use init::InitArg;
+pub use options::{FitArgs, ModelArg, TrainArgs};
 
 /// Exit code of a run that failed with an error.
 pub const EXIT_ERROR: u8 = 1;
@@ -30,7 +32,8 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit code of `validate` when the backends disagree beyond `--rtol`.
 pub const EXIT_MISMATCH: u8 = 3;
 
-/// GPU-accelerated Expectation–Maximization for Gaussian mixtures, with scikit-learn's answers.
+/// GPU-accelerated Expectation–Maximization for Gaussian mixtures and k-means, with
+/// scikit-learn's answers.
 ///
 /// Data files: .npy (float32/float64, C order, [N, D] or [N]; memory-mapped), CSV with a header
 /// row, raw little-endian float32 with --dims D. Models: JSON ("emgpu-model"), parameters in
@@ -52,16 +55,20 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Fit a Gaussian mixture to data and write the model (JSON).
+    /// Fit a Gaussian mixture (or k-means, --model kmeans) to data and write the model (JSON).
     Fit(fit::FitCmd),
-    /// Mean log-likelihood per sample of data under a model (also BIC and AIC).
+    /// Mean log-likelihood per sample of data under a model, BIC and AIC (k-means: −inertia).
     Score(score::ScoreCmd),
-    /// Most likely component of every sample (int64 .npy), or the responsibilities with --proba.
+    /// Most likely component (nearest center) of every sample as int64 .npy, or the
+    /// responsibilities with --proba.
     Predict(predict::PredictCmd),
-    /// Draw samples from a model (float64 .npy).
+    /// Draw samples from a Gaussian mixture model (float64 .npy).
     Sample(sample::SampleCmd),
     /// Fit on the CPU and on another backend (the GPU) from the same start and compare the results.
     Validate(validate::ValidateCmd),
+    /// Fit a Gaussian mixture for each number of components (and covariance type); keep the best
+    /// by BIC or AIC.
+    Select(select::SelectCmd),
     // `devices` and `bench` join here (a variant and its module each) with the GPU and benchmark work.
 }
 
@@ -74,6 +81,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Predict(cmd) => predict::run(cmd, &ui),
         Command::Sample(cmd) => sample::run(cmd, &ui),
         Command::Validate(cmd) => validate::run(cmd, &ui),
+        Command::Select(cmd) => select::run(cmd, &ui),
     }
 }
 
@@ -269,58 +277,6 @@ impl From<BackendArg> for Backend {
     }
 }
 
-/// The fit options `fit` and `validate` share. Defaults are scikit-learn's `GaussianMixture`.
-#[derive(Debug, Args)]
-pub struct FitArgs {
-    /// Number of mixture components K.
-    #[arg(long, short = 'k', value_name = "K")]
-    pub components: usize,
-
-    /// Covariance structure (scikit-learn's covariance_type).
-    #[arg(long, value_enum, default_value_t = CovarianceArg::Full, value_name = "TYPE")]
-    pub covariance: CovarianceArg,
-
-    /// Initialization: a method (kmeans, k-means++, random, random_from_data) or the path of a
-    /// model JSON file to start from exactly (warm start).
-    #[arg(long, default_value_t = InitArg::default(), value_name = "METHOD|MODEL.json")]
-    pub init: InitArg,
-
-    /// Maximum EM iterations per initialization.
-    #[arg(long, default_value_t = 100, value_name = "M")]
-    pub max_iter: usize,
-
-    /// Convergence threshold on the change of the lower bound (mean log-likelihood per sample);
-    /// 0 runs exactly --max-iter iterations.
-    #[arg(
-        long,
-        default_value = "1e-3",
-        value_name = "T",
-        allow_negative_numbers = true
-    )]
-    pub tol: f64,
-
-    /// Added to the diagonal of every covariance, keeping it positive definite.
-    #[arg(
-        long,
-        default_value = "1e-6",
-        value_name = "R",
-        allow_negative_numbers = true
-    )]
-    pub reg_covar: f64,
-
-    /// Seed of every random choice (same seed and backend: same model).
-    #[arg(long, default_value_t = 0, value_name = "S")]
-    pub seed: u64,
-}
-
-impl FitArgs {
-    /// Range checks that can fail before any data is read.
-    pub fn check(&self) -> Result<(), CliError> {
-        at_least_one("--components", self.components)?;
-        at_least_one("--max-iter", self.max_iter)
-    }
-}
-
 /// `Err` unless `value ≥ 1`.
 pub fn at_least_one(flag: &str, value: usize) -> Result<(), CliError> {
     if value == 0 {
@@ -331,8 +287,17 @@ pub fn at_least_one(flag: &str, value: usize) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Reads and checks a model file.
-pub fn load_model(path: &Path) -> Result<FittedGmm, CliError> {
+/// A model file of either kind.
+#[derive(Debug)]
+pub enum AnyModel {
+    /// `"model": "gmm"`.
+    Gmm(FittedGmm),
+    /// `"model": "kmeans"`.
+    KMeans(FittedKMeans),
+}
+
+/// Reads and checks a model file of any kind (by its `model` field).
+pub fn load_any_model(path: &Path) -> Result<AnyModel, CliError> {
     let bytes = std::fs::read(path).map_err(|e| {
         CliError::from(Error::Io {
             path: path.to_path_buf(),
@@ -345,7 +310,30 @@ pub fn load_model(path: &Path) -> Result<FittedGmm, CliError> {
             path.display()
         ))
     })?;
-    FittedGmm::from_json(&text).map_err(|e| about_file(e, path))
+    let kind = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_owned));
+    // Anything but a k-means model is read as a Gaussian mixture, whose reader says what is wrong.
+    if kind.as_deref() == Some("kmeans") {
+        FittedKMeans::from_json(&text)
+            .map(AnyModel::KMeans)
+            .map_err(|e| about_file(e, path))
+    } else {
+        FittedGmm::from_json(&text)
+            .map(AnyModel::Gmm)
+            .map_err(|e| about_file(e, path))
+    }
+}
+
+/// Reads a Gaussian mixture model file for `command`, which has no meaning for k-means (`why`).
+pub fn load_gmm(path: &Path, command: &str, why: &str) -> Result<FittedGmm, CliError> {
+    match load_any_model(path)? {
+        AnyModel::Gmm(m) => Ok(m),
+        AnyModel::KMeans(_) => Err(CliError::error(format!(
+            "{}: this is a k-means model; {command} needs a Gaussian mixture ({why}): fit one with `emgpu fit --model gmm`",
+            path.display()
+        ))),
+    }
 }
 
 /// One line about which backend and device ran, and why (for `--backend auto`).

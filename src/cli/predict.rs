@@ -8,15 +8,16 @@ use emgpu::Backend;
 use emgpu::data::{check_output_path, write_npy_atomic};
 use ndarray::Array1;
 
-use super::{BackendArg, CliError, InputArgs, Ui, about_file, load_model};
+use super::{AnyModel, BackendArg, CliError, InputArgs, Ui, about_file, load_any_model};
 
 /// `emgpu predict --model MODEL.json --input X --output LABELS.npy [--proba]`
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Writes int64 labels [N] (the most likely component of each sample, scikit-learn's `predict`), or
-with --proba float64 responsibilities [N, K] (scikit-learn's `predict_proba`), as .npy.")]
+with --proba float64 responsibilities [N, K] (scikit-learn's `predict_proba`), as .npy.
+For a k-means model the label is the nearest center (ties: the lowest index); --proba is an error.")]
 pub struct PredictCmd {
-    /// The model (JSON written by `emgpu fit`).
+    /// The model (JSON written by `emgpu fit`: a Gaussian mixture or k-means).
     #[arg(long, short, value_name = "MODEL.json")]
     model: PathBuf,
 
@@ -27,7 +28,7 @@ pub struct PredictCmd {
     #[arg(long, short, value_name = "OUT.npy")]
     output: PathBuf,
 
-    /// Write the responsibilities [N, K] (float64) instead of labels.
+    /// Write the responsibilities [N, K] (float64) instead of labels (Gaussian mixtures only).
     #[arg(long)]
     proba: bool,
 
@@ -38,31 +39,49 @@ pub struct PredictCmd {
 
 pub fn run(cmd: PredictCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     check_output_path(&cmd.output)?;
-    let model = load_model(&cmd.model)?.with_backend(Backend::from(cmd.backend));
+    let backend = Backend::from(cmd.backend);
+    let model = load_any_model(&cmd.model)?;
+    if cmd.proba && matches!(model, AnyModel::KMeans(_)) {
+        return Err(CliError::usage(format!(
+            "--proba: {} is a k-means model, which has no probabilities (each sample belongs to its nearest center); drop --proba for the labels, or fit a Gaussian mixture (--model gmm)",
+            cmd.model.display()
+        )));
+    }
     let data = cmd.input.open()?;
     let in_file = |e| about_file(e, &cmd.input.input);
-    if cmd.proba {
-        let proba = model.predict_proba(&data).map_err(in_file)?;
-        write_npy_atomic(&cmd.output, &proba)?;
-        ui.note(format!(
-            "predict: responsibilities [{}, {}] (float64) → {}",
-            proba.nrows(),
-            proba.ncols(),
-            cmd.output.display()
-        ));
-    } else {
-        let labels = model.predict(&data).map_err(in_file)?;
-        let mut counts = vec![0usize; model.n_components()];
-        for &l in &labels {
-            counts[l] += 1;
+    let (labels, k, what) = match model {
+        AnyModel::Gmm(model) => {
+            let model = model.with_backend(backend);
+            if cmd.proba {
+                let proba = model.predict_proba(&data).map_err(in_file)?;
+                write_npy_atomic(&cmd.output, &proba)?;
+                ui.note(format!(
+                    "predict: responsibilities [{}, {}] (float64) → {}",
+                    proba.nrows(),
+                    proba.ncols(),
+                    cmd.output.display()
+                ));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let labels = model.predict(&data).map_err(in_file)?;
+            (labels, model.n_components(), "component")
         }
-        let labels: Array1<i64> = labels.mapv(|l| l as i64);
-        write_npy_atomic(&cmd.output, &labels)?;
-        ui.note(format!(
-            "predict: {} labels (int64), samples per component {counts:?} → {}",
-            labels.len(),
-            cmd.output.display()
-        ));
+        AnyModel::KMeans(model) => {
+            let model = model.with_backend(backend);
+            let labels = model.predict(&data).map_err(in_file)?;
+            (labels, model.n_clusters(), "cluster")
+        }
+    };
+    let mut counts = vec![0usize; k];
+    for &l in &labels {
+        counts[l] += 1;
     }
+    let labels: Array1<i64> = labels.mapv(|l| l as i64);
+    write_npy_atomic(&cmd.output, &labels)?;
+    ui.note(format!(
+        "predict: {} labels (int64), samples per {what} {counts:?} → {}",
+        labels.len(),
+        cmd.output.display()
+    ));
     Ok(ExitCode::SUCCESS)
 }

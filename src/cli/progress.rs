@@ -1,11 +1,13 @@
-//! The progress bar of a fit: iteration, lower bound, its change, iterations per second.
+//! The progress bar of a fit: iteration, lower bound (k-means: inertia and center shift), its
+//! change, iterations per second; with restarts, a line per finished restart above the bar.
 
 use std::time::{Duration, Instant};
 
 use emgpu::Progress;
+use emgpu::models::kmeans::KMeansProgress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::Ui;
+use super::{Ui, num};
 
 /// A progress bar on stderr (drawn only when stderr is a terminal and not `--quiet`).
 pub struct FitProgress {
@@ -14,6 +16,8 @@ pub struct FitProgress {
     n_init: usize,
     init: usize,
     init_started: Instant,
+    /// The last report of the current restart: (iteration, what it reached, e.g. "lower bound -4.2").
+    last: Option<(usize, String)>,
 }
 
 impl FitProgress {
@@ -42,39 +46,90 @@ impl FitProgress {
             n_init,
             init: 0,
             init_started: Instant::now(),
+            last: None,
         }
     }
 
-    /// Called by the fit after every iteration.
+    /// Called by a Gaussian mixture fit after every iteration.
     pub fn update(&mut self, p: &Progress) {
-        let Some(bar) = &self.bar else { return };
-        if p.init != self.init || p.iteration == 1 {
-            self.init = p.init;
-            self.init_started = Instant::now();
-            if self.n_init > 1 {
-                bar.set_prefix(format!(
-                    "{} init {}/{}",
-                    self.label,
-                    p.init + 1,
-                    self.n_init
-                ));
-            }
+        if self.bar.is_none() {
+            return;
         }
-        let rate = p.iteration as f64 / self.init_started.elapsed().as_secs_f64().max(1e-9);
         let change = if p.change.is_finite() {
             format!("{:+.2e}", p.change)
         } else {
             "—".to_string()
         };
-        bar.set_position(p.iteration as u64);
-        bar.set_message(format!(
-            "lower bound {:.6}  change {change}  {rate:.1} it/s",
-            p.lower_bound
-        ));
+        let rate = self.step(p.init, p.iteration);
+        self.show(
+            p.iteration,
+            format!(
+                "lower bound {:.6}  change {change}  {rate:.1} it/s",
+                p.lower_bound
+            ),
+            format!("lower bound {:.6}", p.lower_bound),
+        );
     }
 
-    /// Removes the bar (the caller prints the summary).
-    pub fn finish(&self) {
+    /// Called by a k-means fit after every iteration.
+    pub fn update_kmeans(&mut self, p: &KMeansProgress) {
+        if self.bar.is_none() {
+            return;
+        }
+        let rate = self.step(p.init, p.iteration);
+        self.show(
+            p.iteration,
+            format!(
+                "inertia {}  center shift {:.2e}  {rate:.1} it/s",
+                num(p.inertia),
+                p.center_shift
+            ),
+            format!("inertia {} at its last assignment", num(p.inertia)),
+        );
+    }
+
+    /// Notes a new restart (printing the one that ended) and returns iterations per second.
+    fn step(&mut self, init: usize, iteration: usize) -> f64 {
+        if init != self.init || iteration == 1 {
+            if init != self.init {
+                self.print_restart();
+            }
+            self.init = init;
+            self.init_started = Instant::now();
+            if self.n_init > 1
+                && let Some(bar) = &self.bar
+            {
+                bar.set_prefix(format!("{} init {}/{}", self.label, init + 1, self.n_init));
+            }
+        }
+        iteration as f64 / self.init_started.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    fn show(&mut self, iteration: usize, message: String, reached: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(iteration as u64);
+            bar.set_message(message);
+        }
+        self.last = Some((iteration, reached));
+    }
+
+    /// With restarts, one line above the bar for the restart that just ended.
+    fn print_restart(&mut self) {
+        if let (Some(bar), Some((iterations, reached))) = (&self.bar, self.last.take())
+            && self.n_init > 1
+        {
+            bar.println(format!(
+                "{} init {}/{}: {reached} after {iterations} iterations",
+                self.label,
+                self.init + 1,
+                self.n_init
+            ));
+        }
+    }
+
+    /// Prints the last restart's line and removes the bar (the caller prints the summary).
+    pub fn finish(&mut self) {
+        self.print_restart();
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -83,6 +138,8 @@ impl FitProgress {
 
 impl Drop for FitProgress {
     fn drop(&mut self) {
-        self.finish();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
     }
 }

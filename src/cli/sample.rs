@@ -7,7 +7,7 @@ use clap::Args;
 use emgpu::data::{check_output_path, write_npy_atomic};
 use ndarray::Array1;
 
-use super::{CliError, Ui, at_least_one, load_model};
+use super::{CliError, Ui, at_least_one, load_gmm};
 
 /// `emgpu sample --model MODEL.json --n N --output X.npy [--seed S]`
 #[derive(Debug, Args)]
@@ -16,7 +16,7 @@ Writes float64 samples [N, D] as .npy, grouped by component as scikit-learn's `s
 of each component is multinomial with the model's weights); --labels-output writes each sample's
 component (int64 [N]).")]
 pub struct SampleCmd {
-    /// The model (JSON written by `emgpu fit`).
+    /// The Gaussian mixture model (JSON written by `emgpu fit`).
     #[arg(long, short, value_name = "MODEL.json")]
     model: PathBuf,
 
@@ -43,7 +43,11 @@ pub fn run(cmd: SampleCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     if let Some(path) = &cmd.labels_output {
         check_output_path(path)?;
     }
-    let model = load_model(&cmd.model)?;
+    let model = load_gmm(
+        &cmd.model,
+        "sample",
+        "k-means defines no distribution to draw from",
+    )?;
     let (x, labels) = model.sample(cmd.n, cmd.seed)?;
     write_npy_atomic(&cmd.output, &x)?;
     if let Some(path) = &cmd.labels_output {

@@ -4,19 +4,25 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use emgpu::Backend;
+use emgpu::{Backend, FittedGmm, FittedKMeans};
 use serde_json::json;
 
-use super::{BackendArg, CliError, InputArgs, Ui, about_file, load_model, print_result};
+use super::{
+    AnyModel, BackendArg, CliError, InputArgs, Ui, about_file, load_any_model, print_result,
+};
 
 /// `emgpu score --model MODEL.json --input X [--backend B] [--json]`
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Prints the mean log-likelihood per sample (scikit-learn's `score`), the number of samples, BIC and
-AIC. With --json, the last line of stdout is one JSON object:
-  {\"score\": <float>, \"n_samples\": <int>, \"n_features\": <int>, \"n_components\": <int>, \"bic\": <float>, \"aic\": <float>, ...}")]
+Gaussian mixture: prints the mean log-likelihood per sample (scikit-learn's `score`), the number
+of samples, BIC and AIC. With --json, the last line of stdout is one JSON object:
+  {\"score\": <float>, \"n_samples\": <int>, \"n_features\": <int>, \"n_components\": <int>, \"bic\": <float>, \"aic\": <float>, ...}
+k-means: the score is minus the inertia (the sum of squared distances of the samples to their
+nearest centers, scikit-learn's KMeans.score: higher is better), printed with the inertia and
+the mean squared distance; --json:
+  {\"score\": <float>, \"inertia\": <float>, \"mean_squared_distance\": <float>, \"n_samples\": <int>, ...}")]
 pub struct ScoreCmd {
-    /// The model (JSON written by `emgpu fit`).
+    /// The model (JSON written by `emgpu fit`: a Gaussian mixture or k-means).
     #[arg(long, short, value_name = "MODEL.json")]
     model: PathBuf,
 
@@ -33,7 +39,14 @@ pub struct ScoreCmd {
 }
 
 pub fn run(cmd: ScoreCmd, _ui: &Ui) -> Result<ExitCode, CliError> {
-    let model = load_model(&cmd.model)?.with_backend(Backend::from(cmd.backend));
+    match load_any_model(&cmd.model)? {
+        AnyModel::Gmm(model) => score_gmm(&cmd, model),
+        AnyModel::KMeans(model) => score_kmeans(&cmd, model),
+    }
+}
+
+fn score_gmm(cmd: &ScoreCmd, model: FittedGmm) -> Result<ExitCode, CliError> {
+    let model = model.with_backend(Backend::from(cmd.backend));
     let data = cmd.input.open()?;
     let log_px = model
         .score_samples(&data)
@@ -54,6 +67,7 @@ pub fn run(cmd: ScoreCmd, _ui: &Ui) -> Result<ExitCode, CliError> {
             "covariance_type": model.covariance_type().name(),
             "bic": bic,
             "aic": aic,
+            "model": "gmm",
             "backend": cmd.backend_name(),
         });
         print_result(&line.to_string())?;
@@ -62,6 +76,37 @@ pub fn run(cmd: ScoreCmd, _ui: &Ui) -> Result<ExitCode, CliError> {
         print_result(&format!("n_samples  {n}"))?;
         print_result(&format!("bic        {bic}"))?;
         print_result(&format!("aic        {aic}"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn score_kmeans(cmd: &ScoreCmd, model: FittedKMeans) -> Result<ExitCode, CliError> {
+    let model = model.with_backend(Backend::from(cmd.backend));
+    let data = cmd.input.open()?;
+    let n = data.n_samples();
+    let score = model
+        .score(&data)
+        .map_err(|e| about_file(e, &cmd.input.input))?;
+    let inertia = -score;
+    let msd = inertia / n as f64;
+    if cmd.json {
+        let line = json!({
+            "score": score,
+            "score_is": "minus the inertia (scikit-learn's KMeans.score)",
+            "inertia": inertia,
+            "mean_squared_distance": msd,
+            "n_samples": n,
+            "n_features": model.n_features(),
+            "n_clusters": model.n_clusters(),
+            "model": "kmeans",
+            "backend": cmd.backend_name(),
+        });
+        print_result(&line.to_string())?;
+    } else {
+        print_result(&format!("score (-inertia)       {score}"))?;
+        print_result(&format!("inertia                {inertia}"))?;
+        print_result(&format!("mean_squared_distance  {msd}"))?;
+        print_result(&format!("n_samples              {n}"))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,26 +1,31 @@
 //! `emgpu validate`: the same fit on the CPU (the f64 reference) and on another backend, from the
-//! same initial parameters, and the largest differences of the results.
+//! same initial parameters (k-means: the same initial centers), and the largest differences of the
+//! results.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use emgpu::{Backend, BackendReport, Dataset, FittedGmm, GaussianMixture, GmmParams, Init};
+use emgpu::{Backend, BackendReport, Dataset, FittedGmm, FittedKMeans, Init, KMeansInit};
 use serde_json::{Value, json};
 
 use super::init::InitArg;
 use super::progress::FitProgress;
 use super::{
-    BackendArg, CliError, EXIT_MISMATCH, FitArgs, InputArgs, Ui, about_file, print_result,
+    BackendArg, CliError, EXIT_MISMATCH, FitArgs, InputArgs, ModelArg, Ui, about_file, print_result,
 };
 
 /// `emgpu validate --input X --components K [fit options] [--backend gpu] [--rtol 2e-3] [--json]`
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Both fits start from the same explicit parameters: the model given with --init MODEL.json, or else
-the parameters after one CPU iteration from the seeded --init method. Each number compared is
+the parameters the seeded --init method gives (computed once, on the CPU: for kmeans, the
+k-means run and the responsibilities of its labels), i.e. the start of `emgpu fit` with the same
+--seed. With --model kmeans both start from the same centers (--init k-means++ or random with
+--seed, or a CENTERS.npy / MODEL.json) and run once. Each number compared is
   |candidate − cpu| / max(|cpu|, 1e-3 · largest |cpu| value of that array)
-(for the lower bound: |candidate − cpu| / max(|cpu|, 1)); the largest per array is shown.
+(for the lower bound: |candidate − cpu| / max(|cpu|, 1); for the inertia: |candidate − cpu| / |cpu|;
+for k-means labels: the fraction of samples whose labels differ); the largest per array is shown.
 Exit code 0 when every difference is at most --rtol, 3 when one is larger, 1 on an error
 (e.g. the candidate backend is not available).")]
 pub struct ValidateCmd {
@@ -48,11 +53,22 @@ pub struct ValidateCmd {
     json: bool,
 }
 
-/// One fit of the comparison.
+/// One fit of the comparison, as the table shows it.
 struct Run {
-    model: FittedGmm,
     report: BackendReport,
     seconds: f64,
+    n_iter: usize,
+    converged: bool,
+    /// `("lower_bound", value)` or `("inertia", value)`.
+    quality: (&'static str, f64),
+}
+
+/// What the two fits of a comparison gave.
+struct Outcome {
+    reference: Run,
+    candidate: Run,
+    /// `(name, largest relative difference)` per compared quantity.
+    diffs: Vec<(&'static str, f64)>,
 }
 
 /// The largest relative differences between a candidate fit and the reference.
@@ -89,11 +105,6 @@ impl Differences {
             ("lower_bound", self.lower_bound),
         ]
     }
-
-    /// Whether every difference is at most `rtol` (a NaN never is).
-    pub fn within(&self, rtol: f64) -> bool {
-        self.rows().iter().all(|(_, d)| *d <= rtol)
-    }
 }
 
 /// `|a − b| / max(|b|, floor)`; infinite when either is NaN.
@@ -112,6 +123,44 @@ fn max_rel_diff(got: &[f64], want: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// The largest relative differences between a candidate k-means fit and the reference.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KMeansDifferences {
+    /// Of the centers.
+    pub centers: f64,
+    /// Of the inertia.
+    pub inertia: f64,
+    /// The fraction of training samples whose labels differ.
+    pub labels: f64,
+}
+
+impl KMeansDifferences {
+    /// Compares `candidate` with `reference` (fitted from the same centers).
+    pub fn between(candidate: &FittedKMeans, reference: &FittedKMeans) -> Self {
+        let flat = |m: &FittedKMeans| m.cluster_centers().iter().copied().collect::<Vec<_>>();
+        let labels = match (candidate.labels(), reference.labels()) {
+            (Some(c), Some(r)) if c.len() == r.len() && !r.is_empty() => {
+                c.iter().zip(r).filter(|(a, b)| a != b).count() as f64 / r.len() as f64
+            }
+            _ => f64::INFINITY,
+        };
+        Self {
+            centers: max_rel_diff(&flat(candidate), &flat(reference)),
+            inertia: rel_diff(candidate.inertia(), reference.inertia(), f64::MIN_POSITIVE),
+            labels,
+        }
+    }
+
+    /// `(name, difference)` for each compared quantity.
+    pub fn rows(&self) -> [(&'static str, f64); 3] {
+        [
+            ("cluster_centers", self.centers),
+            ("inertia", self.inertia),
+            ("labels", self.labels),
+        ]
+    }
+}
+
 pub fn run(cmd: ValidateCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     cmd.fit.check()?;
     if !(cmd.rtol.is_finite() && cmd.rtol >= 0.0) {
@@ -121,39 +170,12 @@ pub fn run(cmd: ValidateCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         )));
     }
     let data = cmd.input.open()?;
-    let in_file = |e| about_file(e, &cmd.input.input);
-    let (start, start_note) = starting_point(&cmd, &data, ui)?;
-    let base = GaussianMixture::params(cmd.fit.components)
-        .covariance(cmd.fit.covariance.into())
-        .tol(cmd.fit.tol)
-        .reg_covar(cmd.fit.reg_covar)
-        .max_iter(cmd.fit.max_iter)
-        .seed(cmd.fit.seed)
-        .init(Init::Params(start));
-
-    let fit_on = |backend: Backend| -> Result<Run, CliError> {
-        let mut bar = FitProgress::new(ui, backend.to_string(), cmd.fit.max_iter, 1);
-        let started = Instant::now();
-        let model = base
-            .clone()
-            .backend(backend)
-            .fit_with_progress(&data, &mut |p| bar.update(p))
-            .map_err(in_file)?;
-        let seconds = started.elapsed().as_secs_f64();
-        bar.finish();
-        let report = model
-            .backend_report()
-            .cloned()
-            .ok_or_else(|| CliError::error("the fit did not report its backend"))?;
-        Ok(Run {
-            model,
-            report,
-            seconds,
-        })
+    let (outcome, start_note) = match cmd.fit.model {
+        ModelArg::Gmm => compare_gmm(&cmd, &data, ui)?,
+        ModelArg::Kmeans => compare_kmeans(&cmd, &data, ui)?,
     };
-    let reference = fit_on(Backend::Cpu)?;
     let wanted = Backend::from(cmd.backend);
-    let candidate = fit_on(wanted)?;
+    let candidate = &outcome.candidate;
     if wanted == Backend::Gpu && candidate.report.backend != Backend::Gpu {
         return Err(CliError::error(format!(
             "the gpu backend did not run (it ran on {}{}); there is nothing to compare with the CPU",
@@ -165,40 +187,47 @@ pub fn run(cmd: ValidateCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             }
         )));
     }
-
-    let diffs = Differences::between(&candidate.model, &reference.model);
-    let agree = diffs.within(cmd.rtol);
+    let agree = within(&outcome.diffs, cmd.rtol);
     if cmd.json {
         let side = |r: &Run| {
             json!({
                 "backend": r.report.backend.to_string(),
                 "device": r.report.device,
-                "n_iter": r.model.n_iter(),
-                "converged": r.model.converged(),
-                "lower_bound": r.model.lower_bound(),
+                "n_iter": r.n_iter,
+                "converged": r.converged,
+                r.quality.0: r.quality.1,
                 "fit_seconds": r.seconds,
             })
         };
-        let max: serde_json::Map<String, Value> = diffs
-            .rows()
+        let max: serde_json::Map<String, Value> = outcome
+            .diffs
             .iter()
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
-        let line = json!({
+        let mut line = json!({
             "agree": agree,
             "rtol": cmd.rtol,
             "max_rel_diff": max,
-            "reference": side(&reference),
-            "candidate": side(&candidate),
+            "reference": side(&outcome.reference),
+            "candidate": side(&outcome.candidate),
             "n_samples": data.n_samples(),
             "n_features": data.n_features(),
-            "n_components": cmd.fit.components,
-            "covariance_type": reference.model.covariance_type().name(),
+            "model": match cmd.fit.model {
+                ModelArg::Gmm => "gmm",
+                ModelArg::Kmeans => "kmeans",
+            },
             "start": start_note,
         });
+        match cmd.fit.model {
+            ModelArg::Gmm => {
+                line["n_components"] = json!(cmd.fit.components);
+                line["covariance_type"] = json!(cmd.fit.covariance_type().name());
+            }
+            ModelArg::Kmeans => line["n_clusters"] = json!(cmd.fit.components),
+        }
         print_result(&line.to_string())?;
     } else {
-        print_table(&cmd, &data, &start_note, &reference, &candidate, &diffs)?;
+        print_table(&cmd, &data, &start_note, &outcome)?;
     }
     Ok(if agree {
         ExitCode::SUCCESS
@@ -207,64 +236,140 @@ pub fn run(cmd: ValidateCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     })
 }
 
-/// The initial parameters both fits start from, and a note saying where they came from.
-fn starting_point(
+/// Whether every difference is at most `rtol` (a NaN never is).
+fn within(diffs: &[(&'static str, f64)], rtol: f64) -> bool {
+    diffs.iter().all(|(_, d)| *d <= rtol)
+}
+
+/// Where the common start came from, for people.
+fn start_note(init: &InitArg, seed: u64, what: &str) -> String {
+    match init {
+        InitArg::File(path) => format!("the {what} of {}", path.display()),
+        InitArg::Method(name) => format!("the {what} of the {name} initialization (seed {seed})"),
+    }
+}
+
+fn compare_gmm(cmd: &ValidateCmd, data: &Dataset, ui: &Ui) -> Result<(Outcome, String), CliError> {
+    let in_file = |e| about_file(e, &cmd.input.input);
+    let base = cmd.fit.gmm(None, Backend::Cpu)?;
+    // The start of a seeded fit (the init method's parameters), computed once on the CPU.
+    let start = base.initial_params(data).map_err(in_file)?;
+    let base = base.init(Init::Params(start));
+    let max_iter = cmd.fit.train.max_iter.unwrap_or(100);
+    let fit_on = |backend: Backend| -> Result<(FittedGmm, Run), CliError> {
+        let mut bar = FitProgress::new(ui, backend.to_string(), max_iter, 1);
+        let started = Instant::now();
+        let model = base
+            .clone()
+            .backend(backend)
+            .fit_with_progress(data, &mut |p| bar.update(p))
+            .map_err(in_file)?;
+        let seconds = started.elapsed().as_secs_f64();
+        bar.finish();
+        let report = model
+            .backend_report()
+            .cloned()
+            .ok_or_else(|| CliError::error("the fit did not report its backend"))?;
+        let run = Run {
+            report,
+            seconds,
+            n_iter: model.n_iter(),
+            converged: model.converged(),
+            quality: ("lower_bound", model.lower_bound()),
+        };
+        Ok((model, run))
+    };
+    let (ref_model, reference) = fit_on(Backend::Cpu)?;
+    let (cand_model, candidate) = fit_on(cmd.backend.into())?;
+    let diffs = Differences::between(&cand_model, &ref_model)
+        .rows()
+        .to_vec();
+    let note = start_note(&cmd.fit.init(), cmd.fit.train.seed, "parameters");
+    Ok((
+        Outcome {
+            reference,
+            candidate,
+            diffs,
+        },
+        note,
+    ))
+}
+
+fn compare_kmeans(
     cmd: &ValidateCmd,
     data: &Dataset,
     ui: &Ui,
-) -> Result<(GmmParams, String), CliError> {
-    match &cmd.fit.init {
-        InitArg::Model(path) => {
-            let init = cmd.fit.init.resolve()?;
-            match init {
-                Init::Params(p) => Ok((p, format!("the parameters of {}", path.display()))),
-                _ => Err(CliError::error("a model file did not give parameters")),
-            }
-        }
-        InitArg::Method(name) => {
-            // The library computes an init method's parameters inside a fit; one CPU iteration
-            // from it gives explicit parameters that both backends then start from.
-            let mut bar = FitProgress::new(ui, "init", 1, 1);
-            let first = GaussianMixture::params(cmd.fit.components)
-                .covariance(cmd.fit.covariance.into())
-                .tol(0.0)
-                .reg_covar(cmd.fit.reg_covar)
-                .max_iter(1)
-                .seed(cmd.fit.seed)
-                .backend(Backend::Cpu);
-            let first = cmd.fit.init.apply(first)?;
-            let model = first
-                .fit_with_progress(data, &mut |p| bar.update(p))
-                .map_err(|e| about_file(e, &cmd.input.input))?;
-            Ok((
-                model.params().clone(),
-                format!("{name} (seed {}) and one CPU iteration", cmd.fit.seed),
-            ))
-        }
-    }
+) -> Result<(Outcome, String), CliError> {
+    let in_file = |e| about_file(e, &cmd.input.input);
+    let base = cmd.fit.kmeans(data.n_features(), None, Backend::Cpu)?;
+    let centers = base.initial_centers(data).map_err(in_file)?;
+    let base = base.init(KMeansInit::Centers(centers));
+    let max_iter = cmd.fit.train.max_iter.unwrap_or(300);
+    let fit_on = |backend: Backend| -> Result<(FittedKMeans, Run), CliError> {
+        let mut bar = FitProgress::new(ui, backend.to_string(), max_iter, 1);
+        let started = Instant::now();
+        let model = base
+            .clone()
+            .backend(backend)
+            .fit_with_progress(data, &mut |p| bar.update_kmeans(p))
+            .map_err(in_file)?;
+        let seconds = started.elapsed().as_secs_f64();
+        bar.finish();
+        let report = model
+            .backend_report()
+            .cloned()
+            .ok_or_else(|| CliError::error("the fit did not report its backend"))?;
+        let run = Run {
+            report,
+            seconds,
+            n_iter: model.n_iter(),
+            converged: model.converged(),
+            quality: ("inertia", model.inertia()),
+        };
+        Ok((model, run))
+    };
+    let (ref_model, reference) = fit_on(Backend::Cpu)?;
+    let (cand_model, candidate) = fit_on(cmd.backend.into())?;
+    let diffs = KMeansDifferences::between(&cand_model, &ref_model)
+        .rows()
+        .to_vec();
+    let note = start_note(&cmd.fit.init(), cmd.fit.train.seed, "centers");
+    Ok((
+        Outcome {
+            reference,
+            candidate,
+            diffs,
+        },
+        note,
+    ))
 }
 
 fn print_table(
     cmd: &ValidateCmd,
     data: &Dataset,
     start_note: &str,
-    reference: &Run,
-    candidate: &Run,
-    diffs: &Differences,
+    outcome: &Outcome,
 ) -> Result<(), CliError> {
+    let (reference, candidate) = (&outcome.reference, &outcome.candidate);
     let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let model = match cmd.fit.model {
+        ModelArg::Gmm => format!(
+            "{} {} components",
+            cmd.fit.components,
+            cmd.fit.covariance_type()
+        ),
+        ModelArg::Kmeans => format!("k-means, {} clusters", cmd.fit.components),
+    };
     let mut lines = vec![
         format!(
             "validate: {} ({}) against cpu ({})",
             candidate.report.backend, candidate.report.device, reference.report.device
         ),
         format!(
-            "data: {}, {} samples × {} features; {} {} components; start: {start_note}",
+            "data: {}, {} samples × {} features; {model}; start: {start_note}",
             cmd.input.input.display(),
             data.n_samples(),
             data.n_features(),
-            cmd.fit.components,
-            reference.model.covariance_type(),
         ),
         String::new(),
         format!(
@@ -277,18 +382,22 @@ fn print_table(
     let row = |name: &str, a: String, b: String| format!("{name:<14}{a:>22}{b:>22}");
     lines.push(row(
         "n_iter",
-        reference.model.n_iter().to_string(),
-        candidate.model.n_iter().to_string(),
+        reference.n_iter.to_string(),
+        candidate.n_iter.to_string(),
     ));
     lines.push(row(
         "converged",
-        yes_no(reference.model.converged()).into(),
-        yes_no(candidate.model.converged()).into(),
+        yes_no(reference.converged).into(),
+        yes_no(candidate.converged).into(),
     ));
+    let quality = |r: &Run| match r.quality.0 {
+        "lower_bound" => format!("{:.10}", r.quality.1),
+        _ => format!("{:.6}", r.quality.1),
+    };
     lines.push(row(
-        "lower bound",
-        format!("{:.10}", reference.model.lower_bound()),
-        format!("{:.10}", candidate.model.lower_bound()),
+        &reference.quality.0.replace('_', " "),
+        quality(reference),
+        quality(candidate),
     ));
     lines.push(row(
         "fit time (s)",
@@ -300,12 +409,12 @@ fn print_table(
         "{:<14}{:>22}  (rtol {})",
         "", "largest rel. diff", cmd.rtol
     ));
-    for (name, d) in diffs.rows() {
+    for &(name, d) in &outcome.diffs {
         let verdict = if d <= cmd.rtol { "ok" } else { "TOO LARGE" };
-        lines.push(format!("{name:<14}{:>22}  {verdict}", format!("{d:.3e}")));
+        lines.push(format!("{name:<16}{:>20}  {verdict}", format!("{d:.3e}")));
     }
     lines.push(String::new());
-    lines.push(if diffs.within(cmd.rtol) {
+    lines.push(if within(&outcome.diffs, cmd.rtol) {
         format!(
             "result: {} agrees with the CPU within rtol {}",
             candidate.report.backend, cmd.rtol
@@ -325,7 +434,7 @@ fn print_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use emgpu::CovarianceType;
+    use emgpu::{CovarianceType, GmmParams};
 
     fn model(weights: Vec<f64>, means: Vec<f64>, cov: Vec<f64>) -> FittedGmm {
         let p = GmmParams::new(CovarianceType::Diag, weights, means, cov, 2).unwrap();
@@ -343,12 +452,12 @@ mod tests {
         assert!(same.weights == 0.0 && same.means == 0.0 && same.covariances == 0.0);
         // Models made from parameters have no lower bound (NaN): never "within".
         assert_eq!(same.lower_bound, f64::INFINITY);
-        assert!(!same.within(1e9));
+        assert!(!within(&same.rows(), 1e9));
         let same = Differences {
             lower_bound: rel_diff(-4.0, -4.0, 1.0),
             ..same
         };
-        assert!(same.within(0.0));
+        assert!(within(&same.rows(), 0.0));
 
         // A mean of 0 is compared against 1e-3 · 100 = 0.1: a shift of 1e-4 is 1e-3.
         let b = model(
@@ -363,15 +472,39 @@ mod tests {
             lower_bound: 0.0,
             ..d
         };
-        assert!(d.within(5.1e-3) && !d.within(2e-3));
+        assert!(within(&d.rows(), 5.1e-3) && !within(&d.rows(), 2e-3));
 
         assert_eq!(rel_diff(f64::NAN, 1.0, 1.0), f64::INFINITY);
-        assert!(
-            !Differences {
-                lower_bound: f64::INFINITY,
-                ..same
-            }
-            .within(1.0)
-        );
+        let inf = Differences {
+            lower_bound: f64::INFINITY,
+            ..same
+        };
+        assert!(!within(&inf.rows(), 1.0));
+    }
+
+    #[test]
+    fn kmeans_differences_count_labels_and_compare_centers() {
+        let x = ndarray::array![[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]];
+        let fit = |c: ndarray::Array2<f64>| {
+            emgpu::KMeans::params(2)
+                .init(emgpu::KMeansInit::Centers(c))
+                .backend(Backend::Cpu)
+                .fit(&x)
+                .unwrap()
+        };
+        let a = fit(ndarray::array![[0.0, 0.0], [5.0, 5.0]]);
+        let same = KMeansDifferences::between(&a, &a);
+        assert_eq!(same.rows().map(|r| r.1), [0.0; 3]);
+        // Swapped centers: every label differs, the centers by their full size.
+        let b = fit(ndarray::array![[5.0, 5.0], [0.0, 0.0]]);
+        let d = KMeansDifferences::between(&b, &a);
+        assert_eq!(d.labels, 1.0);
+        assert!(d.centers > 0.9, "{d:?}");
+        assert_eq!(d.inertia, 0.0);
+        // A loaded model has no labels and no inertia: never within.
+        let loaded = FittedKMeans::from_centers(&a.cluster_centers()).unwrap();
+        let d = KMeansDifferences::between(&loaded, &a);
+        assert_eq!(d.labels, f64::INFINITY);
+        assert!(!within(&d.rows(), 1e9));
     }
 }
