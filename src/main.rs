@@ -1,4 +1,5 @@
-//! `emgpu`: fit, score, predict, sample and validate Gaussian mixtures from the command line.
+//! `emgpu`: fit, score, predict, sample, select and validate Gaussian mixtures and k-means from the
+//! command line.
 //!
 //! This file only parses the arguments and turns errors into `error: <message>` on stderr with an
 //! exit code; the commands live in `src/cli/`.

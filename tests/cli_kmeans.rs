@@ -328,6 +328,35 @@ fn every_init_name_works_for_its_model() {
         assert_eq!(json["init"], name);
         assert_eq!(read_json(&d.join("km.json"))["model"], "kmeans");
     }
+    // k-means can start from a Gaussian mixture's means (one run: the centers are given).
+    fit_json(d, &["-i", FAITHFUL, "-k", "2", "-o", "m.json"]);
+    let means = matrix(&read_json(&d.join("m.json"))["means"]);
+    let from_gmm = fit_json(
+        d,
+        &[
+            "-i", FAITHFUL, "-k", "2", "--model", "kmeans", "--init", "m.json", "-o", "km.json",
+        ],
+    );
+    assert_eq!(from_gmm["init"], "m.json");
+    assert_eq!(from_gmm["n_init"], 1);
+    write_npy(d.join("means.npy"), &means).unwrap();
+    let from_npy = fit_json(
+        d,
+        &[
+            "-i",
+            FAITHFUL,
+            "-k",
+            "2",
+            "--model",
+            "kmeans",
+            "--init",
+            "means.npy",
+            "-o",
+            "km.json",
+        ],
+    );
+    assert_eq!(from_gmm["inertia"], from_npy["inertia"]);
+    assert_eq!(from_gmm["n_iter"], from_npy["n_iter"]);
     // A typo is refused with the names.
     let run = emgpu(
         d,

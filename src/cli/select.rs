@@ -185,6 +185,7 @@ fn row_json(r: &SelectionRow) -> Value {
     })
 }
 
+/// Runs `emgpu select`.
 pub fn run(cmd: SelectCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     let components = Components::parse(&cmd.components)?;
     let covariances = parse_covariances(&cmd.covariance)?;
