@@ -1,0 +1,171 @@
+// Shared by the Gaussian-mixture kernels (gmm_stats_full, gmm_stats_diag, gmm_points): the chunk
+// uniform, the data and parameter bindings, the tile of points in workgroup memory, log p(x, k)
+// for the four covariance types, and the log-sum-exp that turns log p(x, k) into
+// responsibilities.
+//
+// Constants (prepended by src/gpu/kernels.rs, one pipeline per value set):
+//   D   features;  K  components;  DP = D + 1 rounded up to a multiple of 4;  NB = DP / 4
+//   T   points per tile (a multiple of 4, ≤ WG);  WG  invocations per workgroup (a power of two)
+//   COV 0 full, 1 tied, 2 diag, 3 spherical
+//   OFF_LOGC, OFF_PREC  offsets into `params`
+//
+// `params` (f32, written by the host before every E-step):
+//   [0, K·DP)          means, in the GPU's centred coordinates, each padded with zeros to DP
+//                      (feature D is the constant-1 feature of the tile, whose "mean" is 0)
+//   [OFF_LOGC, +K)     log w_k + log det U_k − ½·D·ln 2π
+//   [OFF_PREC, ...)    Cholesky factor of the precision: full K·D·D (upper triangular, row-major),
+//                      tied D·D, diag K·D (1/σ), spherical K (1/σ)
+
+// Mirrored by `ChunkUniform` in src/gpu/kernels.rs.
+struct Chunk {
+    // Rows this dispatch covers.
+    n_rows: u32,
+    // Index of its first row in the bound data buffer.
+    row_offset: u32,
+    // ceil(n_rows / T).
+    n_tiles: u32,
+    // gmm_points: bit 0 set → write responsibilities too. Unused elsewhere.
+    flags: u32,
+}
+
+@group(0) @binding(0) var<uniform> chunk: Chunk;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> params: array<f32>;
+
+// The tile: point t's features 4q..4q+3 at xt[t·NB + q]. Feature D is 1 and features D+1..DP−1
+// are 0: with them, Σ r·(x − s)·(x − s)ᵀ over the augmented vector also gives Σ r·(x − s) (its
+// column D) and Σ r (its corner).
+var<workgroup> xt: array<vec4<f32>, T * NB>;
+// log p(x_t, k) at lj[t·K + k]; after `lse_tile`, the responsibilities.
+var<workgroup> lj: array<f32, T * K>;
+
+fn xt_get(t: u32, i: u32) -> f32 {
+    return xt[t * NB + i / 4u][i % 4u];
+}
+
+// Zeroes the tile and sets the constant-1 feature. Tile loads only write features < D.
+fn tile_init(lid: u32) {
+    for (var e = lid; e < T * NB; e += WG) {
+        xt[e] = vec4<f32>(0.0);
+    }
+    workgroupBarrier();
+    for (var t = lid; t < T; t += WG) {
+        xt[t * NB + D / 4u][D % 4u] = 1.0;
+    }
+}
+
+// Rows of tile `tile` that exist in this chunk.
+fn tile_rows(tile: u32) -> u32 {
+    return min(T, chunk.n_rows - tile * T);
+}
+
+// Copies the tile's rows into `xt` (consecutive invocations read consecutive floats: coalesced);
+// rows past the chunk's end become 0.
+fn load_tile(lid: u32, tile: u32) {
+    let rows = tile_rows(tile);
+    let base = (chunk.row_offset + tile * T) * D;
+    for (var e = lid; e < T * D; e += WG) {
+        let t = e / D;
+        let i = e % D;
+        var v = 0.0;
+        if (t < rows) {
+            v = x[base + e];
+        }
+        xt[t * NB + i / 4u][i % 4u] = v;
+    }
+}
+
+// Feature i of points t, t + T/4, t + T/2, t + 3T/4 (the four points one invocation handles).
+fn xt_get4(t: u32, i: u32) -> vec4<f32> {
+    let q = T / 4u;
+    return vec4<f32>(xt_get(t, i), xt_get(t + q, i), xt_get(t + 2u * q, i), xt_get(t + 3u * q, i));
+}
+
+// log p(x, k) = log w_k + log det U_k − ½·D·ln 2π − ½·‖(x − μ_k)ᵀ·U_k‖² for the four points of
+// `xt_get4(t, ·)` at once: every parameter read serves four points.
+fn log_joint4(t: u32, k: u32) -> vec4<f32> {
+    let mu = k * DP;
+    var maha = vec4<f32>(0.0);
+    if (COV <= 1u) {
+        // Full and tied: y_j = Σ_{i ≤ j} (x − μ)_i·U[i][j] (U upper triangular).
+        var diff: array<vec4<f32>, D>;
+        for (var i = 0u; i < D; i++) {
+            diff[i] = xt_get4(t, i) - params[mu + i];
+        }
+        var u = OFF_PREC;
+        if (COV == 0u) {
+            u += k * D * D;
+        }
+        for (var j = 0u; j < D; j++) {
+            var y = vec4<f32>(0.0);
+            for (var i = 0u; i <= j; i++) {
+                y = fma(diff[i], vec4<f32>(params[u + i * D + j]), y);
+            }
+            maha = fma(y, y, maha);
+        }
+    } else if (COV == 2u) {
+        // Diag: Σ_i ((x − μ)_i / σ_i)².
+        let p = OFF_PREC + k * D;
+        for (var i = 0u; i < D; i++) {
+            let y = (xt_get4(t, i) - params[mu + i]) * params[p + i];
+            maha = fma(y, y, maha);
+        }
+    } else {
+        // Spherical: ‖x − μ‖² / σ².
+        var s = vec4<f32>(0.0);
+        for (var i = 0u; i < D; i++) {
+            let e = xt_get4(t, i) - params[mu + i];
+            s = fma(e, e, s);
+        }
+        let p = params[OFF_PREC + k];
+        maha = s * (p * p);
+    }
+    return params[OFF_LOGC + k] - 0.5 * maha;
+}
+
+// lj[t][k] = log p(x_t, k) for every point of the tile and every component. An invocation takes
+// four points (t, t + T/4, ...) of one component; consecutive invocations take consecutive
+// points of the same component, so they read the same parameters at the same time.
+fn log_joint_tile(lid: u32) {
+    let q = T / 4u;
+    for (var p = lid; p < q * K; p += WG) {
+        let t = p % q;
+        let k = p / q;
+        let v = log_joint4(t, k);
+        lj[t * K + k] = v.x;
+        lj[(t + q) * K + k] = v.y;
+        lj[(t + 2u * q) * K + k] = v.z;
+        lj[(t + 3u * q) * K + k] = v.w;
+    }
+}
+
+// Log-sum-exp over the components of each valid point: log p(x_t) = m + log Σ_k exp(lj − m)
+// with m = max_k lj (no overflow, and the largest term is exactly 1); then lj becomes the
+// responsibilities exp(lj − log p(x_t)). Points past the chunk's end get responsibilities 0.
+// Invocation t < T returns log p(x_t) (0 for the others).
+fn lse_tile(lid: u32, rows: u32) -> f32 {
+    var lpx = 0.0;
+    if (lid < T) {
+        let t = lid;
+        let row = t * K;
+        if (t < rows) {
+            var m = lj[row];
+            for (var k = 1u; k < K; k++) {
+                m = max(m, lj[row + k]);
+            }
+            var s = 0.0;
+            for (var k = 0u; k < K; k++) {
+                s += exp(lj[row + k] - m);
+            }
+            lpx = m + log(s);
+            for (var k = 0u; k < K; k++) {
+                lj[row + k] = exp(lj[row + k] - lpx);
+            }
+        } else {
+            for (var k = 0u; k < K; k++) {
+                lj[row + k] = 0.0;
+            }
+        }
+    }
+    return lpx;
+}
