@@ -139,10 +139,10 @@ fn log_joint_tile(lid: u32) {
     }
 }
 
-// Log-sum-exp over the components of each valid point: log p(x_t) = m + log Σ_k exp(lj − m)
-// with m = max_k lj (no overflow, and the largest term is exactly 1); then lj becomes the
-// responsibilities exp(lj − log p(x_t)). Points past the chunk's end get responsibilities 0.
-// Invocation t < T returns log p(x_t) (0 for the others).
+// Log-sum-exp over the components of each valid point: with m = max_k lj and
+// e_k = exp(lj_k − m) (no overflow; the largest is exactly 1), log p(x_t) = m + log Σ_k e_k and
+// the responsibilities are e_k / Σ_k e_k; they replace lj. Points past the chunk's end get
+// responsibilities 0. Invocation t < T returns log p(x_t) (0 for the others).
 fn lse_tile(lid: u32, rows: u32) -> f32 {
     var lpx = 0.0;
     if (lid < T) {
@@ -155,11 +155,14 @@ fn lse_tile(lid: u32, rows: u32) -> f32 {
             }
             var s = 0.0;
             for (var k = 0u; k < K; k++) {
-                s += exp(lj[row + k] - m);
+                let e = exp(lj[row + k] - m);
+                lj[row + k] = e;
+                s += e;
             }
             lpx = m + log(s);
+            let inv = 1.0 / s;
             for (var k = 0u; k < K; k++) {
-                lj[row + k] = exp(lj[row + k] - lpx);
+                lj[row + k] *= inv;
             }
         } else {
             for (var k = 0u; k < K; k++) {

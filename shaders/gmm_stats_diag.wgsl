@@ -3,15 +3,13 @@
 // Needs gmm_common.wgsl (prepended) and the constants it lists, plus
 //   NE  = K·(D+1)   statistic entries (k, i), i ≤ D; entry (k, D) uses the constant-1 feature
 //   EPT             entries per invocation in one pass
-//   P   = 1 + 2·NE  floats per workgroup partial
+//   P   = T + 2·NE  floats per workgroup partial
 //
 // Same walk as gmm_stats_full.wgsl; each invocation owns entries e = (k, i) and accumulates
-// Σ r·(x_i − s_ki) at partials[wid.x·P + 1 + 2e] and Σ r·(x_i − s_ki)² at [.. + 2e + 1]; for
-// i = D these are Σ r (twice). Σ log p(x) at partials[wid.x·P] (pass 0).
+// Σ r·(x_i − s_ki) at partials[wid.x·P + T + 2e] and Σ r·(x_i − s_ki)² at [.. + 1]; for i = D
+// these are Σ r (twice). Invocation t's Σ log p(x) at partials[wid.x·P + t], t < T (pass 0).
 
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;
-
-var<workgroup> red: array<f32, WG>;
 
 @compute @workgroup_size(WG)
 fn main(
@@ -63,20 +61,14 @@ fn main(
     for (var m = 0u; m < EPT; m++) {
         let e = first + m * WG + lid;
         if (e < NE) {
-            partials[base + 1u + 2u * e] = acc1[m];
-            partials[base + 2u + 2u * e] = acc2[m];
+            partials[base + T + 2u * e] = acc1[m];
+            partials[base + T + 1u + 2u * e] = acc2[m];
         }
     }
 
-    red[lid] = ll;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] += red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    if (lid == 0u && wid.y == 0u) {
-        partials[base] = red[0];
+    // Σ log p(x) of this invocation's points (pass 0 only); the reduction pass and the host sum
+    // the T columns.
+    if (lid < T && wid.y == 0u) {
+        partials[base + lid] = ll;
     }
 }

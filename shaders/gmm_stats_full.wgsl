@@ -3,7 +3,7 @@
 //   NBT   = NB·(NB+1)/2   4×4 blocks in the upper block triangle of one component's matrix
 //   NBLK  = K·NBT         blocks over all components
 //   BPT                   blocks per invocation in one pass (accumulators: 16·BPT floats)
-//   P     = 1 + 16·NBLK   floats per workgroup partial (row of `partials`)
+//   P     = T + 16·NBLK   floats per workgroup partial (row of `partials`)
 //
 // Each workgroup walks tiles wid.x, wid.x + G, ... of its chunk. Per tile: load the points,
 // compute log p(x, k) for every point and component, turn them into responsibilities r in
@@ -16,14 +16,13 @@
 //
 // Workgroup (wid.x, wid.y) handles blocks [wid.y·WG·BPT, (wid.y + 1)·WG·BPT): when the blocks of
 // all components need more registers than one pass holds, several passes (dispatch y) split them
-// and each recomputes the responsibilities. Output: partials[wid.x·P + 1 + 16·b + 4·row + col],
-// and (pass 0) Σ log p(x) of the workgroup's points at partials[wid.x·P]. Accumulation is in f32
-// per invocation over the workgroup's tiles (a bounded number), then summed across workgroups by
+// and each recomputes the responsibilities. Output: partials[wid.x·P + T + 16·b + 4·row + col],
+// and (pass 0) invocation t's Σ log p(x) at partials[wid.x·P + t], t < T (no tree, no barrier:
+// the reduction pass sums the rows and the host the T columns). Accumulation is in f32 per
+// invocation over the workgroup's tiles (a bounded number), then summed across workgroups by
 // reduce_partials.wgsl and across chunks in f64 on the host.
 
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;
-
-var<workgroup> red: array<f32, WG>;
 
 // Block b of a component's upper block triangle → (ib, jb), row by row.
 fn block_coords(local: u32) -> vec2<u32> {
@@ -100,7 +99,7 @@ fn main(
         if (b < NBLK) {
             for (var q = 0u; q < 4u; q++) {
                 let v = acc[4u * m + q];
-                let o = base + 1u + 16u * b + 4u * q;
+                let o = base + T + 16u * b + 4u * q;
                 partials[o] = v.x;
                 partials[o + 1u] = v.y;
                 partials[o + 2u] = v.z;
@@ -109,16 +108,9 @@ fn main(
         }
     }
 
-    // Σ log p(x) over the workgroup: a tree in workgroup memory.
-    red[lid] = ll;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] += red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    if (lid == 0u && wid.y == 0u) {
-        partials[base] = red[0];
+    // Σ log p(x) of this invocation's points (pass 0 only); the reduction pass and the host sum
+    // the T columns.
+    if (lid < T && wid.y == 0u) {
+        partials[base + lid] = ll;
     }
 }

@@ -536,7 +536,9 @@ impl<'a> GpuGmmEngine<'a> {
         let (k, d) = (s.k, s.d);
         let mut st = GmmStats::zeros(s.cov, k, d, &p.means);
         st.n_samples = self.data.n_samples() as u64;
-        st.log_likelihood = v[0];
+        let t = s.tile;
+        // Σ log p(x): one column per invocation of a tile.
+        st.log_likelihood = v[..t].iter().sum();
         if s.full_s2() {
             let nb = s.nb();
             let nbt = nb * (nb + 1) / 2;
@@ -545,7 +547,7 @@ impl<'a> GpuGmmEngine<'a> {
                 let (ib, jb) = (i / 4, j / 4);
                 let local = ib * nb - ib * (ib.saturating_sub(1)) / 2 + (jb - ib);
                 let b = c * nbt + local;
-                v[1 + 16 * b + 4 * (i % 4) + j % 4]
+                v[t + 16 * b + 4 * (i % 4) + j % 4]
             };
             for c in 0..k {
                 st.s0[c] = entry(c, d, d);
@@ -560,7 +562,7 @@ impl<'a> GpuGmmEngine<'a> {
             }
         } else {
             for c in 0..k {
-                let e = |i: usize| 1 + 2 * (c * (d + 1) + i);
+                let e = |i: usize| t + 2 * (c * (d + 1) + i);
                 st.s0[c] = v[e(d)];
                 for i in 0..d {
                     st.s1[c * d + i] = v[e(i)];

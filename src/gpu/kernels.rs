@@ -276,7 +276,7 @@ impl StatsSpec {
             let nblk = shape.k * nbt;
             let passes = nblk.div_ceil(wg * MAX_BLOCKS_PER_THREAD);
             let bpt = nblk.div_ceil(wg * passes);
-            let p = 1 + 16 * nblk;
+            let p = shape.tile + 16 * nblk;
             Self {
                 name: "gmm_stats_full",
                 source: GMM_STATS_FULL,
@@ -290,7 +290,7 @@ impl StatsSpec {
             let ne = shape.k * (shape.d + 1);
             let passes = ne.div_ceil(wg * MAX_ENTRIES_PER_THREAD);
             let ept = ne.div_ceil(wg * passes);
-            let p = 1 + 2 * ne;
+            let p = shape.tile + 2 * ne;
             Self {
                 name: "gmm_stats_diag",
                 source: GMM_STATS_DIAG,
