@@ -5,7 +5,8 @@
 //
 // Constants (prepended by src/gpu/kernels.rs, one pipeline per value set):
 //   D   features;  K  components;  DP = D + 1 rounded up to a multiple of 4;  NB = DP / 4
-//   T   points per tile (a multiple of 4, ≤ WG);  WG  invocations per workgroup (a power of two)
+//   T   points per tile (a power of two, 4 ≤ T ≤ WG);  PPT points per E-step invocation (2 or
+//       4) and PV = vec<PPT>f;  WG  invocations per workgroup (a power of two)
 //   COV 0 full, 1 tied, 2 diag, 3 spherical
 //   OFF_LOGC, OFF_PREC  offsets into `params`
 //
@@ -59,47 +60,71 @@ fn tile_rows(tile: u32) -> u32 {
     return min(T, chunk.n_rows - tile * T);
 }
 
-// Copies the tile's rows into `xt` (consecutive invocations read consecutive floats: coalesced);
-// rows past the chunk's end become 0.
-fn load_tile(lid: u32, tile: u32) {
-    let rows = tile_rows(tile);
+// Floats of a tile each invocation loads.
+const LPT: u32 = (T * D + WG - 1u) / WG;
+// The next tile's floats, loaded while the current tile is processed (software prefetch: the
+// global-memory latency overlaps the E-step and the statistics instead of stalling a barrier).
+var<private> pre: array<f32, LPT>;
+
+// Loads tile `tile` of the chunk into `pre` (consecutive invocations read consecutive floats:
+// coalesced); rows past the chunk's end, and tiles past its last, read as 0.
+fn fetch_tile(lid: u32, tile: u32) {
+    var rows = 0u;
+    if (tile < chunk.n_tiles) {
+        rows = tile_rows(tile);
+    }
     let base = (chunk.row_offset + tile * T) * D;
-    for (var e = lid; e < T * D; e += WG) {
-        let t = e / D;
-        let i = e % D;
+    for (var m = 0u; m < LPT; m++) {
+        let e = lid + m * WG;
         var v = 0.0;
-        if (t < rows) {
+        if (e < rows * D) {
             v = x[base + e];
         }
-        xt[t * NB + i / 4u][i % 4u] = v;
+        pre[m] = v;
     }
 }
 
-// Feature i of points t, t + T/4, t + T/2, t + 3T/4 (the four points one invocation handles).
-fn xt_get4(t: u32, i: u32) -> vec4<f32> {
-    let q = T / 4u;
-    return vec4<f32>(xt_get(t, i), xt_get(t + q, i), xt_get(t + 2u * q, i), xt_get(t + 3u * q, i));
+// Writes the fetched tile into `xt` (features < D; the constant feature stays).
+fn store_tile(lid: u32) {
+    for (var m = 0u; m < LPT; m++) {
+        let e = lid + m * WG;
+        if (e < T * D) {
+            let t = e / D;
+            let i = e % D;
+            xt[t * NB + i / 4u][i % 4u] = pre[m];
+        }
+    }
 }
 
-// log p(x, k) = log w_k + log det U_k − ½·D·ln 2π − ½·‖(x − μ_k)ᵀ·U_k‖² for the four points of
-// `xt_get4(t, ·)` at once: every parameter read serves four points.
-fn log_joint4(t: u32, k: u32) -> vec4<f32> {
+// Points per E-step invocation, as a vector type: PV = vec<PPT>f (PPT is 2 or 4).
+// Feature i of points t, t + T/PPT, t + 2T/PPT, ... (the points one invocation handles).
+fn xt_getv(t: u32, i: u32) -> PV {
+    var v = PV(0.0);
+    for (var c = 0u; c < PPT; c++) {
+        v[c] = xt_get(t + c * (T / PPT), i);
+    }
+    return v;
+}
+
+// log p(x, k) = log w_k + log det U_k − ½·D·ln 2π − ½·‖(x − μ_k)ᵀ·U_k‖² for the PPT points of
+// `xt_getv(t, ·)` at once: every parameter read serves PPT points.
+fn log_jointv(t: u32, k: u32) -> PV {
     let mu = k * DP;
-    var maha = vec4<f32>(0.0);
+    var maha = PV(0.0);
     if (COV <= 1u) {
         // Full and tied: y_j = Σ_{i ≤ j} (x − μ)_i·U[i][j] (U upper triangular).
-        var diff: array<vec4<f32>, D>;
+        var diff: array<PV, D>;
         for (var i = 0u; i < D; i++) {
-            diff[i] = xt_get4(t, i) - params[mu + i];
+            diff[i] = xt_getv(t, i) - params[mu + i];
         }
         var u = OFF_PREC;
         if (COV == 0u) {
             u += k * D * D;
         }
         for (var j = 0u; j < D; j++) {
-            var y = vec4<f32>(0.0);
+            var y = PV(0.0);
             for (var i = 0u; i <= j; i++) {
-                y = fma(diff[i], vec4<f32>(params[u + i * D + j]), y);
+                y = fma(diff[i], PV(params[u + i * D + j]), y);
             }
             maha = fma(y, y, maha);
         }
@@ -107,14 +132,14 @@ fn log_joint4(t: u32, k: u32) -> vec4<f32> {
         // Diag: Σ_i ((x − μ)_i / σ_i)².
         let p = OFF_PREC + k * D;
         for (var i = 0u; i < D; i++) {
-            let y = (xt_get4(t, i) - params[mu + i]) * params[p + i];
+            let y = (xt_getv(t, i) - params[mu + i]) * params[p + i];
             maha = fma(y, y, maha);
         }
     } else {
         // Spherical: ‖x − μ‖² / σ².
-        var s = vec4<f32>(0.0);
+        var s = PV(0.0);
         for (var i = 0u; i < D; i++) {
-            let e = xt_get4(t, i) - params[mu + i];
+            let e = xt_getv(t, i) - params[mu + i];
             s = fma(e, e, s);
         }
         let p = params[OFF_PREC + k];
@@ -124,18 +149,17 @@ fn log_joint4(t: u32, k: u32) -> vec4<f32> {
 }
 
 // lj[t][k] = log p(x_t, k) for every point of the tile and every component. An invocation takes
-// four points (t, t + T/4, ...) of one component; consecutive invocations take consecutive
+// PPT points (t, t + T/PPT, ...) of one component; consecutive invocations take consecutive
 // points of the same component, so they read the same parameters at the same time.
 fn log_joint_tile(lid: u32) {
-    let q = T / 4u;
+    let q = T / PPT;
     for (var p = lid; p < q * K; p += WG) {
         let t = p % q;
         let k = p / q;
-        let v = log_joint4(t, k);
-        lj[t * K + k] = v.x;
-        lj[(t + q) * K + k] = v.y;
-        lj[(t + 2u * q) * K + k] = v.z;
-        lj[(t + 3u * q) * K + k] = v.w;
+        let v = log_jointv(t, k);
+        for (var c = 0u; c < PPT; c++) {
+            lj[(t + c * q) * K + k] = v[c];
+        }
     }
 }
 

@@ -161,24 +161,27 @@ fn cases() -> Vec<Case> {
             iters: 6,
         },
         Case {
-            name: "streamed chunks of 100 rows, 3 readbacks, n=1000 d=4 k=3",
+            name: "streamed chunks of 100 rows, 3 readbacks, 2 points per E-step invocation, n=1000 d=4 k=3",
             x: blobs(1000, 4, 3, 2.5, 5.0, 5),
             k: 3,
             options: GpuEngineOptions {
                 chunk_rows: Some(100),
                 resident: Some(false),
                 readback_chunks: Some(4),
+                e_step_points: Some(2),
                 ..def
             },
             iters: 5,
         },
         Case {
-            name: "resident chunks of 333 rows, n=1000 d=4 k=3",
+            name: "resident chunks of 333 rows, tiles of 16 points, 8 workgroups, n=1000 d=4 k=3",
             x: blobs(1000, 4, 3, 2.5, -3.0, 6),
             k: 3,
             options: GpuEngineOptions {
                 chunk_rows: Some(333),
                 resident: Some(true),
+                tile_points: Some(16),
+                min_workgroups: Some(8),
                 ..def
             },
             iters: 5,

@@ -71,8 +71,11 @@ pub struct GpuEngineOptions {
     /// `None`: all of them, within 32 MiB.
     pub readback_chunks: Option<usize>,
     /// Points per tile of the kernels (a power of two from 4 to 256; shrunk to fit the
-    /// adapter's workgroup memory). `None`: 128. A tuning knob for benchmarks.
+    /// adapter's workgroup memory). `None`: 64. A tuning knob for benchmarks.
     pub tile_points: Option<usize>,
+    /// Points per invocation of the E-step kernels' log-density loop: 4 (default; each parameter
+    /// read serves four points) or 2 (half the registers). A tuning knob for benchmarks.
+    pub e_step_points: Option<usize>,
     /// Minimum number of workgroups of a statistics dispatch (when there are that many tiles).
     /// `None`: 512, enough to fill a large GPU. A tuning knob for benchmarks.
     pub min_workgroups: Option<usize>,
@@ -87,6 +90,7 @@ impl From<EngineOptions> for GpuEngineOptions {
             resident_budget: None,
             readback_chunks: None,
             tile_points: None,
+            e_step_points: None,
             min_workgroups: None,
         }
     }
@@ -169,13 +173,22 @@ impl<'a> GpuGmmEngine<'a> {
         if n_components == 0 {
             return Err(Error::param("n_components must be at least 1"));
         }
-        let shape = GmmShape::new(
+        let mut shape = GmmShape::new(
             covariance_type,
             n_components,
             d,
             options.tile_points,
             &ctx.limits,
         )?;
+        shape.ppt = match options.e_step_points {
+            None | Some(4) => 4,
+            Some(2) => 2,
+            Some(other) => {
+                return Err(Error::param(format!(
+                    "e_step_points must be 2 or 4, got {other}"
+                )));
+            }
+        };
         let stats = StatsKernel::new(&ctx, &shape)?;
         let reduce = ReduceKernel::new(&ctx)?;
         let centre = data_centre(data);
