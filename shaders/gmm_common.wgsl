@@ -60,39 +60,19 @@ fn tile_rows(tile: u32) -> u32 {
     return min(T, chunk.n_rows - tile * T);
 }
 
-// Floats of a tile each invocation loads.
-const LPT: u32 = (T * D + WG - 1u) / WG;
-// The next tile's floats, loaded while the current tile is processed (software prefetch: the
-// global-memory latency overlaps the E-step and the statistics instead of stalling a barrier).
-var<private> pre: array<f32, LPT>;
-
-// Loads tile `tile` of the chunk into `pre` (consecutive invocations read consecutive floats:
-// coalesced); rows past the chunk's end, and tiles past its last, read as 0.
-fn fetch_tile(lid: u32, tile: u32) {
-    var rows = 0u;
-    if (tile < chunk.n_tiles) {
-        rows = tile_rows(tile);
-    }
+// Copies the tile's rows into `xt` (consecutive invocations read consecutive floats: coalesced);
+// rows past the chunk's end become 0. Features < D only: the constant feature stays.
+fn load_tile(lid: u32, tile: u32) {
+    let rows = tile_rows(tile);
     let base = (chunk.row_offset + tile * T) * D;
-    for (var m = 0u; m < LPT; m++) {
-        let e = lid + m * WG;
+    for (var e = lid; e < T * D; e += WG) {
         var v = 0.0;
         if (e < rows * D) {
             v = x[base + e];
         }
-        pre[m] = v;
-    }
-}
-
-// Writes the fetched tile into `xt` (features < D; the constant feature stays).
-fn store_tile(lid: u32) {
-    for (var m = 0u; m < LPT; m++) {
-        let e = lid + m * WG;
-        if (e < T * D) {
-            let t = e / D;
-            let i = e % D;
-            xt[t * NB + i / 4u][i % 4u] = pre[m];
-        }
+        let t = e / D;
+        let i = e % D;
+        xt[t * NB + i / 4u][i % 4u] = v;
     }
 }
 

@@ -12,12 +12,10 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     tile_init(lid);
-    fetch_tile(lid, wid.x);
     for (var tile = wid.x; tile < chunk.n_tiles; tile += nwg.x) {
         workgroupBarrier();
-        store_tile(lid);
+        load_tile(lid, tile);
         workgroupBarrier();
-        fetch_tile(lid, tile + nwg.x);
         log_joint_tile(lid);
         workgroupBarrier();
         let rows = tile_rows(tile);

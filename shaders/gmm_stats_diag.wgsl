@@ -28,12 +28,10 @@ fn main(
     }
     var ll = 0.0;
 
-    fetch_tile(lid, wid.x);
     for (var tile = wid.x; tile < chunk.n_tiles; tile += nwg.x) {
         workgroupBarrier();
-        store_tile(lid);
+        load_tile(lid, tile);
         workgroupBarrier();
-        fetch_tile(lid, tile + nwg.x);
         log_joint_tile(lid);
         workgroupBarrier();
         ll += lse_tile(lid, tile_rows(tile));

@@ -1,26 +1,32 @@
 // E-step and sufficient statistics, fused, for the full and tied covariance types.
 // Needs gmm_common.wgsl (prepended) and the constants it lists, plus
-//   NBT   = NB·(NB+1)/2   4×4 blocks in the upper block triangle of one component's matrix
-//   NBLK  = K·NBT         blocks over all components
-//   BPT                   blocks per invocation in one pass (accumulators: 16·BPT floats)
-//   P     = T + 16·NBLK   floats per workgroup partial (row of `partials`)
+//   NB2   = ceil(D / 4)         4-wide blocks of the D features
+//   NBT   = NB2·(NB2+1)/2       4×4 blocks in the upper block triangle of one component's S2
+//   NBLK  = K·NBT               S2 blocks over all components
+//   NU    = NBLK + K·NB         units: the S2 blocks, then the (component, 4 columns) pieces of
+//                               Σ r·(x̃ − s̃) (S1 and, in the constant column D, S0)
+//   BPT                         units per invocation in one pass (accumulators: 16·BPT floats)
+//   P     = T + 16·NBLK + 4·K·NB  floats per workgroup partial (row of `partials`)
 //
 // Each workgroup walks tiles wid.x, wid.x + G, ... of its chunk. Per tile: load the points,
 // compute log p(x, k) for every point and component, turn them into responsibilities r in
-// workgroup memory, then every invocation adds the tile into its own 4×4 blocks of
-//     M_k = Σ_t r_tk · (x̃_t − s̃_k)·(x̃_t − s̃_k)ᵀ
-// where x̃ is the point augmented with a constant 1 (and zero padding) and s̃_k the shift
-// (component k's mean, augmented with 0): M_k's leading D×D block is Σ r (x − s)(x − s)ᵀ, its
-// column D is Σ r (x − s), its corner Σ r. Blocks (ib, jb) with ib ≤ jb cover the upper triangle;
-// the host fills the lower one. The N×K responsibilities never leave workgroup memory.
+// workgroup memory, then every invocation adds the tile into its own units:
+//   an S2 block (k, ib, jb), ib ≤ jb:  Σ_t r_tk·(x_t − s_k)[4ib..+4]·(x_t − s_k)[4jb..+4]ᵀ
+//     (a tiled outer product; the blocks cover the upper triangle, the host fills the lower);
+//   a row piece (k, jb):                Σ_t r_tk·(x̃_t − s̃_k)[4jb..+4]
+//     where x̃ is the point with a constant 1 appended (feature D) and s̃_k the shift (component
+//     k's mean) with 0 appended: features < D give S1, feature D gives S0 = Σ r.
+// The S2 blocks come first, so the cheap row pieces fill warps of their own. The N×K
+// responsibilities never leave workgroup memory.
 //
-// Workgroup (wid.x, wid.y) handles blocks [wid.y·WG·BPT, (wid.y + 1)·WG·BPT): when the blocks of
+// Workgroup (wid.x, wid.y) handles units [wid.y·WG·BPT, (wid.y + 1)·WG·BPT): when the units of
 // all components need more registers than one pass holds, several passes (dispatch y) split them
-// and each recomputes the responsibilities. Output: partials[wid.x·P + T + 16·b + 4·row + col],
-// and (pass 0) invocation t's Σ log p(x) at partials[wid.x·P + t], t < T (no tree, no barrier:
-// the reduction pass sums the rows and the host the T columns). Accumulation is in f32 per
-// invocation over the workgroup's tiles (a bounded number), then summed across workgroups by
-// reduce_partials.wgsl and across chunks in f64 on the host.
+// and each recomputes the responsibilities. Output, at partials[wid.x·P + T + ...]: S2 block b at
+// 16·b + 4·row + col, row piece (k, jb) at 16·NBLK + 4·(k·NB + jb) + col; and (pass 0)
+// invocation t's Σ log p(x) at partials[wid.x·P + t], t < T (no tree, no barrier: the reduction
+// pass sums the rows and the host the T columns). Accumulation is in f32 per invocation over the
+// workgroup's tiles (a bounded number), then summed across workgroups by reduce_partials.wgsl and
+// across chunks in f64 on the host.
 
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;
 
@@ -28,8 +34,8 @@
 fn block_coords(local: u32) -> vec2<u32> {
     var ib = 0u;
     var rem = local;
-    while (rem >= NB - ib) {
-        rem -= NB - ib;
+    while (rem >= NB2 - ib) {
+        rem -= NB2 - ib;
         ib += 1u;
     }
     return vec2<u32>(ib, ib + rem);
@@ -47,7 +53,7 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     tile_init(lid);
-    let first_block = wid.y * WG * BPT;
+    let first_unit = wid.y * WG * BPT;
 
     var acc: array<vec4<f32>, 4 * BPT>;
     for (var m = 0u; m < 4u * BPT; m++) {
@@ -55,23 +61,21 @@ fn main(
     }
     var ll = 0.0;
 
-    fetch_tile(lid, wid.x);
     for (var tile = wid.x; tile < chunk.n_tiles; tile += nwg.x) {
         // The previous tile's statistics are done with xt and lj.
         workgroupBarrier();
-        store_tile(lid);
+        load_tile(lid, tile);
         workgroupBarrier();
-        fetch_tile(lid, tile + nwg.x);
         log_joint_tile(lid);
         workgroupBarrier();
         ll += lse_tile(lid, tile_rows(tile));
         workgroupBarrier();
 
         for (var m = 0u; m < BPT; m++) {
-            let b = first_block + m * WG + lid;
-            if (b < NBLK) {
-                let k = b / NBT;
-                let c = block_coords(b % NBT);
+            let g = first_unit + m * WG + lid;
+            if (g < NBLK) {
+                let k = g / NBT;
+                let c = block_coords(g % NBT);
                 let sa = shift4(k, c.x);
                 let sb = shift4(k, c.y);
                 var a0 = acc[4u * m];
@@ -91,28 +95,44 @@ fn main(
                 acc[4u * m + 1u] = a1;
                 acc[4u * m + 2u] = a2;
                 acc[4u * m + 3u] = a3;
+            } else if (g < NU) {
+                let k = (g - NBLK) / NB;
+                let jb = (g - NBLK) % NB;
+                let sb = shift4(k, jb);
+                var a0 = acc[4u * m];
+                for (var t = 0u; t < T; t++) {
+                    a0 = fma(vec4<f32>(lj[t * K + k]), xt[t * NB + jb] - sb, a0);
+                }
+                acc[4u * m] = a0;
             }
         }
     }
 
-    let base = wid.x * P;
+    let base = wid.x * P + T;
     for (var m = 0u; m < BPT; m++) {
-        let b = first_block + m * WG + lid;
-        if (b < NBLK) {
+        let g = first_unit + m * WG + lid;
+        if (g < NBLK) {
             for (var q = 0u; q < 4u; q++) {
                 let v = acc[4u * m + q];
-                let o = base + T + 16u * b + 4u * q;
+                let o = base + 16u * g + 4u * q;
                 partials[o] = v.x;
                 partials[o + 1u] = v.y;
                 partials[o + 2u] = v.z;
                 partials[o + 3u] = v.w;
             }
+        } else if (g < NU) {
+            let v = acc[4u * m];
+            let o = base + 16u * NBLK + 4u * (g - NBLK);
+            partials[o] = v.x;
+            partials[o + 1u] = v.y;
+            partials[o + 2u] = v.z;
+            partials[o + 3u] = v.w;
         }
     }
 
     // Σ log p(x) of this invocation's points (pass 0 only); the reduction pass and the host sum
     // the T columns.
     if (lid < T && wid.y == 0u) {
-        partials[base + lid] = ll;
+        partials[wid.x * P + lid] = ll;
     }
 }

@@ -38,7 +38,8 @@ pub(crate) const WG: u32 = 256;
 /// lavapipe 64 is about twice as fast as 128.
 pub(crate) const DEFAULT_TILE: usize = 64;
 
-/// Accumulator blocks (4×4 floats) per invocation in one pass of `gmm_stats_full`.
+/// Units (4×4 blocks or row pieces, 16 floats of accumulators) per invocation in one pass of
+/// `gmm_stats_full`.
 const MAX_BLOCKS_PER_THREAD: usize = 4;
 /// Accumulated entries (2 floats each) per invocation in one pass of `gmm_stats_diag`.
 const MAX_ENTRIES_PER_THREAD: usize = 8;
@@ -99,6 +100,11 @@ fn build_kernel(
     ctx.checked(&format!("building the {label} kernel"), || {
         let device = &ctx.device;
         let checks = wgpu::ShaderRuntimeChecks {
+            // Off unless EMGPU_SHADER_BOUNDS_CHECKS=1 (a debugging aid): every index of these
+            // kernels is in bounds by construction (see below), and the clamps naga would add to
+            // each dynamic index of workgroup and storage arrays cost about 15% of the E-step on
+            // an H100.
+            bounds_checks: shader_bounds_checks(),
             // Every loop of these kernels ends: its bound is a constant or a count from a
             // uniform that the host sets (tiles, rows), and every step adds at least 1. Without
             // the injected loop counters the drivers can unroll the constant loops, which keeps
@@ -108,10 +114,15 @@ fn build_kernel(
             int_div_checks: false,
             ..wgpu::ShaderRuntimeChecks::checked()
         };
-        // SAFETY: `ShaderRuntimeChecks` documents two obligations for the checks turned off
-        // above: no infinite loop, and (for `int_div_checks`) no integer division by zero or
-        // overflowing signed division. Both hold for the kernels of this module, as stated next
-        // to each flag; bounds checks stay on.
+        // SAFETY: `ShaderRuntimeChecks` lists the obligations of the checks turned off above.
+        // (1) No infinite loop and no integer division by 0: stated next to each flag. (2) No
+        // out-of-bounds access: the engine binds buffers of exactly the sizes the constants and
+        // uniforms describe (data: the chunk's rows × D; parameters: `params_len`; partials:
+        // the dispatch's workgroups × P; outputs: their rows), and the kernels index them only
+        // below those sizes: data rows are read only when `e < rows·D`, workgroup arrays with
+        // t < T, k < K, blocks < NB, statistic units below their counts, partial rows with
+        // wid.x < the workgroups dispatched. `tests/gpu_vs_cpu.rs` runs every kernel on edge
+        // shapes (N not a multiple of the tile, D = 1, K = 1, several passes and chunks).
         let module = unsafe {
             device.create_shader_module_trusted(
                 wgpu::ShaderModuleDescriptor {
@@ -167,6 +178,12 @@ fn build_kernel(
         });
         Ok(KernelPipeline { pipeline, layout })
     })
+}
+
+/// Whether kernels are compiled with bounds checks (`EMGPU_SHADER_BOUNDS_CHECKS=1`; off by
+/// default, see `build_kernel`).
+fn shader_bounds_checks() -> bool {
+    std::env::var("EMGPU_SHADER_BOUNDS_CHECKS").is_ok_and(|v| v == "1")
 }
 
 /// The sizes a GMM kernel is specialized on, and the tile it runs with on this device.
@@ -297,17 +314,19 @@ impl StatsSpec {
     fn new(shape: &GmmShape) -> Self {
         let wg = WG as usize;
         if shape.full_s2() {
-            let nb = shape.nb();
-            let nbt = nb * (nb + 1) / 2;
+            let nb2 = shape.d.div_ceil(4);
+            let nbt = nb2 * (nb2 + 1) / 2;
             let nblk = shape.k * nbt;
-            let passes = nblk.div_ceil(wg * MAX_BLOCKS_PER_THREAD);
-            let bpt = nblk.div_ceil(wg * passes);
-            let p = shape.tile + 16 * nblk;
+            let nu = nblk + shape.k * shape.nb();
+            let passes = nu.div_ceil(wg * MAX_BLOCKS_PER_THREAD);
+            let bpt = nu.div_ceil(wg * passes);
+            let p = shape.tile + 16 * nblk + 4 * shape.k * shape.nb();
             Self {
                 name: "gmm_stats_full",
                 source: GMM_STATS_FULL,
                 consts: format!(
-                    "const NBT: u32 = {nbt}u;\nconst NBLK: u32 = {nblk}u;\nconst BPT: u32 = {bpt}u;\nconst P: u32 = {p}u;\n"
+                    "const NB2: u32 = {nb2}u;\nconst NBT: u32 = {nbt}u;\nconst NBLK: u32 = {nblk}u;\n\
+                     const NU: u32 = {nu}u;\nconst BPT: u32 = {bpt}u;\nconst P: u32 = {p}u;\n"
                 ),
                 partial_len: p,
                 passes,
