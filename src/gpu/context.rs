@@ -151,17 +151,19 @@ impl GpuContext {
                 info.name
             ))
         })?;
+        // Our own device: errors outside a scope are logged instead of wgpu's default panic.
+        install_error_handler(&device);
         let mut ctx = Self::from_wgpu(adapter, device, queue);
         ctx.instance = Some(instance);
         Ok(ctx)
     }
 
     /// Wraps a device the caller already has. Its limits are the device's (what it was requested
-    /// with), so request the adapter's limits when large data is to be fitted.
+    /// with), so request the adapter's limits when large data is to be fitted. The caller's
+    /// uncaptured-error handler is left alone: emgpu's own operations run inside error scopes.
     pub fn from_wgpu(adapter: wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let info = adapter.get_info();
         let limits = device.limits();
-        install_error_handler(&device);
         Self {
             instance: None,
             adapter,
@@ -237,8 +239,9 @@ impl GpuContext {
     }
 }
 
-/// An uncaptured device error (outside any error scope) is logged to stderr instead of wgpu's
-/// default panic; the operation that caused it reports failure through its own checks.
+/// An uncaptured device error (outside any error scope) of the shared device is logged to stderr
+/// instead of wgpu's default panic; the operation that caused it reports failure through its own
+/// checks.
 fn install_error_handler(device: &wgpu::Device) {
     device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
         eprintln!("emgpu: uncaptured GPU error: {e}");
