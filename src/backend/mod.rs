@@ -9,6 +9,7 @@ use crate::models::gmm::{GmmStats, Prepared};
 use crate::models::kmeans::KMeansStats;
 
 pub mod cpu;
+pub mod gpu;
 
 /// Which device runs the per-point work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -99,14 +100,45 @@ pub fn gmm_engine<'a>(
     n_components: usize,
     options: EngineOptions,
 ) -> Result<Box<dyn GmmEngine + 'a>> {
-    let _ = (covariance_type, n_components);
     match backend {
         Backend::Cpu => Ok(Box::new(cpu::CpuEngine::new(data, options, String::new()))),
-        Backend::Gpu | Backend::Auto => Ok(Box::new(cpu::CpuEngine::new(
-            data,
-            options,
-            "the GPU backend is not built yet".into(),
-        ))),
+        Backend::Gpu => {
+            let ctx = crate::gpu::GpuContext::shared()?;
+            Ok(Box::new(gpu::GpuGmmEngine::new(
+                ctx,
+                data,
+                covariance_type,
+                n_components,
+                options.into(),
+                String::new(),
+            )?))
+        }
+        Backend::Auto => match crate::gpu::auto_choice() {
+            crate::gpu::AutoChoice::Gpu(ctx) => {
+                let label = ctx.device_label();
+                match gpu::GpuGmmEngine::new(
+                    ctx,
+                    data,
+                    covariance_type,
+                    n_components,
+                    options.into(),
+                    format!("a hardware GPU adapter was found ({label})"),
+                ) {
+                    Ok(engine) => Ok(Box::new(engine)),
+                    // Auto may fall back, and says why.
+                    Err(e) => Ok(Box::new(cpu::CpuEngine::new(
+                        data,
+                        options,
+                        format!(
+                            "the GPU {label} could not run this fit ({e}); using the CPU backend"
+                        ),
+                    ))),
+                }
+            }
+            crate::gpu::AutoChoice::Cpu { reason } => {
+                Ok(Box::new(cpu::CpuEngine::new(data, options, reason)))
+            }
+        },
     }
 }
 

@@ -1,0 +1,34 @@
+// Per-point outputs (score_samples, predict_proba): log p(x) of every point, and with bit 0 of
+// chunk.flags its responsibilities. Needs gmm_common.wgsl (prepended). Row n of this dispatch
+// (row chunk.row_offset + n of the bound data) writes log_px[n] and resp[n·K + k].
+
+@group(0) @binding(3) var<storage, read_write> log_px: array<f32>;
+@group(0) @binding(4) var<storage, read_write> resp: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    tile_init(lid);
+    for (var tile = wid.x; tile < chunk.n_tiles; tile += nwg.x) {
+        workgroupBarrier();
+        load_tile(lid, tile);
+        workgroupBarrier();
+        log_joint_tile(lid);
+        workgroupBarrier();
+        let rows = tile_rows(tile);
+        let lpx = lse_tile(lid, rows);
+        if (lid < rows) {
+            log_px[tile * T + lid] = lpx;
+        }
+        workgroupBarrier();
+        if ((chunk.flags & 1u) != 0u) {
+            // lj is [t][k]: consecutive invocations write consecutive floats.
+            for (var e = lid; e < rows * K; e += WG) {
+                resp[tile * T * K + e] = lj[e];
+            }
+        }
+    }
+}

@@ -1,0 +1,964 @@
+//! The GPU engine: E-steps of a Gaussian mixture with wgpu compute shaders.
+//!
+//! Built once per fit (or per `predict`/`score` call) over one dataset:
+//!
+//! 1. **Plan.** The rows are cut into chunks no larger than one storage binding allows
+//!    (`max_storage_buffer_binding_size`, `max_buffer_size`, u32 indexing). When the whole data
+//!    fits the resident budget every chunk gets its own buffer, uploaded once (data *resident*);
+//!    otherwise one chunk-sized buffer is refilled from the host for each chunk at every E-step
+//!    (data *streamed*). `chunk_rows` forces streaming with chunks of that size.
+//! 2. **Centre.** The data are uploaded as f32 *minus a centre* (the f64 mean of a sample of rows),
+//!    so data far from the origin keep their precision in f32; means are sent in the same
+//!    coordinates. The statistics do not depend on the coordinates (they are about shifts).
+//! 3. **Per E-step.** Write the parameter buffer (means, log-constants, precision factors: a few
+//!    KiB, converted from the f64 [`Prepared`]); one command encoder with, per chunk, the fused
+//!    statistics kernel (`gmm_stats_full` or `gmm_stats_diag`: responsibilities and per-workgroup
+//!    partial statistics, never an N×K buffer) and the second reduction pass
+//!    (`reduce_partials`) into that chunk's slot of a small output buffer; one submit (resident
+//!    data; streamed data submit once per chunk after its upload); one readback of the slots.
+//!    The host adds the chunks' statistics in f64 and moves them from the f32 shifts the GPU used
+//!    to the exact f64 means (a closed-form correction), giving [`GmmStats`] about `Prepared.means`.
+//!
+//! Per-point outputs (`log_likelihoods`, `responsibilities`) run the `gmm_points` kernel and read
+//! back their N-sized results in slices of bounded size.
+
+use std::sync::{Arc, mpsc};
+
+use wgpu::util::DeviceExt;
+
+use super::{Backend, BackendReport, EngineOptions, GmmEngine};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::gpu::kernels::{
+    ChunkUniform, GmmShape, KernelPipeline, PointsKernel, ReduceKernel, ReduceUniform, StatsKernel,
+};
+use crate::models::gmm::{CovarianceType, GmmStats, Prepared};
+
+/// `ln(2π)`.
+const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// Resident-data budget on hardware GPUs when none is given (bytes).
+const DEFAULT_RESIDENT_BUDGET_HW: u64 = 4 << 30;
+/// Resident-data budget on software adapters (their "GPU memory" is host memory).
+const DEFAULT_RESIDENT_BUDGET_SW: u64 = 1 << 30;
+/// Size of the streaming buffer when data is streamed and no chunk size is given (bytes).
+const STREAM_CHUNK_BYTES: u64 = 256 << 20;
+/// Most bytes of workgroup partials (one row per workgroup of a statistics dispatch).
+const PARTIALS_BUDGET: u64 = 256 << 20;
+/// Most bytes of per-chunk statistics read back at once.
+const OUT_BUDGET: u64 = 32 << 20;
+/// Most bytes of per-point outputs read back at once.
+const POINTS_BUDGET: u64 = 64 << 20;
+/// Workgroups of a statistics dispatch when there are that many tiles: enough to fill a large
+/// GPU several times over (on an H100 at N = 1M, about 1000 workgroups were 2–13% faster than
+/// 512 and than 2000).
+const DEFAULT_MIN_WORKGROUPS: usize = 1024;
+/// Rows sampled to compute the centre of the data.
+const CENTRE_SAMPLE: usize = 4096;
+
+/// Options of the GPU engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GpuEngineOptions {
+    /// Rows per chunk (capped by the device's binding limits). `None`: as large as the device
+    /// allows when resident, 256 MiB of rows when streamed.
+    pub chunk_rows: Option<usize>,
+    /// `Some(true)`: keep the data on the GPU (one buffer per chunk); `Some(false)`: stream the
+    /// chunks at every E-step through one buffer. `None`: resident when the data fits
+    /// `resident_budget`.
+    pub resident: Option<bool>,
+    /// Bytes of data (as f32) kept on the GPU when `resident` is `None`. `None`:
+    /// `EMGPU_GPU_RESIDENT_BYTES` if set, else 4 GiB on hardware adapters and 1 GiB on software
+    /// ones.
+    pub resident_budget: Option<u64>,
+    /// Most chunks whose statistics are read back together (one readback per group of chunks).
+    /// `None`: all of them, within 32 MiB.
+    pub readback_chunks: Option<usize>,
+    /// Points per tile of the kernels (a power of two from 4 to 256; shrunk to fit the
+    /// adapter's workgroup memory). `None`: 64. A tuning knob for benchmarks.
+    pub tile_points: Option<usize>,
+    /// Points per invocation of the E-step kernels' log-density loop: 4 (default; each parameter
+    /// read serves four points) or 2 (half the registers). A tuning knob for benchmarks.
+    pub e_step_points: Option<usize>,
+    /// Minimum number of workgroups of a statistics dispatch (when there are that many tiles).
+    /// `None`: 1024, enough to fill a large GPU. A tuning knob for benchmarks.
+    pub min_workgroups: Option<usize>,
+}
+
+impl From<EngineOptions> for GpuEngineOptions {
+    /// `EngineOptions::chunk_rows` smaller than N means streamed chunks of that size.
+    fn from(o: EngineOptions) -> Self {
+        Self {
+            chunk_rows: o.chunk_rows,
+            resident: o.chunk_rows.map(|_| false),
+            resident_budget: None,
+            readback_chunks: None,
+            tile_points: None,
+            e_step_points: None,
+            min_workgroups: None,
+        }
+    }
+}
+
+/// One dispatch range of the data.
+struct Chunk {
+    /// First row in the dataset.
+    start: usize,
+    /// Rows.
+    rows: usize,
+    /// Workgroups of the statistics kernel (x).
+    groups: u32,
+    /// The chunk's own buffer when the data is resident.
+    data: Option<wgpu::Buffer>,
+    stats_bind: wgpu::BindGroup,
+    reduce_bind: wgpu::BindGroup,
+}
+
+/// The per-point kernel with its buffers, built on the first per-point request.
+struct PointsState {
+    kernel: PointsKernel,
+    uniform: wgpu::Buffer,
+    log_px: wgpu::Buffer,
+    resp: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    /// Rows per readback.
+    rows: usize,
+    /// One bind group per chunk (resident), or one on the streaming buffer.
+    binds: Vec<wgpu::BindGroup>,
+}
+
+/// E-steps of a Gaussian mixture on a GPU, over one dataset.
+pub struct GpuGmmEngine<'a> {
+    ctx: Arc<GpuContext>,
+    data: &'a Dataset<'a>,
+    shape: GmmShape,
+    stats: StatsKernel,
+    reduce: ReduceKernel,
+    /// Subtracted from every row before the f32 conversion.
+    centre: Vec<f64>,
+    params: wgpu::Buffer,
+    /// Workgroup partials (bound in the chunks' bind groups; kept for clarity of ownership).
+    _partials: wgpu::Buffer,
+    out: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    /// Chunk results per readback.
+    slots: usize,
+    chunks: Vec<Chunk>,
+    /// The buffer streamed chunks are uploaded into (None when resident).
+    stream: Option<wgpu::Buffer>,
+    /// Reused host buffers for streaming uploads.
+    host_f64: Vec<f64>,
+    host_f32: Vec<f32>,
+    points: Option<PointsState>,
+    reason: String,
+}
+
+impl<'a> GpuGmmEngine<'a> {
+    /// An engine over `data` for `n_components` components of `covariance_type`, on `ctx`'s
+    /// device; `reason` is reported by [`GmmEngine::report`] (why this backend was chosen).
+    ///
+    /// Compiles (or takes from the context's cache) the kernels, uploads the data when it is to
+    /// be resident, and allocates every buffer the E-steps use.
+    pub fn new(
+        ctx: Arc<GpuContext>,
+        data: &'a Dataset<'a>,
+        covariance_type: CovarianceType,
+        n_components: usize,
+        options: GpuEngineOptions,
+        reason: String,
+    ) -> Result<Self> {
+        let (n, d) = (data.n_samples(), data.n_features());
+        if n == 0 || d == 0 {
+            return Err(Error::EmptyData {
+                n_samples: n,
+                n_features: d,
+            });
+        }
+        if n_components == 0 {
+            return Err(Error::param("n_components must be at least 1"));
+        }
+        let mut shape = GmmShape::new(
+            covariance_type,
+            n_components,
+            d,
+            options.tile_points,
+            &ctx.limits,
+        )?;
+        shape.ppt = match options.e_step_points {
+            None | Some(4) => 4,
+            Some(2) => 2,
+            Some(other) => {
+                return Err(Error::param(format!(
+                    "e_step_points must be 2 or 4, got {other}"
+                )));
+            }
+        };
+        let stats = StatsKernel::new(&ctx, &shape)?;
+        let reduce = ReduceKernel::new(&ctx)?;
+        let centre = data_centre(data);
+        let limits = ctx.limits.clone();
+        let ctx2 = Arc::clone(&ctx);
+        ctx2.checked("allocating the GPU buffers", move || {
+            Self::allocate(
+                ctx, data, shape, stats, reduce, centre, &limits, options, reason,
+            )
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn allocate(
+        ctx: Arc<GpuContext>,
+        data: &'a Dataset<'a>,
+        shape: GmmShape,
+        stats: StatsKernel,
+        reduce: ReduceKernel,
+        centre: Vec<f64>,
+        limits: &wgpu::Limits,
+        options: GpuEngineOptions,
+        reason: String,
+    ) -> Result<Self> {
+        let (n, d) = (data.n_samples(), data.n_features());
+        let device = &ctx.device;
+        let row_bytes = 4 * d as u64;
+
+        // ---- chunk plan
+        let max_bind = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        // Kernels index the bound data with u32: keep every chunk under 2^31 floats.
+        let max_rows = (max_bind / row_bytes).min((1u64 << 31) / d as u64) as usize;
+        if max_rows == 0 {
+            return Err(Error::DeviceLimits(format!(
+                "one row of {d} features ({row_bytes} bytes) exceeds the device's largest storage binding ({max_bind} bytes); use the CPU backend"
+            )));
+        }
+        let budget = options
+            .resident_budget
+            .or_else(|| {
+                std::env::var("EMGPU_GPU_RESIDENT_BYTES")
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(if ctx.is_software() {
+                DEFAULT_RESIDENT_BUDGET_SW
+            } else {
+                DEFAULT_RESIDENT_BUDGET_HW
+            });
+        let fits = n as u64 * row_bytes <= budget;
+        let chunk_rows = match options.chunk_rows {
+            Some(0) => return Err(Error::param("chunk_rows must be at least 1")),
+            Some(r) => r.min(max_rows),
+            None => max_rows,
+        };
+        // Streamed only when asked for with chunks smaller than the data, or when the data
+        // does not fit the budget.
+        let resident = match options.resident {
+            Some(r) => r || chunk_rows >= n,
+            None => fits,
+        };
+        let chunk_rows = if !resident && options.chunk_rows.is_none() {
+            ((STREAM_CHUNK_BYTES / row_bytes) as usize).clamp(1, max_rows)
+        } else {
+            chunk_rows
+        };
+        // Resident chunks of equal size.
+        let chunk_rows = if resident {
+            n.div_ceil(n.div_ceil(chunk_rows))
+        } else {
+            chunk_rows.min(n)
+        };
+        let n_chunks = n.div_ceil(chunk_rows);
+
+        // ---- partials, output slots, staging
+        let p = stats.partial_len;
+        let p_bytes = 4 * p as u64;
+        let max_groups = (PARTIALS_BUDGET.min(max_bind) / p_bytes)
+            .min(limits.max_compute_workgroups_per_dimension as u64)
+            as usize;
+        if max_groups == 0 {
+            return Err(Error::DeviceLimits(format!(
+                "the statistics of {} components of {d} features ({p_bytes} bytes per workgroup) exceed the device's storage binding; use the CPU backend",
+                shape.k
+            )));
+        }
+        let tile = shape.tile;
+        let groups_for = |rows: usize| -> (u32, u32) {
+            let tiles = rows.div_ceil(tile);
+            // Enough workgroups to fill a large GPU, few enough tiles each that every
+            // invocation's f32 sum stays short (≤ 64 tiles), within the partials budget.
+            let groups = tiles
+                .min(
+                    tiles
+                        .div_ceil(64)
+                        .max(options.min_workgroups.unwrap_or(DEFAULT_MIN_WORKGROUPS)),
+                )
+                .min(max_groups);
+            (tiles as u32, groups as u32)
+        };
+        let chunk_groups = (0..n_chunks)
+            .map(|c| groups_for(chunk_rows.min(n - c * chunk_rows)).1 as usize)
+            .max()
+            .unwrap_or(1);
+        let partials = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("gmm partials"),
+            size: (chunk_groups as u64 * p_bytes).max(4),
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let slots = n_chunks
+            .min((OUT_BUDGET / p_bytes).max(1) as usize)
+            .min(options.readback_chunks.unwrap_or(usize::MAX).max(1));
+        let out_bytes = slots as u64 * p_bytes;
+        let out = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("gmm chunk statistics"),
+            size: out_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("gmm statistics readback"),
+            size: out_bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let params = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("gmm parameters"),
+            size: 4 * shape.params_len() as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+
+        // ---- data
+        let stream = if resident {
+            None
+        } else {
+            Some(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("gmm streamed chunk"),
+                size: chunk_rows as u64 * row_bytes,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }))
+        };
+        let mut chunks = Vec::with_capacity(n_chunks);
+        for c in 0..n_chunks {
+            let start = c * chunk_rows;
+            let rows = chunk_rows.min(n - start);
+            let (tiles, groups) = groups_for(rows);
+            let own = if resident {
+                Some(upload_resident(device, data, &centre, start, rows)?)
+            } else {
+                None
+            };
+            let data_buf = match (&own, &stream) {
+                (Some(b), _) | (None, Some(b)) => b,
+                (None, None) => unreachable!("a chunk is resident or streamed"),
+            };
+            let chunk_uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("gmm chunk"),
+                contents: bytemuck::bytes_of(&ChunkUniform {
+                    n_rows: rows as u32,
+                    row_offset: 0,
+                    n_tiles: tiles,
+                    flags: 0,
+                }),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let reduce_uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("gmm reduce"),
+                contents: bytemuck::bytes_of(&ReduceUniform {
+                    n_rows: groups,
+                    n_cols: p as u32,
+                    out_offset: ((c % slots) * p) as u32,
+                    _pad: 0,
+                }),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let stats_bind = bind(
+                device,
+                &stats.kernel,
+                &[&chunk_uniform, data_buf, &params, &partials],
+            );
+            let reduce_bind = bind(device, &reduce.kernel, &[&reduce_uniform, &partials, &out]);
+            chunks.push(Chunk {
+                start,
+                rows,
+                groups,
+                data: own,
+                stats_bind,
+                reduce_bind,
+            });
+        }
+        if resident {
+            // Flush the uploads now rather than with the first E-step.
+            ctx.queue.submit([]);
+        }
+        Ok(Self {
+            ctx,
+            data,
+            shape,
+            stats,
+            reduce,
+            centre,
+            params,
+            _partials: partials,
+            out,
+            staging,
+            slots,
+            chunks,
+            stream,
+            host_f64: Vec::new(),
+            host_f32: Vec::new(),
+            points: None,
+            reason,
+        })
+    }
+
+    /// Whether the data stays on the GPU between E-steps (else it is streamed every E-step).
+    pub fn is_resident(&self) -> bool {
+        self.stream.is_none()
+    }
+
+    /// Number of chunks (dispatch ranges) the data is cut into.
+    pub fn n_chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Points per tile of the kernels on this device.
+    pub fn tile_points(&self) -> usize {
+        self.shape.tile
+    }
+
+    /// The context the engine runs on.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    fn check_prepared(&self, p: &Prepared) -> Result<()> {
+        let s = &self.shape;
+        if p.covariance_type != s.cov || p.n_components != s.k || p.n_features != s.d {
+            return Err(Error::param(format!(
+                "the engine was built for {} {} components of {} features, the parameters are {} {} of {}",
+                s.k, s.cov, s.d, p.n_components, p.covariance_type, p.n_features
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes the parameter buffer from `p` and returns the shifts the GPU uses, in the data's
+    /// coordinates (the f32-rounded means plus the centre), `[K][D]`.
+    fn write_params(&self, p: &Prepared) -> Vec<f64> {
+        let s = &self.shape;
+        let (k, d, dp) = (s.k, s.d, s.dp);
+        let mut v = vec![0f32; s.params_len()];
+        let mut shift = vec![0f64; k * d];
+        for c in 0..k {
+            for i in 0..d {
+                let m = (p.means[c * d + i] - self.centre[i]) as f32;
+                v[c * dp + i] = m;
+                shift[c * d + i] = m as f64 + self.centre[i];
+            }
+            v[s.off_logc() + c] =
+                (p.log_weights[c] + p.log_det[c] - 0.5 * d as f64 * LN_2PI) as f32;
+        }
+        for (dst, src) in v[s.off_prec()..].iter_mut().zip(&p.prec_chol) {
+            *dst = *src as f32;
+        }
+        self.ctx
+            .queue
+            .write_buffer(&self.params, 0, bytemuck::cast_slice(&v));
+        shift
+    }
+
+    /// Uploads streamed chunk `c` (rows minus the centre, as f32) into the streaming buffer; the
+    /// copy happens at the next submit, after the work already submitted.
+    fn upload_stream(&mut self, c: usize) {
+        let (start, rows) = (self.chunks[c].start, self.chunks[c].rows);
+        let d = self.shape.d;
+        self.host_f64.resize(rows * d, 0.0);
+        self.host_f32.resize(rows * d, 0.0);
+        convert_rows(
+            self.data,
+            &self.centre,
+            start,
+            &mut self.host_f64,
+            &mut self.host_f32,
+        );
+        if let Some(buf) = &self.stream {
+            self.ctx
+                .queue
+                .write_buffer(buf, 0, bytemuck::cast_slice(&self.host_f32));
+        }
+    }
+
+    fn encode_stats(&self, c: usize, enc: &mut wgpu::CommandEncoder) {
+        let chunk = &self.chunks[c];
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("gmm e-step"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&self.stats.kernel.pipeline);
+        pass.set_bind_group(0, &chunk.stats_bind, &[]);
+        pass.dispatch_workgroups(chunk.groups, self.stats.passes, 1);
+        pass.set_pipeline(&self.reduce.kernel.pipeline);
+        pass.set_bind_group(0, &chunk.reduce_bind, &[]);
+        let (x, y) = grid(
+            self.stats.partial_len.div_ceil(ReduceKernel::COLS),
+            self.ctx.limits.max_compute_workgroups_per_dimension,
+        );
+        pass.dispatch_workgroups(x, y, 1);
+    }
+
+    /// Runs the statistics of chunks `first..first + count` (all in one submit when resident)
+    /// and adds their sums into `sums` in f64.
+    fn run_batch(&mut self, first: usize, count: usize, sums: &mut [f64]) -> Result<()> {
+        let p = self.stats.partial_len;
+        let bytes = (count * p * 4) as u64;
+        if self.is_resident() {
+            let mut enc = self.encoder();
+            for c in first..first + count {
+                self.encode_stats(c, &mut enc);
+            }
+            enc.copy_buffer_to_buffer(&self.out, 0, &self.staging, 0, bytes);
+            self.ctx.queue.submit([enc.finish()]);
+        } else {
+            for c in first..first + count {
+                self.upload_stream(c);
+                let mut enc = self.encoder();
+                self.encode_stats(c, &mut enc);
+                if c + 1 == first + count {
+                    enc.copy_buffer_to_buffer(&self.out, 0, &self.staging, 0, bytes);
+                }
+                self.ctx.queue.submit([enc.finish()]);
+            }
+        }
+        read_back(&self.ctx, &self.staging, bytes, |v| {
+            for row in v.chunks_exact(p) {
+                for (s, x) in sums.iter_mut().zip(row) {
+                    *s += *x as f64;
+                }
+            }
+        })
+    }
+
+    fn encoder(&self) -> wgpu::CommandEncoder {
+        self.ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gmm") })
+    }
+
+    /// Statistics from the summed partial row `v`, about the GPU's shifts `gpu_shift`, moved
+    /// to the exact shifts `p.means`.
+    fn unpack(&self, v: &[f64], p: &Prepared, gpu_shift: &[f64]) -> GmmStats {
+        let s = &self.shape;
+        let (k, d) = (s.k, s.d);
+        let mut st = GmmStats::zeros(s.cov, k, d, &p.means);
+        st.n_samples = self.data.n_samples() as u64;
+        let t = s.tile;
+        // Σ log p(x): one column per invocation of a tile.
+        st.log_likelihood = v[..t].iter().sum();
+        if s.full_s2() {
+            // Layout of gmm_stats_full.wgsl: the S2 blocks, then the row pieces.
+            let (nb, nb2) = (s.nb(), d.div_ceil(4));
+            let nbt = nb2 * (nb2 + 1) / 2;
+            let rows = t + 16 * k * nbt;
+            // Entry (i, j), i ≤ j < D, of component c's S2.
+            let s2 = |c: usize, i: usize, j: usize| -> f64 {
+                let (ib, jb) = (i / 4, j / 4);
+                let local = ib * nb2 - ib * (ib.saturating_sub(1)) / 2 + (jb - ib);
+                v[t + 16 * (c * nbt + local) + 4 * (i % 4) + j % 4]
+            };
+            // Σ r·(x̃ − s̃)_i, i ≤ D (i = D: Σ r).
+            let row = |c: usize, i: usize| -> f64 { v[rows + 4 * (c * nb + i / 4) + i % 4] };
+            for c in 0..k {
+                st.s0[c] = row(c, d);
+                for i in 0..d {
+                    st.s1[c * d + i] = row(c, i);
+                    for j in i..d {
+                        let m = s2(c, i, j);
+                        st.s2[c * d * d + i * d + j] = m;
+                        st.s2[c * d * d + j * d + i] = m;
+                    }
+                }
+            }
+        } else {
+            for c in 0..k {
+                let e = |i: usize| t + 2 * (c * (d + 1) + i);
+                st.s0[c] = v[e(d)];
+                for i in 0..d {
+                    st.s1[c * d + i] = v[e(i)];
+                    st.s2[c * d + i] = v[e(i) + 1];
+                }
+            }
+        }
+        // About s_gpu = μ + δ; about μ: with u = x − s_gpu, x − μ = u + δ, so
+        // S1 += S0·δ and S2 += S1·δᵀ + δ·S1ᵀ + S0·δ·δᵀ (S1 before its update).
+        for c in 0..k {
+            let delta: Vec<f64> = (0..d)
+                .map(|i| gpu_shift[c * d + i] - p.means[c * d + i])
+                .collect();
+            if delta.iter().all(|x| *x == 0.0) {
+                continue;
+            }
+            let s0 = st.s0[c];
+            let s1: Vec<f64> = st.s1[c * d..(c + 1) * d].to_vec();
+            if s.full_s2() {
+                for i in 0..d {
+                    for j in 0..d {
+                        st.s2[c * d * d + i * d + j] +=
+                            s1[i] * delta[j] + delta[i] * s1[j] + s0 * delta[i] * delta[j];
+                    }
+                }
+            } else {
+                for i in 0..d {
+                    st.s2[c * d + i] += 2.0 * s1[i] * delta[i] + s0 * delta[i] * delta[i];
+                }
+            }
+            for i in 0..d {
+                st.s1[c * d + i] += s0 * delta[i];
+            }
+        }
+        st
+    }
+
+    fn points_state(&mut self) -> Result<&mut PointsState> {
+        if self.points.is_none() {
+            let state = self.build_points()?;
+            self.points = Some(state);
+        }
+        match self.points.as_mut() {
+            Some(s) => Ok(s),
+            None => unreachable!("built just above"),
+        }
+    }
+
+    fn build_points(&self) -> Result<PointsState> {
+        let ctx = &self.ctx;
+        let kernel = PointsKernel::new(ctx, &self.shape)?;
+        ctx.checked("allocating the per-point GPU buffers", || {
+            let device = &ctx.device;
+            let k = self.shape.k as u64;
+            let max_chunk = self.chunks.iter().map(|c| c.rows).max().unwrap_or(1) as u64;
+            let max_bind = ctx
+                .limits
+                .max_storage_buffer_binding_size
+                .min(ctx.limits.max_buffer_size);
+            let rows = (POINTS_BUDGET / (4 * (k + 1)))
+                .min(max_bind / (4 * k))
+                .min(max_chunk)
+                .max(1);
+            let storage = |label, size| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                })
+            };
+            let log_px = storage("gmm log p(x)", 4 * rows);
+            let resp = storage("gmm responsibilities", 4 * rows * k);
+            let staging = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("gmm per-point readback"),
+                size: 4 * rows * (k + 1),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let uniform = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("gmm points chunk"),
+                size: std::mem::size_of::<ChunkUniform>() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let data_bufs: Vec<&wgpu::Buffer> = match &self.stream {
+                Some(s) => vec![s],
+                None => self.chunks.iter().filter_map(|c| c.data.as_ref()).collect(),
+            };
+            let binds = data_bufs
+                .into_iter()
+                .map(|b| {
+                    bind(
+                        device,
+                        &kernel.kernel,
+                        &[&uniform, b, &self.params, &log_px, &resp],
+                    )
+                })
+                .collect();
+            Ok(PointsState {
+                kernel,
+                uniform,
+                log_px,
+                resp,
+                staging,
+                rows: rows as usize,
+                binds,
+            })
+        })
+    }
+
+    /// log p(x) and/or responsibilities of every point under `p`.
+    fn point_outputs(
+        &mut self,
+        p: &Prepared,
+        mut log_px: Option<&mut [f64]>,
+        mut resp: Option<&mut [f64]>,
+    ) -> Result<()> {
+        self.check_prepared(p)?;
+        let (n, k) = (self.data.n_samples(), self.shape.k);
+        if log_px.as_ref().is_some_and(|o| o.len() != n)
+            || resp.as_ref().is_some_and(|o| o.len() != n * k)
+        {
+            return Err(Error::param(format!(
+                "output buffers must hold {n} log-likelihoods or {n}×{k} responsibilities"
+            )));
+        }
+        self.points_state()?;
+        let ctx = Arc::clone(&self.ctx);
+        ctx.checked("per-point GPU outputs", || {
+            self.write_params(p);
+            let want_resp = resp.is_some();
+            for c in 0..self.chunks.len() {
+                if !self.is_resident() {
+                    self.upload_stream(c);
+                }
+                let (start, rows) = (self.chunks[c].start, self.chunks[c].rows);
+                let Some(state) = self.points.as_ref() else {
+                    unreachable!("built above")
+                };
+                let bind = &state.binds[if self.is_resident() { c } else { 0 }];
+                let mut r0 = 0;
+                while r0 < rows {
+                    let m = state.rows.min(rows - r0);
+                    let tiles = m.div_ceil(self.shape.tile);
+                    let uniform = ChunkUniform {
+                        n_rows: m as u32,
+                        row_offset: r0 as u32,
+                        n_tiles: tiles as u32,
+                        flags: want_resp as u32,
+                    };
+                    ctx.queue
+                        .write_buffer(&state.uniform, 0, bytemuck::bytes_of(&uniform));
+                    let mut enc = self.encoder();
+                    {
+                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some("gmm points"),
+                            timestamp_writes: None,
+                        });
+                        pass.set_pipeline(&state.kernel.kernel.pipeline);
+                        pass.set_bind_group(0, bind, &[]);
+                        let groups = tiles
+                            .min(tiles.div_ceil(16).max(512))
+                            .min(ctx.limits.max_compute_workgroups_per_dimension as usize);
+                        pass.dispatch_workgroups(groups as u32, 1, 1);
+                    }
+                    let lp_bytes = 4 * m as u64;
+                    let resp_off = 4 * state.rows as u64;
+                    enc.copy_buffer_to_buffer(&state.log_px, 0, &state.staging, 0, lp_bytes);
+                    if want_resp {
+                        enc.copy_buffer_to_buffer(
+                            &state.resp,
+                            0,
+                            &state.staging,
+                            resp_off,
+                            lp_bytes * k as u64,
+                        );
+                    }
+                    ctx.queue.submit([enc.finish()]);
+                    let total = resp_off + lp_bytes * k as u64;
+                    let row0 = start + r0;
+                    read_back(&ctx, &state.staging, total, |v| {
+                        if let Some(out) = log_px.as_deref_mut() {
+                            for (o, x) in out[row0..row0 + m].iter_mut().zip(&v[..m]) {
+                                *o = *x as f64;
+                            }
+                        }
+                        if let Some(out) = resp.as_deref_mut() {
+                            let src = &v[state.rows..state.rows + m * k];
+                            for (o, x) in out[row0 * k..(row0 + m) * k].iter_mut().zip(src) {
+                                *o = *x as f64;
+                            }
+                        }
+                    })?;
+                    r0 += m;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl GmmEngine for GpuGmmEngine<'_> {
+    fn e_step(&mut self, p: &Prepared) -> Result<GmmStats> {
+        self.check_prepared(p)?;
+        let ctx = Arc::clone(&self.ctx);
+        ctx.checked("GPU E-step", || {
+            let gpu_shift = self.write_params(p);
+            let mut sums = vec![0f64; self.stats.partial_len];
+            let mut first = 0;
+            while first < self.chunks.len() {
+                let count = self.slots.min(self.chunks.len() - first);
+                self.run_batch(first, count, &mut sums)?;
+                first += count;
+            }
+            if !sums.iter().all(|v| v.is_finite()) {
+                return Err(Error::Numerical(
+                    "the GPU E-step produced a non-finite statistic; check the data's scale, increase reg_covar, or use the CPU backend".into(),
+                ));
+            }
+            Ok(self.unpack(&sums, p, &gpu_shift))
+        })
+    }
+
+    fn log_likelihoods(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
+        self.point_outputs(p, Some(out), None)
+    }
+
+    fn responsibilities(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
+        self.point_outputs(p, None, Some(out))
+    }
+
+    fn report(&self) -> BackendReport {
+        BackendReport {
+            backend: Backend::Gpu,
+            device: self.ctx.device_label(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// A bind group of `kernel`'s layout with `buffers` at bindings 0, 1, ...
+fn bind(
+    device: &wgpu::Device,
+    kernel: &KernelPipeline,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
+        .collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &kernel.layout,
+        entries: &entries,
+    })
+}
+
+/// A 2-D grid of at least `n` workgroups, each side within `max`.
+fn grid(n: usize, max: u32) -> (u32, u32) {
+    let x = n.clamp(1, max as usize);
+    (x as u32, n.div_ceil(x).max(1) as u32)
+}
+
+/// Maps `bytes` of `staging` (after the work that fills it was submitted), hands its floats to
+/// `f`, and unmaps.
+fn read_back(
+    ctx: &GpuContext,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+    f: impl FnOnce(&[f32]),
+) -> Result<()> {
+    let slice = staging.slice(..bytes);
+    let (tx, rx) = mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        // The receiver waits below; if it is gone there is nobody to tell.
+        let _ = tx.send(r);
+    });
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+    match rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(Error::Gpu(format!("reading GPU results failed: {e}"))),
+        Err(_) => return Err(Error::Gpu("the GPU never returned its results".into())),
+    }
+    {
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("reading GPU results failed: {e}")))?;
+        let floats: Vec<f32> = view
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        f(&floats);
+    }
+    staging.unmap();
+    Ok(())
+}
+
+/// The f64 mean of up to [`CENTRE_SAMPLE`] rows spread evenly over the data.
+fn data_centre(data: &Dataset) -> Vec<f64> {
+    let (n, d) = (data.n_samples(), data.n_features());
+    let m = n.min(CENTRE_SAMPLE);
+    let mut centre = vec![0.0; d];
+    let mut row = vec![0.0; d];
+    for s in 0..m {
+        data.read_f64(s * n / m, &mut row);
+        for (c, v) in centre.iter_mut().zip(&row) {
+            *c += v;
+        }
+    }
+    for c in &mut centre {
+        *c /= m as f64;
+    }
+    centre
+}
+
+/// Rows `[start, start + f32s.len() / D)` minus `centre`, as f32, into `f32s` (`f64s` is
+/// scratch of the same length).
+fn convert_rows(data: &Dataset, centre: &[f64], start: usize, f64s: &mut [f64], f32s: &mut [f32]) {
+    use rayon::prelude::*;
+    let d = centre.len();
+    // Blocks of rows converted in parallel (reading may be from a memory-mapped file).
+    let block = (1 << 14) * d;
+    f64s.par_chunks_mut(block)
+        .zip(f32s.par_chunks_mut(block))
+        .enumerate()
+        .for_each(|(b, (src, dst))| {
+            data.read_f64(start + b * (block / d), src);
+            for (row_in, row_out) in src.chunks_exact(d).zip(dst.chunks_exact_mut(d)) {
+                for ((o, x), c) in row_out.iter_mut().zip(row_in).zip(centre) {
+                    *o = (x - c) as f32;
+                }
+            }
+        });
+}
+
+/// A storage buffer holding rows `[start, start + rows)` minus `centre` as f32, written while
+/// mapped at creation (no extra copy of the data on the host).
+fn upload_resident(
+    device: &wgpu::Device,
+    data: &Dataset,
+    centre: &[f64],
+    start: usize,
+    rows: usize,
+) -> Result<wgpu::Buffer> {
+    let d = centre.len();
+    let bytes = (rows * d * 4) as u64;
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("gmm resident data"),
+        size: bytes,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: true,
+    });
+    let block_rows = (1usize << 22).div_ceil(d).max(1);
+    let mut f64s = Vec::new();
+    let mut f32s = Vec::new();
+    let mut r = 0;
+    while r < rows {
+        let m = block_rows.min(rows - r);
+        f64s.resize(m * d, 0.0);
+        f32s.resize(m * d, 0.0);
+        convert_rows(data, centre, start + r, &mut f64s, &mut f32s);
+        let off = (r * d * 4) as u64;
+        let mut view = buffer
+            .get_mapped_range_mut(off..off + (m * d * 4) as u64)
+            .map_err(|e| Error::Gpu(format!("uploading the data failed: {e}")))?;
+        view.copy_from_slice(bytemuck::cast_slice(&f32s));
+        drop(view);
+        r += m;
+    }
+    buffer.unmap();
+    Ok(buffer)
+}

@@ -1,0 +1,344 @@
+//! The GPU context: one wgpu instance, adapter, device and queue per process.
+//!
+//! [`GpuContext::shared`] builds it on first use and hands out the same `Arc` afterwards (the
+//! error too, when there is no adapter: asking again would not find one). The adapter is chosen
+//! by [`preferred_adapter`]'s rule: `WGPU_ADAPTER_NAME` when set, else a discrete GPU before an
+//! integrated one before anything else, a software adapter (Mesa's llvmpipe) last. The device is
+//! requested with the adapter's own limits, so that large storage bindings, large buffers and
+//! large workgroup memory are available wherever the hardware has them; nothing here assumes one
+//! GPU's numbers.
+//!
+//! [`GpuContext::from_wgpu`] wraps a device the caller already has (an application that renders
+//! with wgpu, a test harness), following wgpu's compute examples where the device is set up apart
+//! from the work.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::kernels::KernelPipeline;
+use crate::error::{Error, Result};
+
+/// An adapter wgpu sees, with the limits that matter to emgpu (for `emgpu devices`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterSummary {
+    /// The adapter's name (e.g. "NVIDIA H100 80GB HBM3", "llvmpipe (LLVM 15.0.7, 256 bits)").
+    pub name: String,
+    /// The graphics API wgpu reaches it through ("Vulkan", "Metal", "Dx12", "Gl").
+    pub backend: String,
+    /// "DiscreteGpu", "IntegratedGpu", "VirtualGpu", "Cpu" or "Other".
+    pub device_type: String,
+    /// The driver's name and version, as the driver reports them.
+    pub driver: String,
+    /// Whether this is a software adapter (a CPU implementation such as llvmpipe).
+    pub is_software: bool,
+    /// Largest storage-buffer binding, in bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer, in bytes.
+    pub max_buffer_size: u64,
+    /// Workgroup (shared) memory per workgroup, in bytes.
+    pub max_compute_workgroup_storage_size: u32,
+    /// Invocations per workgroup.
+    pub max_compute_invocations_per_workgroup: u32,
+    /// Workgroups per dispatch dimension.
+    pub max_compute_workgroups_per_dimension: u32,
+    /// Smallest and largest subgroup (warp, wavefront) size the adapter reports.
+    pub subgroup_sizes: (u32, u32),
+}
+
+impl AdapterSummary {
+    fn new(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> Self {
+        let driver = match (info.driver.is_empty(), info.driver_info.is_empty()) {
+            (false, false) => format!("{} {}", info.driver, info.driver_info),
+            (false, true) => info.driver.clone(),
+            (true, _) => info.driver_info.clone(),
+        };
+        Self {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver,
+            is_software: info.device_type == wgpu::DeviceType::Cpu,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
+        }
+    }
+
+    /// One line for logs and reports: name, API, kind.
+    pub fn label(&self) -> String {
+        format!("{} ({}, {})", self.name, self.backend, self.device_type)
+    }
+}
+
+/// A wgpu device and queue with what emgpu needs to know about them.
+pub struct GpuContext {
+    /// The instance the adapter came from (kept alive with the device).
+    pub instance: Option<wgpu::Instance>,
+    /// The adapter.
+    pub adapter: wgpu::Adapter,
+    /// The logical device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// The adapter's description.
+    pub info: wgpu::AdapterInfo,
+    /// The limits the device was created with (what validation allows).
+    pub limits: wgpu::Limits,
+    pipelines: Mutex<HashMap<String, Arc<KernelPipeline>>>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuContext")
+            .field("adapter", &self.info.name)
+            .field("backend", &self.info.backend)
+            .field("device_type", &self.info.device_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the shared context could not be built (kept, since `Error` is not `Clone`).
+#[derive(Debug, Clone)]
+enum SharedError {
+    NoAdapter,
+    Device(String),
+}
+
+impl From<&SharedError> for Error {
+    fn from(e: &SharedError) -> Self {
+        match e {
+            SharedError::NoAdapter => Error::NoAdapter,
+            SharedError::Device(m) => Error::Gpu(m.clone()),
+        }
+    }
+}
+
+static SHARED: OnceLock<std::result::Result<Arc<GpuContext>, SharedError>> = OnceLock::new();
+
+impl GpuContext {
+    /// The process's context, built on first use from [`preferred_adapter`]'s choice.
+    ///
+    /// [`Error::NoAdapter`] when wgpu finds no adapter; [`Error::Gpu`] when the device request
+    /// fails. The outcome is cached: later calls return the same context or the same error.
+    pub fn shared() -> Result<Arc<GpuContext>> {
+        SHARED
+            .get_or_init(|| Self::create().map(Arc::new))
+            .as_ref()
+            .map(Arc::clone)
+            .map_err(Error::from)
+    }
+
+    fn create() -> std::result::Result<Self, SharedError> {
+        let instance = new_instance();
+        let adapter = pick_adapter(&instance).ok_or(SharedError::NoAdapter)?;
+        let info = adapter.get_info();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("emgpu"),
+            required_features: wgpu::Features::empty(),
+            // The adapter's own limits: the biggest bindings, buffers and workgroup memory this
+            // hardware (or driver) allows, not WebGPU's portable defaults.
+            required_limits: adapter.limits(),
+            experimental_features: wgpu::ExperimentalFeatures::default(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            SharedError::Device(format!(
+                "the adapter {} refused a device: {e}; update the driver, or use the CPU backend (--backend cpu)",
+                info.name
+            ))
+        })?;
+        // Our own device: errors outside a scope are logged instead of wgpu's default panic.
+        install_error_handler(&device);
+        let mut ctx = Self::from_wgpu(adapter, device, queue);
+        ctx.instance = Some(instance);
+        Ok(ctx)
+    }
+
+    /// Wraps a device the caller already has. Its limits are the device's (what it was requested
+    /// with), so request the adapter's limits when large data is to be fitted. The caller's
+    /// uncaptured-error handler is left alone: emgpu's own operations run inside error scopes.
+    pub fn from_wgpu(adapter: wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let info = adapter.get_info();
+        let limits = device.limits();
+        Self {
+            instance: None,
+            adapter,
+            device,
+            queue,
+            info,
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the adapter is a software implementation on the CPU (such as Mesa's llvmpipe).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The adapter's description with the device's limits.
+    pub fn summary(&self) -> AdapterSummary {
+        AdapterSummary::new(&self.info, &self.limits)
+    }
+
+    /// The device's name for reports: adapter name, API and kind.
+    pub fn device_label(&self) -> String {
+        self.summary().label()
+    }
+
+    /// A compute pipeline from cache, or built by `build` and cached under `key` (the kernel's
+    /// name with everything its source was specialized on).
+    pub(crate) fn pipeline(
+        &self,
+        key: &str,
+        build: impl FnOnce() -> Result<KernelPipeline>,
+    ) -> Result<Arc<KernelPipeline>> {
+        if let Some(p) = self.lock_pipelines().get(key) {
+            return Ok(Arc::clone(p));
+        }
+        // Built outside the lock: compiling can take a while and must not block other threads'
+        // look-ups. Two threads may build the same pipeline once each; the first one is kept.
+        let built = Arc::new(build()?);
+        Ok(Arc::clone(
+            self.lock_pipelines()
+                .entry(key.to_string())
+                .or_insert(built),
+        ))
+    }
+
+    fn lock_pipelines(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<KernelPipeline>>> {
+        // A poisoned cache only means another thread panicked while holding it; the map itself
+        // is always consistent (one insert).
+        self.pipelines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` and turns any validation or out-of-memory error the device raised meanwhile into
+    /// an `Err` (wgpu reports them asynchronously, and would otherwise panic).
+    pub(crate) fn checked<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        let out = out?;
+        if let Some(e) = o {
+            return Err(Error::DeviceLimits(format!(
+                "{what}: the GPU ran out of memory ({e}); use smaller chunks or the CPU backend"
+            )));
+        }
+        if let Some(e) = v {
+            return Err(Error::Gpu(format!("{what}: {e}")));
+        }
+        Ok(out)
+    }
+}
+
+/// An uncaptured device error (outside any error scope) of the shared device is logged to stderr
+/// instead of wgpu's default panic; the operation that caused it reports failure through its own
+/// checks.
+fn install_error_handler(device: &wgpu::Device) {
+    device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+        eprintln!("emgpu: uncaptured GPU error: {e}");
+    }));
+}
+
+fn new_instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Rank of an adapter: lower is preferred.
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    // Native compute APIs before OpenGL (whose compute support is the narrowest).
+    let api = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (kind, api)
+}
+
+fn all_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+}
+
+/// The adapter the shared context uses: the one whose name contains `WGPU_ADAPTER_NAME`
+/// (case-insensitive) when that variable is set, else the best ranked (discrete, integrated,
+/// virtual, other, software; native APIs before OpenGL; enumeration order breaks ties).
+fn pick_adapter(instance: &wgpu::Instance) -> Option<wgpu::Adapter> {
+    let adapters = all_adapters(instance);
+    if let Ok(want) = std::env::var("WGPU_ADAPTER_NAME") {
+        let want = want.to_lowercase();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&want));
+    }
+    adapters
+        .into_iter()
+        .enumerate()
+        .min_by_key(|(i, a)| (rank(&a.get_info()), *i))
+        .map(|(_, a)| a)
+}
+
+/// Every adapter wgpu sees on this machine, in enumeration order, with its limits.
+pub fn adapters() -> Vec<AdapterSummary> {
+    let instance = new_instance();
+    all_adapters(&instance)
+        .iter()
+        .map(|a| AdapterSummary::new(&a.get_info(), &a.limits()))
+        .collect()
+}
+
+/// The adapter [`GpuContext::shared`] uses (or would use), without creating a device; `None`
+/// when there is none.
+pub fn preferred_adapter() -> Option<AdapterSummary> {
+    if let Some(Ok(ctx)) = SHARED.get() {
+        return Some(AdapterSummary::new(&ctx.info, &ctx.adapter.limits()));
+    }
+    let instance = new_instance();
+    pick_adapter(&instance).map(|a| AdapterSummary::new(&a.get_info(), &a.limits()))
+}
+
+/// What `Backend::Auto` runs on.
+#[derive(Debug, Clone)]
+pub enum AutoChoice {
+    /// A hardware GPU: the shared context.
+    Gpu(Arc<GpuContext>),
+    /// The CPU backend, and why (no adapter, only a software adapter, or the device failed).
+    Cpu {
+        /// A sentence for `BackendReport::reason`.
+        reason: String,
+    },
+}
+
+/// The choice of `Backend::Auto`: the shared context when its adapter is a hardware GPU; else
+/// the CPU backend, with the reason. A software adapter (llvmpipe) is slower than the CPU
+/// backend, so Auto never picks one (`Backend::Gpu` still does).
+pub fn auto_choice() -> AutoChoice {
+    match GpuContext::shared() {
+        Ok(ctx) if ctx.is_software() => AutoChoice::Cpu {
+            reason: format!(
+                "only a software adapter ({}, {:?}) was found; using the CPU backend, which is faster than it (Backend::Gpu forces it)",
+                ctx.info.name, ctx.info.backend
+            ),
+        },
+        Ok(ctx) => AutoChoice::Gpu(ctx),
+        Err(Error::NoAdapter) => AutoChoice::Cpu {
+            reason: "no GPU adapter was found; using the CPU backend".into(),
+        },
+        Err(e) => AutoChoice::Cpu {
+            reason: format!("the GPU could not be used ({e}); using the CPU backend"),
+        },
+    }
+}

@@ -1,0 +1,562 @@
+//! The Gaussian-mixture kernels: one small struct per kernel holding its pipeline and bind-group
+//! layout, and the `#[repr(C)]` uniforms they read.
+//!
+//! Every kernel is one WGSL file under `shaders/`, built into the binary with `include_str!`.
+//! Sizes the kernels must know at compile time (D, K, the tile, the covariance type, offsets
+//! into the parameter buffer) are prepended to the source as WGSL `const` declarations, so the
+//! driver's compiler sees constant loop bounds and fixed-size arrays (registers). Pipelines are
+//! cached in the [`GpuContext`] under the kernel's name and those constants, so building several
+//! engines of the same shape compiles once.
+//!
+//! CPU twins: the statistics kernels' twin is
+//! [`chunk_stats_reference`](crate::models::gmm::cpu::chunk_stats_reference) (same formulas, f64),
+//! the per-point kernel's is the reference per-point path; `tests/gpu_vs_cpu.rs` compares them.
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+
+use super::context::GpuContext;
+use crate::error::{Error, Result};
+use crate::models::gmm::CovarianceType;
+
+const GMM_COMMON: &str = include_str!("../../shaders/gmm_common.wgsl");
+const GMM_STATS_FULL: &str = include_str!("../../shaders/gmm_stats_full.wgsl");
+const GMM_STATS_DIAG: &str = include_str!("../../shaders/gmm_stats_diag.wgsl");
+const GMM_POINTS: &str = include_str!("../../shaders/gmm_points.wgsl");
+const REDUCE_PARTIALS: &str = include_str!("../../shaders/reduce_partials.wgsl");
+
+/// Invocations per workgroup of every kernel (WebGPU guarantees 256 on every adapter).
+pub(crate) const WG: u32 = 256;
+
+/// Points per tile unless the caller asks otherwise. Large enough that the workgroup barriers of
+/// a tile are amortized over many points and that every invocation of the E-step has work for
+/// K ≥ 16; small enough to leave room for several workgroups per multiprocessor and to fit
+/// WebGPU's default 16 KiB of workgroup memory for D = K = 16 (9 KiB). The tile shrinks by
+/// halves until it fits the adapter's workgroup memory. Measured at N = 1M, D = K = 16 on an
+/// H100: full 64 and 128 within 3% (256 slower), diag 64 15–20% faster than 32 or 128; on
+/// lavapipe 64 is about twice as fast as 128.
+pub(crate) const DEFAULT_TILE: usize = 64;
+
+/// Units (4×4 blocks or row pieces, 16 floats of accumulators) per invocation in one pass of
+/// `gmm_stats_full`.
+const MAX_BLOCKS_PER_THREAD: usize = 4;
+/// Accumulated entries (2 floats each) per invocation in one pass of `gmm_stats_diag`.
+const MAX_ENTRIES_PER_THREAD: usize = 8;
+
+/// Per-dispatch arguments of the GMM kernels. Mirrors `struct Chunk` in
+/// `shaders/gmm_common.wgsl` (four `u32`, 16 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub(crate) struct ChunkUniform {
+    /// Rows this dispatch covers.
+    pub n_rows: u32,
+    /// Index of its first row in the bound data buffer.
+    pub row_offset: u32,
+    /// `ceil(n_rows / T)`.
+    pub n_tiles: u32,
+    /// `gmm_points`: bit 0 → also write responsibilities.
+    pub flags: u32,
+}
+
+/// Arguments of the second reduction pass. Mirrors `struct Reduce` in
+/// `shaders/reduce_partials.wgsl` (four `u32`, 16 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub(crate) struct ReduceUniform {
+    /// Rows of partials to sum.
+    pub n_rows: u32,
+    /// Floats per row.
+    pub n_cols: u32,
+    /// Where the sums go in the output buffer (in floats).
+    pub out_offset: u32,
+    /// Padding to 16 bytes.
+    pub _pad: u32,
+}
+
+/// A compiled kernel: its pipeline and the layout of its one bind group.
+pub(crate) struct KernelPipeline {
+    /// The compute pipeline.
+    pub pipeline: wgpu::ComputePipeline,
+    /// The layout of bind group 0.
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// How a kernel's binding is used.
+#[derive(Clone, Copy)]
+enum Slot {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+/// Compiles `source` (with entry point `main`) against a bind group of `slots` (bindings 0..).
+fn build_kernel(
+    ctx: &GpuContext,
+    label: &str,
+    source: &str,
+    slots: &[Slot],
+) -> Result<KernelPipeline> {
+    ctx.checked(&format!("building the {label} kernel"), || {
+        let device = &ctx.device;
+        let checks = wgpu::ShaderRuntimeChecks {
+            // Off unless EMGPU_SHADER_BOUNDS_CHECKS=1 (a debugging aid): every index of these
+            // kernels is in bounds by construction (see below), and the clamps naga would add to
+            // each dynamic index of workgroup and storage arrays cost about 15% of the E-step on
+            // an H100.
+            bounds_checks: shader_bounds_checks(),
+            // Every loop of these kernels ends: its bound is a constant or a count from a
+            // uniform that the host sets (tiles, rows), and every step adds at least 1. Without
+            // the injected loop counters the drivers can unroll the constant loops, which keeps
+            // the per-point arrays in registers.
+            force_loop_bounding: false,
+            // No division has a divisor that can be 0 (all are constants ≥ 1).
+            int_div_checks: false,
+            ..wgpu::ShaderRuntimeChecks::checked()
+        };
+        // SAFETY: `ShaderRuntimeChecks` lists the obligations of the checks turned off above.
+        // (1) No infinite loop and no integer division by 0: stated next to each flag. (2) No
+        // out-of-bounds access: the engine binds buffers of exactly the sizes the constants and
+        // uniforms describe (data: the chunk's rows × D; parameters: `params_len`; partials:
+        // the dispatch's workgroups × P; outputs: their rows), and the kernels index them only
+        // below those sizes: data rows are read only when `e < rows·D`, workgroup arrays with
+        // t < T, k < K, blocks < NB, statistic units below their counts, partial rows with
+        // wid.x < the workgroups dispatched. `tests/gpu_vs_cpu.rs` runs every kernel on edge
+        // shapes (N not a multiple of the tile, D = 1, K = 1, several passes and chunks).
+        let module = unsafe {
+            device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor {
+                    label: Some(label),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                },
+                checks,
+            )
+        };
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: match s {
+                    Slot::Uniform => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage {
+                            read_only: matches!(s, Slot::Read),
+                        },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                },
+                count: None,
+            })
+            .collect();
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(label),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(label),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[],
+                // Every kernel writes its workgroup memory before reading it.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        Ok(KernelPipeline { pipeline, layout })
+    })
+}
+
+/// Whether kernels are compiled with bounds checks (`EMGPU_SHADER_BOUNDS_CHECKS=1`; off by
+/// default, see `build_kernel`).
+fn shader_bounds_checks() -> bool {
+    std::env::var("EMGPU_SHADER_BOUNDS_CHECKS").is_ok_and(|v| v == "1")
+}
+
+/// The sizes a GMM kernel is specialized on, and the tile it runs with on this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GmmShape {
+    /// Covariance type.
+    pub cov: CovarianceType,
+    /// Components.
+    pub k: usize,
+    /// Features.
+    pub d: usize,
+    /// `D + 1` rounded up to a multiple of 4 (the augmented, padded point).
+    pub dp: usize,
+    /// Points per tile.
+    pub tile: usize,
+    /// Points per invocation of the E-step (2 or 4).
+    pub ppt: usize,
+}
+
+impl GmmShape {
+    /// The shape for `k` components of `d` features, with the largest tile of at most `tile`
+    /// points (default [`DEFAULT_TILE`]; rounded down to a power of two ≥ 4) whose workgroup
+    /// memory fits the device's limit.
+    pub fn new(
+        cov: CovarianceType,
+        k: usize,
+        d: usize,
+        tile: Option<usize>,
+        limits: &wgpu::Limits,
+    ) -> Result<Self> {
+        let dp = (d + 1).div_ceil(4) * 4;
+        let want = tile.unwrap_or(DEFAULT_TILE).clamp(4, WG as usize);
+        let mut tile = 1usize << want.ilog2();
+        let limit = limits.max_compute_workgroup_storage_size as usize;
+        let bytes = |t: usize| 4 * (t * dp + t * k);
+        // A multiple of 4: the E-step takes four points per invocation.
+        while tile > 4 && bytes(tile) > limit {
+            tile /= 2;
+        }
+        if bytes(tile) > limit {
+            return Err(Error::DeviceLimits(format!(
+                "a tile of 4 points of {d} features with {k} components needs {} bytes of workgroup memory, the device allows {limit}; use the CPU backend",
+                bytes(4)
+            )));
+        }
+        // Indices into the parameter buffer and the tiles are u32 on the GPU.
+        let params = k * dp + k + cov.cov_len(k, d);
+        if params > u32::MAX as usize / 2 {
+            return Err(Error::DeviceLimits(format!(
+                "{k} components of {d} features have too many parameters for the GPU kernels; use the CPU backend"
+            )));
+        }
+        Ok(Self {
+            cov,
+            k,
+            d,
+            dp,
+            tile,
+            ppt: 4,
+        })
+    }
+
+    /// `NB`: 4-wide column blocks of the augmented point.
+    pub fn nb(&self) -> usize {
+        self.dp / 4
+    }
+
+    /// Offset of the log-constants in the parameter buffer.
+    pub fn off_logc(&self) -> usize {
+        self.k * self.dp
+    }
+
+    /// Offset of the precision factors in the parameter buffer.
+    pub fn off_prec(&self) -> usize {
+        self.off_logc() + self.k
+    }
+
+    /// Floats in the parameter buffer.
+    pub fn params_len(&self) -> usize {
+        self.off_prec() + self.cov.cov_len(self.k, self.d)
+    }
+
+    /// Whether the statistics hold full matrices (full, tied) rather than diagonals.
+    pub fn full_s2(&self) -> bool {
+        matches!(self.cov, CovarianceType::Full | CovarianceType::Tied)
+    }
+
+    fn cov_code(&self) -> u32 {
+        match self.cov {
+            CovarianceType::Full => 0,
+            CovarianceType::Tied => 1,
+            CovarianceType::Diag => 2,
+            CovarianceType::Spherical => 3,
+        }
+    }
+
+    /// The WGSL `const` declarations of `gmm_common.wgsl`.
+    fn header(&self) -> String {
+        format!(
+            "const D: u32 = {}u;\nconst K: u32 = {}u;\nconst DP: u32 = {}u;\nconst NB: u32 = {}u;\n\
+             const T: u32 = {}u;\nconst WG: u32 = {WG}u;\nconst COV: u32 = {}u;\n\
+             const OFF_LOGC: u32 = {}u;\nconst OFF_PREC: u32 = {}u;\n\
+             const PPT: u32 = {}u;\nalias PV = vec{}<f32>;\n",
+            self.d,
+            self.k,
+            self.dp,
+            self.nb(),
+            self.tile,
+            self.cov_code(),
+            self.off_logc(),
+            self.off_prec(),
+            self.ppt,
+            self.ppt,
+        )
+    }
+}
+
+/// Which statistics kernel a shape uses and the constants it is specialized on.
+struct StatsSpec {
+    name: &'static str,
+    source: &'static str,
+    consts: String,
+    partial_len: usize,
+    passes: usize,
+}
+
+impl StatsSpec {
+    fn new(shape: &GmmShape) -> Self {
+        let wg = WG as usize;
+        if shape.full_s2() {
+            let nb2 = shape.d.div_ceil(4);
+            let nbt = nb2 * (nb2 + 1) / 2;
+            let nblk = shape.k * nbt;
+            let nu = nblk + shape.k * shape.nb();
+            let passes = nu.div_ceil(wg * MAX_BLOCKS_PER_THREAD);
+            let bpt = nu.div_ceil(wg * passes);
+            let p = shape.tile + 16 * nblk + 4 * shape.k * shape.nb();
+            Self {
+                name: "gmm_stats_full",
+                source: GMM_STATS_FULL,
+                consts: format!(
+                    "const NB2: u32 = {nb2}u;\nconst NBT: u32 = {nbt}u;\nconst NBLK: u32 = {nblk}u;\n\
+                     const NU: u32 = {nu}u;\nconst BPT: u32 = {bpt}u;\nconst P: u32 = {p}u;\n"
+                ),
+                partial_len: p,
+                passes,
+            }
+        } else {
+            let ne = shape.k * (shape.d + 1);
+            let passes = ne.div_ceil(wg * MAX_ENTRIES_PER_THREAD);
+            let ept = ne.div_ceil(wg * passes);
+            let p = shape.tile + 2 * ne;
+            Self {
+                name: "gmm_stats_diag",
+                source: GMM_STATS_DIAG,
+                consts: format!(
+                    "const NE: u32 = {ne}u;\nconst EPT: u32 = {ept}u;\nconst P: u32 = {p}u;\n"
+                ),
+                partial_len: p,
+                passes,
+            }
+        }
+    }
+}
+
+/// The fused E-step + statistics kernel (`gmm_stats_full.wgsl` or `gmm_stats_diag.wgsl`).
+pub(crate) struct StatsKernel {
+    /// Pipeline and layout.
+    pub kernel: Arc<KernelPipeline>,
+    /// Floats per workgroup partial (one row of the partials buffer).
+    pub partial_len: usize,
+    /// Passes (dispatch y) that split the statistic entries among workgroups.
+    pub passes: u32,
+}
+
+impl StatsKernel {
+    /// The kernel for `shape`.
+    pub fn new(ctx: &GpuContext, shape: &GmmShape) -> Result<Self> {
+        let StatsSpec {
+            name,
+            source,
+            consts,
+            partial_len,
+            passes,
+        } = StatsSpec::new(shape);
+        if passes > ctx.limits.max_compute_workgroups_per_dimension as usize {
+            return Err(Error::DeviceLimits(format!(
+                "{} components of {} features need {passes} statistic passes, more than the device's {} workgroups per dimension; use the CPU backend",
+                shape.k, shape.d, ctx.limits.max_compute_workgroups_per_dimension
+            )));
+        }
+        let header = format!("{}{consts}", shape.header());
+        let kernel = ctx.pipeline(&format!("{name}\n{header}"), || {
+            let source = format!("{header}{GMM_COMMON}{source}");
+            build_kernel(
+                ctx,
+                name,
+                &source,
+                &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite],
+            )
+        })?;
+        Ok(Self {
+            kernel,
+            partial_len,
+            passes: passes as u32,
+        })
+    }
+}
+
+/// The per-point kernel (`gmm_points.wgsl`): log p(x) and responsibilities.
+pub(crate) struct PointsKernel {
+    /// Pipeline and layout.
+    pub kernel: Arc<KernelPipeline>,
+}
+
+impl PointsKernel {
+    /// The kernel for `shape`.
+    pub fn new(ctx: &GpuContext, shape: &GmmShape) -> Result<Self> {
+        let header = shape.header();
+        let kernel = ctx.pipeline(&format!("gmm_points\n{header}"), || {
+            let source = format!("{header}{GMM_COMMON}{GMM_POINTS}");
+            build_kernel(
+                ctx,
+                "gmm_points",
+                &source,
+                &[
+                    Slot::Uniform,
+                    Slot::Read,
+                    Slot::Read,
+                    Slot::ReadWrite,
+                    Slot::ReadWrite,
+                ],
+            )
+        })?;
+        Ok(Self { kernel })
+    }
+}
+
+/// The second reduction pass (`reduce_partials.wgsl`).
+pub(crate) struct ReduceKernel {
+    /// Pipeline and layout.
+    pub kernel: Arc<KernelPipeline>,
+}
+
+impl ReduceKernel {
+    /// Columns each workgroup sums.
+    pub const COLS: usize = 32;
+
+    /// The kernel (it depends on nothing but the workgroup size).
+    pub fn new(ctx: &GpuContext) -> Result<Self> {
+        let header = format!("const WG: u32 = {WG}u;\n");
+        let kernel = ctx.pipeline(&format!("reduce_partials\n{header}"), || {
+            let source = format!("{header}{REDUCE_PARTIALS}");
+            build_kernel(
+                ctx,
+                "reduce_partials",
+                &source,
+                &[Slot::Uniform, Slot::Read, Slot::ReadWrite],
+            )
+        })?;
+        Ok(Self { kernel })
+    }
+}
+
+/// The full WGSL sources of every kernel for `shape`, as the pipelines compile them (for tests
+/// that validate the shaders without a device).
+#[cfg(test)]
+pub(crate) fn sources_for_tests(shape: &GmmShape) -> Vec<(&'static str, String)> {
+    let h = shape.header();
+    let stats = StatsSpec::new(shape);
+    vec![
+        (
+            stats.name,
+            format!("{h}{}{GMM_COMMON}{}", stats.consts, stats.source),
+        ),
+        ("gmm_points", format!("{h}{GMM_COMMON}{GMM_POINTS}")),
+        (
+            "reduce_partials",
+            format!("const WG: u32 = {WG}u;\n{REDUCE_PARTIALS}"),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(name: &str, source: &str) -> naga::Module {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        module
+    }
+
+    /// Size in bytes of the WGSL struct `name` in `module`, as naga lays it out.
+    fn wgsl_struct_size(module: &naga::Module, name: &str) -> u32 {
+        let (_, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no struct {name}"));
+        match &ty.inner {
+            naga::TypeInner::Struct { span, .. } => *span,
+            other => panic!("{name} is not a struct: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn uniform_structs_match_their_wgsl_twins() {
+        let shape = GmmShape {
+            cov: CovarianceType::Full,
+            k: 3,
+            d: 2,
+            dp: 4,
+            tile: 64,
+            ppt: 4,
+        };
+        for (name, source) in sources_for_tests(&shape) {
+            let module = parse(name, &source);
+            if name == "reduce_partials" {
+                assert_eq!(
+                    wgsl_struct_size(&module, "Reduce") as usize,
+                    std::mem::size_of::<ReduceUniform>()
+                );
+            } else {
+                assert_eq!(
+                    wgsl_struct_size(&module, "Chunk") as usize,
+                    std::mem::size_of::<ChunkUniform>()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_validates_for_every_covariance_type_and_edge_shapes() {
+        let limits = wgpu::Limits::default();
+        for cov in CovarianceType::ALL {
+            for (k, d) in [(1, 1), (3, 2), (16, 16), (5, 7), (2, 33)] {
+                let mut shape = GmmShape::new(cov, k, d, None, &limits).unwrap();
+                for ppt in [2, 4] {
+                    shape.ppt = ppt;
+                    for (name, source) in sources_for_tests(&shape) {
+                        parse(&format!("{name} {cov} k={k} d={d} ppt={ppt}"), &source);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_tile_shrinks_to_fit_workgroup_memory() {
+        let mut limits = wgpu::Limits::default();
+        let s = GmmShape::new(CovarianceType::Full, 16, 16, None, &limits).unwrap();
+        assert_eq!(s.tile, 64);
+        assert_eq!(s.dp, 20);
+        let s = GmmShape::new(CovarianceType::Full, 16, 16, Some(200), &limits).unwrap();
+        assert_eq!(s.tile, 64);
+        limits.max_compute_workgroup_storage_size = 32768;
+        let s = GmmShape::new(CovarianceType::Full, 16, 16, Some(200), &limits).unwrap();
+        assert_eq!(s.tile, 128);
+        // 4·(64·20 + 64·16) = 9 216 bytes fit WebGPU's default 16 KiB; 128 points do not.
+        limits.max_compute_workgroup_storage_size = 8192;
+        let s = GmmShape::new(CovarianceType::Full, 16, 16, Some(64), &limits).unwrap();
+        assert_eq!(s.tile, 32);
+        limits.max_compute_workgroup_storage_size = 512;
+        assert!(matches!(
+            GmmShape::new(CovarianceType::Full, 16, 16, Some(64), &limits),
+            Err(Error::DeviceLimits(_))
+        ));
+    }
+}

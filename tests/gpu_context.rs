@@ -1,0 +1,98 @@
+//! The GPU context, adapter discovery and backend selection (`Backend::Gpu`, `Backend::Auto`).
+
+mod common;
+
+use emgpu::backend::{EngineOptions, gmm_engine};
+use emgpu::gpu::{AutoChoice, GpuContext, adapters, auto_choice, preferred_adapter};
+use emgpu::{Backend, CovarianceType, Dataset};
+
+#[test]
+fn the_shared_context_is_one_per_process_with_the_adapters_limits() {
+    let Some(_) = common::gpu_backend("the_shared_context_is_one_per_process") else {
+        return;
+    };
+    let a = GpuContext::shared().unwrap();
+    let b = GpuContext::shared().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&a, &b));
+    // The device was requested with the adapter's own limits, not WebGPU's defaults.
+    let adapter_limits = a.adapter.limits();
+    assert_eq!(
+        a.limits.max_storage_buffer_binding_size,
+        adapter_limits.max_storage_buffer_binding_size
+    );
+    assert_eq!(
+        a.limits.max_compute_workgroup_storage_size,
+        adapter_limits.max_compute_workgroup_storage_size
+    );
+    let listed = adapters();
+    assert!(listed.iter().any(|s| s.name == a.info.name), "{listed:?}");
+    let preferred = preferred_adapter().unwrap();
+    assert_eq!(preferred.name, a.info.name);
+    eprintln!("adapters: {listed:#?}");
+}
+
+#[test]
+fn auto_uses_the_cpu_on_a_software_adapter_and_says_why() {
+    let Some(_) = common::gpu_backend("auto_uses_the_cpu_on_a_software_adapter") else {
+        return;
+    };
+    let ctx = GpuContext::shared().unwrap();
+    let x = ndarray::Array2::from_shape_fn((50, 2), |(i, j)| (i * 3 + j) as f64 * 0.1);
+    let data = Dataset::from_array(&x);
+    let engine = gmm_engine(
+        Backend::Auto,
+        &data,
+        CovarianceType::Diag,
+        2,
+        EngineOptions::default(),
+    )
+    .unwrap();
+    let report = engine.report();
+    match auto_choice() {
+        AutoChoice::Cpu { reason } => {
+            assert!(ctx.is_software());
+            assert_eq!(report.backend, Backend::Cpu);
+            assert_eq!(report.reason, reason);
+            assert!(reason.contains(&ctx.info.name), "{reason}");
+            assert!(reason.contains("CPU backend"), "{reason}");
+        }
+        AutoChoice::Gpu(c) => {
+            assert!(!c.is_software());
+            assert_eq!(report.backend, Backend::Gpu);
+        }
+    }
+    // Backend::Gpu takes any adapter, a software one included.
+    let engine = gmm_engine(
+        Backend::Gpu,
+        &data,
+        CovarianceType::Diag,
+        2,
+        EngineOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(engine.report().backend, Backend::Gpu);
+    assert_eq!(engine.report().device, ctx.device_label());
+}
+
+#[test]
+fn a_device_the_caller_owns_can_be_wrapped() {
+    let Some(_) = common::gpu_backend("a_device_the_caller_owns_can_be_wrapped") else {
+        return;
+    };
+    let shared = GpuContext::shared().unwrap();
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .find(|a| a.get_info().name == shared.info.name)
+        .unwrap();
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
+    let ctx = GpuContext::from_wgpu(adapter, device, queue);
+    // WebGPU's default limits, as requested.
+    assert_eq!(
+        ctx.limits.max_storage_buffer_binding_size,
+        wgpu::Limits::default().max_storage_buffer_binding_size
+    );
+    assert_eq!(ctx.info.name, shared.info.name);
+}
