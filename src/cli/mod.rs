@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use emgpu::data::{FileFormat, ReadOptions};
 use emgpu::{Backend, BackendReport, CovarianceType, Dataset, Error, FittedGmm, FittedKMeans};
 
+mod devices;
 mod fit;
 mod init;
 mod options;
@@ -69,7 +70,9 @@ pub enum Command {
     /// Fit a Gaussian mixture for each number of components (and covariance type); keep the best
     /// by BIC or AIC.
     Select(select::SelectCmd),
-    // `devices` and `bench` join here (a variant and its module each) with the GPU and benchmark work.
+    /// The GPU adapters wgpu sees, with their limits, and what `--backend auto` runs on.
+    Devices(devices::DevicesCmd),
+    // `bench` joins here (a variant and its module) with the benchmark work.
 }
 
 /// Runs a parsed command line.
@@ -82,6 +85,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Sample(cmd) => sample::run(cmd, &ui),
         Command::Validate(cmd) => validate::run(cmd, &ui),
         Command::Select(cmd) => select::run(cmd, &ui),
+        Command::Devices(cmd) => devices::run(cmd, &ui),
     }
 }
 
