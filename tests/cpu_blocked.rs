@@ -16,7 +16,7 @@ use emgpu::backend::{Backend, CpuPath, EngineOptions, gmm_engine};
 use emgpu::bench::Workload;
 use emgpu::models::gmm::cpu::e_step_reference;
 use emgpu::models::gmm::cpu_blocked::{
-    chunk_stats_blocked, components_on_shifted_path, e_step_blocked,
+    chunk_stats_blocked, chunk_stats_per_component, components_on_shifted_path, e_step_blocked,
 };
 use emgpu::models::gmm::{GmmStats, Prepared};
 use emgpu::{CovarianceType, Dataset, GaussianMixture, GmmParams, Init};
@@ -147,6 +147,22 @@ fn blocked_statistics_match_the_reference_for_every_covariance_type() {
             &init.prepare().unwrap(),
             512,
         );
+    }
+}
+
+#[test]
+fn per_component_shape_matches_the_reference() {
+    // The other GEMM shape (every component shifted), used for the tight clusters: D = 16 as in
+    // the benchmarks, and D = 1.
+    for (i, cov) in CovarianceType::ALL.into_iter().enumerate() {
+        for d in [16, 1] {
+            let (x, truth) = mixture(1_100, d, 5, cov, 30 + i as u64);
+            let p = truth.prepare().unwrap();
+            let data = Dataset::from_slice(&x, 1_100, d).unwrap();
+            let want = e_step_reference(&data, &p, 4096);
+            let got = chunk_stats_per_component(&x, &p, 256);
+            assert_stats_close(&format!("{cov} D={d} per component"), &got, &want);
+        }
     }
 }
 

@@ -53,10 +53,10 @@ use super::{CovarianceType, GmmStats, Prepared};
 use crate::data::Dataset;
 
 /// Rows per chunk of the blocked path: Φ of a chunk (F = 153 for D = 16) stays in the L2 cache.
-pub const BLOCKED_CHUNK_ROWS: usize = 512;
+pub const BLOCKED_CHUNK_ROWS: usize = 256;
 
 /// Chunks per block: a block sums its chunks in order; blocks are the unit of parallel work.
-const CHUNKS_PER_BLOCK: usize = 16;
+const CHUNKS_PER_BLOCK: usize = 32;
 
 /// Components whose `m_k = ‖U_kᵀ(μ_k − c)‖²` exceeds this run on the shifted per-component path
 /// (see the module documentation): the quadratic form would lose `log10(m_k)` digits.
@@ -85,6 +85,12 @@ struct Plan<'p> {
 
 impl<'p> Plan<'p> {
     fn new(p: &'p Prepared) -> Self {
+        Self::with_limit(p, CANCELLATION_LIMIT)
+    }
+
+    /// A plan whose components with `m_k > limit` take the shifted per-component path (a
+    /// negative limit: all of them).
+    fn with_limit(p: &'p Prepared, limit: f64) -> Self {
         let (k, d) = (p.n_components, p.n_features);
         let full = matches!(
             p.covariance_type,
@@ -130,7 +136,7 @@ impl<'p> Plan<'p> {
             }
             plan.whiten(c, &t, &mut v);
             let m: f64 = v.iter().map(|x| x * x).sum();
-            if m.is_finite() && m <= CANCELLATION_LIMIT {
+            if m.is_finite() && m <= limit {
                 plan.order.push(c);
                 plan.push_quadratic_form(c, &t, &v);
             } else {
@@ -225,9 +231,10 @@ struct Work {
     phi: Vec<f64>,
     /// rows × K, column-major (columns in plan order): log p(x, k), then responsibilities.
     a: Vec<f64>,
-    mx: Vec<f64>,
-    sum: Vec<f64>,
+    /// `log p(x_n)` of the rows.
     lpx: Vec<f64>,
+    /// 2 × rows scratch of the log-sum-exp.
+    scratch: Vec<f64>,
     /// `x − μ_k`, rows × D row-major (shifted path).
     diff: Vec<f64>,
     /// rows × D scratch (shifted path).
@@ -238,11 +245,12 @@ impl Work {
     fn resize(&mut self, plan: &Plan, rows: usize) {
         let d = plan.d;
         self.x.resize(rows * d, 0.0);
-        self.phi.resize(rows * plan.nf, 0.0);
+        if plan.nq > 0 {
+            self.phi.resize(rows * plan.nf, 0.0);
+        }
         self.a.resize(rows * plan.k, 0.0);
-        self.mx.resize(rows, 0.0);
-        self.sum.resize(rows, 0.0);
         self.lpx.resize(rows, 0.0);
+        self.scratch.resize(2 * rows, 0.0);
         if plan.n_exact() > 0 {
             self.diff.resize(rows * d, 0.0);
             self.y.resize(rows * d, 0.0);
@@ -340,7 +348,7 @@ impl Plan<'_> {
                 }
             }
         }
-        softmax_columns(&mut w.a, rows, k, &mut w.mx, &mut w.sum, &mut w.lpx);
+        softmax_columns(&mut w.a, rows, k, &mut w.lpx, &mut w.scratch);
     }
 
     /// `w.diff = x − μ_c` for the rows of the chunk.
@@ -477,16 +485,27 @@ pub fn components_on_shifted_path(p: &Prepared) -> Vec<usize> {
 /// Statistics of the points in `x` (row-major, f64) under `p`, blocked, in chunks of
 /// `chunk_rows` rows summed in order (single-threaded; the engine splits bigger data in blocks).
 pub fn chunk_stats_blocked(x: &[f64], p: &Prepared, chunk_rows: usize) -> GmmStats {
-    let plan = Plan::new(p);
+    chunk_stats_with(&Plan::new(p), x, chunk_rows)
+}
+
+/// [`chunk_stats_blocked`] with every component on the shifted per-component path
+/// (`Y = (X − μ_k)·U_k`, `(X − μ_k)ᵀ·diag(r_k)·(X − μ_k)`): the other GEMM shape of the design,
+/// for tests and benchmarks.
+pub fn chunk_stats_per_component(x: &[f64], p: &Prepared, chunk_rows: usize) -> GmmStats {
+    chunk_stats_with(&Plan::with_limit(p, -1.0), x, chunk_rows)
+}
+
+fn chunk_stats_with(plan: &Plan, x: &[f64], chunk_rows: usize) -> GmmStats {
+    let p = plan.p;
     let d = p.n_features;
     let n = x.len() / d;
     let chunk_rows = chunk_rows.max(1);
     let mut w = Work::default();
-    let mut acc = Acc::zeros(&plan);
+    let mut acc = Acc::zeros(plan);
     let mut start = 0;
     while start < n {
         let rows = chunk_rows.min(n - start);
-        w.resize(&plan, rows);
+        w.resize(plan, rows);
         w.x.copy_from_slice(&x[start * d..(start + rows) * d]);
         plan.responsibilities(&mut w, rows);
         plan.accumulate(&mut w, rows, &mut acc);
