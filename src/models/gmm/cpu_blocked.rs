@@ -55,8 +55,13 @@ use crate::data::Dataset;
 /// Rows per chunk of the blocked path: Φ of a chunk (F = 153 for D = 16) stays in the L2 cache.
 pub const BLOCKED_CHUNK_ROWS: usize = 256;
 
-/// Chunks per block: a block sums its chunks in order; blocks are the unit of parallel work.
+/// Chunks per block (at least): a block sums its chunks in order; blocks are the unit of parallel
+/// work.
 const CHUNKS_PER_BLOCK: usize = 32;
+
+/// At most this many blocks (more rows per block for larger N): enough to balance the threads,
+/// few enough that their sums take little memory (256 × 20 kB for D = K = 16).
+const MAX_BLOCKS: usize = 256;
 
 /// Components whose `m_k = ‖U_kᵀ(μ_k − c)‖²` exceeds this run on the shifted per-component path
 /// (see the module documentation): the quadratic form would lose `log10(m_k)` digits.
@@ -261,7 +266,7 @@ impl Work {
 /// Sums of a block: moments about the centre for the quadratic-path components, moments about
 /// `μ_k` for the others.
 struct Acc {
-    /// F × nq, column-major (column q: `Σ r φ(x)` of the q-th quadratic-path component).
+    /// nq × F, column-major (row q: `Σ r φ(x)` of the q-th quadratic-path component).
     m: Vec<f64>,
     /// Shifted path, per component in plan order: `Σ r`, `Σ r (x − μ)`, `Σ r (x − μ)(x − μ)ᵀ`
     /// (full: D×D; diagonal: D).
@@ -371,13 +376,12 @@ impl Plan<'_> {
         acc.log_likelihood += w.lpx[..rows].iter().sum::<f64>();
         acc.n += rows as u64;
         if nq > 0 {
-            // Mᵀ += Φᵀ·R: Σ r, Σ r z, Σ r z_i z_j of every quadratic-path component (F × nq,
-            // the shape whose rows fill the GEMM micro-kernel: F = 153 rows, nq = 16 columns).
+            // M += Rᵀ·Φ: Σ r, Σ r z, Σ r z_i z_j of every quadratic-path component (nq × F).
             matmul(
-                MatMut::from_column_major_slice_mut(&mut acc.m, nf, nq),
+                MatMut::from_column_major_slice_mut(&mut acc.m, nq, nf),
                 Accum::Add,
-                MatRef::from_column_major_slice(&w.phi[..rows * nf], rows, nf).transpose(),
-                MatRef::from_column_major_slice(&w.a[..rows * nq], rows, nq),
+                MatRef::from_column_major_slice(&w.a[..rows * nq], rows, nq).transpose(),
+                MatRef::from_column_major_slice(&w.phi[..rows * nf], rows, nf),
                 1.0,
                 Par::Seq,
             );
@@ -427,8 +431,7 @@ impl Plan<'_> {
         let mut stats = GmmStats::zeros(p.covariance_type, k, d, &p.means);
         stats.n_samples = acc.n;
         stats.log_likelihood = acc.log_likelihood;
-        let nf = self.nf;
-        let mm = |q: usize, f: usize| acc.m[q * nf + f];
+        let mm = |q: usize, f: usize| acc.m[f * nq + q];
         let mut t = vec![0.0; d];
         let mut g = vec![0.0; d];
         for q in 0..nq {
@@ -520,7 +523,10 @@ pub fn e_step_blocked(data: &Dataset, p: &Prepared, chunk_rows: usize) -> GmmSta
     let n = data.n_samples();
     let d = p.n_features;
     let chunk_rows = chunk_rows.max(1);
-    let block_rows = chunk_rows * CHUNKS_PER_BLOCK;
+    // Blocks of at least CHUNKS_PER_BLOCK chunks, and at most MAX_BLOCKS of them so that the
+    // per-block sums (F × K values each) stay small next to the data; both depend only on N.
+    let min_rows = chunk_rows * CHUNKS_PER_BLOCK;
+    let block_rows = min_rows.max(n.div_ceil(MAX_BLOCKS).div_ceil(chunk_rows) * chunk_rows);
     let parts: Vec<Acc> = (0..n.div_ceil(block_rows))
         .into_par_iter()
         .map_init(Work::default, |w, b| {
