@@ -18,13 +18,14 @@
 //! row, **one** product `Rᵀ · Φ` (R: m × K responsibilities) gives every statistic of the chunk:
 //! `Σ r`, `Σ r z`, `Σ r z_i z_j` for all components at once. Both are GEMMs with a large inner or
 //! outer dimension, which faer runs near the machine's peak; the per-point loops that remain
-//! (building Φ, the exponentials) are vectorised (see [`super::vmath`]).
+//! (building Φ, the exponentials) are vectorised (`vmath.rs`: `exp` and `ln` without libm calls).
 //!
 //! The alternative shape — per component, `Y = (X − μ_k)·U_k` and row norms, then
-//! `(X − s_k)ᵀ diag(r_k) (X − s_k)` — does about the same number of multiply-adds as small GEMMs
-//! (m × D × D) that run slower; it is kept here for the components where the quadratic form
-//! would lose precision (below), and measured against the quadratic features in
-//! `benches/README.md`.
+//! `(X − μ_k)ᵀ diag(r_k) (X − μ_k)` — does more multiply-adds (full D × D products, 2 × 256 per
+//! point and component for D = 16) in K small GEMMs (m × D × D) that run slower: measured 3.7×
+//! slower than the quadratic features (`benches/README.md`). It is kept for the components where
+//! the quadratic form would lose precision (below), and [`chunk_stats_per_component`] runs every
+//! component on it.
 //!
 //! # Numerics
 //! Expanding the square cancels: the terms of the expanded form are about `m_k = ‖U_kᵀ t_k‖²`
@@ -38,9 +39,11 @@
 //! ~1e-11 on every component.
 //!
 //! # Order and reproducibility
-//! Chunks of [`BLOCKED_CHUNK_ROWS`] rows are grouped into blocks of a fixed number of rows; each
-//! block sums its chunks in order, blocks run in parallel (rayon) and are summed in block order.
-//! The result does not depend on the number of threads.
+//! Chunks of [`BLOCKED_CHUNK_ROWS`] rows are grouped into blocks whose size depends only on N (at
+//! least 32 chunks, at most 256 blocks); each block sums its chunks in order, blocks run in
+//! parallel (rayon) and are summed in block order. The result does not depend on the number of
+//! threads. Only the per-block sums (K × F values each) are kept: no N × K responsibilities, no
+//! copy of the data beyond one chunk per thread.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
