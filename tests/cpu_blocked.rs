@@ -193,6 +193,15 @@ fn edge_shapes() {
             &truth.prepare().unwrap(),
             256,
         );
+        // D = 70: past MAX_QUADRATIC_FEATURES_D, full and tied run on the per-component shape.
+        let (x, truth) = mixture(300, 70, 2, cov, 15);
+        let p = truth.prepare().unwrap();
+        let shifted = components_on_shifted_path(&p).len();
+        match cov {
+            CovarianceType::Full | CovarianceType::Tied => assert_eq!(shifted, 2, "{cov} D=70"),
+            _ => assert_eq!(shifted, 0, "{cov} D=70"),
+        }
+        compare(&format!("{cov} D=70"), &x, 70, &p, 128);
         // K = N.
         let (x, truth) = mixture(6, 2, 6, cov, 6);
         compare(&format!("{cov} K=N"), &x, 2, &truth.prepare().unwrap(), 4);

@@ -60,6 +60,19 @@ impl<'a> CpuEngine<'a> {
         self.path
     }
 
+    /// An error unless `len` is N × `per_row`.
+    fn check_output(&self, what: &str, len: usize, per_row: usize) -> Result<()> {
+        let want = self.data.n_samples() * per_row;
+        if len == want {
+            Ok(())
+        } else {
+            Err(crate::Error::param(format!(
+                "the {what} buffer holds {len} values but the data need {want} ({} rows × {per_row})",
+                self.data.n_samples()
+            )))
+        }
+    }
+
     fn point_outputs(&self, p: &Prepared, out: PointOutputs<'_>) {
         match self.path {
             CpuPath::Blocked => point_outputs_blocked(self.data, p, self.chunk_rows, out),
@@ -77,6 +90,7 @@ impl GmmEngine for CpuEngine<'_> {
     }
 
     fn log_likelihoods(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
+        self.check_output("log-likelihoods", out.len(), 1)?;
         self.point_outputs(
             p,
             PointOutputs {
@@ -88,6 +102,7 @@ impl GmmEngine for CpuEngine<'_> {
     }
 
     fn responsibilities(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
+        self.check_output("responsibilities", out.len(), p.n_components)?;
         self.point_outputs(
             p,
             PointOutputs {

@@ -70,6 +70,10 @@ const MAX_BLOCKS: usize = 256;
 /// (see the module documentation): the quadratic form would lose `log10(m_k)` digits.
 pub const CANCELLATION_LIMIT: f64 = 1e4;
 
+/// Largest D whose full covariances use the quadratic features (F = 2145 at D = 64: 4.4 MB of Φ
+/// per 256-row chunk); larger D runs every component on the per-component shape.
+pub const MAX_QUADRATIC_FEATURES_D: usize = 64;
+
 /// What one E-step needs beyond [`Prepared`]: the coefficients of the quadratic form.
 struct Plan<'p> {
     p: &'p Prepared,
@@ -93,7 +97,19 @@ struct Plan<'p> {
 
 impl<'p> Plan<'p> {
     fn new(p: &'p Prepared) -> Self {
-        Self::with_limit(p, CANCELLATION_LIMIT)
+        let d = p.n_features;
+        let full = matches!(
+            p.covariance_type,
+            CovarianceType::Full | CovarianceType::Tied
+        );
+        // Past D = 64 the D(D+1)/2 quadratic features of a chunk outgrow the caches (and grow
+        // without bound), while the per-component products (m × D × D) become large enough to run
+        // well: every component takes the shifted path.
+        if full && d > MAX_QUADRATIC_FEATURES_D {
+            Self::with_limit(p, -1.0)
+        } else {
+            Self::with_limit(p, CANCELLATION_LIMIT)
+        }
     }
 
     /// A plan whose components with `m_k > limit` take the shifted per-component path (a
@@ -227,6 +243,13 @@ impl<'p> Plan<'p> {
 
     fn n_exact(&self) -> usize {
         self.k - self.nq
+    }
+
+    /// `chunk_rows` limited so that one chunk's Φ and log-densities take at most 16 MiB per thread
+    /// (a chunk size asked for elsewhere, e.g. from a GPU's limits, must not blow up memory here).
+    fn chunk_rows(&self, chunk_rows: usize) -> usize {
+        let per_row = 8 * (self.nf + self.k + 2 * self.d + 2);
+        chunk_rows.clamp(1, ((16 << 20) / per_row).max(1))
     }
 }
 
@@ -505,7 +528,7 @@ fn chunk_stats_with(plan: &Plan, x: &[f64], chunk_rows: usize) -> GmmStats {
     let p = plan.p;
     let d = p.n_features;
     let n = x.len() / d;
-    let chunk_rows = chunk_rows.max(1);
+    let chunk_rows = plan.chunk_rows(chunk_rows);
     let mut w = Work::default();
     let mut acc = Acc::zeros(plan);
     let mut start = 0;
@@ -525,7 +548,7 @@ pub fn e_step_blocked(data: &Dataset, p: &Prepared, chunk_rows: usize) -> GmmSta
     let plan = Plan::new(p);
     let n = data.n_samples();
     let d = p.n_features;
-    let chunk_rows = chunk_rows.max(1);
+    let chunk_rows = plan.chunk_rows(chunk_rows);
     // Blocks of at least CHUNKS_PER_BLOCK chunks, and at most MAX_BLOCKS of them so that the
     // per-block sums (F × K values each) stay small next to the data; both depend only on N.
     let min_rows = chunk_rows * CHUNKS_PER_BLOCK;
@@ -566,7 +589,7 @@ pub(crate) fn point_outputs_blocked(
 ) {
     let plan = Plan::new(p);
     let (n, k, d) = (data.n_samples(), p.n_components, p.n_features);
-    let chunk = chunk_rows.max(1);
+    let chunk = plan.chunk_rows(chunk_rows);
     let PointOutputs { log_px, resp } = out;
     let mut lp_parts = log_px.map(|s| s.chunks_mut(chunk)).into_iter().flatten();
     let mut r_parts = resp.map(|s| s.chunks_mut(chunk * k)).into_iter().flatten();
