@@ -25,6 +25,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod backend;
+pub mod bench;
 pub mod data;
 pub mod em;
 pub mod error;

@@ -11,6 +11,8 @@ use crate::models::kmeans::KMeansStats;
 pub mod cpu;
 pub mod gpu;
 
+pub use cpu::CpuPath;
+
 /// Which device runs the per-point work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
@@ -90,6 +92,9 @@ pub struct EngineOptions {
     /// Rows per chunk. `None`: derived from the device (GPU: its limits; CPU: the cache). On the GPU,
     /// a value smaller than N forces the chunked (streaming) path.
     pub chunk_rows: Option<usize>,
+    /// Which E-step the CPU backend runs: the blocked (GEMM-shaped) path by default, or the
+    /// point-by-point reference that tests compare it with.
+    pub cpu_path: CpuPath,
 }
 
 /// Builds the engine of `backend` for `data` with `k` components of the given covariance type.

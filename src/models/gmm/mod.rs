@@ -18,10 +18,12 @@
 
 mod covariance;
 pub mod cpu;
+pub mod cpu_blocked;
 mod fitted;
 pub mod m_step;
 mod params;
 mod stats;
+mod vmath;
 
 pub use covariance::CovarianceType;
 pub use fitted::{FittedGmm, MODEL_FORMAT, MODEL_VERSION};
