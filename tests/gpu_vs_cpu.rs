@@ -346,6 +346,7 @@ fn the_engine_plans_the_chunks_it_was_asked_for() {
         3,
         EngineOptions {
             chunk_rows: Some(100),
+            ..EngineOptions::default()
         }
         .into(),
     );
