@@ -8,7 +8,7 @@ parameters (init.json); then
     precisions_init) and runs ITERS iterations of exactly what `GaussianMixture.fit` runs per
     iteration (`_e_step`, `_m_step`, `_compute_lower_bound`), each timed;
   - emgpu fits the memory-mapped X.npy from init.json, ITERS iterations, tol = 0, each timed
-    (`cargo run --release --example bench_cpu -- --npy ... --json`);
+    (`emgpu bench --input X.npy --init init.json --backend cpu --json`);
 and the table gives the median time per iteration of each, their ratio and both final lower bounds.
 
 scikit-learn runs in a subprocess whose environment has OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
@@ -18,7 +18,8 @@ removed (so OpenBLAS picks its own kernel for this CPU); the BLAS it used (threa
     python3 scripts/compare_sklearn.py --cases 1m-diag --iters 5 --repeat 2
     python3 scripts/compare_sklearn.py --json out.json
 
-Needs numpy, scikit-learn and threadpoolctl; builds emgpu with cargo.
+Needs numpy, scikit-learn and threadpoolctl; builds emgpu with cargo (`--bench-bin` or `--backend`
+to change what is timed: `--backend gpu` times emgpu's GPU backend instead of the CPU's).
 """
 
 import argparse
@@ -55,7 +56,7 @@ def sklearn_worker(args):
     init = json.loads((Path(args.data) / "init.json").read_text())
     k, d = init["n_components"], init["n_features"]
     cov_type = init["covariance_type"]
-    cov = np.array(init["covariances"], dtype=np.float64).reshape(init["shape"])
+    cov = np.array(init["covariances"], dtype=np.float64)  # scikit-learn's shape (an emgpu model file)
     if cov_type == "full":
         precisions = np.linalg.inv(cov)
     elif cov_type == "tied":
@@ -110,11 +111,12 @@ def run(cmd, env=None):
     return out.stdout
 
 
-BENCH_BIN = None  # --bench-bin: a built bench_cpu binary instead of `cargo run`
+BENCH_BIN = None  # --bench-bin: a built emgpu binary instead of target/release/emgpu
+EMGPU_BACKEND = "cpu"
 
 
 def emgpu_cmd(extra):
-    head = [BENCH_BIN] if BENCH_BIN else ["cargo", "run", "--quiet", "--release", "--example", "bench_cpu", "--"]
+    head = [BENCH_BIN or str(ROOT / "target" / "release" / "emgpu"), "bench", "--quiet"]
     return head + [str(a) for a in extra]
 
 
@@ -127,10 +129,11 @@ def time_sklearn(data_dir, iters):
 
 
 def time_emgpu(data_dir, iters):
-    out = run(emgpu_cmd(["--npy", Path(data_dir) / "X.npy", "--init", Path(data_dir) / "init.json", "--iters", iters, "--json"]))
+    out = run(emgpu_cmd(["--input", Path(data_dir) / "X.npy", "--init", Path(data_dir) / "init.json", "--iters", iters,
+                         "--backend", EMGPU_BACKEND, "--json"]))
     doc = json.loads(out.strip().splitlines()[-1])
-    r = doc["reports"][0]["report"]["runs"][0]
-    return {"iter_ms": r["iter_ms"], "lower_bounds": r["lower_bounds"], "device": r["device"], "memory": doc["memory"]}
+    r = doc["runs"][0]
+    return {"iter_ms": r["iter_ms"], "lower_bounds": r["lower_bounds"], "device": r["device"], "memory": doc["memory_mib"]}
 
 
 def cpu_name():
@@ -150,19 +153,21 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="run each case this many times (alternating)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--bench-bin", help="a built bench_cpu binary (default: cargo run --release --example bench_cpu)")
+    ap.add_argument("--bench-bin", help="a built emgpu binary (default: cargo build --release, then target/release/emgpu)")
+    ap.add_argument("--backend", default="cpu", help="emgpu backend to time: cpu (default) or gpu")
     ap.add_argument("--sklearn-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.sklearn_worker:
         return sklearn_worker(args)
 
-    global BENCH_BIN
+    global BENCH_BIN, EMGPU_BACKEND
     BENCH_BIN = args.bench_bin
+    EMGPU_BACKEND = args.backend
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"machine: {cpu_name()}, {cpus} CPUs usable of {os.cpu_count()}, {platform.system()} {platform.release()}", flush=True)
     if not BENCH_BIN:
-        run(["cargo", "build", "--quiet", "--release", "--example", "bench_cpu"])
+        run(["cargo", "build", "--quiet", "--release", "--bin", "emgpu"])
     results = []
     with tempfile.TemporaryDirectory(prefix="emgpu-compare-") as tmp:
         for name in args.cases.split(","):

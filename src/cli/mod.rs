@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use emgpu::data::{FileFormat, ReadOptions};
 use emgpu::{Backend, BackendReport, CovarianceType, Dataset, Error, FittedGmm, FittedKMeans};
 
+mod bench;
 mod devices;
 mod fit;
 mod init;
@@ -72,7 +73,8 @@ pub enum Command {
     Select(select::SelectCmd),
     /// The GPU adapters wgpu sees, with their limits, and what `--backend auto` runs on.
     Devices(devices::DevicesCmd),
-    // `bench` joins here (a variant and its module) with the benchmark work.
+    /// Time EM iterations per backend on built-in synthetic data (or yours), GPU and CPU side by side.
+    Bench(bench::BenchCmd),
 }
 
 /// Runs a parsed command line.
@@ -86,6 +88,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Validate(cmd) => validate::run(cmd, &ui),
         Command::Select(cmd) => select::run(cmd, &ui),
         Command::Devices(cmd) => devices::run(cmd, &ui),
+        Command::Bench(cmd) => bench::run(cmd, &ui),
     }
 }
 
@@ -201,6 +204,16 @@ pub struct InputArgs {
 }
 
 impl InputArgs {
+    /// The options of a plain `--input PATH` (format by extension).
+    pub fn for_path(input: PathBuf) -> Self {
+        Self {
+            input,
+            format: None,
+            columns: None,
+            dims: None,
+        }
+    }
+
     /// Opens the input file.
     pub fn open(&self) -> Result<Dataset<'static>, CliError> {
         if self.dims == Some(0) {
