@@ -210,7 +210,7 @@ pub fn run(cmd: BenchCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }
-            ui.note(&format!(
+            ui.note(format!(
                 "bench: wrote {} ({} × {} float32) and {} (initial parameters)",
                 dir.join("X.npy").display(),
                 synth.n,
