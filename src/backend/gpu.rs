@@ -10,7 +10,7 @@
 //! 2. **Centre.** The data are uploaded as f32 *minus a centre* (the f64 mean of a sample of rows),
 //!    so data far from the origin keep their precision in f32; means are sent in the same
 //!    coordinates. The statistics do not depend on the coordinates (they are about shifts).
-//!    The uploaded data ([`GpuData`]) are shared with the k-means engine of the fit's
+//!    The uploaded data (`GpuData`) are shared with the k-means engine of the fit's
 //!    initialization ([`GmmEngine::kmeans_engine`]): one upload per engine, not two.
 //! 3. **Per E-step.** Write the parameter buffer (means, log-constants, precision factors: a few
 //!    KiB, converted from the f64 [`Prepared`]); one command encoder with, per chunk, the fused

@@ -3,7 +3,7 @@
 //! Built over one dataset (or over the data a [`GpuGmmEngine`](super::gpu::GpuGmmEngine) already
 //! uploaded: the k-means initialization of a Gaussian mixture shares them):
 //!
-//! - **Data** as the Gaussian-mixture engine holds them ([`GpuData`]): f32 minus a centre, in
+//! - **Data** as the Gaussian-mixture engine holds them (`GpuData`): f32 minus a centre, in
 //!   chunks, resident or streamed. Per chunk, two N-sized buffers stay on the GPU for the length of
 //!   the fit: the label (stored as label + 1, so that the zero-initialized buffer means "not
 //!   assigned yet") and the squared distance of every row.
