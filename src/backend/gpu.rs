@@ -10,6 +10,8 @@
 //! 2. **Centre.** The data are uploaded as f32 *minus a centre* (the f64 mean of a sample of rows),
 //!    so data far from the origin keep their precision in f32; means are sent in the same
 //!    coordinates. The statistics do not depend on the coordinates (they are about shifts).
+//!    The uploaded data (`GpuData`) are shared with the k-means engine of the fit's
+//!    initialization ([`GmmEngine::kmeans_engine`]): one upload per engine, not two.
 //! 3. **Per E-step.** Write the parameter buffer (means, log-constants, precision factors: a few
 //!    KiB, converted from the f64 [`Prepared`]); one command encoder with, per chunk, the fused
 //!    statistics kernel (`gmm_stats_full` or `gmm_stats_diag`: responsibilities and per-workgroup
@@ -19,6 +21,11 @@
 //!    The host adds the chunks' statistics in f64 and moves them from the f32 shifts the GPU used
 //!    to the exact f64 means (a closed-form correction), giving [`GmmStats`] about `Prepared.means`.
 //!
+//! The engine is built for at most `n_components` components and takes parameters of any number
+//! of components up to that (model selection fits every K on one engine): the kernels and the small
+//! buffers of one K (parameters, partials, readback) are built when an E-step first asks for that
+//! K, replacing those of the previous K; the data stay where they are.
+//!
 //! Per-point outputs (`log_likelihoods`, `responsibilities`) run the `gmm_points` kernel and read
 //! back their N-sized results in slices of bounded size.
 
@@ -26,7 +33,8 @@ use std::sync::{Arc, mpsc};
 
 use wgpu::util::DeviceExt;
 
-use super::{Backend, BackendReport, EngineOptions, GmmEngine};
+use super::gpu_kmeans::GpuKMeansEngine;
+use super::{Backend, BackendReport, EngineOptions, GmmEngine, KMeansEngine};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
@@ -45,15 +53,15 @@ const DEFAULT_RESIDENT_BUDGET_SW: u64 = 1 << 30;
 /// Size of the streaming buffer when data is streamed and no chunk size is given (bytes).
 const STREAM_CHUNK_BYTES: u64 = 256 << 20;
 /// Most bytes of workgroup partials (one row per workgroup of a statistics dispatch).
-const PARTIALS_BUDGET: u64 = 256 << 20;
+pub(super) const PARTIALS_BUDGET: u64 = 256 << 20;
 /// Most bytes of per-chunk statistics read back at once.
-const OUT_BUDGET: u64 = 32 << 20;
+pub(super) const OUT_BUDGET: u64 = 32 << 20;
 /// Most bytes of per-point outputs read back at once.
-const POINTS_BUDGET: u64 = 64 << 20;
+pub(super) const POINTS_BUDGET: u64 = 64 << 20;
 /// Workgroups of a statistics dispatch when there are that many tiles: enough to fill a large
 /// GPU several times over (on an H100 at N = 1M, about 1000 workgroups were 2–13% faster than
 /// 512 and than 2000).
-const DEFAULT_MIN_WORKGROUPS: usize = 1024;
+pub(super) const DEFAULT_MIN_WORKGROUPS: usize = 1024;
 /// Rows sampled to compute the centre of the data.
 const CENTRE_SAMPLE: usize = 4096;
 
@@ -75,7 +83,8 @@ pub struct GpuEngineOptions {
     /// `None`: all of them, within 32 MiB.
     pub readback_chunks: Option<usize>,
     /// Points per tile of the kernels (a power of two from 4 to 256; shrunk to fit the
-    /// adapter's workgroup memory). `None`: 64. A tuning knob for benchmarks.
+    /// adapter's workgroup memory). `None`: 64 for the Gaussian-mixture kernels, 256 for
+    /// k-means. A tuning knob for benchmarks.
     pub tile_points: Option<usize>,
     /// Points per invocation of the E-step kernels' log-density loop: 4 (default; each parameter
     /// read serves four points) or 2 (half the registers). A tuning knob for benchmarks.
@@ -101,71 +110,45 @@ impl From<EngineOptions> for GpuEngineOptions {
 }
 
 /// One dispatch range of the data.
-struct Chunk {
+pub(crate) struct DataChunk {
     /// First row in the dataset.
-    start: usize,
+    pub start: usize,
     /// Rows.
-    rows: usize,
-    /// Workgroups of the statistics kernel (x).
-    groups: u32,
+    pub rows: usize,
     /// The chunk's own buffer when the data is resident.
-    data: Option<wgpu::Buffer>,
-    stats_bind: wgpu::BindGroup,
-    reduce_bind: wgpu::BindGroup,
+    buffer: Option<wgpu::Buffer>,
 }
 
-/// The per-point kernel with its buffers, built on the first per-point request.
-struct PointsState {
-    kernel: PointsKernel,
-    uniform: wgpu::Buffer,
-    log_px: wgpu::Buffer,
-    resp: wgpu::Buffer,
-    staging: wgpu::Buffer,
-    /// Rows per readback.
-    rows: usize,
-    /// One bind group per chunk (resident), or one on the streaming buffer.
-    binds: Vec<wgpu::BindGroup>,
+/// Host buffers reused by streamed uploads (one set per engine).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    f64s: Vec<f64>,
+    f32s: Vec<f32>,
 }
 
-/// E-steps of a Gaussian mixture on a GPU, over one dataset.
-pub struct GpuGmmEngine<'a> {
-    ctx: Arc<GpuContext>,
-    data: &'a Dataset<'a>,
-    shape: GmmShape,
-    stats: StatsKernel,
-    reduce: ReduceKernel,
-    /// Subtracted from every row before the f32 conversion.
-    centre: Vec<f64>,
-    params: wgpu::Buffer,
-    /// Workgroup partials (bound in the chunks' bind groups; kept for clarity of ownership).
-    _partials: wgpu::Buffer,
-    out: wgpu::Buffer,
-    staging: wgpu::Buffer,
-    /// Chunk results per readback.
-    slots: usize,
-    chunks: Vec<Chunk>,
+/// One dataset on the GPU, as f32 minus a centre, in chunks: resident (one buffer per chunk,
+/// uploaded once) or streamed (one buffer refilled for each chunk). Shared by the engines over
+/// the same data (a Gaussian mixture's and its k-means initialization's).
+pub(crate) struct GpuData<'a> {
+    /// The device.
+    pub ctx: Arc<GpuContext>,
+    /// The data on the host.
+    pub data: &'a Dataset<'a>,
+    /// Subtracted from every row before the f32 conversion, `[D]`.
+    pub centre: Vec<f64>,
+    /// The chunks, in row order.
+    pub chunks: Vec<DataChunk>,
     /// The buffer streamed chunks are uploaded into (None when resident).
     stream: Option<wgpu::Buffer>,
-    /// Reused host buffers for streaming uploads.
-    host_f64: Vec<f64>,
-    host_f32: Vec<f32>,
-    points: Option<PointsState>,
-    reason: String,
 }
 
-impl<'a> GpuGmmEngine<'a> {
-    /// An engine over `data` for `n_components` components of `covariance_type`, on `ctx`'s
-    /// device; `reason` is reported by [`GmmEngine::report`] (why this backend was chosen).
-    ///
-    /// Compiles (or takes from the context's cache) the kernels, uploads the data when it is to
-    /// be resident, and allocates every buffer the E-steps use.
+impl<'a> GpuData<'a> {
+    /// Plans the chunks of `data` on `ctx`'s device and uploads them when they are to be
+    /// resident (see the module docs).
     pub fn new(
         ctx: Arc<GpuContext>,
         data: &'a Dataset<'a>,
-        covariance_type: CovarianceType,
-        n_components: usize,
-        options: GpuEngineOptions,
-        reason: String,
+        options: &GpuEngineOptions,
     ) -> Result<Self> {
         let (n, d) = (data.n_samples(), data.n_features());
         if n == 0 || d == 0 {
@@ -174,57 +157,24 @@ impl<'a> GpuGmmEngine<'a> {
                 n_features: d,
             });
         }
-        if n_components == 0 {
-            return Err(Error::param("n_components must be at least 1"));
-        }
-        let mut shape = GmmShape::new(
-            covariance_type,
-            n_components,
-            d,
-            options.tile_points,
-            &ctx.limits,
-        )?;
-        shape.ppt = match options.e_step_points {
-            None | Some(4) => 4,
-            Some(2) => 2,
-            Some(other) => {
-                return Err(Error::param(format!(
-                    "e_step_points must be 2 or 4, got {other}"
-                )));
-            }
-        };
-        let stats = StatsKernel::new(&ctx, &shape)?;
-        let reduce = ReduceKernel::new(&ctx)?;
         let centre = data_centre(data);
-        let limits = ctx.limits.clone();
         let ctx2 = Arc::clone(&ctx);
-        ctx2.checked("allocating the GPU buffers", move || {
-            Self::allocate(
-                ctx, data, shape, stats, reduce, centre, &limits, options, reason,
-            )
+        ctx2.checked("uploading the data to the GPU", move || {
+            Self::upload(ctx, data, centre, options)
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn allocate(
+    fn upload(
         ctx: Arc<GpuContext>,
         data: &'a Dataset<'a>,
-        shape: GmmShape,
-        stats: StatsKernel,
-        reduce: ReduceKernel,
         centre: Vec<f64>,
-        limits: &wgpu::Limits,
-        options: GpuEngineOptions,
-        reason: String,
+        options: &GpuEngineOptions,
     ) -> Result<Self> {
         let (n, d) = (data.n_samples(), data.n_features());
         let device = &ctx.device;
+        let limits = &ctx.limits;
         let row_bytes = 4 * d as u64;
-
-        // ---- chunk plan
-        let max_bind = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
+        let max_bind = max_binding(limits);
         // Kernels index the bound data with u32: keep every chunk under 2^31 floats.
         let max_rows = (max_bind / row_bytes).min((1u64 << 31) / d as u64) as usize;
         if max_rows == 0 {
@@ -268,6 +218,206 @@ impl<'a> GpuGmmEngine<'a> {
             chunk_rows.min(n)
         };
         let n_chunks = n.div_ceil(chunk_rows);
+        let stream = if resident {
+            None
+        } else {
+            Some(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("streamed chunk"),
+                size: chunk_rows as u64 * row_bytes,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }))
+        };
+        let mut chunks = Vec::with_capacity(n_chunks);
+        for c in 0..n_chunks {
+            let start = c * chunk_rows;
+            let rows = chunk_rows.min(n - start);
+            let buffer = if resident {
+                Some(upload_resident(device, data, &centre, start, rows)?)
+            } else {
+                None
+            };
+            chunks.push(DataChunk {
+                start,
+                rows,
+                buffer,
+            });
+        }
+        if resident {
+            // Flush the uploads now rather than with the first E-step.
+            ctx.queue.submit([]);
+        }
+        Ok(Self {
+            ctx,
+            data,
+            centre,
+            chunks,
+            stream,
+        })
+    }
+
+    /// Whether the data stays on the GPU between iterations (else it is streamed every time).
+    pub fn is_resident(&self) -> bool {
+        self.stream.is_none()
+    }
+
+    /// The buffer chunk `c` is read from by the kernels (its own, or the streaming buffer).
+    pub fn buffer(&self, c: usize) -> &wgpu::Buffer {
+        match (&self.chunks[c].buffer, &self.stream) {
+            (Some(b), _) | (None, Some(b)) => b,
+            (None, None) => unreachable!("a chunk is resident or streamed"),
+        }
+    }
+
+    /// The distinct data buffers: one per chunk when resident, the streaming buffer otherwise.
+    pub fn buffers(&self) -> Vec<&wgpu::Buffer> {
+        match &self.stream {
+            Some(s) => vec![s],
+            None => self
+                .chunks
+                .iter()
+                .filter_map(|c| c.buffer.as_ref())
+                .collect(),
+        }
+    }
+
+    /// Rows of the largest chunk.
+    pub fn max_chunk_rows(&self) -> usize {
+        self.chunks.iter().map(|c| c.rows).max().unwrap_or(1)
+    }
+
+    /// Uploads streamed chunk `c` (rows minus the centre, as f32) into the streaming buffer; the
+    /// copy happens at the next submit, after the work already submitted. Nothing when resident.
+    pub fn upload_stream(&self, c: usize, scratch: &mut Scratch) {
+        let Some(buf) = &self.stream else {
+            return;
+        };
+        let (start, rows) = (self.chunks[c].start, self.chunks[c].rows);
+        let d = self.centre.len();
+        scratch.f64s.resize(rows * d, 0.0);
+        scratch.f32s.resize(rows * d, 0.0);
+        convert_rows(
+            self.data,
+            &self.centre,
+            start,
+            &mut scratch.f64s,
+            &mut scratch.f32s,
+        );
+        self.ctx
+            .queue
+            .write_buffer(buf, 0, bytemuck::cast_slice(&scratch.f32s));
+    }
+}
+
+/// The largest storage binding the device allows (bytes).
+pub(super) fn max_binding(limits: &wgpu::Limits) -> u64 {
+    limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size)
+}
+
+/// `(tiles, workgroups)` of a dispatch over `rows` rows in tiles of `tile` points: enough
+/// workgroups to fill a large GPU (`min_workgroups`), few enough tiles each that every
+/// invocation's f32 sums stay short (at most `max_tiles` tiles per workgroup when there are
+/// enough workgroups), within `max_groups`.
+pub(super) fn groups_for(
+    rows: usize,
+    tile: usize,
+    max_tiles: usize,
+    min_workgroups: Option<usize>,
+    max_groups: usize,
+) -> (u32, u32) {
+    let tiles = rows.div_ceil(tile);
+    let groups = tiles
+        .min(
+            tiles
+                .div_ceil(max_tiles.max(1))
+                .max(min_workgroups.unwrap_or(DEFAULT_MIN_WORKGROUPS)),
+        )
+        .min(max_groups);
+    (tiles as u32, groups as u32)
+}
+
+/// The statistics kernel and reduction pass of one chunk, bound to its buffers.
+struct ChunkBinds {
+    /// Workgroups of the statistics kernel (x).
+    groups: u32,
+    stats_bind: wgpu::BindGroup,
+    reduce_bind: wgpu::BindGroup,
+}
+
+/// The per-point kernel with its buffers, built on the first per-point request.
+struct PointsState {
+    kernel: PointsKernel,
+    uniform: wgpu::Buffer,
+    log_px: wgpu::Buffer,
+    resp: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    /// Rows per readback.
+    rows: usize,
+    /// One bind group per chunk (resident), or one on the streaming buffer.
+    binds: Vec<wgpu::BindGroup>,
+}
+
+/// The kernels and buffers of one number of components: built for the engine's K, rebuilt when
+/// an E-step asks for another K.
+struct Kernels {
+    shape: GmmShape,
+    stats: StatsKernel,
+    reduce: ReduceKernel,
+    params: wgpu::Buffer,
+    /// Workgroup partials (bound in the chunks' bind groups; kept for clarity of ownership).
+    _partials: wgpu::Buffer,
+    out: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    /// Chunk results per readback.
+    slots: usize,
+    /// One per data chunk.
+    binds: Vec<ChunkBinds>,
+    points: Option<PointsState>,
+}
+
+impl Kernels {
+    /// Compiles (or takes from the context's cache) the kernels for `k` components of
+    /// `covariance_type` and allocates their buffers over `gd`'s chunks.
+    fn new(
+        gd: &GpuData,
+        covariance_type: CovarianceType,
+        k: usize,
+        options: &GpuEngineOptions,
+    ) -> Result<Self> {
+        let ctx = &gd.ctx;
+        let d = gd.centre.len();
+        let mut shape = GmmShape::new(covariance_type, k, d, options.tile_points, &ctx.limits)?;
+        shape.ppt = match options.e_step_points {
+            None | Some(4) => 4,
+            Some(2) => 2,
+            Some(other) => {
+                return Err(Error::param(format!(
+                    "e_step_points must be 2 or 4, got {other}"
+                )));
+            }
+        };
+        let stats = StatsKernel::new(ctx, &shape)?;
+        let reduce = ReduceKernel::new(ctx)?;
+        ctx.checked("allocating the GPU buffers", || {
+            Self::allocate(gd, shape, stats, reduce, options)
+        })
+    }
+
+    fn allocate(
+        gd: &GpuData,
+        shape: GmmShape,
+        stats: StatsKernel,
+        reduce: ReduceKernel,
+        options: &GpuEngineOptions,
+    ) -> Result<Self> {
+        let ctx = &gd.ctx;
+        let device = &ctx.device;
+        let limits = &ctx.limits;
+        let d = shape.d;
+        let max_bind = max_binding(limits);
+        let n_chunks = gd.chunks.len();
 
         // ---- partials, output slots, staging
         let p = stats.partial_len;
@@ -281,22 +431,13 @@ impl<'a> GpuGmmEngine<'a> {
                 shape.k
             )));
         }
-        let tile = shape.tile;
-        let groups_for = |rows: usize| -> (u32, u32) {
-            let tiles = rows.div_ceil(tile);
-            // Enough workgroups to fill a large GPU, few enough tiles each that every
-            // invocation's f32 sum stays short (≤ 64 tiles), within the partials budget.
-            let groups = tiles
-                .min(
-                    tiles
-                        .div_ceil(64)
-                        .max(options.min_workgroups.unwrap_or(DEFAULT_MIN_WORKGROUPS)),
-                )
-                .min(max_groups);
-            (tiles as u32, groups as u32)
-        };
-        let chunk_groups = (0..n_chunks)
-            .map(|c| groups_for(chunk_rows.min(n - c * chunk_rows)).1 as usize)
+        // At most 64 tiles per workgroup when there are enough workgroups.
+        let groups_of =
+            |rows: usize| groups_for(rows, shape.tile, 64, options.min_workgroups, max_groups);
+        let chunk_groups = gd
+            .chunks
+            .iter()
+            .map(|c| groups_of(c.rows).1 as usize)
             .max()
             .unwrap_or(1);
         let partials = device.create_buffer(&wgpu::BufferDescriptor {
@@ -328,35 +469,14 @@ impl<'a> GpuGmmEngine<'a> {
             mapped_at_creation: false,
         });
 
-        // ---- data
-        let stream = if resident {
-            None
-        } else {
-            Some(device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("gmm streamed chunk"),
-                size: chunk_rows as u64 * row_bytes,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }))
-        };
-        let mut chunks = Vec::with_capacity(n_chunks);
-        for c in 0..n_chunks {
-            let start = c * chunk_rows;
-            let rows = chunk_rows.min(n - start);
-            let (tiles, groups) = groups_for(rows);
-            let own = if resident {
-                Some(upload_resident(device, data, &centre, start, rows)?)
-            } else {
-                None
-            };
-            let data_buf = match (&own, &stream) {
-                (Some(b), _) | (None, Some(b)) => b,
-                (None, None) => unreachable!("a chunk is resident or streamed"),
-            };
+        // ---- per-chunk bind groups
+        let mut binds = Vec::with_capacity(n_chunks);
+        for (c, chunk) in gd.chunks.iter().enumerate() {
+            let (tiles, groups) = groups_of(chunk.rows);
             let chunk_uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("gmm chunk"),
                 contents: bytemuck::bytes_of(&ChunkUniform {
-                    n_rows: rows as u32,
+                    n_rows: chunk.rows as u32,
                     row_offset: 0,
                     n_tiles: tiles,
                     flags: 0,
@@ -376,70 +496,129 @@ impl<'a> GpuGmmEngine<'a> {
             let stats_bind = bind(
                 device,
                 &stats.kernel,
-                &[&chunk_uniform, data_buf, &params, &partials],
+                &[&chunk_uniform, gd.buffer(c), &params, &partials],
             );
             let reduce_bind = bind(device, &reduce.kernel, &[&reduce_uniform, &partials, &out]);
-            chunks.push(Chunk {
-                start,
-                rows,
+            binds.push(ChunkBinds {
                 groups,
-                data: own,
                 stats_bind,
                 reduce_bind,
             });
         }
-        if resident {
-            // Flush the uploads now rather than with the first E-step.
-            ctx.queue.submit([]);
-        }
         Ok(Self {
-            ctx,
-            data,
             shape,
             stats,
             reduce,
-            centre,
             params,
             _partials: partials,
             out,
             staging,
             slots,
-            chunks,
-            stream,
-            host_f64: Vec::new(),
-            host_f32: Vec::new(),
+            binds,
             points: None,
+        })
+    }
+}
+
+/// E-steps of a Gaussian mixture on a GPU, over one dataset.
+pub struct GpuGmmEngine<'a> {
+    gd: Arc<GpuData<'a>>,
+    covariance_type: CovarianceType,
+    /// The most components an E-step may ask for.
+    max_components: usize,
+    options: GpuEngineOptions,
+    /// The kernels and buffers of the last K asked for.
+    kernels: Kernels,
+    scratch: Scratch,
+    /// The k-means engine over the same uploaded data (built on first request).
+    kmeans: Option<GpuKMeansEngine<'a>>,
+    reason: String,
+}
+
+impl<'a> GpuGmmEngine<'a> {
+    /// An engine over `data` for up to `n_components` components of `covariance_type`, on
+    /// `ctx`'s device; `reason` is reported by [`GmmEngine::report`] (why this backend was
+    /// chosen).
+    ///
+    /// Compiles (or takes from the context's cache) the kernels for `n_components`, uploads the
+    /// data when it is to be resident, and allocates every buffer the E-steps use. E-steps with
+    /// fewer components build their (small) kernels and buffers when first asked for.
+    pub fn new(
+        ctx: Arc<GpuContext>,
+        data: &'a Dataset<'a>,
+        covariance_type: CovarianceType,
+        n_components: usize,
+        options: GpuEngineOptions,
+        reason: String,
+    ) -> Result<Self> {
+        let (n, d) = (data.n_samples(), data.n_features());
+        if n == 0 || d == 0 {
+            return Err(Error::EmptyData {
+                n_samples: n,
+                n_features: d,
+            });
+        }
+        if n_components == 0 {
+            return Err(Error::param("n_components must be at least 1"));
+        }
+        // The shape first: a K or D the device cannot take fails before the upload.
+        GmmShape::new(
+            covariance_type,
+            n_components,
+            d,
+            options.tile_points,
+            &ctx.limits,
+        )?;
+        let gd = GpuData::new(ctx, data, &options)?;
+        let kernels = Kernels::new(&gd, covariance_type, n_components, &options)?;
+        Ok(Self {
+            gd: Arc::new(gd),
+            covariance_type,
+            max_components: n_components,
+            options,
+            kernels,
+            scratch: Scratch::default(),
+            kmeans: None,
             reason,
         })
     }
 
     /// Whether the data stays on the GPU between E-steps (else it is streamed every E-step).
     pub fn is_resident(&self) -> bool {
-        self.stream.is_none()
+        self.gd.is_resident()
     }
 
     /// Number of chunks (dispatch ranges) the data is cut into.
     pub fn n_chunks(&self) -> usize {
-        self.chunks.len()
+        self.gd.chunks.len()
     }
 
-    /// Points per tile of the kernels on this device.
+    /// Points per tile of the kernels of the last K on this device.
     pub fn tile_points(&self) -> usize {
-        self.shape.tile
+        self.kernels.shape.tile
     }
 
     /// The context the engine runs on.
     pub fn context(&self) -> &Arc<GpuContext> {
-        &self.ctx
+        &self.gd.ctx
     }
 
-    fn check_prepared(&self, p: &Prepared) -> Result<()> {
-        let s = &self.shape;
-        if p.covariance_type != s.cov || p.n_components != s.k || p.n_features != s.d {
+    /// Checks `p`'s shape against the engine's and makes the kernels of its K current.
+    fn use_shape_of(&mut self, p: &Prepared) -> Result<()> {
+        let d = self.gd.centre.len();
+        let (cov, max_k) = (self.covariance_type, self.max_components);
+        if p.covariance_type != cov
+            || p.n_features != d
+            || p.n_components == 0
+            || p.n_components > max_k
+        {
             return Err(Error::param(format!(
-                "the engine was built for {} {} components of {} features, the parameters are {} {} of {}",
-                s.k, s.cov, s.d, p.n_components, p.covariance_type, p.n_features
+                "the engine was built for up to {max_k} {cov} components of {d} features, the parameters are {} {} of {}",
+                p.n_components, p.covariance_type, p.n_features
             )));
+        }
+        if p.n_components != self.kernels.shape.k {
+            self.kernels = Kernels::new(&self.gd, cov, p.n_components, &self.options)?;
         }
         Ok(())
     }
@@ -447,15 +626,16 @@ impl<'a> GpuGmmEngine<'a> {
     /// Writes the parameter buffer from `p` and returns the shifts the GPU uses, in the data's
     /// coordinates (the f32-rounded means plus the centre), `[K][D]`.
     fn write_params(&self, p: &Prepared) -> Vec<f64> {
-        let s = &self.shape;
+        let s = &self.kernels.shape;
+        let centre = &self.gd.centre;
         let (k, d, dp) = (s.k, s.d, s.dp);
         let mut v = vec![0f32; s.params_len()];
         let mut shift = vec![0f64; k * d];
         for c in 0..k {
             for i in 0..d {
-                let m = (p.means[c * d + i] - self.centre[i]) as f32;
+                let m = (p.means[c * d + i] - centre[i]) as f32;
                 v[c * dp + i] = m;
-                shift[c * d + i] = m as f64 + self.centre[i];
+                shift[c * d + i] = m as f64 + centre[i];
             }
             v[s.off_logc() + c] =
                 (p.log_weights[c] + p.log_det[c] - 0.5 * d as f64 * LN_2PI) as f32;
@@ -463,47 +643,28 @@ impl<'a> GpuGmmEngine<'a> {
         for (dst, src) in v[s.off_prec()..].iter_mut().zip(&p.prec_chol) {
             *dst = *src as f32;
         }
-        self.ctx
+        self.gd
+            .ctx
             .queue
-            .write_buffer(&self.params, 0, bytemuck::cast_slice(&v));
+            .write_buffer(&self.kernels.params, 0, bytemuck::cast_slice(&v));
         shift
     }
 
-    /// Uploads streamed chunk `c` (rows minus the centre, as f32) into the streaming buffer; the
-    /// copy happens at the next submit, after the work already submitted.
-    fn upload_stream(&mut self, c: usize) {
-        let (start, rows) = (self.chunks[c].start, self.chunks[c].rows);
-        let d = self.shape.d;
-        self.host_f64.resize(rows * d, 0.0);
-        self.host_f32.resize(rows * d, 0.0);
-        convert_rows(
-            self.data,
-            &self.centre,
-            start,
-            &mut self.host_f64,
-            &mut self.host_f32,
-        );
-        if let Some(buf) = &self.stream {
-            self.ctx
-                .queue
-                .write_buffer(buf, 0, bytemuck::cast_slice(&self.host_f32));
-        }
-    }
-
     fn encode_stats(&self, c: usize, enc: &mut wgpu::CommandEncoder) {
-        let chunk = &self.chunks[c];
+        let kn = &self.kernels;
+        let chunk = &kn.binds[c];
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("gmm e-step"),
             timestamp_writes: None,
         });
-        pass.set_pipeline(&self.stats.kernel.pipeline);
+        pass.set_pipeline(&kn.stats.kernel.pipeline);
         pass.set_bind_group(0, &chunk.stats_bind, &[]);
-        pass.dispatch_workgroups(chunk.groups, self.stats.passes, 1);
-        pass.set_pipeline(&self.reduce.kernel.pipeline);
+        pass.dispatch_workgroups(chunk.groups, kn.stats.passes, 1);
+        pass.set_pipeline(&kn.reduce.kernel.pipeline);
         pass.set_bind_group(0, &chunk.reduce_bind, &[]);
         let (x, y) = grid(
-            self.stats.partial_len.div_ceil(ReduceKernel::COLS),
-            self.ctx.limits.max_compute_workgroups_per_dimension,
+            kn.stats.partial_len.div_ceil(ReduceKernel::COLS),
+            self.gd.ctx.limits.max_compute_workgroups_per_dimension,
         );
         pass.dispatch_workgroups(x, y, 1);
     }
@@ -511,27 +672,34 @@ impl<'a> GpuGmmEngine<'a> {
     /// Runs the statistics of chunks `first..first + count` (all in one submit when resident)
     /// and adds their sums into `sums` in f64.
     fn run_batch(&mut self, first: usize, count: usize, sums: &mut [f64]) -> Result<()> {
-        let p = self.stats.partial_len;
+        let p = self.kernels.stats.partial_len;
         let bytes = (count * p * 4) as u64;
+        let ctx = &self.gd.ctx;
         if self.is_resident() {
-            let mut enc = self.encoder();
+            let mut enc = encoder(ctx, "gmm");
             for c in first..first + count {
                 self.encode_stats(c, &mut enc);
             }
-            enc.copy_buffer_to_buffer(&self.out, 0, &self.staging, 0, bytes);
-            self.ctx.queue.submit([enc.finish()]);
+            enc.copy_buffer_to_buffer(&self.kernels.out, 0, &self.kernels.staging, 0, bytes);
+            ctx.queue.submit([enc.finish()]);
         } else {
             for c in first..first + count {
-                self.upload_stream(c);
-                let mut enc = self.encoder();
+                self.gd.upload_stream(c, &mut self.scratch);
+                let mut enc = encoder(ctx, "gmm");
                 self.encode_stats(c, &mut enc);
                 if c + 1 == first + count {
-                    enc.copy_buffer_to_buffer(&self.out, 0, &self.staging, 0, bytes);
+                    enc.copy_buffer_to_buffer(
+                        &self.kernels.out,
+                        0,
+                        &self.kernels.staging,
+                        0,
+                        bytes,
+                    );
                 }
-                self.ctx.queue.submit([enc.finish()]);
+                ctx.queue.submit([enc.finish()]);
             }
         }
-        read_back(&self.ctx, &self.staging, bytes, |v| {
+        read_back(ctx, &self.kernels.staging, bytes, |v| {
             for row in v.chunks_exact(p) {
                 for (s, x) in sums.iter_mut().zip(row) {
                     *s += *x as f64;
@@ -540,19 +708,13 @@ impl<'a> GpuGmmEngine<'a> {
         })
     }
 
-    fn encoder(&self) -> wgpu::CommandEncoder {
-        self.ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gmm") })
-    }
-
     /// Statistics from the summed partial row `v`, about the GPU's shifts `gpu_shift`, moved
     /// to the exact shifts `p.means`.
     fn unpack(&self, v: &[f64], p: &Prepared, gpu_shift: &[f64]) -> GmmStats {
-        let s = &self.shape;
+        let s = &self.kernels.shape;
         let (k, d) = (s.k, s.d);
         let mut st = GmmStats::zeros(s.cov, k, d, &p.means);
-        st.n_samples = self.data.n_samples() as u64;
+        st.n_samples = self.gd.data.n_samples() as u64;
         let t = s.tile;
         // Σ log p(x): one column per invocation of a tile.
         st.log_likelihood = v[..t].iter().sum();
@@ -620,28 +782,23 @@ impl<'a> GpuGmmEngine<'a> {
         st
     }
 
-    fn points_state(&mut self) -> Result<&mut PointsState> {
-        if self.points.is_none() {
+    fn points_state(&mut self) -> Result<()> {
+        if self.kernels.points.is_none() {
             let state = self.build_points()?;
-            self.points = Some(state);
+            self.kernels.points = Some(state);
         }
-        match self.points.as_mut() {
-            Some(s) => Ok(s),
-            None => unreachable!("built just above"),
-        }
+        Ok(())
     }
 
     fn build_points(&self) -> Result<PointsState> {
-        let ctx = &self.ctx;
-        let kernel = PointsKernel::new(ctx, &self.shape)?;
+        let ctx = &self.gd.ctx;
+        let kn = &self.kernels;
+        let kernel = PointsKernel::new(ctx, &kn.shape)?;
         ctx.checked("allocating the per-point GPU buffers", || {
             let device = &ctx.device;
-            let k = self.shape.k as u64;
-            let max_chunk = self.chunks.iter().map(|c| c.rows).max().unwrap_or(1) as u64;
-            let max_bind = ctx
-                .limits
-                .max_storage_buffer_binding_size
-                .min(ctx.limits.max_buffer_size);
+            let k = kn.shape.k as u64;
+            let max_chunk = self.gd.max_chunk_rows() as u64;
+            let max_bind = max_binding(&ctx.limits);
             let rows = (POINTS_BUDGET / (4 * (k + 1)))
                 .min(max_bind / (4 * k))
                 .min(max_chunk)
@@ -668,17 +825,15 @@ impl<'a> GpuGmmEngine<'a> {
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
-            let data_bufs: Vec<&wgpu::Buffer> = match &self.stream {
-                Some(s) => vec![s],
-                None => self.chunks.iter().filter_map(|c| c.data.as_ref()).collect(),
-            };
-            let binds = data_bufs
+            let binds = self
+                .gd
+                .buffers()
                 .into_iter()
                 .map(|b| {
                     bind(
                         device,
                         &kernel.kernel,
-                        &[&uniform, b, &self.params, &log_px, &resp],
+                        &[&uniform, b, &kn.params, &log_px, &resp],
                     )
                 })
                 .collect();
@@ -701,8 +856,8 @@ impl<'a> GpuGmmEngine<'a> {
         mut log_px: Option<&mut [f64]>,
         mut resp: Option<&mut [f64]>,
     ) -> Result<()> {
-        self.check_prepared(p)?;
-        let (n, k) = (self.data.n_samples(), self.shape.k);
+        self.use_shape_of(p)?;
+        let (n, k) = (self.gd.data.n_samples(), self.kernels.shape.k);
         if log_px.as_ref().is_some_and(|o| o.len() != n)
             || resp.as_ref().is_some_and(|o| o.len() != n * k)
         {
@@ -711,23 +866,23 @@ impl<'a> GpuGmmEngine<'a> {
             )));
         }
         self.points_state()?;
-        let ctx = Arc::clone(&self.ctx);
+        let gd = Arc::clone(&self.gd);
+        let ctx = &gd.ctx;
         ctx.checked("per-point GPU outputs", || {
             self.write_params(p);
             let want_resp = resp.is_some();
-            for c in 0..self.chunks.len() {
-                if !self.is_resident() {
-                    self.upload_stream(c);
-                }
-                let (start, rows) = (self.chunks[c].start, self.chunks[c].rows);
-                let Some(state) = self.points.as_ref() else {
+            let tile = self.kernels.shape.tile;
+            for c in 0..gd.chunks.len() {
+                gd.upload_stream(c, &mut self.scratch);
+                let (start, rows) = (gd.chunks[c].start, gd.chunks[c].rows);
+                let Some(state) = self.kernels.points.as_ref() else {
                     unreachable!("built above")
                 };
-                let bind = &state.binds[if self.is_resident() { c } else { 0 }];
+                let bind = &state.binds[if gd.is_resident() { c } else { 0 }];
                 let mut r0 = 0;
                 while r0 < rows {
                     let m = state.rows.min(rows - r0);
-                    let tiles = m.div_ceil(self.shape.tile);
+                    let tiles = m.div_ceil(tile);
                     let uniform = ChunkUniform {
                         n_rows: m as u32,
                         row_offset: r0 as u32,
@@ -736,7 +891,7 @@ impl<'a> GpuGmmEngine<'a> {
                     };
                     ctx.queue
                         .write_buffer(&state.uniform, 0, bytemuck::bytes_of(&uniform));
-                    let mut enc = self.encoder();
+                    let mut enc = encoder(ctx, "gmm points");
                     {
                         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                             label: Some("gmm points"),
@@ -764,7 +919,7 @@ impl<'a> GpuGmmEngine<'a> {
                     ctx.queue.submit([enc.finish()]);
                     let total = resp_off + lp_bytes * k as u64;
                     let row0 = start + r0;
-                    read_back(&ctx, &state.staging, total, |v| {
+                    read_back(ctx, &state.staging, total, |v| {
                         if let Some(out) = log_px.as_deref_mut() {
                             for (o, x) in out[row0..row0 + m].iter_mut().zip(&v[..m]) {
                                 *o = *x as f64;
@@ -785,16 +940,17 @@ impl<'a> GpuGmmEngine<'a> {
     }
 }
 
-impl GmmEngine for GpuGmmEngine<'_> {
+impl<'a> GmmEngine for GpuGmmEngine<'a> {
     fn e_step(&mut self, p: &Prepared) -> Result<GmmStats> {
-        self.check_prepared(p)?;
-        let ctx = Arc::clone(&self.ctx);
-        ctx.checked("GPU E-step", || {
+        self.use_shape_of(p)?;
+        let gd = Arc::clone(&self.gd);
+        gd.ctx.checked("GPU E-step", || {
             let gpu_shift = self.write_params(p);
-            let mut sums = vec![0f64; self.stats.partial_len];
+            let mut sums = vec![0f64; self.kernels.stats.partial_len];
+            let n_chunks = gd.chunks.len();
             let mut first = 0;
-            while first < self.chunks.len() {
-                let count = self.slots.min(self.chunks.len() - first);
+            while first < n_chunks {
+                let count = self.kernels.slots.min(n_chunks - first);
                 self.run_batch(first, count, &mut sums)?;
                 first += count;
             }
@@ -818,14 +974,26 @@ impl GmmEngine for GpuGmmEngine<'_> {
     fn report(&self) -> BackendReport {
         BackendReport {
             backend: Backend::Gpu,
-            device: self.ctx.device_label(),
+            device: self.gd.ctx.device_label(),
             reason: self.reason.clone(),
         }
+    }
+
+    /// The GPU k-means engine over the data this engine uploaded (built on first request,
+    /// then reused by every restart). `None` if the device cannot build it; the fit then builds
+    /// its own k-means engine, which reports the error.
+    fn kmeans_engine(&mut self) -> Option<&mut dyn KMeansEngine> {
+        if self.kmeans.is_none() {
+            self.kmeans =
+                GpuKMeansEngine::with_data(Arc::clone(&self.gd), self.options, self.reason.clone())
+                    .ok();
+        }
+        self.kmeans.as_mut().map(|e| e as &mut dyn KMeansEngine)
     }
 }
 
 /// A bind group of `kernel`'s layout with `buffers` at bindings 0, 1, ...
-fn bind(
+pub(super) fn bind(
     device: &wgpu::Device,
     kernel: &KernelPipeline,
     buffers: &[&wgpu::Buffer],
@@ -846,18 +1014,41 @@ fn bind(
 }
 
 /// A 2-D grid of at least `n` workgroups, each side within `max`.
-fn grid(n: usize, max: u32) -> (u32, u32) {
+pub(super) fn grid(n: usize, max: u32) -> (u32, u32) {
     let x = n.clamp(1, max as usize);
     (x as u32, n.div_ceil(x).max(1) as u32)
 }
 
+/// A command encoder labelled `label`.
+pub(super) fn encoder(ctx: &GpuContext, label: &str) -> wgpu::CommandEncoder {
+    ctx.device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+}
+
 /// Maps `bytes` of `staging` (after the work that fills it was submitted), hands its floats to
 /// `f`, and unmaps.
-fn read_back(
+pub(super) fn read_back(
     ctx: &GpuContext,
     staging: &wgpu::Buffer,
     bytes: u64,
     f: impl FnOnce(&[f32]),
+) -> Result<()> {
+    read_back_bytes(ctx, staging, bytes, |view| {
+        let floats: Vec<f32> = view
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        f(&floats);
+    })
+}
+
+/// Maps `bytes` of `staging` (after the work that fills it was submitted), hands them to `f`,
+/// and unmaps.
+pub(super) fn read_back_bytes(
+    ctx: &GpuContext,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+    f: impl FnOnce(&[u8]),
 ) -> Result<()> {
     let slice = staging.slice(..bytes);
     let (tx, rx) = mpsc::channel();
@@ -877,11 +1068,7 @@ fn read_back(
         let view = slice
             .get_mapped_range()
             .map_err(|e| Error::Gpu(format!("reading GPU results failed: {e}")))?;
-        let floats: Vec<f32> = view
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        f(&floats);
+        f(&view);
     }
     staging.unmap();
     Ok(())

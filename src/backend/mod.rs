@@ -10,6 +10,7 @@ use crate::models::kmeans::KMeansStats;
 
 pub mod cpu;
 pub mod gpu;
+pub mod gpu_kmeans;
 
 pub use cpu::CpuPath;
 
@@ -194,10 +195,38 @@ pub fn kmeans_engine<'a>(
             options,
             String::new(),
         ))),
-        Backend::Gpu | Backend::Auto => Ok(Box::new(cpu::CpuKMeansEngine::new(
-            data,
-            options,
-            "the GPU k-means engine is not built yet".into(),
-        ))),
+        Backend::Gpu => {
+            let ctx = crate::gpu::GpuContext::shared()?;
+            Ok(Box::new(gpu_kmeans::GpuKMeansEngine::new(
+                ctx,
+                data,
+                options.into(),
+                String::new(),
+            )?))
+        }
+        // The rule of `gmm_engine`: a hardware adapter only, else the CPU with the reason.
+        Backend::Auto => match crate::gpu::auto_choice() {
+            crate::gpu::AutoChoice::Gpu(ctx) => {
+                let label = ctx.device_label();
+                match gpu_kmeans::GpuKMeansEngine::new(
+                    ctx,
+                    data,
+                    options.into(),
+                    format!("a hardware GPU adapter was found ({label})"),
+                ) {
+                    Ok(engine) => Ok(Box::new(engine)),
+                    Err(e) => Ok(Box::new(cpu::CpuKMeansEngine::new(
+                        data,
+                        options,
+                        format!(
+                            "the GPU {label} could not run this fit ({e}); using the CPU backend"
+                        ),
+                    ))),
+                }
+            }
+            crate::gpu::AutoChoice::Cpu { reason } => {
+                Ok(Box::new(cpu::CpuKMeansEngine::new(data, options, reason)))
+            }
+        },
     }
 }

@@ -84,14 +84,14 @@ pub(crate) struct KernelPipeline {
 
 /// How a kernel's binding is used.
 #[derive(Clone, Copy)]
-enum Slot {
+pub(crate) enum Slot {
     Uniform,
     Read,
     ReadWrite,
 }
 
 /// Compiles `source` (with entry point `main`) against a bind group of `slots` (bindings 0..).
-fn build_kernel(
+pub(crate) fn build_kernel(
     ctx: &GpuContext,
     label: &str,
     source: &str,

@@ -8,9 +8,12 @@
 //! - The kernels live in `shaders/*.wgsl` (one per file) and are wrapped by small structs in
 //!   `kernels`; the engine that drives them per fit is
 //!   [`GpuGmmEngine`](crate::backend::gpu::GpuGmmEngine).
+//! - The k-means kernel (`shaders/kmeans_assign.wgsl`) is wrapped in `kmeans_kernels`; its engine
+//!   is [`GpuKMeansEngine`](crate::backend::gpu_kmeans::GpuKMeansEngine).
 
 mod context;
 pub(crate) mod kernels;
+pub(crate) mod kmeans_kernels;
 
 pub use context::{
     AdapterSummary, AutoChoice, GpuContext, adapters, auto_choice, preferred_adapter,
