@@ -42,3 +42,8 @@ pub use error::{Error, Result};
 pub use models::gmm::{CovarianceType, FittedGmm, GaussianMixture, GmmParams, Init};
 pub use models::kmeans::{FittedKMeans, KMeans, KMeansInit};
 pub use select::{Criterion, Selection, SelectionRow, select_gmm, select_gmm_with_progress};
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
