@@ -106,44 +106,46 @@ pub fn gmm_engine<'a>(
     n_components: usize,
     options: EngineOptions,
 ) -> Result<Box<dyn GmmEngine + 'a>> {
-    match backend {
-        Backend::Cpu => Ok(Box::new(cpu::CpuEngine::new(data, options, String::new()))),
-        Backend::Gpu => {
-            let ctx = crate::gpu::GpuContext::shared()?;
-            Ok(Box::new(gpu::GpuGmmEngine::new(
+    choose_engine::<dyn GmmEngine + 'a>(
+        backend,
+        |reason| Box::new(cpu::CpuEngine::new(data, options, reason)),
+        |ctx, reason| {
+            let engine = gpu::GpuGmmEngine::new(
                 ctx,
                 data,
                 covariance_type,
                 n_components,
                 options.into(),
-                String::new(),
-            )?))
-        }
+                reason,
+            )?;
+            Ok(Box::new(engine))
+        },
+    )
+}
+
+/// The rule every engine factory follows: `Cpu` builds `cpu`; `Gpu` builds `gpu` on the shared
+/// context or fails (no silent fallback); `Auto` builds `gpu` on a hardware adapter and otherwise,
+/// or when the GPU cannot take the fit, `cpu` with the reason, which the fit reports.
+fn choose_engine<'a, E: ?Sized + 'a>(
+    backend: Backend,
+    cpu: impl FnOnce(String) -> Box<E>,
+    gpu: impl FnOnce(std::sync::Arc<crate::gpu::GpuContext>, String) -> Result<Box<E>>,
+) -> Result<Box<E>> {
+    match backend {
+        Backend::Cpu => Ok(cpu(String::new())),
+        Backend::Gpu => gpu(crate::gpu::GpuContext::shared()?, String::new()),
         Backend::Auto => match crate::gpu::auto_choice() {
             crate::gpu::AutoChoice::Gpu(ctx) => {
                 let label = ctx.device_label();
-                match gpu::GpuGmmEngine::new(
-                    ctx,
-                    data,
-                    covariance_type,
-                    n_components,
-                    options.into(),
-                    format!("a hardware GPU adapter was found ({label})"),
-                ) {
-                    Ok(engine) => Ok(Box::new(engine)),
-                    // Auto may fall back, and says why.
-                    Err(e) => Ok(Box::new(cpu::CpuEngine::new(
-                        data,
-                        options,
-                        format!(
-                            "the GPU {label} could not run this fit ({e}); using the CPU backend"
-                        ),
-                    ))),
-                }
+                let reason = format!("a hardware GPU adapter was found ({label})");
+                // Auto may fall back, and says why.
+                gpu(ctx, reason).or_else(|e| {
+                    Ok(cpu(format!(
+                        "the GPU {label} could not run this fit ({e}); using the CPU backend"
+                    )))
+                })
             }
-            crate::gpu::AutoChoice::Cpu { reason } => {
-                Ok(Box::new(cpu::CpuEngine::new(data, options, reason)))
-            }
+            crate::gpu::AutoChoice::Cpu { reason } => Ok(cpu(reason)),
         },
     }
 }
@@ -189,44 +191,12 @@ pub fn kmeans_engine<'a>(
     data: &'a Dataset<'a>,
     options: EngineOptions,
 ) -> Result<Box<dyn KMeansEngine + 'a>> {
-    match backend {
-        Backend::Cpu => Ok(Box::new(cpu::CpuKMeansEngine::new(
-            data,
-            options,
-            String::new(),
-        ))),
-        Backend::Gpu => {
-            let ctx = crate::gpu::GpuContext::shared()?;
-            Ok(Box::new(gpu_kmeans::GpuKMeansEngine::new(
-                ctx,
-                data,
-                options.into(),
-                String::new(),
-            )?))
-        }
-        // The rule of `gmm_engine`: a hardware adapter only, else the CPU with the reason.
-        Backend::Auto => match crate::gpu::auto_choice() {
-            crate::gpu::AutoChoice::Gpu(ctx) => {
-                let label = ctx.device_label();
-                match gpu_kmeans::GpuKMeansEngine::new(
-                    ctx,
-                    data,
-                    options.into(),
-                    format!("a hardware GPU adapter was found ({label})"),
-                ) {
-                    Ok(engine) => Ok(Box::new(engine)),
-                    Err(e) => Ok(Box::new(cpu::CpuKMeansEngine::new(
-                        data,
-                        options,
-                        format!(
-                            "the GPU {label} could not run this fit ({e}); using the CPU backend"
-                        ),
-                    ))),
-                }
-            }
-            crate::gpu::AutoChoice::Cpu { reason } => {
-                Ok(Box::new(cpu::CpuKMeansEngine::new(data, options, reason)))
-            }
+    choose_engine::<dyn KMeansEngine + 'a>(
+        backend,
+        |reason| Box::new(cpu::CpuKMeansEngine::new(data, options, reason)),
+        |ctx, reason| {
+            let engine = gpu_kmeans::GpuKMeansEngine::new(ctx, data, options.into(), reason)?;
+            Ok(Box::new(engine))
         },
-    }
+    )
 }

@@ -249,6 +249,32 @@ fn start_note(init: &InitArg, seed: u64, what: &str) -> String {
     }
 }
 
+/// What a fit reports for the comparison: its backend, iterations and convergence.
+type FitFacts = (Option<BackendReport>, usize, bool);
+
+/// Runs `fit` with a progress bar for `backend` and times it.
+fn timed_fit<M>(
+    ui: &Ui,
+    backend: Backend,
+    max_iter: usize,
+    fit: impl FnOnce(&mut FitProgress) -> Result<(M, FitFacts, (&'static str, f64)), CliError>,
+) -> Result<(M, Run), CliError> {
+    let mut bar = FitProgress::new(ui, backend.to_string(), max_iter, 1);
+    let started = Instant::now();
+    let (model, (report, n_iter, converged), quality) = fit(&mut bar)?;
+    let seconds = started.elapsed().as_secs_f64();
+    bar.finish();
+    let report = report.ok_or_else(|| CliError::error("the fit did not report its backend"))?;
+    let run = Run {
+        report,
+        seconds,
+        n_iter,
+        converged,
+        quality,
+    };
+    Ok((model, run))
+}
+
 fn compare_gmm(cmd: &ValidateCmd, data: &Dataset, ui: &Ui) -> Result<(Outcome, String), CliError> {
     let in_file = |e| about_file(e, &cmd.input.input);
     let base = cmd.fit.gmm(None, Backend::Cpu)?;
@@ -256,28 +282,21 @@ fn compare_gmm(cmd: &ValidateCmd, data: &Dataset, ui: &Ui) -> Result<(Outcome, S
     let start = base.initial_params(data).map_err(in_file)?;
     let base = base.init(Init::Params(start));
     let max_iter = cmd.fit.train.max_iter.unwrap_or(100);
-    let fit_on = |backend: Backend| -> Result<(FittedGmm, Run), CliError> {
-        let mut bar = FitProgress::new(ui, backend.to_string(), max_iter, 1);
-        let started = Instant::now();
-        let model = base
-            .clone()
-            .backend(backend)
-            .fit_with_progress(data, &mut |p| bar.update(p))
-            .map_err(in_file)?;
-        let seconds = started.elapsed().as_secs_f64();
-        bar.finish();
-        let report = model
-            .backend_report()
-            .cloned()
-            .ok_or_else(|| CliError::error("the fit did not report its backend"))?;
-        let run = Run {
-            report,
-            seconds,
-            n_iter: model.n_iter(),
-            converged: model.converged(),
-            quality: ("lower_bound", model.lower_bound()),
-        };
-        Ok((model, run))
+    let fit_on = |backend: Backend| {
+        timed_fit(ui, backend, max_iter, |bar| {
+            let model = base
+                .clone()
+                .backend(backend)
+                .fit_with_progress(data, &mut |p| bar.update(p))
+                .map_err(in_file)?;
+            let facts = (
+                model.backend_report().cloned(),
+                model.n_iter(),
+                model.converged(),
+            );
+            let quality = ("lower_bound", model.lower_bound());
+            Ok((model, facts, quality))
+        })
     };
     let (ref_model, reference) = fit_on(Backend::Cpu)?;
     let (cand_model, candidate) = fit_on(cmd.backend.into())?;
@@ -305,28 +324,21 @@ fn compare_kmeans(
     let centers = base.initial_centers(data).map_err(in_file)?;
     let base = base.init(KMeansInit::Centers(centers));
     let max_iter = cmd.fit.train.max_iter.unwrap_or(300);
-    let fit_on = |backend: Backend| -> Result<(FittedKMeans, Run), CliError> {
-        let mut bar = FitProgress::new(ui, backend.to_string(), max_iter, 1);
-        let started = Instant::now();
-        let model = base
-            .clone()
-            .backend(backend)
-            .fit_with_progress(data, &mut |p| bar.update_kmeans(p))
-            .map_err(in_file)?;
-        let seconds = started.elapsed().as_secs_f64();
-        bar.finish();
-        let report = model
-            .backend_report()
-            .cloned()
-            .ok_or_else(|| CliError::error("the fit did not report its backend"))?;
-        let run = Run {
-            report,
-            seconds,
-            n_iter: model.n_iter(),
-            converged: model.converged(),
-            quality: ("inertia", model.inertia()),
-        };
-        Ok((model, run))
+    let fit_on = |backend: Backend| {
+        timed_fit(ui, backend, max_iter, |bar| {
+            let model = base
+                .clone()
+                .backend(backend)
+                .fit_with_progress(data, &mut |p| bar.update_kmeans(p))
+                .map_err(in_file)?;
+            let facts = (
+                model.backend_report().cloned(),
+                model.n_iter(),
+                model.converged(),
+            );
+            let quality = ("inertia", model.inertia());
+            Ok((model, facts, quality))
+        })
     };
     let (ref_model, reference) = fit_on(Backend::Cpu)?;
     let (cand_model, candidate) = fit_on(cmd.backend.into())?;

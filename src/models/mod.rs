@@ -2,3 +2,4 @@
 
 pub mod gmm;
 pub mod kmeans;
+pub mod model_file;

@@ -12,10 +12,7 @@ use crate::data::{AsDataset, Dataset};
 use crate::error::{Error, Result};
 use crate::linalg::cholesky_lower;
 
-/// The `format` field of every emgpu model file.
-pub const MODEL_FORMAT: &str = "emgpu-model";
-/// The version of the model file schema this build writes (and the newest it reads).
-pub const MODEL_VERSION: u64 = 1;
+pub use crate::models::model_file::{MODEL_FORMAT, MODEL_VERSION};
 
 /// A Gaussian mixture with its parameters and how its fit went.
 #[derive(Debug, Clone)]
@@ -300,37 +297,8 @@ impl FittedGmm {
     /// Reads a model written by [`FittedGmm::to_json`] (or by hand / another tool in that schema),
     /// checking every field: shapes agree, weights sum to 1, covariances are positive definite.
     pub fn from_json(text: &str) -> Result<Self> {
-        let doc: Value = serde_json::from_str(text)
-            .map_err(|e| Error::BadModel(format!("not valid JSON: {e}")))?;
-        let obj = doc
-            .as_object()
-            .ok_or_else(|| Error::BadModel("the top level must be a JSON object".into()))?;
-        let get = |key: &str| {
-            obj.get(key)
-                .ok_or_else(|| Error::BadModel(format!("missing field \"{key}\"")))
-        };
-        if get("format")?.as_str() != Some(MODEL_FORMAT) {
-            return Err(Error::BadModel(format!(
-                "field \"format\" must be \"{MODEL_FORMAT}\""
-            )));
-        }
-        match get("version")?.as_u64() {
-            Some(v) if (1..=MODEL_VERSION).contains(&v) => {}
-            _ => {
-                return Err(Error::BadModel(format!(
-                    "field \"version\" must be an integer from 1 to {MODEL_VERSION} (this build of emgpu reads up to {MODEL_VERSION})"
-                )));
-            }
-        }
-        match get("model")?.as_str() {
-            Some("gmm") => {}
-            Some(other) => {
-                return Err(Error::BadModel(format!(
-                    "this is a \"{other}\" model, not a Gaussian mixture (\"gmm\")"
-                )));
-            }
-            None => return Err(Error::BadModel("field \"model\" must be a string".into())),
-        }
+        let obj = crate::models::model_file::parse(text, "gmm", "a Gaussian mixture")?;
+        let get = |key: &str| crate::models::model_file::field(&obj, key);
         let cov_type: CovarianceType = get("covariance_type")?
             .as_str()
             .ok_or_else(|| Error::BadModel("field \"covariance_type\" must be a string".into()))?

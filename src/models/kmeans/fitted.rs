@@ -159,37 +159,8 @@ impl FittedKMeans {
 
     /// Reads a model written by [`FittedKMeans::to_json`], checking every field.
     pub fn from_json(text: &str) -> Result<Self> {
-        let doc: Value = serde_json::from_str(text)
-            .map_err(|e| Error::BadModel(format!("not valid JSON: {e}")))?;
-        let obj = doc
-            .as_object()
-            .ok_or_else(|| Error::BadModel("the top level must be a JSON object".into()))?;
-        let get = |key: &str| {
-            obj.get(key)
-                .ok_or_else(|| Error::BadModel(format!("missing field \"{key}\"")))
-        };
-        if get("format")?.as_str() != Some(MODEL_FORMAT) {
-            return Err(Error::BadModel(format!(
-                "field \"format\" must be \"{MODEL_FORMAT}\""
-            )));
-        }
-        match get("version")?.as_u64() {
-            Some(v) if (1..=MODEL_VERSION).contains(&v) => {}
-            _ => {
-                return Err(Error::BadModel(format!(
-                    "field \"version\" must be an integer from 1 to {MODEL_VERSION} (this build of emgpu reads up to {MODEL_VERSION})"
-                )));
-            }
-        }
-        match get("model")?.as_str() {
-            Some("kmeans") => {}
-            Some(other) => {
-                return Err(Error::BadModel(format!(
-                    "this is a \"{other}\" model, not a k-means model (\"kmeans\")"
-                )));
-            }
-            None => return Err(Error::BadModel("field \"model\" must be a string".into())),
-        }
+        let obj = crate::models::model_file::parse(text, "kmeans", "a k-means model")?;
+        let get = |key: &str| crate::models::model_file::field(&obj, key);
         let uint = |key: &str| -> Result<usize> {
             get(key)?.as_u64().map(|v| v as usize).ok_or_else(|| {
                 Error::BadModel(format!("field \"{key}\" must be a non-negative integer"))
