@@ -39,7 +39,8 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::gpu::kernels::{
-    ChunkUniform, GmmShape, KernelPipeline, PointsKernel, ReduceKernel, ReduceUniform, StatsKernel,
+    ChunkUniform, GmmShape, KernelPipeline, Lse, PointsKernel, ReduceKernel, ReduceUniform,
+    StatsKernel,
 };
 use crate::models::gmm::{CovarianceType, GmmStats, Prepared};
 
@@ -92,6 +93,93 @@ pub struct GpuEngineOptions {
     /// Minimum number of workgroups of a statistics dispatch (when there are that many tiles).
     /// `None`: 1024, enough to fill a large GPU. A tuning knob for benchmarks.
     pub min_workgroups: Option<usize>,
+    /// Which forms of the Gaussian-mixture kernels to build. `None`: `EMGPU_GPU_VARIANT` if set
+    /// (parsed by [`GpuVariant`]'s `FromStr`), else the default kernels. A tuning knob for
+    /// benchmarks.
+    pub variant: Option<GpuVariant>,
+}
+
+/// Forms of the Gaussian-mixture kernels (tuning variants; every one computes the same
+/// statistics and passes the same tests). Written as a `+`-separated list of flags, `base` for
+/// none: `lse`, `sg`, `stage`, `red` (e.g. `stage+sg+red`); see each field. Where the device or
+/// the shape cannot run a flag, the engine uses the next plainer form
+/// ([`GpuGmmEngine::kernel_variant`] says what ran).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct GpuVariant {
+    /// `lse`: the log-sum-exp of each point on up to 4 invocations (partial maxima and sums
+    /// exchanged through workgroup memory, two more barriers per tile) instead of one
+    /// invocation per point walking all K components while the rest of the workgroup waits.
+    pub parallel_lse: bool,
+    /// `sg`: as `lse`, exchanging with subgroup shuffles (no workgroup memory, no extra
+    /// barrier); `lse` where the device has no subgroup operations.
+    pub subgroups: bool,
+    /// `stage` (full and tied only): √r·(x − s) of every point and component staged in
+    /// workgroup memory once per tile, so that the second-moment blocks are plain outer
+    /// products (two 16-byte loads per 16 FMAs); tiles of 32 points.
+    pub staged: bool,
+    /// `red`: the reduction pass with 16 columns × 16 lanes per workgroup and four loads in
+    /// flight per invocation (instead of 32 × 8 and one).
+    pub wide_reduce: bool,
+}
+
+impl std::str::FromStr for GpuVariant {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let mut v = GpuVariant::default();
+        for flag in s.split(['+', ',']).map(str::trim).filter(|f| !f.is_empty()) {
+            match flag {
+                "base" => {}
+                "lse" => v.parallel_lse = true,
+                "sg" => v.subgroups = true,
+                "stage" => v.staged = true,
+                "red" => v.wide_reduce = true,
+                other => {
+                    return Err(Error::param(format!(
+                        "unknown GPU kernel variant flag {other:?} in {s:?}; use base or a '+'-separated list of lse, sg, stage, red"
+                    )));
+                }
+            }
+        }
+        Ok(v)
+    }
+}
+
+impl std::fmt::Display for GpuVariant {
+    /// The flags joined by `+` (`base` for none), as `FromStr` reads them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let flags: Vec<&str> = [
+            (self.parallel_lse, "lse"),
+            (self.subgroups, "sg"),
+            (self.staged, "stage"),
+            (self.wide_reduce, "red"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+        if flags.is_empty() {
+            f.write_str("base")
+        } else {
+            f.write_str(&flags.join("+"))
+        }
+    }
+}
+
+impl GpuVariant {
+    /// `options.variant`, else `EMGPU_GPU_VARIANT`, else the default.
+    fn resolve(options: &GpuEngineOptions) -> Result<Self> {
+        match options.variant {
+            Some(v) => Ok(v),
+            None => match std::env::var("EMGPU_GPU_VARIANT") {
+                Ok(s) => s.parse().map_err(|e| match e {
+                    Error::InvalidParameter(m) => Error::param(format!("EMGPU_GPU_VARIANT: {m}")),
+                    other => other,
+                }),
+                Err(_) => Ok(Self::default()),
+            },
+        }
+    }
 }
 
 impl From<EngineOptions> for GpuEngineOptions {
@@ -105,6 +193,7 @@ impl From<EngineOptions> for GpuEngineOptions {
             tile_points: None,
             e_step_points: None,
             min_workgroups: None,
+            variant: None,
         }
     }
 }
@@ -388,9 +477,19 @@ impl Kernels {
     ) -> Result<Self> {
         let ctx = &gd.ctx;
         let d = gd.centre.len();
-        let mut shape = GmmShape::new(covariance_type, k, d, options.tile_points, &ctx.limits)?;
+        let variant = GpuVariant::resolve(options)?;
+        let mut shape = GmmShape::with_variant(
+            covariance_type,
+            k,
+            d,
+            options.tile_points,
+            &ctx.limits,
+            &variant,
+            ctx.subgroup_sizes(),
+        )?;
         shape.ppt = match options.e_step_points {
-            None | Some(4) => 4,
+            None => shape.ppt,
+            Some(4) => 4,
             Some(2) => 2,
             Some(other) => {
                 return Err(Error::param(format!(
@@ -399,7 +498,7 @@ impl Kernels {
             }
         };
         let stats = StatsKernel::new(ctx, &shape)?;
-        let reduce = ReduceKernel::new(ctx)?;
+        let reduce = ReduceKernel::with_layout(ctx, variant.wide_reduce)?;
         ctx.checked("allocating the GPU buffers", || {
             Self::allocate(gd, shape, stats, reduce, options)
         })
@@ -598,6 +697,19 @@ impl<'a> GpuGmmEngine<'a> {
         self.kernels.shape.tile
     }
 
+    /// The kernel variant the last K runs with on this device: the one asked for
+    /// ([`GpuEngineOptions::variant`] or `EMGPU_GPU_VARIANT`) less what the device or the shape
+    /// could not run.
+    pub fn kernel_variant(&self) -> GpuVariant {
+        let s = &self.kernels.shape;
+        GpuVariant {
+            parallel_lse: s.lse == Lse::Workgroup,
+            subgroups: s.lse == Lse::Subgroup,
+            staged: s.staged,
+            wide_reduce: self.kernels.reduce.wide,
+        }
+    }
+
     /// The context the engine runs on.
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.gd.ctx
@@ -663,7 +775,7 @@ impl<'a> GpuGmmEngine<'a> {
         pass.set_pipeline(&kn.reduce.kernel.pipeline);
         pass.set_bind_group(0, &chunk.reduce_bind, &[]);
         let (x, y) = grid(
-            kn.stats.partial_len.div_ceil(ReduceKernel::COLS),
+            kn.stats.partial_len.div_ceil(kn.reduce.cols),
             self.gd.ctx.limits.max_compute_workgroups_per_dimension,
         );
         pass.dispatch_workgroups(x, y, 1);
