@@ -101,8 +101,9 @@ pub struct GpuEngineOptions {
 
 /// Forms of the Gaussian-mixture kernels (tuning variants; every one computes the same
 /// statistics and passes the same tests). Written as a `+`-separated list of flags, `base` for
-/// none: `lse`, `sg`, `stage`, `red` (e.g. `stage+sg+red`); see each field. Where the device or
-/// the shape cannot run a flag, the engine uses the next plainer form
+/// none: `lse`, `sg`, `stage`, `red`, and `tN` / `pN` for the tile and the points per E-step
+/// invocation (e.g. `stage+sg+red`, `stage+sg+p4`, `sg+t128`); see each field. Where the device
+/// or the shape cannot run a flag, the engine uses the next plainer form
 /// ([`GpuGmmEngine::kernel_variant`] says what ran).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct GpuVariant {
@@ -120,6 +121,11 @@ pub struct GpuVariant {
     /// `red`: the reduction pass with 16 columns × 16 lanes per workgroup and four loads in
     /// flight per invocation (instead of 32 × 8 and one).
     pub wide_reduce: bool,
+    /// `tN`: points per tile, as [`GpuEngineOptions::tile_points`] (which wins when set).
+    pub tile_points: Option<u16>,
+    /// `pN` (2 or 4): points per E-step invocation, as [`GpuEngineOptions::e_step_points`]
+    /// (which wins when set).
+    pub e_step_points: Option<u8>,
 }
 
 impl std::str::FromStr for GpuVariant {
@@ -134,9 +140,17 @@ impl std::str::FromStr for GpuVariant {
                 "sg" => v.subgroups = true,
                 "stage" => v.staged = true,
                 "red" => v.wide_reduce = true,
+                f if f.len() > 1
+                    && f.starts_with('t')
+                    && f[1..].parse::<u16>().is_ok_and(|t| (4..=256).contains(&t)) =>
+                {
+                    v.tile_points = f[1..].parse().ok();
+                }
+                "p2" => v.e_step_points = Some(2),
+                "p4" => v.e_step_points = Some(4),
                 other => {
                     return Err(Error::param(format!(
-                        "unknown GPU kernel variant flag {other:?} in {s:?}; use base or a '+'-separated list of lse, sg, stage, red"
+                        "unknown GPU kernel variant flag {other:?} in {s:?}; use base or a '+'-separated list of lse, sg, stage, red, t4..t256, p2, p4"
                     )));
                 }
             }
@@ -148,7 +162,7 @@ impl std::str::FromStr for GpuVariant {
 impl std::fmt::Display for GpuVariant {
     /// The flags joined by `+` (`base` for none), as `FromStr` reads them.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let flags: Vec<&str> = [
+        let mut flags: Vec<String> = [
             (self.parallel_lse, "lse"),
             (self.subgroups, "sg"),
             (self.staged, "stage"),
@@ -156,8 +170,10 @@ impl std::fmt::Display for GpuVariant {
         ]
         .iter()
         .filter(|(on, _)| *on)
-        .map(|(_, name)| *name)
+        .map(|(_, name)| name.to_string())
         .collect();
+        flags.extend(self.tile_points.map(|t| format!("t{t}")));
+        flags.extend(self.e_step_points.map(|p| format!("p{p}")));
         if flags.is_empty() {
             f.write_str("base")
         } else {
@@ -482,12 +498,15 @@ impl Kernels {
             covariance_type,
             k,
             d,
-            options.tile_points,
+            options.tile_points.or(variant.tile_points.map(usize::from)),
             &ctx.limits,
             &variant,
             ctx.subgroup_sizes(),
         )?;
-        shape.ppt = match options.e_step_points {
+        shape.ppt = match options
+            .e_step_points
+            .or(variant.e_step_points.map(usize::from))
+        {
             None => shape.ppt,
             Some(4) => 4,
             Some(2) => 2,
@@ -699,7 +718,7 @@ impl<'a> GpuGmmEngine<'a> {
 
     /// The kernel variant the last K runs with on this device: the one asked for
     /// ([`GpuEngineOptions::variant`] or `EMGPU_GPU_VARIANT`) less what the device or the shape
-    /// could not run.
+    /// could not run, with the tile and points per E-step invocation it runs with.
     pub fn kernel_variant(&self) -> GpuVariant {
         let s = &self.kernels.shape;
         GpuVariant {
@@ -707,6 +726,8 @@ impl<'a> GpuGmmEngine<'a> {
             subgroups: s.lse == Lse::Subgroup,
             staged: s.staged,
             wide_reduce: self.kernels.reduce.wide,
+            tile_points: u16::try_from(s.tile).ok(),
+            e_step_points: u8::try_from(s.ppt).ok(),
         }
     }
 
@@ -1260,4 +1281,36 @@ fn upload_resident(
     }
     buffer.unmap();
     Ok(buffer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_parse_print_and_reject_unknown_flags() {
+        let v: GpuVariant = "stage+sg+red".parse().unwrap();
+        assert!(v.staged && v.subgroups && v.wide_reduce && !v.parallel_lse);
+        assert_eq!(v.to_string(), "sg+stage+red");
+        assert_eq!("base".parse::<GpuVariant>().unwrap(), GpuVariant::default());
+        assert_eq!("".parse::<GpuVariant>().unwrap(), GpuVariant::default());
+        assert_eq!(GpuVariant::default().to_string(), "base");
+        let v: GpuVariant = "lse, t128 ,p2".parse().unwrap();
+        assert_eq!(
+            v,
+            GpuVariant {
+                parallel_lse: true,
+                tile_points: Some(128),
+                e_step_points: Some(2),
+                ..Default::default()
+            }
+        );
+        assert_eq!(v.to_string().parse::<GpuVariant>().unwrap(), v);
+        for bad in ["stage+fast", "t3", "t512", "p3", "tx"] {
+            assert!(
+                matches!(bad.parse::<GpuVariant>(), Err(Error::InvalidParameter(m)) if m.contains("lse, sg, stage")),
+                "{bad}"
+            );
+        }
+    }
 }
