@@ -2,11 +2,13 @@
 //! user-facing benchmark).
 //!
 //! `gpu_timing N D K COVS ITERS` with COVS like `full,diag`; environment: `TILES=64,128`,
-//! `G_MIN=512,2048` (sweeps), `FIT=1` (also a library fit), `CPU=1` (also one CPU E-step).
+//! `G_MIN=512,2048` (sweeps), `VARIANTS="base stage+sg"` (kernel variants, space-separated; see
+//! `GpuVariant`), `FIT=1` (also a library fit), `CPU=1` (also one CPU E-step). Each line says
+//! which variant ran (what the device could run of the one asked for).
 use std::time::Instant;
 
 use emgpu::backend::cpu::CpuEngine;
-use emgpu::backend::gpu::{GpuEngineOptions, GpuGmmEngine};
+use emgpu::backend::gpu::{GpuEngineOptions, GpuGmmEngine, GpuVariant};
 use emgpu::backend::{EngineOptions, GmmEngine};
 use emgpu::gpu::GpuContext;
 use emgpu::{Backend, CovarianceType, Dataset, GaussianMixture, GmmParams, Init};
@@ -18,6 +20,17 @@ use rand_distr::{Distribution, StandardNormal};
 fn list(var: &str) -> Vec<Option<usize>> {
     match std::env::var(var) {
         Ok(v) => v.split(',').map(|s| s.trim().parse().ok()).collect(),
+        Err(_) => vec![None],
+    }
+}
+
+/// `VARIANTS` (space-separated), or `[None]` (the engine's default, `EMGPU_GPU_VARIANT`).
+fn variants() -> Vec<Option<GpuVariant>> {
+    match std::env::var("VARIANTS") {
+        Ok(v) => v
+            .split_whitespace()
+            .map(|s| Some(s.parse().unwrap()))
+            .collect(),
         Err(_) => vec![None],
     }
 }
@@ -71,16 +84,22 @@ fn main() {
         let init = GmmParams::new(cov, vec![1.0 / k as f64; k], means, covariances, d).unwrap();
         let prepared = init.prepare().unwrap();
         let mut reference: Option<f64> = None;
-        for (tile, ppt, groups) in list("TILES").into_iter().flat_map(|t| {
-            list("PPT")
+        for (variant, (tile, ppt, groups)) in variants().into_iter().flat_map(|v| {
+            list("TILES")
                 .into_iter()
-                .flat_map(move |p| list("G_MIN").into_iter().map(move |g| (t, p, g)))
+                .flat_map(|t| {
+                    list("PPT")
+                        .into_iter()
+                        .flat_map(move |p| list("G_MIN").into_iter().map(move |g| (t, p, g)))
+                })
+                .map(move |x| (v, x))
         }) {
             {
                 let options = GpuEngineOptions {
                     tile_points: tile,
                     e_step_points: ppt,
                     min_workgroups: groups,
+                    variant,
                     ..Default::default()
                 };
                 let t = Instant::now();
@@ -105,9 +124,10 @@ fn main() {
                 let rel = reference.map(|r| (lb - r).abs() / r.abs()).unwrap_or(0.0);
                 reference.get_or_insert(lb);
                 println!(
-                    "{cov:9} tile={:3} ppt={} min_groups={:5}: build {:7.1} ms, first {:8.1} ms, e-step median {:8.3} ms min {:8.3} ms ({} resident={}), lb {lb:.6} (rel diff {rel:.1e})",
+                    "{cov:9} {:14} tile={:3} ppt={} min_groups={:5}: build {:7.1} ms, first {:8.1} ms, e-step median {:8.3} ms min {:8.3} ms ({} resident={}), lb {lb:.6} (rel diff {rel:.1e})",
+                    eng.kernel_variant().to_string(),
                     eng.tile_points(),
-                    ppt.unwrap_or(4),
+                    ppt.map_or("-".into(), |p| p.to_string()),
                     groups.map_or("-".into(), |g| g.to_string()),
                     build.as_secs_f64() * 1e3,
                     first.as_secs_f64() * 1e3,

@@ -1,13 +1,16 @@
-// Shared by the Gaussian-mixture kernels (gmm_stats_full, gmm_stats_diag, gmm_points): the chunk
-// uniform, the data and parameter bindings, the tile of points in workgroup memory, log p(x, k)
-// for the four covariance types, and the log-sum-exp that turns log p(x, k) into
-// responsibilities.
+// Shared by the Gaussian-mixture kernels (gmm_stats_full, gmm_stats_full_staged, gmm_stats_diag,
+// gmm_points): the chunk uniform, the data and parameter bindings, the tile of points in
+// workgroup memory and log p(x, k) for the four covariance types. The log-sum-exp that turns
+// log p(x, k) into responsibilities comes from one of gmm_lse_{serial,wg,sg}.wgsl (prepended
+// after this file; src/gpu/kernels.rs picks it).
 //
 // Constants (prepended by src/gpu/kernels.rs, one pipeline per value set):
 //   D   features;  K  components;  DP = D + 1 rounded up to a multiple of 4;  NB = DP / 4
 //   T   points per tile (a power of two, 4 ≤ T ≤ WG);  PPT points per E-step invocation (2 or
 //       4) and PV = vec<PPT>f;  WG  invocations per workgroup (a power of two)
 //   COV 0 full, 1 tied, 2 diag, 3 spherical
+//   LSE 0 serial, 1 workgroup, 2 subgroup log-sum-exp (which gmm_lse_*.wgsl is prepended);
+//       LPP invocations per point of its log-sum-exp (1 for serial; 2 or 4 otherwise)
 //   OFF_LOGC, OFF_PREC  offsets into `params`
 //
 // `params` (f32, written by the host before every E-step):
@@ -141,38 +144,4 @@ fn log_joint_tile(lid: u32) {
             lj[(t + c * q) * K + k] = v[c];
         }
     }
-}
-
-// Log-sum-exp over the components of each valid point: with m = max_k lj and
-// e_k = exp(lj_k − m) (no overflow; the largest is exactly 1), log p(x_t) = m + log Σ_k e_k and
-// the responsibilities are e_k / Σ_k e_k; they replace lj. Points past the chunk's end get
-// responsibilities 0. Invocation t < T returns log p(x_t) (0 for the others).
-fn lse_tile(lid: u32, rows: u32) -> f32 {
-    var lpx = 0.0;
-    if (lid < T) {
-        let t = lid;
-        let row = t * K;
-        if (t < rows) {
-            var m = lj[row];
-            for (var k = 1u; k < K; k++) {
-                m = max(m, lj[row + k]);
-            }
-            var s = 0.0;
-            for (var k = 0u; k < K; k++) {
-                let e = exp(lj[row + k] - m);
-                lj[row + k] = e;
-                s += e;
-            }
-            lpx = m + log(s);
-            let inv = 1.0 / s;
-            for (var k = 0u; k < K; k++) {
-                lj[row + k] *= inv;
-            }
-        } else {
-            for (var k = 0u; k < K; k++) {
-                lj[row + k] = 0.0;
-            }
-        }
-    }
-    return lpx;
 }

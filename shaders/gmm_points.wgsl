@@ -1,16 +1,18 @@
 // Per-point outputs (score_samples, predict_proba): log p(x) of every point, and with bit 0 of
-// chunk.flags its responsibilities. Needs gmm_common.wgsl (prepended). Row n of this dispatch
-// (row chunk.row_offset + n of the bound data) writes log_px[n] and resp[n·K + k].
+// chunk.flags its responsibilities. Needs gmm_common.wgsl and a gmm_lse_*.wgsl (prepended). Row n
+// of this dispatch (row chunk.row_offset + n of the bound data) writes log_px[n] and resp[n·K + k].
 
 @group(0) @binding(3) var<storage, read_write> log_px: array<f32>;
 @group(0) @binding(4) var<storage, read_write> resp: array<f32>;
 
 @compute @workgroup_size(WG)
 fn main(
-    @builtin(local_invocation_index) lid: u32,
+    inv: Inv,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
+    let lid = inv.lid;
+    let slot = lse_slot(inv);
     tile_init(lid);
     for (var tile = wid.x; tile < chunk.n_tiles; tile += nwg.x) {
         workgroupBarrier();
@@ -19,9 +21,9 @@ fn main(
         log_joint_tile(lid);
         workgroupBarrier();
         let rows = tile_rows(tile);
-        let lpx = lse_tile(lid, rows);
-        if (lid < rows) {
-            log_px[tile * T + lid] = lpx;
+        let lpx = lse_tile(slot, rows);
+        if (slot % LPP == 0u && slot / LPP < rows) {
+            log_px[tile * T + slot / LPP] = lpx;
         }
         workgroupBarrier();
         if ((chunk.flags & 1u) != 0u) {

@@ -1,6 +1,6 @@
 // E-step and sufficient statistics, fused, for the diag and spherical covariance types (only
 // the diagonal of the second moments is needed).
-// Needs gmm_common.wgsl (prepended) and the constants it lists, plus
+// Needs gmm_common.wgsl and a gmm_lse_*.wgsl (prepended) and the constants they list, plus
 //   NE  = K·(D+1)   statistic entries (k, i), i ≤ D; entry (k, D) uses the constant-1 feature
 //   EPT             entries per invocation in one pass
 //   P   = T + 2·NE  floats per workgroup partial
@@ -13,10 +13,12 @@
 
 @compute @workgroup_size(WG)
 fn main(
-    @builtin(local_invocation_index) lid: u32,
+    inv: Inv,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
+    let lid = inv.lid;
+    let slot = lse_slot(inv);
     tile_init(lid);
     let first = wid.y * WG * EPT;
 
@@ -34,7 +36,7 @@ fn main(
         workgroupBarrier();
         log_joint_tile(lid);
         workgroupBarrier();
-        ll += lse_tile(lid, tile_rows(tile));
+        ll += lse_tile(slot, tile_rows(tile));
         workgroupBarrier();
 
         for (var m = 0u; m < EPT; m++) {
@@ -66,9 +68,9 @@ fn main(
         }
     }
 
-    // Σ log p(x) of this invocation's points (pass 0 only); the reduction pass and the host sum
-    // the T columns.
-    if (lid < T && wid.y == 0u) {
-        partials[base + lid] = ll;
+    // Σ log p(x) of this invocation's points (pass 0 only; column t from the invocation whose
+    // log-sum-exp returned point t's); the reduction pass and the host sum the T columns.
+    if (slot % LPP == 0u && slot / LPP < T && wid.y == 0u) {
+        partials[base + slot / LPP] = ll;
     }
 }

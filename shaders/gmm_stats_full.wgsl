@@ -1,5 +1,5 @@
 // E-step and sufficient statistics, fused, for the full and tied covariance types.
-// Needs gmm_common.wgsl (prepended) and the constants it lists, plus
+// Needs gmm_common.wgsl and a gmm_lse_*.wgsl (prepended) and the constants they list, plus
 //   NB2   = ceil(D / 4)         4-wide blocks of the D features
 //   NBT   = NB2·(NB2+1)/2       4×4 blocks in the upper block triangle of one component's S2
 //   NBLK  = K·NBT               S2 blocks over all components
@@ -48,10 +48,12 @@ fn shift4(k: u32, q: u32) -> vec4<f32> {
 
 @compute @workgroup_size(WG)
 fn main(
-    @builtin(local_invocation_index) lid: u32,
+    inv: Inv,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
+    let lid = inv.lid;
+    let slot = lse_slot(inv);
     tile_init(lid);
     let first_unit = wid.y * WG * BPT;
 
@@ -68,7 +70,7 @@ fn main(
         workgroupBarrier();
         log_joint_tile(lid);
         workgroupBarrier();
-        ll += lse_tile(lid, tile_rows(tile));
+        ll += lse_tile(slot, tile_rows(tile));
         workgroupBarrier();
 
         for (var m = 0u; m < BPT; m++) {
@@ -130,9 +132,9 @@ fn main(
         }
     }
 
-    // Σ log p(x) of this invocation's points (pass 0 only); the reduction pass and the host sum
-    // the T columns.
-    if (lid < T && wid.y == 0u) {
-        partials[wid.x * P + lid] = ll;
+    // Σ log p(x) of this invocation's points (pass 0 only; column t from the invocation whose
+    // log-sum-exp returned point t's); the reduction pass and the host sum the T columns.
+    if (slot % LPP == 0u && slot / LPP < T && wid.y == 0u) {
+        partials[wid.x * P + slot / LPP] = ll;
     }
 }

@@ -1,10 +1,13 @@
 // Second pass of the statistics reduction: sums the rows of `partials` ([n_rows][n_cols], one
 // row per workgroup of a gmm_stats_* dispatch) into out[out_offset + col].
-// Constant (prepended): WG = 256 invocations, seen as 32 columns × 8 lanes.
+// Constants (prepended): WG = 256 invocations, seen as COLS columns × LANES lanes
+// (COLS·LANES = WG; LANES a power of two); UNROLL 1 or 4.
 //
-// Invocation (lane, c) sums rows lane, lane + 8, ... of column c (consecutive invocations read
-// consecutive floats of one row: coalesced), then the 8 lanes are summed as a tree in workgroup
-// memory. Workgroup g covers columns [32·g, 32·g + 32); g = wid.y·nwg.x + wid.x.
+// Invocation (lane, c) sums rows lane, lane + LANES, ... of column c (consecutive invocations
+// read consecutive floats of one row: coalesced), then the LANES lanes are summed as a tree in
+// workgroup memory. Workgroup g covers columns [COLS·g, COLS·g + COLS); g = wid.y·nwg.x + wid.x.
+// With UNROLL = 4 each invocation keeps four sums (rows r, r + LANES, r + 2·LANES, r + 3·LANES)
+// so that four loads are in flight instead of one chain of dependent adds.
 
 // Mirrored by `ReduceUniform` in src/gpu/kernels.rs.
 struct Reduce {
@@ -16,9 +19,6 @@ struct Reduce {
     out_offset: u32,
     _pad: u32,
 }
-
-const COLS: u32 = 32u;
-const LANES: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> red_args: Reduce;
 @group(0) @binding(1) var<storage, read> partials: array<f32>;
@@ -37,8 +37,23 @@ fn main(
     let col = (wid.y * nwg.x + wid.x) * COLS + c;
     var s = 0.0;
     if (col < red_args.n_cols) {
-        for (var r = lane; r < red_args.n_rows; r += LANES) {
-            s += partials[r * red_args.n_cols + col];
+        let n = red_args.n_rows;
+        let nc = red_args.n_cols;
+        var r = lane;
+        if (UNROLL == 4u) {
+            var s4 = vec4<f32>(0.0);
+            for (; r + 3u * LANES < n; r += 4u * LANES) {
+                s4 += vec4<f32>(
+                    partials[r * nc + col],
+                    partials[(r + LANES) * nc + col],
+                    partials[(r + 2u * LANES) * nc + col],
+                    partials[(r + 3u * LANES) * nc + col],
+                );
+            }
+            s = (s4.x + s4.y) + (s4.z + s4.w);
+        }
+        for (; r < n; r += LANES) {
+            s += partials[r * nc + col];
         }
     }
     sums[lid] = s;

@@ -21,7 +21,7 @@ use common::assert_close;
 use emgpu::backend::EngineOptions;
 use emgpu::backend::GmmEngine;
 use emgpu::backend::cpu::CpuEngine;
-use emgpu::backend::gpu::{GpuEngineOptions, GpuGmmEngine};
+use emgpu::backend::gpu::{GpuEngineOptions, GpuGmmEngine, GpuVariant};
 use emgpu::gpu::GpuContext;
 use emgpu::models::gmm::{GmmStats, m_step};
 use emgpu::{Backend, CovarianceType, Dataset, FittedGmm, GaussianMixture, GmmParams, Init};
@@ -572,4 +572,100 @@ fn the_gpu_engine_rejects_parameters_of_another_shape() {
         gpu.e_step(&p),
         Err(emgpu::Error::InvalidParameter(_))
     ));
+}
+
+/// Every kernel variant (`GpuEngineOptions::variant`, `EMGPU_GPU_VARIANT`) against the CPU: the
+/// E-step statistics of a few iterations on the cases that reach each variant's edges (K = 1,
+/// D = 1 has one lane per point, D = K = 16, tiles of 16 points in resident chunks, streamed
+/// chunks), and the per-point outputs, which share the log-sum-exp. (The whole file runs with
+/// any variant under `EMGPU_GPU_VARIANT`.)
+/// The variants that a device can run are checked to be the ones that ran.
+#[test]
+fn every_kernel_variant_matches_the_cpu() {
+    let Some(gpu_b) = common::gpu_backend("every_kernel_variant_matches_the_cpu") else {
+        return;
+    };
+    let ctx = GpuContext::shared().unwrap();
+    let subgroups_usable = ctx.subgroup_sizes().is_some_and(|(lo, hi)| {
+        lo.is_power_of_two() && hi.is_power_of_two() && lo >= 4 && hi <= 256
+    });
+    // `stage` with the serial log-sum-exp; `lse` and `sg` alone; everything together.
+    let wanted = ["lse", "sg", "stage", "stage+sg+red"];
+    let all = cases();
+    let picked: Vec<&Case> = all
+        .iter()
+        .filter(|c| {
+            c.name.starts_with("d=1 ")
+                || c.name.starts_with("k=1 ")
+                || c.name.starts_with("d=16 k=16")
+                || c.name.starts_with("streamed")
+                || c.name.starts_with("resident chunks")
+        })
+        .collect();
+    assert_eq!(picked.len(), 5, "the cases this test picks by name");
+    for name in wanted {
+        let variant: GpuVariant = name.parse().unwrap();
+        for case in &picked {
+            let data = Dataset::from_array(&case.x);
+            let sd = std_devs(&case.x);
+            let covs = if variant.staged && !variant.parallel_lse && !variant.subgroups {
+                vec![CovarianceType::Full, CovarianceType::Tied]
+            } else {
+                vec![
+                    CovarianceType::Full,
+                    CovarianceType::Tied,
+                    CovarianceType::Diag,
+                ]
+            };
+            for cov in covs {
+                let k = k_for(case, cov);
+                let options = GpuEngineOptions {
+                    variant: Some(variant),
+                    ..case.options
+                };
+                let mut cpu = CpuEngine::new(&data, EngineOptions::default(), String::new());
+                let mut gpu = gpu_engine(&data, cov, k, options);
+                let ran = gpu.kernel_variant();
+                let what = format!("{} {cov} variant {name} (ran {ran})", case.name);
+                if case.name.starts_with("d=16 k=16") {
+                    let full = matches!(cov, CovarianceType::Full | CovarianceType::Tied);
+                    assert_eq!(ran.staged, variant.staged && full, "{what}");
+                    assert_eq!(ran.wide_reduce, variant.wide_reduce, "{what}");
+                    assert_eq!(
+                        ran.subgroups,
+                        variant.subgroups && subgroups_usable,
+                        "{what}"
+                    );
+                    assert_eq!(
+                        ran.parallel_lse,
+                        (variant.parallel_lse || variant.subgroups) && !ran.subgroups,
+                        "{what}"
+                    );
+                }
+                let mut params = init_params(&case.x, k, cov, 11);
+                for it in 0..case.iters.min(2) {
+                    let prepared = params.prepare().unwrap();
+                    let want = cpu.e_step(&prepared).unwrap();
+                    let got = gpu.e_step(&prepared).unwrap();
+                    assert_stats_close(&format!("{what} iteration {it}"), &got, &want, &sd);
+                    params = m_step(&want, REG).unwrap();
+                }
+                // Per-point outputs with the same log-sum-exp.
+                let n = case.x.nrows();
+                let p = params.prepare().unwrap();
+                let (mut lp_cpu, mut r_cpu) = (vec![0.0; n], vec![0.0; n * k]);
+                cpu.log_likelihoods(&p, &mut lp_cpu).unwrap();
+                cpu.responsibilities(&p, &mut r_cpu).unwrap();
+                let (mut lp, mut r) = (vec![f64::NAN; n], vec![f64::NAN; n * k]);
+                gpu.log_likelihoods(&p, &mut lp).unwrap();
+                gpu.responsibilities(&p, &mut r).unwrap();
+                let scale = 1e-4 * case.x.ncols() as f64;
+                assert_close(&format!("{what}: log p(x)"), &lp, &lp_cpu, RTOL, scale);
+                assert_close(&format!("{what}: responsibilities"), &r, &r_cpu, RTOL, 1e-4);
+            }
+        }
+        eprintln!("variant {name}: ok on {}", ctx.device_label());
+    }
+    let _ = gpu_b;
+    eprintln!("subgroups {:?}", ctx.subgroup_sizes());
 }

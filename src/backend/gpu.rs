@@ -39,7 +39,8 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::gpu::kernels::{
-    ChunkUniform, GmmShape, KernelPipeline, PointsKernel, ReduceKernel, ReduceUniform, StatsKernel,
+    ChunkUniform, GmmShape, KernelPipeline, Lse, PointsKernel, ReduceKernel, ReduceUniform,
+    StatsKernel,
 };
 use crate::models::gmm::{CovarianceType, GmmStats, Prepared};
 
@@ -92,6 +93,109 @@ pub struct GpuEngineOptions {
     /// Minimum number of workgroups of a statistics dispatch (when there are that many tiles).
     /// `None`: 1024, enough to fill a large GPU. A tuning knob for benchmarks.
     pub min_workgroups: Option<usize>,
+    /// Which forms of the Gaussian-mixture kernels to build. `None`: `EMGPU_GPU_VARIANT` if set
+    /// (parsed by [`GpuVariant`]'s `FromStr`), else the default kernels. A tuning knob for
+    /// benchmarks.
+    pub variant: Option<GpuVariant>,
+}
+
+/// Forms of the Gaussian-mixture kernels (tuning variants; every one computes the same
+/// statistics and passes the same tests). Written as a `+`-separated list of flags, `base` for
+/// none: `lse`, `sg`, `stage`, `red`, and `tN` / `pN` for the tile and the points per E-step
+/// invocation (e.g. `stage+sg+red`, `stage+sg+p4`, `sg+t128`); see each field. Where the device
+/// or the shape cannot run a flag, the engine uses the next plainer form
+/// ([`GpuGmmEngine::kernel_variant`] says what ran).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct GpuVariant {
+    /// `lse`: the log-sum-exp of each point on up to 4 invocations (partial maxima and sums
+    /// exchanged through workgroup memory, two more barriers per tile) instead of one
+    /// invocation per point walking all K components while the rest of the workgroup waits.
+    pub parallel_lse: bool,
+    /// `sg`: as `lse`, exchanging with subgroup shuffles (no workgroup memory, no extra
+    /// barrier); `lse` where the device has no subgroup operations.
+    pub subgroups: bool,
+    /// `stage` (full and tied only): √r·(x − s) of every point and component staged in
+    /// workgroup memory once per tile, so that the second-moment blocks are plain outer
+    /// products (two 16-byte loads per 16 FMAs); tiles of 32 points.
+    pub staged: bool,
+    /// `red`: the reduction pass with 16 columns × 16 lanes per workgroup and four loads in
+    /// flight per invocation (instead of 32 × 8 and one).
+    pub wide_reduce: bool,
+    /// `tN`: points per tile, as [`GpuEngineOptions::tile_points`] (which wins when set).
+    pub tile_points: Option<u16>,
+    /// `pN` (2 or 4): points per E-step invocation, as [`GpuEngineOptions::e_step_points`]
+    /// (which wins when set).
+    pub e_step_points: Option<u8>,
+}
+
+impl std::str::FromStr for GpuVariant {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let mut v = GpuVariant::default();
+        for flag in s.split(['+', ',']).map(str::trim).filter(|f| !f.is_empty()) {
+            match flag {
+                "base" => {}
+                "lse" => v.parallel_lse = true,
+                "sg" => v.subgroups = true,
+                "stage" => v.staged = true,
+                "red" => v.wide_reduce = true,
+                f if f.len() > 1
+                    && f.starts_with('t')
+                    && f[1..].parse::<u16>().is_ok_and(|t| (4..=256).contains(&t)) =>
+                {
+                    v.tile_points = f[1..].parse().ok();
+                }
+                "p2" => v.e_step_points = Some(2),
+                "p4" => v.e_step_points = Some(4),
+                other => {
+                    return Err(Error::param(format!(
+                        "unknown GPU kernel variant flag {other:?} in {s:?}; use base or a '+'-separated list of lse, sg, stage, red, t4..t256, p2, p4"
+                    )));
+                }
+            }
+        }
+        Ok(v)
+    }
+}
+
+impl std::fmt::Display for GpuVariant {
+    /// The flags joined by `+` (`base` for none), as `FromStr` reads them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut flags: Vec<String> = [
+            (self.parallel_lse, "lse"),
+            (self.subgroups, "sg"),
+            (self.staged, "stage"),
+            (self.wide_reduce, "red"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| name.to_string())
+        .collect();
+        flags.extend(self.tile_points.map(|t| format!("t{t}")));
+        flags.extend(self.e_step_points.map(|p| format!("p{p}")));
+        if flags.is_empty() {
+            f.write_str("base")
+        } else {
+            f.write_str(&flags.join("+"))
+        }
+    }
+}
+
+impl GpuVariant {
+    /// `options.variant`, else `EMGPU_GPU_VARIANT`, else the default.
+    fn resolve(options: &GpuEngineOptions) -> Result<Self> {
+        match options.variant {
+            Some(v) => Ok(v),
+            None => match std::env::var("EMGPU_GPU_VARIANT") {
+                Ok(s) => s.parse().map_err(|e| match e {
+                    Error::InvalidParameter(m) => Error::param(format!("EMGPU_GPU_VARIANT: {m}")),
+                    other => other,
+                }),
+                Err(_) => Ok(Self::default()),
+            },
+        }
+    }
 }
 
 impl From<EngineOptions> for GpuEngineOptions {
@@ -105,6 +209,7 @@ impl From<EngineOptions> for GpuEngineOptions {
             tile_points: None,
             e_step_points: None,
             min_workgroups: None,
+            variant: None,
         }
     }
 }
@@ -388,9 +493,22 @@ impl Kernels {
     ) -> Result<Self> {
         let ctx = &gd.ctx;
         let d = gd.centre.len();
-        let mut shape = GmmShape::new(covariance_type, k, d, options.tile_points, &ctx.limits)?;
-        shape.ppt = match options.e_step_points {
-            None | Some(4) => 4,
+        let variant = GpuVariant::resolve(options)?;
+        let mut shape = GmmShape::with_variant(
+            covariance_type,
+            k,
+            d,
+            options.tile_points.or(variant.tile_points.map(usize::from)),
+            &ctx.limits,
+            &variant,
+            ctx.subgroup_sizes(),
+        )?;
+        shape.ppt = match options
+            .e_step_points
+            .or(variant.e_step_points.map(usize::from))
+        {
+            None => shape.ppt,
+            Some(4) => 4,
             Some(2) => 2,
             Some(other) => {
                 return Err(Error::param(format!(
@@ -399,7 +517,7 @@ impl Kernels {
             }
         };
         let stats = StatsKernel::new(ctx, &shape)?;
-        let reduce = ReduceKernel::new(ctx)?;
+        let reduce = ReduceKernel::with_layout(ctx, variant.wide_reduce)?;
         ctx.checked("allocating the GPU buffers", || {
             Self::allocate(gd, shape, stats, reduce, options)
         })
@@ -598,6 +716,21 @@ impl<'a> GpuGmmEngine<'a> {
         self.kernels.shape.tile
     }
 
+    /// The kernel variant the last K runs with on this device: the one asked for
+    /// ([`GpuEngineOptions::variant`] or `EMGPU_GPU_VARIANT`) less what the device or the shape
+    /// could not run, with the tile and points per E-step invocation it runs with.
+    pub fn kernel_variant(&self) -> GpuVariant {
+        let s = &self.kernels.shape;
+        GpuVariant {
+            parallel_lse: s.lse == Lse::Workgroup,
+            subgroups: s.lse == Lse::Subgroup,
+            staged: s.staged,
+            wide_reduce: self.kernels.reduce.wide,
+            tile_points: u16::try_from(s.tile).ok(),
+            e_step_points: u8::try_from(s.ppt).ok(),
+        }
+    }
+
     /// The context the engine runs on.
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.gd.ctx
@@ -663,7 +796,7 @@ impl<'a> GpuGmmEngine<'a> {
         pass.set_pipeline(&kn.reduce.kernel.pipeline);
         pass.set_bind_group(0, &chunk.reduce_bind, &[]);
         let (x, y) = grid(
-            kn.stats.partial_len.div_ceil(ReduceKernel::COLS),
+            kn.stats.partial_len.div_ceil(kn.reduce.cols),
             self.gd.ctx.limits.max_compute_workgroups_per_dimension,
         );
         pass.dispatch_workgroups(x, y, 1);
@@ -1148,4 +1281,36 @@ fn upload_resident(
     }
     buffer.unmap();
     Ok(buffer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_parse_print_and_reject_unknown_flags() {
+        let v: GpuVariant = "stage+sg+red".parse().unwrap();
+        assert!(v.staged && v.subgroups && v.wide_reduce && !v.parallel_lse);
+        assert_eq!(v.to_string(), "sg+stage+red");
+        assert_eq!("base".parse::<GpuVariant>().unwrap(), GpuVariant::default());
+        assert_eq!("".parse::<GpuVariant>().unwrap(), GpuVariant::default());
+        assert_eq!(GpuVariant::default().to_string(), "base");
+        let v: GpuVariant = "lse, t128 ,p2".parse().unwrap();
+        assert_eq!(
+            v,
+            GpuVariant {
+                parallel_lse: true,
+                tile_points: Some(128),
+                e_step_points: Some(2),
+                ..Default::default()
+            }
+        );
+        assert_eq!(v.to_string().parse::<GpuVariant>().unwrap(), v);
+        for bad in ["stage+fast", "t3", "t512", "p3", "tx"] {
+            assert!(
+                matches!(bad.parse::<GpuVariant>(), Err(Error::InvalidParameter(m)) if m.contains("lse, sg, stage")),
+                "{bad}"
+            );
+        }
+    }
 }

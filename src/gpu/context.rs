@@ -137,7 +137,9 @@ impl GpuContext {
         let info = adapter.get_info();
         let desc = wgpu::DeviceDescriptor {
             label: Some("emgpu"),
-            required_features: wgpu::Features::empty(),
+            // Subgroup operations where the adapter has them (the `sg` kernel variant uses them;
+            // every kernel has a form without them).
+            required_features: adapter.features() & wgpu::Features::SUBGROUP,
             // The adapter's own limits: the biggest bindings, buffers and workgroup memory this
             // hardware (or driver) allows, not WebGPU's portable defaults.
             required_limits: adapter.limits(),
@@ -183,6 +185,15 @@ impl GpuContext {
     /// The adapter's description with the device's limits.
     pub fn summary(&self) -> AdapterSummary {
         AdapterSummary::new(&self.info, &self.limits)
+    }
+
+    /// The smallest and largest subgroup size when the device was created with subgroup
+    /// operations (`wgpu::Features::SUBGROUP`), else `None`.
+    pub fn subgroup_sizes(&self) -> Option<(u32, u32)> {
+        self.device
+            .features()
+            .contains(wgpu::Features::SUBGROUP)
+            .then_some((self.info.subgroup_min_size, self.info.subgroup_max_size))
     }
 
     /// The device's name for reports: adapter name, API and kind.

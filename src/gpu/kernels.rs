@@ -17,11 +17,16 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 
 use super::context::GpuContext;
+use crate::backend::gpu::GpuVariant;
 use crate::error::{Error, Result};
 use crate::models::gmm::CovarianceType;
 
 const GMM_COMMON: &str = include_str!("../../shaders/gmm_common.wgsl");
 const GMM_STATS_FULL: &str = include_str!("../../shaders/gmm_stats_full.wgsl");
+const GMM_STATS_FULL_STAGED: &str = include_str!("../../shaders/gmm_stats_full_staged.wgsl");
+const GMM_LSE_SERIAL: &str = include_str!("../../shaders/gmm_lse_serial.wgsl");
+const GMM_LSE_WG: &str = include_str!("../../shaders/gmm_lse_wg.wgsl");
+const GMM_LSE_SG: &str = include_str!("../../shaders/gmm_lse_sg.wgsl");
 const GMM_STATS_DIAG: &str = include_str!("../../shaders/gmm_stats_diag.wgsl");
 const GMM_POINTS: &str = include_str!("../../shaders/gmm_points.wgsl");
 const REDUCE_PARTIALS: &str = include_str!("../../shaders/reduce_partials.wgsl");
@@ -37,6 +42,15 @@ pub(crate) const WG: u32 = 256;
 /// H100: full 64 and 128 within 3% (256 slower), diag 64 15–20% faster than 32 or 128; on
 /// lavapipe 64 is about twice as fast as 128.
 pub(crate) const DEFAULT_TILE: usize = 64;
+
+/// Points per tile of the staged full-covariance kernel (`gmm_stats_full_staged.wgsl`) unless the
+/// caller asks otherwise: its staged deviations take 16·K·⌈D/4⌉ bytes per point (1 KiB at
+/// D = K = 16), so 32 points (37.5 KiB in all with the log-sum-exp arrays) fit the 48 KiB
+/// that NVIDIA's Vulkan driver allows a workgroup.
+pub(crate) const STAGED_TILE: usize = 32;
+
+/// The smallest tile the staged kernel runs with; below it the plain kernel is used.
+const STAGED_MIN_TILE: usize = 8;
 
 /// Units (4×4 blocks or row pieces, 16 floats of accumulators) per invocation in one pass of
 /// `gmm_stats_full`.
@@ -186,6 +200,35 @@ fn shader_bounds_checks() -> bool {
     std::env::var("EMGPU_SHADER_BOUNDS_CHECKS").is_ok_and(|v| v == "1")
 }
 
+/// Which log-sum-exp the E-step kernels are built with (`shaders/gmm_lse_*.wgsl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lse {
+    /// One invocation per point (`gmm_lse_serial.wgsl`).
+    Serial,
+    /// `lpp` invocations per point, exchanging through workgroup memory (`gmm_lse_wg.wgsl`).
+    Workgroup,
+    /// `lpp` invocations per point, exchanging with subgroup shuffles (`gmm_lse_sg.wgsl`).
+    Subgroup,
+}
+
+impl Lse {
+    fn code(self) -> u32 {
+        match self {
+            Lse::Serial => 0,
+            Lse::Workgroup => 1,
+            Lse::Subgroup => 2,
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Lse::Serial => GMM_LSE_SERIAL,
+            Lse::Workgroup => GMM_LSE_WG,
+            Lse::Subgroup => GMM_LSE_SG,
+        }
+    }
+}
+
 /// The sizes a GMM kernel is specialized on, and the tile it runs with on this device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct GmmShape {
@@ -201,12 +244,18 @@ pub(crate) struct GmmShape {
     pub tile: usize,
     /// Points per invocation of the E-step (2 or 4).
     pub ppt: usize,
+    /// The log-sum-exp.
+    pub lse: Lse,
+    /// Invocations per point of the log-sum-exp (1 for [`Lse::Serial`]).
+    pub lpp: usize,
+    /// Full and tied: the staged statistics kernel (`gmm_stats_full_staged.wgsl`).
+    pub staged: bool,
 }
 
 impl GmmShape {
     /// The shape for `k` components of `d` features, with the largest tile of at most `tile`
     /// points (default [`DEFAULT_TILE`]; rounded down to a power of two ≥ 4) whose workgroup
-    /// memory fits the device's limit.
+    /// memory fits the device's limit, and the default kernels.
     pub fn new(
         cov: CovarianceType,
         k: usize,
@@ -214,20 +263,95 @@ impl GmmShape {
         tile: Option<usize>,
         limits: &wgpu::Limits,
     ) -> Result<Self> {
+        Self::with_variant(cov, k, d, tile, limits, &GpuVariant::default(), None)
+    }
+
+    /// The shape of `variant`'s kernels, where this device can run them: the staged kernel only
+    /// for full and tied covariances and when a tile of at least 8 points fits the workgroup
+    /// memory (default tile [`STAGED_TILE`]); a parallel log-sum-exp only with at least 2
+    /// components and 2 invocations per point; subgroup shuffles only when `subgroups` (the
+    /// device's smallest and largest subgroup size, `None` without the feature) are powers of
+    /// two from the lanes per point to [`WG`]. Otherwise the next plainer kernel.
+    pub fn with_variant(
+        cov: CovarianceType,
+        k: usize,
+        d: usize,
+        tile: Option<usize>,
+        limits: &wgpu::Limits,
+        variant: &GpuVariant,
+        subgroups: Option<(u32, u32)>,
+    ) -> Result<Self> {
         let dp = (d + 1).div_ceil(4) * 4;
-        let want = tile.unwrap_or(DEFAULT_TILE).clamp(4, WG as usize);
-        let mut tile = 1usize << want.ilog2();
+        let nb2 = d.div_ceil(4);
+        let wg = WG as usize;
         let limit = limits.max_compute_workgroup_storage_size as usize;
-        let bytes = |t: usize| 4 * (t * dp + t * k);
-        // A multiple of 4: the E-step takes four points per invocation.
-        while tile > 4 && bytes(tile) > limit {
-            tile /= 2;
+        let parallel = variant.parallel_lse || variant.subgroups;
+        // Lanes per point of a parallel log-sum-exp: a power of two ≤ 4, ≤ K, with T·LPP ≤ WG.
+        let lpp_of = |t: usize| {
+            if parallel {
+                let m = 4.min(k).min(wg / t).max(1);
+                1usize << m.ilog2()
+            } else {
+                1
+            }
+        };
+        let sg_ok = |lpp: usize| {
+            variant.subgroups
+                && subgroups.is_some_and(|(lo, hi)| {
+                    lo.is_power_of_two()
+                        && hi.is_power_of_two()
+                        && lo as usize >= lpp
+                        && hi as usize <= wg
+                })
+        };
+        let lse_of = |t: usize| {
+            let lpp = lpp_of(t);
+            if lpp < 2 {
+                (Lse::Serial, 1)
+            } else if sg_ok(lpp) {
+                (Lse::Subgroup, lpp)
+            } else {
+                (Lse::Workgroup, lpp)
+            }
+        };
+        let bytes = |t: usize, staged: bool| {
+            let (lse, lpp) = lse_of(t);
+            let mut b = 4 * (t * dp + t * k);
+            if lse == Lse::Workgroup {
+                b += 8 * t * lpp;
+            }
+            if staged {
+                b += 16 * t * k * nb2 + 4 * t * k;
+            }
+            b
+        };
+        let pow2_tile = |want: usize| 1usize << want.clamp(4, wg).ilog2();
+        // The staged kernel where a tile of at least STAGED_MIN_TILE points fits.
+        let mut staged = false;
+        let mut tile_pts = 0;
+        if variant.staged && matches!(cov, CovarianceType::Full | CovarianceType::Tied) {
+            let mut t = pow2_tile(tile.unwrap_or(STAGED_TILE));
+            while t > STAGED_MIN_TILE && bytes(t, true) > limit {
+                t /= 2;
+            }
+            if t >= STAGED_MIN_TILE && bytes(t, true) <= limit {
+                staged = true;
+                tile_pts = t;
+            }
         }
-        if bytes(tile) > limit {
-            return Err(Error::DeviceLimits(format!(
-                "a tile of 4 points of {d} features with {k} components needs {} bytes of workgroup memory, the device allows {limit}; use the CPU backend",
-                bytes(4)
-            )));
+        if !staged {
+            let mut t = pow2_tile(tile.unwrap_or(DEFAULT_TILE));
+            // A multiple of 4: the E-step takes four points per invocation.
+            while t > 4 && bytes(t, false) > limit {
+                t /= 2;
+            }
+            if bytes(t, false) > limit {
+                return Err(Error::DeviceLimits(format!(
+                    "a tile of 4 points of {d} features with {k} components needs {} bytes of workgroup memory, the device allows {limit}; use the CPU backend",
+                    bytes(4, false)
+                )));
+            }
+            tile_pts = t;
         }
         // Indices into the parameter buffer and the tiles are u32 on the GPU.
         let params = k * dp + k + cov.cov_len(k, d);
@@ -236,13 +360,24 @@ impl GmmShape {
                 "{k} components of {d} features have too many parameters for the GPU kernels; use the CPU backend"
             )));
         }
+        let (lse, lpp) = lse_of(tile_pts);
+        // The staged kernel's smaller tiles give too few (point, component) pairs for four
+        // points per invocation to keep every invocation of the E-step busy.
+        let ppt = if staged && (tile_pts / 4) * k < wg {
+            2
+        } else {
+            4
+        };
         Ok(Self {
             cov,
             k,
             d,
             dp,
-            tile,
-            ppt: 4,
+            tile: tile_pts,
+            ppt,
+            lse,
+            lpp,
+            staged,
         })
     }
 
@@ -286,7 +421,8 @@ impl GmmShape {
             "const D: u32 = {}u;\nconst K: u32 = {}u;\nconst DP: u32 = {}u;\nconst NB: u32 = {}u;\n\
              const T: u32 = {}u;\nconst WG: u32 = {WG}u;\nconst COV: u32 = {}u;\n\
              const OFF_LOGC: u32 = {}u;\nconst OFF_PREC: u32 = {}u;\n\
-             const PPT: u32 = {}u;\nalias PV = vec{}<f32>;\n",
+             const PPT: u32 = {}u;\nalias PV = vec{}<f32>;\n\
+             const LSE: u32 = {}u;\nconst LPP: u32 = {}u;\n",
             self.d,
             self.k,
             self.dp,
@@ -297,7 +433,14 @@ impl GmmShape {
             self.off_prec(),
             self.ppt,
             self.ppt,
+            self.lse.code(),
+            self.lpp,
         )
+    }
+
+    /// The WGSL source of the log-sum-exp (prepended after `gmm_common.wgsl`).
+    fn lse_source(&self) -> &'static str {
+        self.lse.source()
     }
 }
 
@@ -321,9 +464,14 @@ impl StatsSpec {
             let passes = nu.div_ceil(wg * MAX_BLOCKS_PER_THREAD);
             let bpt = nu.div_ceil(wg * passes);
             let p = shape.tile + 16 * nblk + 4 * shape.k * shape.nb();
+            let (name, source) = if shape.staged {
+                ("gmm_stats_full_staged", GMM_STATS_FULL_STAGED)
+            } else {
+                ("gmm_stats_full", GMM_STATS_FULL)
+            };
             Self {
-                name: "gmm_stats_full",
-                source: GMM_STATS_FULL,
+                name,
+                source,
                 consts: format!(
                     "const NB2: u32 = {nb2}u;\nconst NBT: u32 = {nbt}u;\nconst NBLK: u32 = {nblk}u;\n\
                      const NU: u32 = {nu}u;\nconst BPT: u32 = {bpt}u;\nconst P: u32 = {p}u;\n"
@@ -377,7 +525,7 @@ impl StatsKernel {
         }
         let header = format!("{}{consts}", shape.header());
         let kernel = ctx.pipeline(&format!("{name}\n{header}"), || {
-            let source = format!("{header}{GMM_COMMON}{source}");
+            let source = format!("{header}{GMM_COMMON}{}{source}", shape.lse_source());
             build_kernel(
                 ctx,
                 name,
@@ -404,7 +552,7 @@ impl PointsKernel {
     pub fn new(ctx: &GpuContext, shape: &GmmShape) -> Result<Self> {
         let header = shape.header();
         let kernel = ctx.pipeline(&format!("gmm_points\n{header}"), || {
-            let source = format!("{header}{GMM_COMMON}{GMM_POINTS}");
+            let source = format!("{header}{GMM_COMMON}{}{GMM_POINTS}", shape.lse_source());
             build_kernel(
                 ctx,
                 "gmm_points",
@@ -426,15 +574,31 @@ impl PointsKernel {
 pub(crate) struct ReduceKernel {
     /// Pipeline and layout.
     pub kernel: Arc<KernelPipeline>,
+    /// Columns each workgroup sums.
+    pub cols: usize,
+    /// Whether this is the wide layout (see [`ReduceKernel::with_layout`]).
+    pub wide: bool,
 }
 
 impl ReduceKernel {
-    /// Columns each workgroup sums.
+    /// Columns each workgroup of [`ReduceKernel::new`]'s kernel sums.
     pub const COLS: usize = 32;
 
-    /// The kernel (it depends on nothing but the workgroup size).
+    /// The kernel with 32 columns × 8 lanes per workgroup, one load in flight per invocation.
     pub fn new(ctx: &GpuContext) -> Result<Self> {
-        let header = format!("const WG: u32 = {WG}u;\n");
+        Self::with_layout(ctx, false)
+    }
+
+    /// `wide`: 16 columns × 16 lanes per workgroup and four loads in flight per invocation (twice
+    /// the workgroups, each invocation summing an eighth as many rows in chains a quarter as
+    /// long); otherwise as [`ReduceKernel::new`].
+    pub fn with_layout(ctx: &GpuContext, wide: bool) -> Result<Self> {
+        let (cols, lanes, unroll) = if wide {
+            (16, 16, 4)
+        } else {
+            (Self::COLS, 8, 1)
+        };
+        let header = reduce_header(cols, lanes, unroll);
         let kernel = ctx.pipeline(&format!("reduce_partials\n{header}"), || {
             let source = format!("{header}{REDUCE_PARTIALS}");
             build_kernel(
@@ -444,8 +608,15 @@ impl ReduceKernel {
                 &[Slot::Uniform, Slot::Read, Slot::ReadWrite],
             )
         })?;
-        Ok(Self { kernel })
+        Ok(Self { kernel, cols, wide })
     }
+}
+
+/// The constants of `reduce_partials.wgsl`.
+fn reduce_header(cols: usize, lanes: usize, unroll: usize) -> String {
+    format!(
+        "const WG: u32 = {WG}u;\nconst COLS: u32 = {cols}u;\nconst LANES: u32 = {lanes}u;\nconst UNROLL: u32 = {unroll}u;\n"
+    )
 }
 
 /// The full WGSL sources of every kernel for `shape`, as the pipelines compile them (for tests
@@ -453,16 +624,21 @@ impl ReduceKernel {
 #[cfg(test)]
 pub(crate) fn sources_for_tests(shape: &GmmShape) -> Vec<(&'static str, String)> {
     let h = shape.header();
+    let lse = shape.lse_source();
     let stats = StatsSpec::new(shape);
     vec![
         (
             stats.name,
-            format!("{h}{}{GMM_COMMON}{}", stats.consts, stats.source),
+            format!("{h}{}{GMM_COMMON}{lse}{}", stats.consts, stats.source),
         ),
-        ("gmm_points", format!("{h}{GMM_COMMON}{GMM_POINTS}")),
+        ("gmm_points", format!("{h}{GMM_COMMON}{lse}{GMM_POINTS}")),
         (
             "reduce_partials",
-            format!("const WG: u32 = {WG}u;\n{REDUCE_PARTIALS}"),
+            format!("{}{REDUCE_PARTIALS}", reduce_header(32, 8, 1)),
+        ),
+        (
+            "reduce_partials",
+            format!("{}{REDUCE_PARTIALS}", reduce_header(16, 16, 4)),
         ),
     ]
 }
@@ -474,12 +650,17 @@ mod tests {
     fn parse(name: &str, source: &str) -> naga::Module {
         let module = naga::front::wgsl::parse_str(source)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        // Subgroup operations need the capability; the other kernels need none.
+        let caps = if source.contains("subgroup") {
+            naga::valid::Capabilities::SUBGROUP
+        } else {
+            naga::valid::Capabilities::empty()
+        };
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
         module
     }
 
@@ -505,6 +686,9 @@ mod tests {
             dp: 4,
             tile: 64,
             ppt: 4,
+            lse: Lse::Serial,
+            lpp: 1,
+            staged: false,
         };
         for (name, source) in sources_for_tests(&shape) {
             let module = parse(name, &source);
@@ -524,18 +708,66 @@ mod tests {
 
     #[test]
     fn every_kernel_validates_for_every_covariance_type_and_edge_shapes() {
-        let limits = wgpu::Limits::default();
-        for cov in CovarianceType::ALL {
-            for (k, d) in [(1, 1), (3, 2), (16, 16), (5, 7), (2, 33)] {
-                let mut shape = GmmShape::new(cov, k, d, None, &limits).unwrap();
-                for ppt in [2, 4] {
-                    shape.ppt = ppt;
-                    for (name, source) in sources_for_tests(&shape) {
-                        parse(&format!("{name} {cov} k={k} d={d} ppt={ppt}"), &source);
+        let limits = wgpu::Limits {
+            max_compute_workgroup_storage_size: 48 << 10,
+            ..Default::default()
+        };
+        for variant in ["base", "lse", "sg", "stage", "stage+sg+red"] {
+            let variant: GpuVariant = variant.parse().unwrap();
+            for cov in CovarianceType::ALL {
+                for (k, d) in [(1, 1), (3, 2), (16, 16), (5, 7), (2, 33), (4, 8)] {
+                    let mut shape =
+                        GmmShape::with_variant(cov, k, d, None, &limits, &variant, Some((32, 32)))
+                            .unwrap();
+                    for ppt in [2, 4] {
+                        shape.ppt = ppt;
+                        for (name, source) in sources_for_tests(&shape) {
+                            parse(
+                                &format!("{name} {variant} {cov} k={k} d={d} ppt={ppt}"),
+                                &source,
+                            );
+                        }
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn variants_fall_back_where_the_device_or_the_shape_cannot_run_them() {
+        let mut limits = wgpu::Limits {
+            max_compute_workgroup_storage_size: 48 << 10,
+            ..Default::default()
+        };
+        let all: GpuVariant = "stage+sg+red".parse().unwrap();
+        let shape = |cov, k, d, limits: &wgpu::Limits, sg| {
+            GmmShape::with_variant(cov, k, d, None, limits, &all, sg).unwrap()
+        };
+        // D = K = 16 on an H100-like device: staged, 32 points, 2 per E-step invocation,
+        // subgroup log-sum-exp with 4 lanes per point.
+        let s = shape(CovarianceType::Full, 16, 16, &limits, Some((32, 32)));
+        assert_eq!((s.staged, s.tile, s.ppt), (true, 32, 2));
+        assert_eq!((s.lse, s.lpp), (Lse::Subgroup, 4));
+        // No subgroup feature, or subgroups smaller than the lanes of a point: workgroup memory.
+        let s = shape(CovarianceType::Tied, 16, 16, &limits, None);
+        assert_eq!((s.staged, s.lse, s.lpp), (true, Lse::Workgroup, 4));
+        let s = shape(CovarianceType::Full, 16, 16, &limits, Some((2, 64)));
+        assert_eq!(s.lse, Lse::Workgroup);
+        // Diag has no staged kernel; K = 1 has nothing to parallelize; K = 3 gets 2 lanes.
+        let s = shape(CovarianceType::Diag, 16, 16, &limits, Some((32, 32)));
+        assert_eq!((s.staged, s.tile, s.lse), (false, 64, Lse::Subgroup));
+        let s = shape(CovarianceType::Full, 1, 5, &limits, Some((32, 32)));
+        assert_eq!((s.lse, s.lpp), (Lse::Serial, 1));
+        let s = shape(CovarianceType::Full, 3, 5, &limits, Some((32, 32)));
+        assert_eq!((s.lse, s.lpp), (Lse::Subgroup, 2));
+        // The staged tile shrinks with the workgroup memory (32 KiB: 16 points), and the plain
+        // kernel takes over when not even 8 points fit.
+        limits.max_compute_workgroup_storage_size = 32 << 10;
+        let s = shape(CovarianceType::Full, 16, 16, &limits, Some((8, 8)));
+        assert_eq!((s.staged, s.tile), (true, 16));
+        let s = shape(CovarianceType::Full, 64, 32, &limits, Some((8, 8)));
+        assert!(!s.staged);
+        assert!(s.tile >= 4);
     }
 
     #[test]
