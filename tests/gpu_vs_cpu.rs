@@ -516,6 +516,14 @@ fn score_samples_and_predict_proba_match_the_cpu() {
                 RTOL,
                 1e-4,
             );
+            // Rows sum to 1 as the CPU's do (the engine renormalizes the f32 kernel's rows in f64).
+            for row in got.rows() {
+                assert!(
+                    (row.sum() - 1.0).abs() < 1e-12,
+                    "{what}: a row sums to {}",
+                    row.sum()
+                );
+            }
         }
     }
 }
@@ -590,7 +598,8 @@ fn every_kernel_variant_matches_the_cpu() {
         lo.is_power_of_two() && hi.is_power_of_two() && lo >= 4 && hi <= 256
     });
     // `stage` with the serial log-sum-exp; `lse` and `sg` alone; everything together.
-    let wanted = ["lse", "sg", "stage", "stage+sg+red"];
+    // `sg` is what runs by default (every other test here runs it); `base` is the plain kernels.
+    let wanted = ["base", "lse", "stage", "stage+sg+red"];
     let all = cases();
     let picked: Vec<&Case> = all
         .iter()
@@ -603,6 +612,35 @@ fn every_kernel_variant_matches_the_cpu() {
         })
         .collect();
     assert_eq!(picked.len(), 5, "the cases this test picks by name");
+    // With nothing asked for, the recommended kernels run: `sg` where the device has subgroups.
+    {
+        let case = picked
+            .iter()
+            .find(|c| c.name.starts_with("d=16 k=16"))
+            .unwrap();
+        let data = Dataset::from_array(&case.x);
+        let options = GpuEngineOptions {
+            variant: None,
+            ..case.options
+        };
+        if std::env::var_os("EMGPU_GPU_VARIANT").is_none() {
+            let ran = gpu_engine(
+                &data,
+                CovarianceType::Full,
+                k_for(case, CovarianceType::Full),
+                options,
+            )
+            .kernel_variant();
+            assert_eq!(
+                ran.subgroups, subgroups_usable,
+                "default variant ran as {ran}"
+            );
+            assert_eq!(
+                ran.parallel_lse, !subgroups_usable,
+                "default variant ran as {ran}"
+            );
+        }
+    }
     for name in wanted {
         let variant: GpuVariant = name.parse().unwrap();
         for case in &picked {

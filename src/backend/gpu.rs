@@ -94,7 +94,7 @@ pub struct GpuEngineOptions {
     /// `None`: 1024, enough to fill a large GPU. A tuning knob for benchmarks.
     pub min_workgroups: Option<usize>,
     /// Which forms of the Gaussian-mixture kernels to build. `None`: `EMGPU_GPU_VARIANT` if set
-    /// (parsed by [`GpuVariant`]'s `FromStr`), else the default kernels. A tuning knob for
+    /// (parsed by [`GpuVariant`]'s `FromStr`), else [`GpuVariant::recommended`]. A tuning knob for
     /// benchmarks.
     pub variant: Option<GpuVariant>,
 }
@@ -192,8 +192,19 @@ impl GpuVariant {
                     Error::InvalidParameter(m) => Error::param(format!("EMGPU_GPU_VARIANT: {m}")),
                     other => other,
                 }),
-                Err(_) => Ok(Self::default()),
+                Err(_) => Ok(Self::recommended()),
             },
+        }
+    }
+
+    /// What runs when nothing is asked for: `sg` (the log-sum-exp split over subgroup lanes;
+    /// `lse` where the device has no subgroups). On an NVIDIA H100 (1M points, D = K = 16) it took
+    /// the E-step from 1.32–1.35 ms to 1.24 ms (full) and from 0.45–0.47 ms to 0.35 ms (diag);
+    /// see docs/gpu_tuning.md. [`GpuVariant::default`] is `base`, the plain kernels.
+    pub fn recommended() -> Self {
+        Self {
+            subgroups: true,
+            ..Self::default()
         }
     }
 }
@@ -1101,7 +1112,17 @@ impl<'a> GmmEngine for GpuGmmEngine<'a> {
     }
 
     fn responsibilities(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
-        self.point_outputs(p, None, Some(out))
+        self.point_outputs(p, None, Some(out))?;
+        // The kernel's f32 responsibilities sum to 1 within f32 rounding; renormalizing each row
+        // in f64 makes them sum to 1 as the CPU's do (the ratios are the kernel's).
+        let k = p.n_components.max(1);
+        for row in out.chunks_exact_mut(k) {
+            let sum: f64 = row.iter().sum();
+            if sum > 0.0 && sum.is_finite() {
+                row.iter_mut().for_each(|v| *v /= sum);
+            }
+        }
+        Ok(())
     }
 
     fn report(&self) -> BackendReport {
