@@ -215,15 +215,12 @@ impl Prepared {
     /// `log p(x, k)` for one point and every component (the reference formula; the twin of the
     /// GPU kernel and the oracle of the blocked CPU path). `out.len() == K`.
     pub fn log_joint_point(&self, x: &[f64], out: &mut [f64]) {
+        with_scratch(self.n_features, |diff| self.log_joint_with(x, out, diff));
+    }
+
+    /// [`Prepared::log_joint_point`] with `diff` (`[D]`) as scratch space.
+    fn log_joint_with(&self, x: &[f64], out: &mut [f64], diff: &mut [f64]) {
         let (k, d) = (self.n_components, self.n_features);
-        let mut y = [0.0f64; 64];
-        let mut diff_heap;
-        let diff: &mut [f64] = if d <= 64 {
-            &mut y[..d]
-        } else {
-            diff_heap = vec![0.0; d];
-            &mut diff_heap
-        };
         for c in 0..k {
             let mu = &self.means[c * d..(c + 1) * d];
             for j in 0..d {
@@ -257,6 +254,17 @@ impl Prepared {
             };
             out[c] = self.log_weights[c] - 0.5 * (d as f64 * LN_2PI + maha) + self.log_det[c];
         }
+    }
+}
+
+/// Runs `f` with a zeroed scratch slice of `d` values: on the stack up to 64 features (the
+/// per-point reference loops call this for every point), on the heap beyond.
+pub(crate) fn with_scratch<R>(d: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
+    let mut stack = [0.0f64; 64];
+    if d <= stack.len() {
+        f(&mut stack[..d])
+    } else {
+        f(&mut vec![0.0; d])
     }
 }
 

@@ -109,9 +109,15 @@ impl GmmStats {
     /// Adds one point `x` with responsibilities `resp` (`[K]`) and log-density `log_px`: the
     /// reference accumulation (twin of the GPU statistics kernel).
     pub fn add_point(&mut self, x: &[f64], resp: &[f64], log_px: f64) {
+        super::params::with_scratch(self.n_features, |diff| self.add_point_with(x, resp, diff));
+        self.n_samples += 1;
+        self.log_likelihood += log_px;
+    }
+
+    /// The sums of [`GmmStats::add_point`], with `diff` (`[D]`) as scratch space.
+    fn add_point_with(&mut self, x: &[f64], resp: &[f64], diff: &mut [f64]) {
         let d = self.n_features;
         let full = self.has_full_s2();
-        let mut diff = vec![0.0; d];
         for (c, &r) in resp.iter().enumerate() {
             self.s0[c] += r;
             if r == 0.0 {
@@ -136,7 +142,5 @@ impl GmmStats {
                 }
             }
         }
-        self.n_samples += 1;
-        self.log_likelihood += log_px;
     }
 }
