@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::Args;
 use emgpu::data::{check_output_path, write_text_atomic};
@@ -108,13 +107,10 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     let data = cmd.input.open()?;
     let n_init = cmd.n_init.unwrap_or(1);
     let max_iter = cmd.fit.train.max_iter.unwrap_or(100);
-    let mut bar = FitProgress::new(ui, "fit", max_iter, n_init);
-    let started = Instant::now();
-    let model = gmm
-        .fit_with_progress(&data, &mut |p| bar.update(p))
-        .map_err(|e| about_file(e, &cmd.input.input))?;
-    let seconds = started.elapsed().as_secs_f64();
-    bar.finish();
+    let (model, seconds) = FitProgress::timed(ui, "fit", max_iter, n_init, |bar| {
+        gmm.fit_with_progress(&data, &mut |p| bar.update(p))
+            .map_err(|e| about_file(e, &cmd.input.input))
+    })?;
 
     note_backend(cmd, ui, model.backend_report());
     write_text_atomic(&cmd.output, &model.to_json())?;
@@ -154,13 +150,10 @@ fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         .kmeans(data.n_features(), cmd.n_init, cmd.backend.into())?;
     let n_init = km.n_init_value();
     let max_iter = cmd.fit.train.max_iter.unwrap_or(300);
-    let mut bar = FitProgress::new(ui, "k-means", max_iter, n_init);
-    let started = Instant::now();
-    let model = km
-        .fit_with_progress(&data, &mut |p| bar.update_kmeans(p))
-        .map_err(|e| about_file(e, &cmd.input.input))?;
-    let seconds = started.elapsed().as_secs_f64();
-    bar.finish();
+    let (model, seconds) = FitProgress::timed(ui, "k-means", max_iter, n_init, |bar| {
+        km.fit_with_progress(&data, &mut |p| bar.update_kmeans(p))
+            .map_err(|e| about_file(e, &cmd.input.input))
+    })?;
 
     note_backend(cmd, ui, model.backend_report());
     write_text_atomic(&cmd.output, &model.to_json())?;

@@ -127,6 +127,23 @@ impl FitProgress {
         }
     }
 
+    /// Runs `fit` with a bar (label, iterations per initialization, initializations) and times
+    /// it: the fit's result and its wall-clock seconds, the bar finished.
+    pub fn timed<M, E>(
+        ui: &Ui,
+        label: impl Into<String>,
+        max_iter: usize,
+        n_init: usize,
+        fit: impl FnOnce(&mut FitProgress) -> Result<M, E>,
+    ) -> Result<(M, f64), E> {
+        let mut bar = FitProgress::new(ui, label, max_iter, n_init);
+        let started = Instant::now();
+        let model = fit(&mut bar)?;
+        let seconds = started.elapsed().as_secs_f64();
+        bar.finish();
+        Ok((model, seconds))
+    }
+
     /// Prints the last restart's line and removes the bar (the caller prints the summary).
     pub fn finish(&mut self) {
         self.print_restart();

@@ -3,7 +3,6 @@
 //! results.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::Args;
 use emgpu::{Backend, BackendReport, Dataset, FittedGmm, FittedKMeans, Init, KMeansInit};
@@ -259,11 +258,8 @@ fn timed_fit<M>(
     max_iter: usize,
     fit: impl FnOnce(&mut FitProgress) -> Result<(M, FitFacts, (&'static str, f64)), CliError>,
 ) -> Result<(M, Run), CliError> {
-    let mut bar = FitProgress::new(ui, backend.to_string(), max_iter, 1);
-    let started = Instant::now();
-    let (model, (report, n_iter, converged), quality) = fit(&mut bar)?;
-    let seconds = started.elapsed().as_secs_f64();
-    bar.finish();
+    let ((model, (report, n_iter, converged), quality), seconds) =
+        FitProgress::timed(ui, backend.to_string(), max_iter, 1, fit)?;
     let report = report.ok_or_else(|| CliError::error("the fit did not report its backend"))?;
     let run = Run {
         report,
