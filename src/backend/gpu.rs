@@ -436,6 +436,29 @@ pub(super) fn max_binding(limits: &wgpu::Limits) -> u64 {
 /// workgroups to fill a large GPU (`min_workgroups`), few enough tiles each that every
 /// invocation's f32 sums stay short (at most `max_tiles` tiles per workgroup when there are
 /// enough workgroups), within `max_groups`.
+/// A storage buffer for the per-workgroup partial rows (`p_bytes` each) of the largest chunk of
+/// `gd`, with `groups_of(rows)` giving a chunk's dispatch (its `.1`: the workgroups).
+pub(super) fn partials_buffer(
+    device: &wgpu::Device,
+    gd: &GpuData,
+    groups_of: &dyn Fn(usize) -> (u32, u32),
+    p_bytes: u64,
+    label: &str,
+) -> wgpu::Buffer {
+    let chunk_groups = gd
+        .chunks
+        .iter()
+        .map(|c| groups_of(c.rows).1 as u64)
+        .max()
+        .unwrap_or(1);
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (chunk_groups * p_bytes).max(4),
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    })
+}
+
 pub(super) fn groups_for(
     rows: usize,
     tile: usize,
@@ -563,18 +586,7 @@ impl Kernels {
         // At most 64 tiles per workgroup when there are enough workgroups.
         let groups_of =
             |rows: usize| groups_for(rows, shape.tile, 64, options.min_workgroups, max_groups);
-        let chunk_groups = gd
-            .chunks
-            .iter()
-            .map(|c| groups_of(c.rows).1 as usize)
-            .max()
-            .unwrap_or(1);
-        let partials = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("gmm partials"),
-            size: (chunk_groups as u64 * p_bytes).max(4),
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        let partials = partials_buffer(device, gd, &groups_of, p_bytes, "gmm partials");
         let slots = n_chunks
             .min((OUT_BUDGET / p_bytes).max(1) as usize)
             .min(options.readback_chunks.unwrap_or(usize::MAX).max(1));

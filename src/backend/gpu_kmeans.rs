@@ -36,7 +36,7 @@ use wgpu::util::DeviceExt;
 
 use super::gpu::{
     DEFAULT_MIN_WORKGROUPS, GpuData, GpuEngineOptions, OUT_BUDGET, PARTIALS_BUDGET, POINTS_BUDGET,
-    Scratch, bind, encoder, grid, groups_for, max_binding, read_back_bytes,
+    Scratch, bind, encoder, grid, groups_for, max_binding, partials_buffer, read_back_bytes,
 };
 use super::{Backend, BackendReport, FarPoint, KMeansEngine};
 use crate::data::Dataset;
@@ -126,18 +126,7 @@ impl Kernels {
         let min_groups = Some(options.min_workgroups.unwrap_or(DEFAULT_MIN_WORKGROUPS));
         let groups_of =
             |rows: usize| groups_for(rows, shape.tile, max_tiles, min_groups, max_groups);
-        let chunk_groups = gd
-            .chunks
-            .iter()
-            .map(|c| groups_of(c.rows).1 as usize)
-            .max()
-            .unwrap_or(1);
-        let partials = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("kmeans partials"),
-            size: (chunk_groups as u64 * p_bytes).max(4),
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        let partials = partials_buffer(device, gd, &groups_of, p_bytes, "kmeans partials");
         let nc = k + 1;
         let slot_bytes = p_bytes + 4 * nc as u64;
         let slots = n_chunks
