@@ -187,13 +187,13 @@ pub fn select_gmm_with_progress(
             // The criteria on the training data: log L of the fitted parameters, one E-step on
             // the same engine.
             let log_l = engine.e_step(model.prepared())?.log_likelihood;
-            let p = model.params().n_parameters() as f64;
+            let (bic, aic) = model.params().information_criteria(log_l, n);
             let row = SelectionRow {
                 n_components: k,
                 covariance_type: cov,
                 lower_bound: model.lower_bound(),
-                bic: -2.0 * log_l + p * (n as f64).ln(),
-                aic: -2.0 * log_l + 2.0 * p,
+                bic,
+                aic,
                 fit_seconds,
                 n_iter: model.n_iter(),
                 converged: model.converged(),

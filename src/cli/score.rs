@@ -54,10 +54,7 @@ fn score_gmm(cmd: &ScoreCmd, model: FittedGmm) -> Result<ExitCode, CliError> {
     let n = log_px.len();
     let score = log_px.iter().sum::<f64>() / n as f64;
     // scikit-learn's bic/aic, from the same log-likelihoods.
-    let total = score * n as f64;
-    let p = model.params().n_parameters() as f64;
-    let bic = -2.0 * total + p * (n as f64).ln();
-    let aic = -2.0 * total + 2.0 * p;
+    let (bic, aic) = model.params().information_criteria(score * n as f64, n);
     if cmd.json {
         let line = json!({
             "score": score,

@@ -175,16 +175,20 @@ impl FittedGmm {
 
     /// Bayesian information criterion on `x` (lower is better), as scikit-learn's `bic`.
     pub fn bic(&self, x: &impl AsDataset) -> Result<f64> {
-        let data = x.as_dataset();
-        let n = data.n_samples() as f64;
-        Ok(-2.0 * self.score(&data)? * n + self.params.n_parameters() as f64 * n.ln())
+        Ok(self.criteria(x)?.0)
     }
 
     /// Akaike information criterion on `x` (lower is better), as scikit-learn's `aic`.
     pub fn aic(&self, x: &impl AsDataset) -> Result<f64> {
+        Ok(self.criteria(x)?.1)
+    }
+
+    /// `(BIC, AIC)` on `x` from one pass over it.
+    fn criteria(&self, x: &impl AsDataset) -> Result<(f64, f64)> {
         let data = x.as_dataset();
-        let n = data.n_samples() as f64;
-        Ok(-2.0 * self.score(&data)? * n + 2.0 * self.params.n_parameters() as f64)
+        let n = data.n_samples();
+        let score = self.score(&data)?;
+        Ok(self.params.information_criteria(score * n as f64, n))
     }
 
     /// `n` samples from the mixture and their components, as scikit-learn's `sample`: the count of

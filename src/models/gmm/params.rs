@@ -117,6 +117,17 @@ impl GmmParams {
         self.covariance_type.n_cov_parameters(k, d) + k * d + k - 1
     }
 
+    /// `(BIC, AIC)` of these parameters from the total log-likelihood of `n` samples, as
+    /// scikit-learn's `bic` (`−2·log L + p·ln n`) and `aic` (`−2·log L + 2p`), p =
+    /// [`GmmParams::n_parameters`]. Lower is better.
+    pub fn information_criteria(&self, log_likelihood: f64, n: usize) -> (f64, f64) {
+        let p = self.n_parameters() as f64;
+        (
+            -2.0 * log_likelihood + p * (n as f64).ln(),
+            -2.0 * log_likelihood + 2.0 * p,
+        )
+    }
+
     /// Computes the Cholesky factors of the precisions and the other E-step inputs.
     ///
     /// Fails with [`Error::IllConditioned`] when a covariance is not positive definite; the
