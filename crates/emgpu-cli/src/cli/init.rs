@@ -9,8 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use emgpu::data::{FileFormat, ReadOptions};
-use emgpu::{Dataset, Init, KMeansInit};
+use super::file::{FileFormat, ReadOptions, open_dataset};
+use emgpu::{Init, KMeansInit};
 use ndarray::Array2;
 
 use super::{AnyModel, CliError, about_file, load_any_model};
@@ -135,7 +135,7 @@ fn read_centers(path: &Path) -> Result<Array2<f64>, CliError> {
         format: Some(FileFormat::Npy),
         ..ReadOptions::default()
     };
-    let data = Dataset::open(path, &options)?;
+    let data = open_dataset(path, &options)?;
     data.validate().map_err(|e| about_file(e, path))?;
     Array2::from_shape_vec((data.n_samples(), data.n_features()), data.to_vec_f64())
         .map_err(|e| CliError::error(format!("{}: {e}", path.display())))

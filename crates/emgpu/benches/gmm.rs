@@ -12,8 +12,8 @@ use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
 use emgpu::backend::{Backend, CpuPath, EngineOptions, gmm_engine};
-use emgpu::bench::{Synthetic, Workload};
 use emgpu::models::gmm::m_step;
+use emgpu::synth::{Synthetic, Workload};
 use emgpu::{CovarianceType, GmmParams};
 
 const D: usize = 16;

@@ -194,7 +194,7 @@ fn describe(path: &Path, e: ViewNpyError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{Dataset, FileFormat, ReadOptions};
+    use crate::data::Dataset;
     use ndarray::{Array1, Array2};
     use ndarray_npy::write_npy;
 
@@ -227,16 +227,12 @@ mod tests {
         b.read_f64(0, &mut row[..3]);
         assert_eq!(row[..3], [0.25, 1.25, 2.25]);
 
-        // Through Dataset::open, by extension; a 1-D array is one feature.
-        let one = Dataset::open(&p1, &ReadOptions::default()).unwrap();
+        // Through Dataset::open_npy; a 1-D array is one feature.
+        let one = Dataset::open_npy(&p1).unwrap();
         assert_eq!((one.n_samples(), one.n_features()), (7, 1));
         assert_eq!(one.to_vec_f64(), (0..7).map(f64::from).collect::<Vec<_>>());
-        let opts = ReadOptions {
-            format: Some(FileFormat::Npy),
-            ..Default::default()
-        };
         assert_eq!(
-            Dataset::open(&p64, &opts).unwrap().to_vec_f64(),
+            Dataset::open_npy(&p64).unwrap().to_vec_f64(),
             x.into_raw_vec_and_offset().0
         );
     }

@@ -115,13 +115,12 @@ pub enum Error {
 
 impl Error {
     /// An [`Error::InvalidParameter`] from anything printable.
-    pub(crate) fn param(msg: impl Into<String>) -> Self {
+    pub fn param(msg: impl Into<String>) -> Self {
         Error::InvalidParameter(msg.into())
     }
 
     /// An [`Error::BadFile`] for `path`.
-    #[allow(dead_code)]
-    pub(crate) fn bad_file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+    pub fn bad_file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::BadFile {
             path: path.into(),
             message: message.into(),
@@ -129,8 +128,7 @@ impl Error {
     }
 
     /// An [`Error::Io`] for `path`.
-    #[allow(dead_code)]
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,

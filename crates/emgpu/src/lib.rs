@@ -25,7 +25,6 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod backend;
-pub mod bench;
 pub mod data;
 pub mod em;
 pub mod error;
@@ -34,6 +33,7 @@ pub mod init;
 pub mod linalg;
 pub mod models;
 pub mod select;
+pub mod synth;
 
 pub use backend::{Backend, BackendReport};
 pub use data::{AsDataset, Dataset};
@@ -45,5 +45,5 @@ pub use select::{Criterion, Selection, SelectionRow, select_gmm, select_gmm_with
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]
-#[doc = include_str!("../README.md")]
+#[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;

@@ -9,13 +9,10 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
-pub mod csv;
-mod file;
 pub mod npy;
 pub mod raw;
 pub mod write;
 
-pub use file::{FileFormat, ReadOptions};
 pub use write::{check_output_path, write_atomic, write_npy_atomic, write_text_atomic};
 
 /// A source of rows of floating-point data.
@@ -217,6 +214,15 @@ impl<'a> Dataset<'a> {
                 value: format!("{v}"),
             }),
         }
+    }
+}
+
+impl Dataset<'static> {
+    /// Opens a NumPy `.npy` file (float32 or float64, C order, 2-D `[N, D]` or 1-D), memory-mapped:
+    /// rows are read in chunks, never copied whole. Non-finite values are found by
+    /// [`Dataset::validate`], which every fit runs.
+    pub fn open_npy(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        Ok(Dataset::from_source(npy::NpySource::open(path.as_ref())?))
     }
 }
 

@@ -10,11 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use emgpu::data::{FileFormat, ReadOptions};
 use emgpu::{Backend, BackendReport, CovarianceType, Dataset, Error, FittedGmm, FittedKMeans};
 
 mod bench;
+mod bench_run;
+mod csv;
 mod devices;
+mod file;
 mod fit;
 mod init;
 mod options;
@@ -24,6 +26,8 @@ mod sample;
 mod score;
 mod select;
 mod validate;
+
+use file::{FileFormat, ReadOptions, open_dataset};
 
 pub use options::{FitArgs, ModelArg, TrainArgs};
 
@@ -224,7 +228,7 @@ impl InputArgs {
             columns: self.columns.clone(),
             dims: self.dims,
         };
-        Ok(Dataset::open(&self.input, &options)?)
+        Ok(open_dataset(&self.input, &options)?)
     }
 }
 

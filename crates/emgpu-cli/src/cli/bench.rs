@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::bench_run::{BenchOptions, BenchProgress, BenchReport, bench_data};
 use clap::Args;
 use emgpu::backend::{CpuPath, EngineOptions};
-use emgpu::bench::{BenchOptions, BenchProgress, BenchReport, Workload, bench_data};
 use emgpu::data::{write_npy_atomic, write_text_atomic};
 use emgpu::gpu::{AutoChoice, auto_choice};
+use emgpu::synth::Workload;
 use emgpu::{Backend, CovarianceType, FittedGmm};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -23,7 +24,7 @@ Generates a deterministic synthetic mixture (seeded: the same flags give the sam
 each backend fits it from the same initial parameters for --iters iterations with tol = 0, and
 prints: setup time (engine construction: upload, pipelines), the median time per iteration
 (prepare + E-step with statistics + M-step) and per E-step, points × iterations per second,
-GFLOP/s of the E-step + statistics (flop model in emgpu::bench::flops_per_e_step) and each
+GFLOP/s of the E-step + statistics (flop model in bench_run::flops_per_e_step) and each
 backend's final lower bound (they must agree). Without --backend: a hardware GPU first if there is
 one, then the CPU; a software adapter (llvmpipe) is only timed when asked for (--backend gpu,cpu).
 
@@ -219,7 +220,7 @@ pub fn run(cmd: BenchCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             ));
             return Ok(ExitCode::SUCCESS);
         }
-        emgpu::bench::run(&workload, &backends, &opts, &mut progress)?
+        super::bench_run::run(&workload, &backends, &opts, &mut progress)?
     };
     if let Some(bar) = &bar {
         bar.finish_and_clear();

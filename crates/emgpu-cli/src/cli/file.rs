@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
-use super::Dataset;
-use super::csv::CsvSource;
-use super::npy::NpySource;
-use super::raw::RawF32Source;
-use crate::error::{Error, Result};
+use emgpu::data::npy::NpySource;
+use emgpu::data::raw::RawF32Source;
+use emgpu::{Dataset, Error, Result};
 
-/// The formats [`Dataset::open`] reads.
+use super::csv::CsvSource;
+
+/// The formats [`open_dataset`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {
     /// NumPy `.npy`: float32 or float64, C order, 2-D `[N, D]` or 1-D (D = 1). Memory-mapped.
@@ -89,22 +89,18 @@ impl ReadOptions {
     }
 }
 
-impl Dataset<'static> {
-    /// Opens a data file: `.npy` and raw files are memory-mapped (rows are read in chunks, never
-    /// copied whole), CSV files are parsed into memory. Shapes, dtypes and CSV cells are checked
-    /// here; non-finite values in binary files are found by [`Dataset::validate`] (which every
-    /// fit runs).
-    pub fn open(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Self> {
-        let path = path.as_ref();
-        Ok(match options.format_for(path)? {
-            FileFormat::Npy => Dataset::from_source(NpySource::open(path)?),
-            FileFormat::Csv => {
-                Dataset::from_source(CsvSource::open(path, options.columns.as_deref())?)
-            }
-            FileFormat::RawF32 => {
-                let d = options.dims.unwrap_or(0);
-                Dataset::from_source(RawF32Source::open(path, d)?)
-            }
-        })
-    }
+/// Opens a data file: `.npy` and raw files are memory-mapped (rows are read in chunks, never
+/// copied whole), CSV files are parsed into memory. Shapes, dtypes and CSV cells are checked
+/// here; non-finite values in binary files are found by [`Dataset::validate`] (which every
+/// fit runs).
+pub fn open_dataset(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Dataset<'static>> {
+    let path = path.as_ref();
+    Ok(match options.format_for(path)? {
+        FileFormat::Npy => Dataset::from_source(NpySource::open(path)?),
+        FileFormat::Csv => Dataset::from_source(CsvSource::open(path, options.columns.as_deref())?),
+        FileFormat::RawF32 => {
+            let d = options.dims.unwrap_or(0);
+            Dataset::from_source(RawF32Source::open(path, d)?)
+        }
+    })
 }

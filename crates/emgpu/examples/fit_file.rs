@@ -1,24 +1,23 @@
 //! Fit a Gaussian mixture to a data file from a program: the embedded (pipeline) use of emgpu.
 //!
 //! ```text
-//! cargo run --release --example fit_file -- tests/data/faithful.csv 2
 //! cargo run --release --example fit_file -- X.npy 16
 //! ```
 //!
-//! Reads a `.npy` (memory-mapped) or `.csv` file, fits K full-covariance components on the best
+//! Reads a `.npy` file (memory-mapped; the CLI also reads CSV and raw float32), fits K full-covariance components on the best
 //! backend (`Backend::Auto`: a hardware GPU when there is one), prints the progress and the result,
 //! and saves the model next to the data as JSON.
 
-use emgpu::data::{ReadOptions, write_text_atomic};
+use emgpu::data::write_text_atomic;
 use emgpu::{Backend, Dataset, GaussianMixture};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(path), Some(k)) = (args.next(), args.next()) else {
-        eprintln!("usage: fit_file DATA.(npy|csv) K");
+        eprintln!("usage: fit_file DATA.npy K");
         std::process::exit(2);
     };
-    let data = Dataset::open(&path, &ReadOptions::default())?;
+    let data = Dataset::open_npy(&path)?;
     let gmm = GaussianMixture::params(k.parse()?)
         .n_init(3)
         .seed(42)

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use ::csv::{ReaderBuilder, StringRecord, Trim};
 
-use super::DataSource;
-use crate::error::{Error, Result};
+use emgpu::data::DataSource;
+use emgpu::{Error, Result};
 
 /// Rows parsed from a CSV file, held in memory (row-major f64).
 #[derive(Debug, Clone)]
@@ -121,6 +121,7 @@ impl CsvSource {
     }
 
     /// The names of the columns read, in order.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn columns(&self) -> &[String] {
         &self.columns
     }

@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use emgpu::Backend;
+
+/// Whether GPU tests must run (CI sets `EMGPU_REQUIRE_GPU=1`): then a missing adapter fails them.
+pub fn gpu_required() -> bool {
+    std::env::var("EMGPU_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
+/// `Backend::Gpu` when an adapter exists; otherwise `None` after printing why the test skips,
+/// or a panic when `EMGPU_REQUIRE_GPU=1`.
+pub fn gpu_backend(test: &str) -> Option<Backend> {
+    match emgpu::gpu::GpuContext::shared() {
+        Ok(_) => Some(Backend::Gpu),
+        Err(e) if gpu_required() => panic!("{test}: EMGPU_REQUIRE_GPU=1 but no GPU adapter: {e}"),
+        Err(e) => {
+            eprintln!("skipping {test}: {e}");
+            None
+        }
+    }
+}
+
+/// `|a − b| ≤ atol + rtol·|b|`, elementwise, with a message naming the worst element.
+#[track_caller]
+pub fn assert_close(what: &str, got: &[f64], want: &[f64], rtol: f64, atol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    let mut worst = (0usize, 0.0f64);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            !g.is_nan() && !w.is_nan(),
+            "{what}[{i}]: NaN (got {g}, want {w})"
+        );
+        let excess = (g - w).abs() / (atol + rtol * w.abs());
+        if excess > worst.1 {
+            worst = (i, excess);
+        }
+    }
+    let i = worst.0;
+    assert!(
+        worst.1 <= 1.0,
+        "{what}[{i}]: got {}, want {} (|diff| = {:.3e}, allowed {:.3e})",
+        got[i],
+        want[i],
+        (got[i] - want[i]).abs(),
+        atol + rtol * want[i].abs()
+    );
+}
+
+/// Largest relative difference `|a − b| / max(|b|, floor)`.
+pub fn max_rel_diff(got: &[f64], want: &[f64], floor: f64) -> f64 {
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs() / w.abs().max(floor))
+        .fold(0.0, f64::max)
+}
+
+/// A flat f64 vector from nested JSON arrays.
+pub fn flatten(v: &serde_json::Value) -> Vec<f64> {
+    match v {
+        serde_json::Value::Array(a) => a.iter().flat_map(flatten).collect(),
+        other => vec![other.as_f64().expect("a number")],
+    }
+}
