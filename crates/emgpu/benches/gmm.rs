@@ -11,7 +11,8 @@ use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
-use emgpu::backend::{Backend, CpuPath, EngineOptions, gmm_engine};
+use emgpu::device::{Backend, CpuPath, EngineOptions};
+use emgpu::models::gmm::gmm_engine;
 use emgpu::models::gmm::m_step;
 use emgpu::synth::{Synthetic, Workload};
 use emgpu::{CovarianceType, GmmParams};

@@ -7,10 +7,11 @@
 //! which variant ran (what the device could run of the one asked for).
 use std::time::Instant;
 
-use emgpu::backend::cpu::CpuEngine;
 use emgpu::backend::gpu::{GpuEngineOptions, GpuGmmEngine, GpuVariant};
-use emgpu::backend::{EngineOptions, GmmEngine};
+use emgpu::device::EngineOptions;
+use emgpu::em::EStep;
 use emgpu::gpu::GpuContext;
+use emgpu::models::gmm::cpu::CpuEngine;
 use emgpu::{Backend, CovarianceType, Dataset, GaussianMixture, GmmParams, Init};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};

@@ -74,9 +74,22 @@ pub enum Error {
 
     /// `Backend::Gpu` was asked for and wgpu found no adapter.
     #[error(
-        "no GPU adapter found: install a Vulkan, Metal or DX12 driver (on Debian/Ubuntu without a GPU, `apt-get install mesa-vulkan-drivers` gives a CPU Vulkan adapter), or use the CPU backend (`--backend cpu` / Backend::Cpu)"
+        "no GPU adapter found: install a Vulkan, Metal or DX12 driver (on Debian/Ubuntu without a GPU, `apt-get install mesa-vulkan-drivers` gives a CPU Vulkan adapter), or use the CPU backend"
     )]
     NoAdapter,
+
+    /// `Backend::Gpu` was asked for but this build of emgpu has no GPU engines.
+    #[error(
+        "this build of emgpu has no GPU support (it was built without the `gpu` feature); rebuild with it, or use the CPU backend"
+    )]
+    NoGpuSupport,
+
+    /// The progress callback asked the fit to stop.
+    #[error("the fit was cancelled by its progress callback at iteration {iteration}")]
+    Cancelled {
+        /// The iteration after which it stopped.
+        iteration: usize,
+    },
 
     /// The GPU device failed or refused a request.
     #[error("GPU error: {0}")]

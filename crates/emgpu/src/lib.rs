@@ -24,19 +24,22 @@
 // index loops say that more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+#[cfg(feature = "gpu")]
 pub mod backend;
 pub mod data;
+pub mod device;
 pub mod em;
 pub mod error;
+#[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod init;
-pub mod linalg;
 pub mod models;
+pub mod numerics;
 pub mod select;
 pub mod synth;
 
-pub use backend::{Backend, BackendReport};
 pub use data::{AsDataset, Dataset};
+pub use device::{Backend, BackendReport};
 pub use em::Progress;
 pub use error::{Error, Result};
 pub use models::gmm::{CovarianceType, FittedGmm, GaussianMixture, GmmParams, Init};

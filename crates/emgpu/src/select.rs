@@ -20,8 +20,20 @@
 use std::time::Instant;
 
 use crate::data::AsDataset;
+use crate::em::Control;
 use crate::error::{Error, Result};
 use crate::models::gmm::{CovarianceType, FittedGmm, GaussianMixture, Init};
+
+/// `(BIC, AIC)` of a model with `n_parameters` free parameters whose total log-likelihood on `n`
+/// samples is `log_likelihood`: `−2·log L + p·ln n` and `−2·log L + 2p` (scikit-learn's `bic` and
+/// `aic`; lower is better). Every model's criteria come from here ([`crate::em::Model::n_parameters`]).
+pub fn information_criteria(log_likelihood: f64, n_parameters: usize, n: usize) -> (f64, f64) {
+    let p = n_parameters as f64;
+    (
+        -2.0 * log_likelihood + p * (n as f64).ln(),
+        -2.0 * log_likelihood + 2.0 * p,
+    )
+}
 
 /// The information criterion that ranks the fits (lower is better).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -182,7 +194,9 @@ pub fn select_gmm_with_progress(
         for &k in &ks {
             let gm = base.clone().with_shape(k, cov);
             let start = Instant::now();
-            let model = gm.fit_engine_with(&data, engine.as_mut(), &mut state, &mut |_| {})?;
+            let model = gm.fit_engine_with(&data, engine.as_mut(), &mut state, &mut |_| {
+                Control::Continue(())
+            })?;
             let fit_seconds = start.elapsed().as_secs_f64();
             // The criteria on the training data: log L of the fitted parameters, one E-step on
             // the same engine.

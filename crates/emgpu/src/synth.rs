@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::linalg::cholesky_lower;
 use crate::models::gmm::{CovarianceType, GmmParams};
+use crate::numerics::linalg::cholesky_lower;
 
 /// A synthetic benchmark workload: N points of a random K-component mixture in D dimensions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

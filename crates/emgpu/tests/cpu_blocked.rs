@@ -12,11 +12,12 @@
 
 mod common;
 
-use emgpu::backend::{Backend, CpuPath, EngineOptions, gmm_engine};
-use emgpu::models::gmm::cpu::e_step_reference;
-use emgpu::models::gmm::cpu_blocked::{
+use emgpu::device::{Backend, CpuPath, EngineOptions};
+use emgpu::models::gmm::cpu::blocked::{
     chunk_stats_blocked, chunk_stats_per_component, components_on_shifted_path, e_step_blocked,
 };
+use emgpu::models::gmm::cpu::e_step_reference;
+use emgpu::models::gmm::gmm_engine;
 use emgpu::models::gmm::{GmmStats, Prepared};
 use emgpu::synth::Workload;
 use emgpu::{CovarianceType, Dataset, GaussianMixture, GmmParams, Init};

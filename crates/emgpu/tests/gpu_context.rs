@@ -2,8 +2,9 @@
 
 mod common;
 
-use emgpu::backend::{EngineOptions, gmm_engine};
+use emgpu::device::EngineOptions;
 use emgpu::gpu::{AutoChoice, GpuContext, adapters, auto_choice, preferred_adapter};
+use emgpu::models::gmm::gmm_engine;
 use emgpu::{Backend, CovarianceType, Dataset};
 
 #[test]

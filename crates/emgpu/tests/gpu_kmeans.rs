@@ -24,12 +24,16 @@
 mod common;
 
 use common::{assert_close, flatten};
-use emgpu::backend::cpu::{CpuEngine, CpuKMeansEngine};
 use emgpu::backend::gpu::{GpuEngineOptions, GpuGmmEngine};
 use emgpu::backend::gpu_kmeans::GpuKMeansEngine;
-use emgpu::backend::{EngineOptions, GmmEngine, KMeansEngine, kmeans_engine};
+use emgpu::device::EngineOptions;
+use emgpu::em::EStep;
 use emgpu::gpu::{AutoChoice, GpuContext, auto_choice};
+use emgpu::models::gmm::GmmEngine;
+use emgpu::models::gmm::cpu::CpuEngine;
 use emgpu::models::kmeans::KMeansStats;
+use emgpu::models::kmeans::cpu::CpuKMeansEngine;
+use emgpu::models::kmeans::{KMeansEngine, kmeans_engine};
 use emgpu::{
     Backend, CovarianceType, Criterion, Dataset, FittedKMeans, GaussianMixture, GmmParams, Init,
     KMeans, KMeansInit, select_gmm,
@@ -205,7 +209,7 @@ fn next_centers(st: &KMeansStats) -> Vec<f64> {
     (0..st.n_clusters * d)
         .map(|e| {
             let n = st.counts[e / d];
-            if n == 0 {
+            if n == 0.0 {
                 st.shift[e]
             } else {
                 st.shift[e] + st.sums[e] / n as f64
@@ -505,7 +509,7 @@ fn empty_clusters_are_relocated_on_the_gpu() {
         let mut gpu_e = gpu_kmeans(&data, GpuEngineOptions::default());
         let st = gpu_e.assign_and_sum(&centers, k).unwrap();
         cpu.assign_and_sum(&centers, k).unwrap();
-        assert!(st.counts.contains(&0), "{name}: {:?}", st.counts);
+        assert!(st.counts.contains(&0.0), "{name}: {:?}", st.counts);
         let (fc, fg) = (cpu.farthest(5).unwrap(), gpu_e.farthest(5).unwrap());
         for (c, g) in fc.iter().zip(&fg) {
             if c.index != g.index {
@@ -553,7 +557,7 @@ fn exact_ties_go_to_the_lowest_index() {
     // Row 8·5 + 4 = (5, 4) is 2 from both (5, 2) and (5, 6): cluster 1.
     assert_eq!(lg[44], 1);
     assert_eq!(got.counts, want.counts);
-    assert_eq!(got.counts[3], 0);
+    assert_eq!(got.counts[3], 0.0);
     assert_eq!(got.inertia, want.inertia);
     assert_eq!(got.sums, want.sums);
     // The farthest points: many equal distances, ordered by row on both engines.

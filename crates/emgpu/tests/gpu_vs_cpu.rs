@@ -18,11 +18,12 @@
 mod common;
 
 use common::assert_close;
-use emgpu::backend::EngineOptions;
-use emgpu::backend::GmmEngine;
-use emgpu::backend::cpu::CpuEngine;
 use emgpu::backend::gpu::{GpuEngineOptions, GpuGmmEngine, GpuVariant};
+use emgpu::device::EngineOptions;
+use emgpu::em::EStep;
 use emgpu::gpu::GpuContext;
+use emgpu::models::gmm::GmmEngine;
+use emgpu::models::gmm::cpu::CpuEngine;
 use emgpu::models::gmm::{GmmStats, m_step};
 use emgpu::{Backend, CovarianceType, Dataset, FittedGmm, GaussianMixture, GmmParams, Init};
 use ndarray::Array2;

@@ -360,8 +360,8 @@ fn bad_gmm_settings_are_clear_errors() {
 /// A CPU GMM engine that also offers a k-means engine through the `kmeans_engine` hook (as a GPU
 /// engine sharing its uploaded data will), counting the calls each gets.
 struct SharingEngine<'a> {
-    gmm: emgpu::backend::cpu::CpuEngine<'a>,
-    kmeans: Counting<emgpu::backend::cpu::CpuKMeansEngine<'a>>,
+    gmm: emgpu::models::gmm::cpu::CpuEngine<'a>,
+    kmeans: Counting<emgpu::models::kmeans::cpu::CpuKMeansEngine<'a>>,
     e_steps: usize,
 }
 
@@ -370,7 +370,7 @@ struct Counting<E> {
     assignments: usize,
 }
 
-impl<E: emgpu::backend::KMeansEngine> emgpu::backend::KMeansEngine for Counting<E> {
+impl<E: emgpu::models::kmeans::KMeansEngine> emgpu::models::kmeans::KMeansEngine for Counting<E> {
     fn assign_and_sum(
         &mut self,
         centers: &[f64],
@@ -382,7 +382,7 @@ impl<E: emgpu::backend::KMeansEngine> emgpu::backend::KMeansEngine for Counting<
     fn labels(&mut self, out: &mut [u32]) -> emgpu::Result<()> {
         self.inner.labels(out)
     }
-    fn farthest(&mut self, n: usize) -> emgpu::Result<Vec<emgpu::backend::FarPoint>> {
+    fn farthest(&mut self, n: usize) -> emgpu::Result<Vec<emgpu::models::kmeans::FarPoint>> {
         self.inner.farthest(n)
     }
     fn report(&self) -> emgpu::BackendReport {
@@ -390,7 +390,7 @@ impl<E: emgpu::backend::KMeansEngine> emgpu::backend::KMeansEngine for Counting<
     }
 }
 
-impl emgpu::backend::GmmEngine for SharingEngine<'_> {
+impl emgpu::em::EStep<emgpu::models::gmm::GmmModel> for SharingEngine<'_> {
     fn e_step(
         &mut self,
         p: &emgpu::models::gmm::Prepared,
@@ -398,6 +398,12 @@ impl emgpu::backend::GmmEngine for SharingEngine<'_> {
         self.e_steps += 1;
         self.gmm.e_step(p)
     }
+    fn report(&self) -> emgpu::BackendReport {
+        emgpu::em::EStep::report(&self.gmm)
+    }
+}
+
+impl emgpu::models::gmm::GmmEngine for SharingEngine<'_> {
     fn log_likelihoods(
         &mut self,
         p: &emgpu::models::gmm::Prepared,
@@ -412,10 +418,7 @@ impl emgpu::backend::GmmEngine for SharingEngine<'_> {
     ) -> emgpu::Result<()> {
         self.gmm.responsibilities(p, out)
     }
-    fn report(&self) -> emgpu::BackendReport {
-        self.gmm.report()
-    }
-    fn kmeans_engine(&mut self) -> Option<&mut dyn emgpu::backend::KMeansEngine> {
+    fn kmeans_engine(&mut self) -> Option<&mut dyn emgpu::models::kmeans::KMeansEngine> {
         Some(&mut self.kmeans)
     }
 }
@@ -423,7 +426,7 @@ impl emgpu::backend::GmmEngine for SharingEngine<'_> {
 #[test]
 fn restarts_share_one_engine_and_its_kmeans_engine() {
     use emgpu::AsDataset;
-    use emgpu::backend::EngineOptions;
+    use emgpu::device::EngineOptions;
     let (x, _) = blobs(
         &[[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]],
         &[50, 40, 30],
@@ -432,9 +435,13 @@ fn restarts_share_one_engine_and_its_kmeans_engine() {
     );
     let data = x.as_dataset();
     let mut engine = SharingEngine {
-        gmm: emgpu::backend::cpu::CpuEngine::new(&data, EngineOptions::default(), String::new()),
+        gmm: emgpu::models::gmm::cpu::CpuEngine::new(
+            &data,
+            EngineOptions::default(),
+            String::new(),
+        ),
         kmeans: Counting {
-            inner: emgpu::backend::cpu::CpuKMeansEngine::new(
+            inner: emgpu::models::kmeans::cpu::CpuKMeansEngine::new(
                 &data,
                 EngineOptions::default(),
                 String::new(),

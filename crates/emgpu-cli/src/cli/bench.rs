@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::bench_run::{BenchOptions, BenchProgress, BenchReport, bench_data};
 use clap::Args;
-use emgpu::backend::{CpuPath, EngineOptions};
 use emgpu::data::{write_npy_atomic, write_text_atomic};
+use emgpu::device::{CpuPath, EngineOptions};
 use emgpu::gpu::{AutoChoice, auto_choice};
 use emgpu::synth::Workload;
 use emgpu::{Backend, CovarianceType, FittedGmm};

@@ -28,8 +28,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use emgpu::backend::{EngineOptions, gmm_engine};
-use emgpu::models::gmm::m_step;
+use emgpu::device::EngineOptions;
+use emgpu::em::{Control, Progress, StopRule, run_em};
+use emgpu::models::gmm::GmmModel;
+use emgpu::models::gmm::gmm_engine;
 use emgpu::synth::Workload;
 use emgpu::{Backend, CovarianceType, Dataset, Error, GmmParams, Result};
 
@@ -232,33 +234,42 @@ fn run_backend(
     let mut engine = gmm_engine(backend, data, cov, k, opts.engine)?;
     let setup_ms = t.elapsed().as_secs_f64() * 1e3;
     let report = engine.report();
-    let mut params = init.clone();
-    let (mut iter_ms, mut e_ms, mut m_ms, mut lbs) = (vec![], vec![], vec![], vec![]);
-    let mut prepared = params.prepare()?;
-    for it in 0..opts.iters {
-        let t0 = Instant::now();
-        let stats = engine.e_step(&prepared)?;
-        let t1 = Instant::now();
-        params = m_step(&stats, opts.reg_covar)?;
-        prepared = params.prepare()?;
-        let t2 = Instant::now();
-        let lb = stats.mean_log_likelihood();
-        if !lb.is_finite() {
-            return Err(Error::Numerical(format!(
-                "the benchmark's log-likelihood became {lb} at iteration {} on {backend}",
-                it + 1
-            )));
-        }
-        lbs.push(lb);
-        e_ms.push((t1 - t0).as_secs_f64() * 1e3);
-        m_ms.push((t2 - t1).as_secs_f64() * 1e3);
-        iter_ms.push((t2 - t0).as_secs_f64() * 1e3);
-        progress(BenchProgress::Iteration {
-            backend,
-            done: it + 1,
-            iters: opts.iters,
-        });
-    }
+    // The library's EM loop, as a fit runs it (tol = 0: every iteration runs); the loop times
+    // each E-step and M-step and reports them to the progress callback.
+    let model = GmmModel {
+        covariance_type: cov,
+        n_components: k,
+        n_features: d,
+        reg_covar: opts.reg_covar,
+    };
+    let rule = StopRule {
+        tol: 0.0,
+        max_iter: opts.iters,
+    };
+    let (mut iter_ms, mut e_ms, mut m_ms) = (vec![], vec![], vec![]);
+    let run = run_em(
+        &model,
+        engine.as_mut(),
+        init.clone(),
+        rule,
+        0,
+        &mut |p: &Progress| {
+            e_ms.push(p.e_step_seconds * 1e3);
+            m_ms.push(p.m_step_seconds * 1e3);
+            iter_ms.push((p.e_step_seconds + p.m_step_seconds) * 1e3);
+            progress(BenchProgress::Iteration {
+                backend,
+                done: p.iteration,
+                iters: opts.iters,
+            });
+            Control::Continue(())
+        },
+    )
+    .map_err(|e| match e {
+        Error::Numerical(m) => Error::Numerical(format!("{m} (benchmark on {backend})")),
+        other => other,
+    })?;
+    let lbs = run.lower_bound_trace;
     let median_iter_ms = median(&iter_ms);
     let median_e_step_ms = median(&e_ms);
     Ok(BackendRun {

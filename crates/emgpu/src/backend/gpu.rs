@@ -36,13 +36,14 @@ use wgpu::util::DeviceExt;
 use super::gpu_kmeans::GpuKMeansEngine;
 use super::{Backend, BackendReport, EngineOptions, GmmEngine, KMeansEngine};
 use crate::data::Dataset;
+use crate::em::EStep;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::gpu::kernels::{
     ChunkUniform, GmmShape, KernelPipeline, Lse, PointsKernel, ReduceKernel, ReduceUniform,
     StatsKernel,
 };
-use crate::models::gmm::{CovarianceType, GmmStats, Prepared};
+use crate::models::gmm::{CovarianceType, GmmModel, GmmStats, Prepared};
 
 /// `ln(2π)`.
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -870,7 +871,7 @@ impl<'a> GpuGmmEngine<'a> {
         let s = &self.kernels.shape;
         let (k, d) = (s.k, s.d);
         let mut st = GmmStats::zeros(s.cov, k, d, &p.means);
-        st.n_samples = self.gd.data.n_samples() as u64;
+        st.n_samples = self.gd.data.n_samples() as f64;
         let t = s.tile;
         // Σ log p(x): one column per invocation of a tile.
         st.log_likelihood = v[..t].iter().sum();
@@ -1096,7 +1097,7 @@ impl<'a> GpuGmmEngine<'a> {
     }
 }
 
-impl<'a> GmmEngine for GpuGmmEngine<'a> {
+impl EStep<GmmModel> for GpuGmmEngine<'_> {
     fn e_step(&mut self, p: &Prepared) -> Result<GmmStats> {
         self.use_shape_of(p)?;
         let gd = Arc::clone(&self.gd);
@@ -1119,6 +1120,16 @@ impl<'a> GmmEngine for GpuGmmEngine<'a> {
         })
     }
 
+    fn report(&self) -> BackendReport {
+        BackendReport {
+            backend: Backend::Gpu,
+            device: self.gd.ctx.device_label(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+impl<'a> GmmEngine for GpuGmmEngine<'a> {
     fn log_likelihoods(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
         self.point_outputs(p, Some(out), None)
     }
@@ -1135,14 +1146,6 @@ impl<'a> GmmEngine for GpuGmmEngine<'a> {
             }
         }
         Ok(())
-    }
-
-    fn report(&self) -> BackendReport {
-        BackendReport {
-            backend: Backend::Gpu,
-            device: self.gd.ctx.device_label(),
-            reason: self.reason.clone(),
-        }
     }
 
     /// The GPU k-means engine over the data this engine uploaded (built on first request,

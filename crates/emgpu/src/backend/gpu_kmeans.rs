@@ -524,10 +524,12 @@ impl KMeansEngine for GpuKMeansEngine<'_> {
                 ));
             }
             let mut st = KMeansStats::zeros(n_clusters, d, centers);
-            st.n_samples = n as u64;
+            st.n_samples = n as f64;
             st.inertia = sums[..tile].iter().sum();
             st.n_changed = counts[n_clusters];
-            st.counts.copy_from_slice(&counts[..n_clusters]);
+            for (dst, &c) in st.counts.iter_mut().zip(&counts[..n_clusters]) {
+                *dst = c as f64;
+            }
             // About the f32 centers the GPU used; about the exact centers:
             // Σ (x − c) = Σ (x − c_gpu) + n_k·(c_gpu − c).
             for c in 0..n_clusters {

@@ -6,11 +6,12 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution, StandardNormal};
 use serde_json::{Value, json};
 
+use super::gmm_engine;
 use super::{CovarianceType, GmmParams, Prepared};
-use crate::backend::{Backend, BackendReport, EngineOptions, gmm_engine};
 use crate::data::{AsDataset, Dataset};
+use crate::device::{Backend, BackendReport, EngineOptions};
 use crate::error::{Error, Result};
-use crate::linalg::cholesky_lower;
+use crate::numerics::linalg::cholesky_lower;
 
 pub use crate::models::model_file::{MODEL_FORMAT, MODEL_VERSION};
 
@@ -259,7 +260,7 @@ impl FittedGmm {
         Ok((x, labels))
     }
 
-    fn engine<'a>(&self, data: &'a Dataset<'a>) -> Result<Box<dyn crate::backend::GmmEngine + 'a>> {
+    fn engine<'a>(&self, data: &'a Dataset<'a>) -> Result<Box<dyn super::GmmEngine + 'a>> {
         gmm_engine(
             self.predict_backend,
             data,

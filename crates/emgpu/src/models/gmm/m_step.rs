@@ -104,7 +104,7 @@ pub fn estimate_parameters(
 
     let denom = match norm {
         WeightNorm::Sum => nk.iter().sum::<f64>(),
-        WeightNorm::NSamples => stats.n_samples as f64,
+        WeightNorm::NSamples => stats.n_samples,
     };
     let weights = nk.iter().map(|n| n / denom).collect();
     if means.iter().chain(&covariances).any(|v| !v.is_finite()) {

@@ -18,31 +18,32 @@
 
 mod covariance;
 pub mod cpu;
-pub mod cpu_blocked;
+mod engine;
 mod fitted;
+mod init;
 pub mod m_step;
 mod params;
 mod stats;
-mod vmath;
 
 pub use covariance::CovarianceType;
+pub use engine::{GmmEngine, GmmModel, gmm_engine};
 pub use fitted::{FittedGmm, MODEL_FORMAT, MODEL_VERSION};
 pub use m_step::{WeightNorm, estimate_parameters, m_step};
-pub use params::{GmmParams, Prepared, log_sum_exp};
+pub use params::{GmmParams, Prepared};
 pub use stats::GmmStats;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::{Backend, EngineOptions, GmmEngine, KMeansEngine, gmm_engine};
 use crate::data::{AsDataset, Dataset};
-use crate::em::{Progress, StopRule, run_em};
+use crate::device::{Backend, EngineOptions};
+use crate::em::{Control, EmRun, Progress, StopRule, best_of, observe, run_em};
 use crate::error::{Error, Result};
-use crate::init::{
-    InitState, gmm_stats_at_points, gmm_stats_from_labels, gmm_stats_random_resp,
-    kmeans_plusplus_rng, random_rows, tolerance_from_variances,
-};
+use crate::init::{kmeans_plusplus_rng, random_rows, tolerance_from_variances};
+use crate::models::kmeans::KMeansEngine;
 use crate::models::kmeans::lloyd;
+use engine::with_reg;
+use init::{InitState, gmm_stats_at_points, gmm_stats_from_labels, gmm_stats_random_resp};
 
 /// How the initial parameters of each EM run are chosen (scikit-learn's `init_params`).
 ///
@@ -280,6 +281,16 @@ impl GaussianMixture {
         x: &impl AsDataset,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<FittedGmm> {
+        self.fit_with_control(x, &mut observe(progress))
+    }
+
+    /// Fits, calling `progress` after every iteration; the callback stops the fit by returning
+    /// [`std::ops::ControlFlow::Break`] (the fit then fails with [`Error::Cancelled`]).
+    pub fn fit_with_control(
+        &self,
+        x: &impl AsDataset,
+        progress: &mut dyn FnMut(&Progress) -> Control,
+    ) -> Result<FittedGmm> {
         let data = x.as_dataset();
         data.validate()?;
         let (n, d) = (data.n_samples(), data.n_features());
@@ -291,7 +302,8 @@ impl GaussianMixture {
             self.n_components,
             self.engine,
         )?;
-        self.fit_engine(&data, engine.as_mut(), progress)
+        let mut state = self.init_state();
+        self.fit_engine_with(&data, engine.as_mut(), &mut state, progress)
     }
 
     /// Fits with an engine already built over `data` (benchmarks reuse one across fits). The
@@ -304,7 +316,17 @@ impl GaussianMixture {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<FittedGmm> {
         let mut state = self.init_state();
-        self.fit_engine_with(data, engine, &mut state, progress)
+        self.fit_engine_with(data, engine, &mut state, &mut observe(progress))
+    }
+
+    /// The EM model of this fit for data of `n_features` features.
+    pub fn model(&self, n_features: usize) -> GmmModel {
+        GmmModel {
+            covariance_type: self.covariance_type,
+            n_components: self.n_components,
+            n_features,
+            reg_covar: self.reg_covar,
+        }
     }
 
     /// [`GaussianMixture::fit_engine`] sharing what the initializations computed (`state`) with
@@ -314,7 +336,7 @@ impl GaussianMixture {
         data: &'a Dataset<'a>,
         engine: &mut dyn GmmEngine,
         state: &mut InitState<'a>,
-        progress: &mut dyn FnMut(&Progress),
+        progress: &mut dyn FnMut(&Progress) -> Control,
     ) -> Result<FittedGmm> {
         let (n, d) = (data.n_samples(), data.n_features());
         self.validate(n, d)?;
@@ -323,35 +345,19 @@ impl GaussianMixture {
             tol: self.tol,
             max_iter: self.max_iter,
         };
-        let reg = self.reg_covar;
-        let mut best: Option<crate::em::EmRun<GmmParams>> = None;
-        let mut init_lower_bounds = Vec::with_capacity(self.n_init);
-        for init in 0..self.n_init {
-            let params = self.draw_initial_params(data, &mut rng, engine, state)?;
-            let run = run_em(
-                params,
-                rule,
-                init,
-                |p: &GmmParams| {
-                    let prepared = p.prepare().map_err(|e| with_reg(e, reg))?;
-                    let stats = engine.e_step(&prepared)?;
-                    let lb = stats.mean_log_likelihood();
-                    Ok((stats, lb))
-                },
-                |s: &GmmStats| m_step(s, reg).map_err(|e| with_reg(e, reg)),
-                progress,
-            )?;
-            init_lower_bounds.push(run.lower_bound);
-            // scikit-learn keeps the first run and replaces it only by a strictly better one.
-            if best
-                .as_ref()
-                .is_none_or(|b| run.lower_bound > b.lower_bound)
-            {
-                best = Some(run);
-            }
-        }
-        let best = best.expect("n_init ≥ 1 is validated");
-        let mut fitted = FittedGmm::from_params(best.params).map_err(|e| with_reg(e, reg))?;
+        let model = self.model(d);
+        // scikit-learn keeps the first run and replaces it only by a strictly better one.
+        let (best, init_lower_bounds) = best_of(
+            self.n_init,
+            |init| {
+                let params = self.draw_initial_params(data, &mut rng, engine, state)?;
+                run_em(&model, engine, params, rule, init, progress)
+            },
+            |run: &EmRun<GmmModel>, best| run.lower_bound > best.lower_bound,
+            |run| run.lower_bound,
+        )?;
+        let mut fitted =
+            FittedGmm::from_params(best.params).map_err(|e| with_reg(e, self.reg_covar))?;
         fitted.lower_bound = best.lower_bound;
         fitted.n_iter = best.n_iter;
         fitted.converged = best.converged;
@@ -419,19 +425,5 @@ impl GaussianMixture {
         };
         estimate_parameters(&stats, self.reg_covar, WeightNorm::NSamples)
             .map_err(|e| with_reg(e, self.reg_covar))
-    }
-}
-
-/// Puts the fit's `reg_covar` into an [`Error::IllConditioned`].
-fn with_reg(e: Error, reg: f64) -> Error {
-    match e {
-        Error::IllConditioned {
-            component, pivot, ..
-        } => Error::IllConditioned {
-            component,
-            pivot,
-            reg_covar: reg,
-        },
-        other => other,
     }
 }

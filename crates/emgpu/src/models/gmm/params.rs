@@ -4,7 +4,7 @@ use ndarray::{Array1, Array2, ArrayD, IxDyn};
 
 use super::CovarianceType;
 use crate::error::{Error, Result};
-use crate::linalg::precision_cholesky;
+use crate::numerics::linalg::precision_cholesky;
 
 /// `ln(2π)`.
 pub(crate) const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -121,11 +121,7 @@ impl GmmParams {
     /// scikit-learn's `bic` (`−2·log L + p·ln n`) and `aic` (`−2·log L + 2p`), p =
     /// [`GmmParams::n_parameters`]. Lower is better.
     pub fn information_criteria(&self, log_likelihood: f64, n: usize) -> (f64, f64) {
-        let p = self.n_parameters() as f64;
-        (
-            -2.0 * log_likelihood + p * (n as f64).ln(),
-            -2.0 * log_likelihood + 2.0 * p,
-        )
+        crate::select::information_criteria(log_likelihood, self.n_parameters(), n)
     }
 
     /// Computes the Cholesky factors of the precisions and the other E-step inputs.
@@ -277,14 +273,4 @@ pub(crate) fn with_scratch<R>(d: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
     } else {
         f(&mut vec![0.0; d])
     }
-}
-
-/// `log Σ exp(v)`, stable: the maximum is taken out before exponentiating.
-#[inline]
-pub fn log_sum_exp(v: &[f64]) -> f64 {
-    let m = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if m == f64::NEG_INFINITY {
-        return m;
-    }
-    m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
 }

@@ -14,6 +14,7 @@
 //! from the origin); it does not change the result, only its rounding.
 
 use super::CovarianceType;
+use crate::em::Stats;
 
 /// Sufficient statistics of a Gaussian mixture over a set of points (see the module docs).
 #[derive(Debug, Clone, PartialEq)]
@@ -24,8 +25,8 @@ pub struct GmmStats {
     pub n_components: usize,
     /// D.
     pub n_features: usize,
-    /// Number of points summed.
-    pub n_samples: u64,
+    /// Number of points summed (weighted: a sum of weights; scaled by [`Stats::scale`]).
+    pub n_samples: f64,
     /// `Σ_n log p(x_n)` (log of the mixture density).
     pub log_likelihood: f64,
     /// `S0_k`, `[K]`.
@@ -52,7 +53,7 @@ impl GmmStats {
             covariance_type,
             n_components: k,
             n_features: d,
-            n_samples: 0,
+            n_samples: 0.0,
             log_likelihood: 0.0,
             s0: vec![0.0; k],
             s1: vec![0.0; k * d],
@@ -103,14 +104,14 @@ impl GmmStats {
 
     /// Mean log-likelihood per point: scikit-learn's `lower_bound_` for this E-step.
     pub fn mean_log_likelihood(&self) -> f64 {
-        self.log_likelihood / self.n_samples as f64
+        self.log_likelihood / self.n_samples
     }
 
     /// Adds one point `x` with responsibilities `resp` (`[K]`) and log-density `log_px`: the
     /// reference accumulation (twin of the GPU statistics kernel).
     pub fn add_point(&mut self, x: &[f64], resp: &[f64], log_px: f64) {
         super::params::with_scratch(self.n_features, |diff| self.add_point_with(x, resp, diff));
-        self.n_samples += 1;
+        self.n_samples += 1.0;
         self.log_likelihood += log_px;
     }
 
@@ -142,5 +143,46 @@ impl GmmStats {
                 }
             }
         }
+    }
+}
+
+/// The flat view is `[n_samples, log_likelihood, S0 (K), S1 (K·D), S2]`; the shifts are not
+/// additive and stay as they are.
+impl Stats for GmmStats {
+    fn merge(&mut self, other: &Self) {
+        GmmStats::merge(self, other)
+    }
+    fn scale(&mut self, factor: f64) {
+        self.n_samples *= factor;
+        self.log_likelihood *= factor;
+        for v in self.s0.iter_mut().chain(&mut self.s1).chain(&mut self.s2) {
+            *v *= factor;
+        }
+    }
+    fn log_likelihood(&self) -> f64 {
+        self.log_likelihood
+    }
+    fn n_samples(&self) -> f64 {
+        self.n_samples
+    }
+    fn flat_len(&self) -> usize {
+        2 + self.s0.len() + self.s1.len() + self.s2.len()
+    }
+    fn write_flat(&self, out: &mut [f64]) {
+        let (head, rest) = out.split_at_mut(2);
+        head.copy_from_slice(&[self.n_samples, self.log_likelihood]);
+        let (s0, rest) = rest.split_at_mut(self.s0.len());
+        let (s1, s2) = rest.split_at_mut(self.s1.len());
+        s0.copy_from_slice(&self.s0);
+        s1.copy_from_slice(&self.s1);
+        s2.copy_from_slice(&self.s2);
+    }
+    fn read_flat(&mut self, src: &[f64]) {
+        self.n_samples = src[0];
+        self.log_likelihood = src[1];
+        let (k, d1) = (self.s0.len(), self.s1.len());
+        self.s0.copy_from_slice(&src[2..2 + k]);
+        self.s1.copy_from_slice(&src[2 + k..2 + k + d1]);
+        self.s2.copy_from_slice(&src[2 + k + d1..]);
     }
 }

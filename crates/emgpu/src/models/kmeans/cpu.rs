@@ -7,31 +7,18 @@
 use rayon::prelude::*;
 
 use super::KMeansStats;
-use crate::backend::FarPoint;
+use super::{FarPoint, KMeansEngine};
 use crate::data::Dataset;
+use crate::device::{BackendReport, EngineOptions, cpu_report};
+use crate::error::{Error, Result};
 
 /// The label the engines hold for "not assigned yet" (every label differs from it).
 pub const NO_LABEL: u32 = u32::MAX;
 
-/// `‖a − b‖²`, with four partial sums (vectorizes; the rounding is that of a 4-way split sum).
-#[inline]
-pub fn sq_distance(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let (a4, ar) = a.split_at(a.len() - a.len() % 4);
-    let (b4, br) = b.split_at(a4.len());
-    for (x, y) in a4.chunks_exact(4).zip(b4.chunks_exact(4)) {
-        for l in 0..4 {
-            let t = x[l] - y[l];
-            acc[l] += t * t;
-        }
-    }
-    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for (x, y) in ar.iter().zip(br) {
-        let t = x - y;
-        s += t * t;
-    }
-    s
-}
+pub use crate::numerics::sq_distance;
+
+/// Rows per chunk of the CPU assignment.
+pub const ASSIGN_CHUNK_ROWS: usize = 4096;
 
 /// `points` (`[m][D]`, row-major) transposed to `[D][m]`, the layout [`sq_distances_to`] reads.
 pub fn transpose_points(points: &[f64], m: usize) -> Vec<f64> {
@@ -153,6 +140,90 @@ pub fn farthest_reference(labels: &[u32], dists: &[f64], n: usize) -> Vec<FarPoi
         .collect()
 }
 
+/// k-means assignments on the CPU over one dataset (f64, parallel over chunks of rows).
+pub struct CpuKMeansEngine<'a> {
+    data: &'a Dataset<'a>,
+    chunk_rows: usize,
+    reason: String,
+    /// Labels of the last assignment (`NO_LABEL` before the first), `[N]`.
+    labels: Vec<u32>,
+    /// Squared distances of the last assignment, `[N]`.
+    dists: Vec<f64>,
+    assigned: bool,
+}
+
+impl<'a> CpuKMeansEngine<'a> {
+    /// An engine over `data`; `reason` says why the CPU was chosen (for `Auto`).
+    pub fn new(data: &'a Dataset<'a>, options: EngineOptions, reason: String) -> Self {
+        Self {
+            data,
+            chunk_rows: options.chunk_rows.unwrap_or(ASSIGN_CHUNK_ROWS).max(1),
+            reason,
+            labels: Vec::new(),
+            dists: Vec::new(),
+            assigned: false,
+        }
+    }
+
+    fn check_assigned(&self) -> Result<()> {
+        if self.assigned {
+            Ok(())
+        } else {
+            Err(Error::param(
+                "the k-means engine has no assignment yet; call assign_and_sum first",
+            ))
+        }
+    }
+}
+
+impl KMeansEngine for CpuKMeansEngine<'_> {
+    fn assign_and_sum(&mut self, centers: &[f64], n_clusters: usize) -> Result<KMeansStats> {
+        let (n, d) = (self.data.n_samples(), self.data.n_features());
+        if n_clusters == 0 || centers.len() != n_clusters * d {
+            return Err(Error::param(format!(
+                "k-means centers must be [n_clusters ≥ 1][{d}], got {} values for {n_clusters} clusters",
+                centers.len()
+            )));
+        }
+        if self.labels.len() != n {
+            self.labels = vec![NO_LABEL; n];
+            self.dists = vec![0.0; n];
+        }
+        let stats = assign_reference(
+            self.data,
+            centers,
+            n_clusters,
+            self.chunk_rows,
+            &mut self.labels,
+            &mut self.dists,
+        );
+        self.assigned = true;
+        Ok(stats)
+    }
+
+    fn labels(&mut self, out: &mut [u32]) -> Result<()> {
+        self.check_assigned()?;
+        if out.len() != self.labels.len() {
+            return Err(Error::param(format!(
+                "the labels buffer holds {} values but the data has {} rows",
+                out.len(),
+                self.labels.len()
+            )));
+        }
+        out.copy_from_slice(&self.labels);
+        Ok(())
+    }
+
+    fn farthest(&mut self, n: usize) -> Result<Vec<FarPoint>> {
+        self.check_assigned()?;
+        Ok(farthest_reference(&self.labels, &self.dists, n))
+    }
+
+    fn report(&self) -> BackendReport {
+        cpu_report(&self.reason)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,7 +259,7 @@ mod tests {
         let mut dists = [0.0; 5];
         let whole = assign_chunk_reference(&x, &centers, 2, &mut labels, &mut dists);
         assert_eq!(labels, [0, 0, 1, 1, 0]);
-        assert_eq!(whole.counts, vec![3, 2]);
+        assert_eq!(whole.counts, vec![3.0, 2.0]);
         assert_eq!(whole.n_changed, 2);
         assert_eq!(whole.sums, vec![1.5, 0.5, 1.0, -1.0]);
         assert_eq!(whole.inertia, 0.0 + 1.0 + 0.0 + 2.0 + 0.5);

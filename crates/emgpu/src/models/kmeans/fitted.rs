@@ -3,8 +3,9 @@
 use ndarray::{Array1, Array2};
 use serde_json::{Value, json};
 
-use crate::backend::{Backend, BackendReport, EngineOptions, kmeans_engine};
+use super::kmeans_engine;
 use crate::data::{AsDataset, Dataset};
+use crate::device::{Backend, BackendReport, EngineOptions};
 use crate::error::{Error, Result};
 use crate::models::gmm::{MODEL_FORMAT, MODEL_VERSION};
 

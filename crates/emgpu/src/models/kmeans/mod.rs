@@ -24,9 +24,11 @@
 //! ```
 
 pub mod cpu;
+mod engine;
 mod fitted;
 mod stats;
 
+pub use engine::{FarPoint, KMeansEngine, KMeansModel, KMeansStep, kmeans_engine};
 pub use fitted::FittedKMeans;
 pub use stats::KMeansStats;
 
@@ -34,11 +36,12 @@ use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::{Backend, EngineOptions, KMeansEngine, kmeans_engine};
 use crate::data::{AsDataset, Dataset};
+use crate::device::{Backend, EngineOptions};
+use crate::em::{Control, Progress, StopRule, best_of, run_em};
 use crate::error::{Error, Result};
 use crate::init::{
-    check_k, column_mean_var, kmeans_plusplus_rng, random_rows, read_row, tolerance_from_variances,
+    check_k, column_mean_var, kmeans_plusplus_rng, random_rows, tolerance_from_variances,
 };
 
 /// How the initial centers of each k-means run are chosen (scikit-learn's `init`).
@@ -251,25 +254,20 @@ impl KMeans {
         self.validate(n, d)?;
         let tol = tolerance_from_variances(&column_mean_var(data).1, self.tol);
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let mut best: Option<(LloydRun, Vec<u32>)> = None;
-        let mut init_inertias = Vec::new();
-        for init in 0..self.n_init_value() {
-            let centers = self.draw_centers(data, &mut rng);
-            let run = lloyd(engine, data, centers, k, self.max_iter, tol, init, progress)?;
-            let mut labels = vec![0u32; n];
-            engine.labels(&mut labels)?;
-            init_inertias.push(run.inertia);
-            // scikit-learn: a later run replaces the best only with a strictly lower inertia and a
-            // different clustering (equal clusterings differ in inertia only by rounding).
-            let better = match &best {
-                None => true,
-                Some((b, bl)) => run.inertia < b.inertia && !same_clustering(&labels, bl, k),
-            };
-            if better {
-                best = Some((run, labels));
-            }
-        }
-        let (run, labels) = best.ok_or_else(|| Error::param("n_init must be at least 1"))?;
+        let ((run, labels), init_inertias) = best_of(
+            self.n_init_value(),
+            |init| {
+                let centers = self.draw_centers(data, &mut rng);
+                let run = lloyd(engine, data, centers, k, self.max_iter, tol, init, progress)?;
+                let mut labels = vec![0u32; n];
+                engine.labels(&mut labels)?;
+                Ok((run, labels))
+            },
+            // scikit-learn: a later run replaces the best only with a strictly lower inertia and
+            // a different clustering (equal clusterings differ in inertia only by rounding).
+            |(r, l), (b, bl)| r.inertia < b.inertia && !same_clustering(l, bl, k),
+            |(r, _)| r.inertia,
+        )?;
         let mut fitted = FittedKMeans::from_centers_vec(run.centers, k, d)?;
         fitted.inertia = run.inertia;
         fitted.n_iter = run.n_iter;
@@ -313,68 +311,59 @@ pub(crate) struct LloydRun {
     pub converged: bool,
 }
 
-/// One run of Lloyd's algorithm from `centers` (scikit-learn's `_kmeans_single_lloyd`); `tol` is
-/// absolute (already scaled by the data's variance). On return the engine's last assignment is
-/// that of the final centers, so its labels are the run's labels.
+/// One run of Lloyd's algorithm from `centers` (scikit-learn's `_kmeans_single_lloyd`) through
+/// the EM loop with [`KMeansModel`]; `tol` is absolute (already scaled by the data's variance). On
+/// return the engine's last assignment is that of the final centers, so its labels are the run's
+/// labels.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn lloyd(
     engine: &mut dyn KMeansEngine,
     data: &Dataset,
-    mut centers: Vec<f64>,
+    centers: Vec<f64>,
     k: usize,
     max_iter: usize,
     tol: f64,
     init: usize,
     progress: &mut dyn FnMut(&KMeansProgress),
 ) -> Result<LloydRun> {
-    let mut strict = None;
-    let mut converged = false;
-    let mut n_iter = 0;
-    for i in 0..max_iter {
-        let stats = engine.assign_and_sum(&centers, k)?;
-        let new_centers = update_centers(engine, data, &stats)?;
-        let shift: f64 = new_centers
-            .iter()
-            .zip(&centers)
-            .map(|(a, b)| (a - b) * (a - b))
-            .sum();
-        if !shift.is_finite() {
-            return Err(Error::Numerical(format!(
-                "the k-means centers became non-finite at iteration {}; scale the data (values this large overflow)",
-                i + 1
-            )));
-        }
-        n_iter = i + 1;
+    let model = KMeansModel {
+        n_clusters: k,
+        n_features: data.n_features(),
+    };
+    let n = data.n_samples() as f64;
+    let mut report = |p: &Progress| {
         progress(&KMeansProgress {
-            init,
-            iteration: n_iter,
-            inertia: stats.inertia,
-            center_shift: shift,
+            init: p.init,
+            iteration: p.iteration,
+            inertia: -p.lower_bound * n,
+            center_shift: p.criterion,
         });
-        let old = std::mem::replace(&mut centers, new_centers);
-        // The first assignment is compared with "no labels" (scikit-learn's labels_old = -1).
-        if i > 0 && stats.n_changed == 0 {
-            converged = true;
-            strict = Some((old, stats));
-            break;
-        }
-        if shift <= tol {
-            converged = true;
-            break;
-        }
-    }
+        Control::Continue(())
+    };
+    let rule = StopRule { tol, max_iter };
+    let run = run_em(
+        &model,
+        &mut KMeansStep::new(engine, data),
+        centers,
+        rule,
+        init,
+        &mut report,
+    )?;
     // Labels and inertia of the final centers. After strict convergence the last assignment is
     // already that, unless the update moved a center by rounding: then assign once more (as
     // scikit-learn does whenever the run did not converge strictly).
-    let inertia = match strict {
-        Some((old, stats)) if old == centers => stats.inertia,
-        _ => engine.assign_and_sum(&centers, k)?.inertia,
+    let (before, stats) = &run.last;
+    let strict = run.converged && run.n_iter > 1 && stats.n_changed == 0;
+    let inertia = if strict && *before == run.params {
+        stats.inertia
+    } else {
+        engine.assign_and_sum(&run.params, k)?.inertia
     };
     Ok(LloydRun {
-        centers,
+        centers: run.params,
         inertia,
-        n_iter,
-        converged,
+        n_iter: run.n_iter,
+        converged: run.converged,
     })
 }
 
@@ -386,21 +375,16 @@ pub(crate) fn lloyd(
 /// empty cluster's only point. If every point sits on its center (fewer distinct points than
 /// clusters) nothing is relocated. A cluster still empty after that is placed on the center of the
 /// largest cluster (scikit-learn's convenience; it never produces a NaN).
-pub(crate) fn update_centers(
-    engine: &mut dyn KMeansEngine,
-    data: &Dataset,
-    stats: &KMeansStats,
-) -> Result<Vec<f64>> {
+pub(crate) fn update_centers(stats: &KMeansStats) -> Vec<f64> {
     let (k, d) = (stats.n_clusters, stats.n_features);
-    let mut counts: Vec<f64> = stats.counts.iter().map(|&c| c as f64).collect();
+    let mut counts = stats.counts.clone();
     let mut sums = stats.sums.clone();
     let shift = &stats.shift;
-    let empty: Vec<usize> = (0..k).filter(|&c| stats.counts[c] == 0).collect();
+    let empty: Vec<usize> = (0..k).filter(|&c| stats.counts[c] == 0.0).collect();
     if !empty.is_empty() {
-        let far = engine.farthest(empty.len())?;
-        if far.first().is_some_and(|f| f.sq_distance > 0.0) {
-            for (&j, f) in empty.iter().zip(&far) {
-                let x = read_row(data, f.index);
+        let far = &stats.farthest;
+        if far.first().is_some_and(|(f, _)| f.sq_distance > 0.0) {
+            for (&j, (f, x)) in empty.iter().zip(far) {
                 let o = f.label;
                 for m in 0..d {
                     sums[o * d + m] -= x[m] - shift[o * d + m];
@@ -427,5 +411,5 @@ pub(crate) fn update_centers(
             centers.copy_within(src..src + d, dst);
         }
     }
-    Ok(centers)
+    centers
 }

@@ -7,6 +7,10 @@
 //! the origin; on the f64 CPU path the shift only changes rounding. Together with the inertia and
 //! the number of changed labels these add over any partition of the points.
 
+use super::FarPoint;
+use crate::data::Dataset;
+use crate::em::Stats;
+
 /// Statistics of one assignment over a set of points (see the module docs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KMeansStats {
@@ -14,10 +18,10 @@ pub struct KMeansStats {
     pub n_clusters: usize,
     /// D.
     pub n_features: usize,
-    /// Number of points summed.
-    pub n_samples: u64,
-    /// Points per cluster, `[K]`.
-    pub counts: Vec<u64>,
+    /// Number of points summed (weighted: a sum of weights; scaled by [`Stats::scale`]).
+    pub n_samples: f64,
+    /// Points per cluster (sums of weights), `[K]`.
+    pub counts: Vec<f64>,
     /// `S_k = Σ (x − c_k)` over the points of cluster k, `[K][D]`.
     pub sums: Vec<f64>,
     /// The centers of the assignment (the shifts of `sums`), `[K][D]`.
@@ -26,6 +30,10 @@ pub struct KMeansStats {
     pub inertia: f64,
     /// Points whose label differs from the engine's previous assignment (all of them at the first).
     pub n_changed: u64,
+    /// When a cluster is empty: the points farthest from their centers, by decreasing distance
+    /// (equal distances in increasing row order), with their rows, for the relocation of empty
+    /// clusters. Not part of the flat (additive) view.
+    pub farthest: Vec<(FarPoint, Vec<f64>)>,
 }
 
 impl KMeansStats {
@@ -39,12 +47,13 @@ impl KMeansStats {
         Self {
             n_clusters,
             n_features,
-            n_samples: 0,
-            counts: vec![0; n_clusters],
+            n_samples: 0.0,
+            counts: vec![0.0; n_clusters],
             sums: vec![0.0; n_clusters * n_features],
             shift: centers.to_vec(),
             inertia: 0.0,
             n_changed: 0,
+            farthest: Vec::new(),
         }
     }
 
@@ -68,6 +77,31 @@ impl KMeansStats {
         for (a, b) in self.sums.iter_mut().zip(&other.sums) {
             *a += b;
         }
+        if !other.farthest.is_empty() {
+            // The farthest points of the union: the two lists merged by decreasing distance,
+            // ties by row, at most K kept (at most K clusters can be empty).
+            self.farthest.extend(other.farthest.iter().cloned());
+            self.farthest.sort_by(|a, b| {
+                b.0.sq_distance
+                    .total_cmp(&a.0.sq_distance)
+                    .then(a.0.index.cmp(&b.0.index))
+            });
+            self.farthest.truncate(self.n_clusters);
+        }
+    }
+
+    /// Attaches `far` (as [`super::KMeansEngine::farthest`] returns them) with their rows read from
+    /// `data`.
+    pub fn set_farthest(&mut self, data: &Dataset, far: Vec<FarPoint>) {
+        let d = self.n_features;
+        self.farthest = far
+            .into_iter()
+            .map(|f| {
+                let mut row = vec![0.0; d];
+                data.read_f64(f.index, &mut row);
+                (f, row)
+            })
+            .collect();
     }
 
     /// Adds one point `x` assigned to cluster `label` at squared distance `sq_distance`; `changed`
@@ -82,9 +116,51 @@ impl KMeansStats {
         {
             *acc += xj - sj;
         }
-        self.counts[label] += 1;
-        self.n_samples += 1;
+        self.counts[label] += 1.0;
+        self.n_samples += 1.0;
         self.inertia += sq_distance;
         self.n_changed += u64::from(changed);
+    }
+}
+
+/// The flat view is `[n_samples, inertia, n_changed, counts (K), sums (K·D)]`; the centers (shifts)
+/// and the farthest points are not additive and stay as they are. `scale` leaves `n_changed`
+/// (a count of label changes, not a sum over points' weights) as it is.
+impl Stats for KMeansStats {
+    fn merge(&mut self, other: &Self) {
+        KMeansStats::merge(self, other)
+    }
+    fn scale(&mut self, factor: f64) {
+        self.n_samples *= factor;
+        self.inertia *= factor;
+        for v in self.counts.iter_mut().chain(&mut self.sums) {
+            *v *= factor;
+        }
+    }
+    /// Minus the inertia: k-means maximizes it as EM maximizes the log-likelihood.
+    fn log_likelihood(&self) -> f64 {
+        -self.inertia
+    }
+    fn n_samples(&self) -> f64 {
+        self.n_samples
+    }
+    fn flat_len(&self) -> usize {
+        3 + self.counts.len() + self.sums.len()
+    }
+    fn write_flat(&self, out: &mut [f64]) {
+        let k = self.counts.len();
+        out[0] = self.n_samples;
+        out[1] = self.inertia;
+        out[2] = self.n_changed as f64;
+        out[3..3 + k].copy_from_slice(&self.counts);
+        out[3 + k..].copy_from_slice(&self.sums);
+    }
+    fn read_flat(&mut self, src: &[f64]) {
+        let k = self.counts.len();
+        self.n_samples = src[0];
+        self.inertia = src[1];
+        self.n_changed = src[2] as u64;
+        self.counts.copy_from_slice(&src[3..3 + k]);
+        self.sums.copy_from_slice(&src[3 + k..]);
     }
 }

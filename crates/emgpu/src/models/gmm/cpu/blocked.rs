@@ -49,11 +49,11 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use super::cpu::PointOutputs;
-use super::params::LN_2PI;
-use super::vmath::{quadratic_features, softmax_columns};
-use super::{CovarianceType, GmmStats, Prepared};
+use super::PointOutputs;
 use crate::data::Dataset;
+use crate::models::gmm::params::LN_2PI;
+use crate::models::gmm::{CovarianceType, GmmStats, Prepared};
+use crate::numerics::vmath::{quadratic_features, softmax_columns};
 
 /// Rows per chunk of the blocked path: Φ of a chunk (F = 153 for D = 16) stays in the L2 cache.
 pub const BLOCKED_CHUNK_ROWS: usize = 256;
@@ -455,7 +455,7 @@ impl Plan<'_> {
         let p = self.p;
         let (k, d, nq) = (self.k, self.d, self.nq);
         let mut stats = GmmStats::zeros(p.covariance_type, k, d, &p.means);
-        stats.n_samples = acc.n;
+        stats.n_samples = acc.n as f64;
         stats.log_likelihood = acc.log_likelihood;
         let mm = |q: usize, f: usize| acc.m[f * nq + q];
         let mut t = vec![0.0; d];

@@ -263,7 +263,7 @@ mod tests {
         softmax_columns(&mut a, rows, k, &mut lpx, &mut work);
         for n in 0..rows {
             let row: Vec<f64> = (0..k).map(|c| a0[c * rows + n]).collect();
-            let want = crate::models::gmm::log_sum_exp(&row);
+            let want = crate::numerics::log_sum_exp(&row);
             assert!((lpx[n] - want).abs() <= 1e-14 * want.abs().max(1.0));
             for c in 0..k {
                 let r = (row[c] - want).exp();

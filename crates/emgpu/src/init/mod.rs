@@ -18,12 +18,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::backend::{Backend, EngineOptions, KMeansEngine, kmeans_engine};
 use crate::data::{AsDataset, Dataset};
+use crate::device::cpu::map_chunks;
 use crate::error::{Error, Result};
-use crate::models::gmm::cpu::map_chunks;
-use crate::models::gmm::{CovarianceType, GmmStats};
-use crate::models::kmeans::cpu::sq_distance;
+use crate::numerics::sq_distance;
 
 /// Rows per chunk of every initialization pass. Fixed (not the engine's chunk size) so that a
 /// seed gives the same initialization whatever the backend options.
@@ -112,13 +110,6 @@ pub(crate) fn check_k(k: usize, n: usize) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// Row `i` of `data` as f64.
-pub(crate) fn read_row(data: &Dataset, i: usize) -> Vec<f64> {
-    let mut row = vec![0.0; data.n_features()];
-    data.read_f64(i, &mut row);
-    row
 }
 
 /// Sets `closest[i] = min(closest[i], ‖x_i − c‖²)` (or `= ‖x_i − c‖²` when `first`) and returns
@@ -232,127 +223,6 @@ pub(crate) fn random_rows(
         data.read_f64(i, &mut rows[c * d..(c + 1) * d]);
     }
     (rows, picks)
-}
-
-/// Statistics of responsibilities that are one at `(indices[c], c)` and zero elsewhere (the
-/// `random_from_data` and `k-means++` initializations of a Gaussian mixture), about the points
-/// themselves; `n_samples` is N as the weights are normalized by it.
-pub(crate) fn gmm_stats_at_points(
-    data: &Dataset,
-    indices: &[usize],
-    covariance_type: CovarianceType,
-) -> GmmStats {
-    let (k, d) = (indices.len(), data.n_features());
-    let mut shift = vec![0.0; k * d];
-    for (c, &i) in indices.iter().enumerate() {
-        data.read_f64(i, &mut shift[c * d..(c + 1) * d]);
-    }
-    let mut stats = GmmStats::zeros(covariance_type, k, d, &shift);
-    stats.s0.fill(1.0);
-    stats.n_samples = data.n_samples() as u64;
-    stats
-}
-
-/// Statistics of one-hot responsibilities from `labels` (`[N]`, each `< k`) about `shift`
-/// (`[K][D]`, e.g. the k-means centers), over all the data.
-pub(crate) fn gmm_stats_from_labels(
-    data: &Dataset,
-    labels: &[u32],
-    k: usize,
-    covariance_type: CovarianceType,
-    shift: &[f64],
-) -> GmmStats {
-    let d = data.n_features();
-    let parts = map_chunks(data, INIT_CHUNK_ROWS, |start, x| {
-        let mut stats = GmmStats::zeros(covariance_type, k, d, shift);
-        let mut resp = vec![0.0; k];
-        for (i, row) in x.chunks_exact(d).enumerate() {
-            let l = labels[start + i] as usize;
-            resp[l] = 1.0;
-            stats.add_point(row, &resp, 0.0);
-            resp[l] = 0.0;
-        }
-        stats
-    });
-    let mut total = GmmStats::zeros(covariance_type, k, d, shift);
-    for p in &parts {
-        total.merge(p);
-    }
-    total
-}
-
-/// Statistics of random responsibilities (scikit-learn's `init_params="random"`: each row uniform
-/// on [0, 1) then normalized to sum to 1), about `center` (`[D]`, e.g. the data mean) for every
-/// component. Each chunk of [`INIT_CHUNK_ROWS`] rows draws from its own ChaCha8 stream seeded from
-/// `rng` in chunk order.
-pub(crate) fn gmm_stats_random_resp(
-    data: &Dataset,
-    k: usize,
-    covariance_type: CovarianceType,
-    center: &[f64],
-    rng: &mut ChaCha8Rng,
-) -> GmmStats {
-    let d = data.n_features();
-    let n_chunks = data.n_samples().div_ceil(INIT_CHUNK_ROWS);
-    let seeds: Vec<u64> = (0..n_chunks).map(|_| rng.random::<u64>()).collect();
-    let shift: Vec<f64> = (0..k).flat_map(|_| center.iter().copied()).collect();
-    let parts = map_chunks(data, INIT_CHUNK_ROWS, |start, x| {
-        let mut chunk_rng = ChaCha8Rng::seed_from_u64(seeds[start / INIT_CHUNK_ROWS]);
-        let mut stats = GmmStats::zeros(covariance_type, k, d, &shift);
-        let mut resp = vec![0.0; k];
-        for row in x.chunks_exact(d) {
-            resp.iter_mut().for_each(|r| *r = chunk_rng.random::<f64>());
-            let s: f64 = resp.iter().sum();
-            resp.iter_mut().for_each(|r| *r /= s);
-            stats.add_point(row, &resp, 0.0);
-        }
-        stats
-    });
-    let mut total = GmmStats::zeros(covariance_type, k, d, &shift);
-    for p in &parts {
-        total.merge(p);
-    }
-    total
-}
-
-/// What the initializations of a fit (all its restarts, or all the fits of a model selection)
-/// compute once and share: the k-means engine over the data, and the column means and variances.
-pub(crate) struct InitState<'a> {
-    backend: Backend,
-    options: EngineOptions,
-    kmeans: Option<Box<dyn KMeansEngine + 'a>>,
-    mean_var: Option<(Vec<f64>, Vec<f64>)>,
-}
-
-impl<'a> InitState<'a> {
-    /// Nothing computed yet; a k-means engine will be built on `backend` when first needed.
-    pub(crate) fn new(backend: Backend, options: EngineOptions) -> Self {
-        Self {
-            backend,
-            options,
-            kmeans: None,
-            mean_var: None,
-        }
-    }
-
-    /// Column means and variances of `data` (computed on first use).
-    pub(crate) fn mean_var(&mut self, data: &Dataset) -> &(Vec<f64>, Vec<f64>) {
-        self.mean_var.get_or_insert_with(|| column_mean_var(data))
-    }
-
-    /// The k-means engine over `data` (built on first use, then reused).
-    pub(crate) fn kmeans_engine(
-        &mut self,
-        data: &'a Dataset<'a>,
-    ) -> Result<&mut (dyn KMeansEngine + 'a)> {
-        if self.kmeans.is_none() {
-            self.kmeans = Some(kmeans_engine(self.backend, data, self.options)?);
-        }
-        match self.kmeans.as_deref_mut() {
-            Some(engine) => Ok(engine),
-            None => Err(Error::Numerical("the k-means engine was not built".into())),
-        }
-    }
 }
 
 #[cfg(test)]

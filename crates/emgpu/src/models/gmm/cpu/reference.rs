@@ -6,8 +6,10 @@
 
 use rayon::prelude::*;
 
-use super::{GmmStats, Prepared, log_sum_exp};
 use crate::data::Dataset;
+use crate::device::cpu::map_chunks;
+use crate::models::gmm::{GmmStats, Prepared};
+use crate::numerics::log_sum_exp;
 
 /// Rows per chunk of the reference path.
 pub const REFERENCE_CHUNK_ROWS: usize = 4096;
@@ -18,27 +20,6 @@ pub(crate) struct PointOutputs<'a> {
     pub log_px: Option<&'a mut [f64]>,
     /// Responsibilities `[n][K]` per point, if wanted.
     pub resp: Option<&'a mut [f64]>,
-}
-
-/// Runs `f(start, rows_as_f64)` over chunks of `chunk_rows` rows in parallel and returns the
-/// results in chunk order.
-pub(crate) fn map_chunks<T: Send>(
-    data: &Dataset,
-    chunk_rows: usize,
-    f: impl Fn(usize, &[f64]) -> T + Sync + Send,
-) -> Vec<T> {
-    let (n, d) = (data.n_samples(), data.n_features());
-    let chunk_rows = chunk_rows.max(1);
-    (0..n.div_ceil(chunk_rows))
-        .into_par_iter()
-        .map_init(Vec::new, |buf, c| {
-            let start = c * chunk_rows;
-            let rows = chunk_rows.min(n - start);
-            buf.resize(rows * d, 0.0);
-            data.read_f64(start, buf);
-            f(start, buf)
-        })
-        .collect()
 }
 
 /// Statistics of the points in `x` (row-major, f64) under `p`, point by point.
