@@ -158,24 +158,24 @@ impl Workload {
         let (n, d, k) = (self.n, self.d, self.k);
         // Per component: x = μ + L·ε with L the Cholesky factor of the covariance.
         let factors: Vec<Vec<f64>> = (0..k)
-            .map(|c| match truth.covariance_type {
+            .map(|c| match truth.covariance_type() {
                 CovarianceType::Full => {
-                    cholesky_lower(&truth.covariances[c * d * d..(c + 1) * d * d], d)
+                    cholesky_lower(&truth.covariances()[c * d * d..(c + 1) * d * d], d)
                 }
-                CovarianceType::Tied => cholesky_lower(&truth.covariances, d),
-                CovarianceType::Diag => Ok(truth.covariances[c * d..(c + 1) * d]
+                CovarianceType::Tied => cholesky_lower(&truth.covariances(), d),
+                CovarianceType::Diag => Ok(truth.covariances()[c * d..(c + 1) * d]
                     .iter()
                     .map(|v| v.sqrt())
                     .collect()),
-                CovarianceType::Spherical => Ok(vec![truth.covariances[c].sqrt(); d]),
+                CovarianceType::Spherical => Ok(vec![truth.covariances()[c].sqrt(); d]),
             })
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::Numerical(format!("generated covariance: {e:?}")))?;
         let full = matches!(
-            truth.covariance_type,
+            truth.covariance_type(),
             CovarianceType::Full | CovarianceType::Tied
         );
-        let mut cumulative = truth.weights.clone();
+        let mut cumulative = truth.weights().to_vec();
         for c in 1..k {
             cumulative[c] += cumulative[c - 1];
         }
@@ -192,7 +192,7 @@ impl Workload {
                     for e in eps.iter_mut() {
                         *e = rng.sample(StandardNormal);
                     }
-                    let (mu, l) = (&truth.means[c * d..(c + 1) * d], &factors[c]);
+                    let (mu, l) = (&truth.means()[c * d..(c + 1) * d], &factors[c]);
                     for i in 0..d {
                         let noise = if full {
                             (0..=i).map(|j| l[i * d + j] * eps[j]).sum::<f64>()
@@ -203,7 +203,7 @@ impl Workload {
                     }
                 }
             });
-        let init = initial_params(&x, n, d, k, truth.covariance_type, self.seed)?;
+        let init = initial_params(&x, n, d, k, truth.covariance_type(), self.seed)?;
         Ok(Synthetic {
             x,
             n,
@@ -296,7 +296,7 @@ mod tests {
                     .sum::<f64>()
                     / 7e4;
             let want: f64 = (0..2)
-                .map(|c| a.truth.weights[c] * a.truth.means[c * 3 + j])
+                .map(|c| a.truth.weights()[c] * a.truth.means()[c * 3 + j])
                 .sum();
             assert!((m - want).abs() < 0.1, "feature {j}: {m} vs {want}");
         }

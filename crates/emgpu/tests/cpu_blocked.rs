@@ -214,12 +214,12 @@ fn data_far_from_the_origin() {
     for cov in CovarianceType::ALL {
         let (x, truth) = mixture(2_000, 4, 3, cov, 7);
         let x: Vec<f64> = x.iter().map(|v| v + 1e4).collect();
-        let means = truth.means.iter().map(|m| m + 1e4).collect();
+        let means = truth.means().iter().map(|m| m + 1e4).collect();
         let shifted = GmmParams::new(
             cov,
-            truth.weights.clone(),
+            truth.weights().to_vec(),
             means,
-            truth.covariances.clone(),
+            truth.covariances().to_vec(),
             4,
         )
         .unwrap();
@@ -311,15 +311,21 @@ fn component_with_almost_no_responsibility() {
     for cov in CovarianceType::ALL {
         let (x, truth) = mixture(1_000, 3, 3, cov, 11);
         // Component 2 gets weight 1e-200: responsibilities around 1e-200, far below the others'.
-        let mut w = truth.weights.clone();
+        let mut w = truth.weights().to_vec();
         w[2] = 1e-200;
         let s: f64 = w[..2].iter().sum();
         w[0] /= s;
         w[1] = 1.0 - w[0] - w[2];
-        let p = GmmParams::new(cov, w, truth.means.clone(), truth.covariances.clone(), 3)
-            .unwrap()
-            .prepare()
-            .unwrap();
+        let p = GmmParams::new(
+            cov,
+            w,
+            truth.means().to_vec(),
+            truth.covariances().to_vec(),
+            3,
+        )
+        .unwrap()
+        .prepare()
+        .unwrap();
         let data = Dataset::from_slice(&x, 1_000, 3).unwrap();
         let want = e_step_reference(&data, &p, 4096);
         assert!(want.s0[2] > 0.0 && want.s0[2] < 1e-190, "{}", want.s0[2]);
@@ -417,16 +423,16 @@ fn whole_fits_agree_between_the_paths() {
         let rp = r.params();
         common::assert_close(
             &format!("{cov} weights"),
-            &bp.weights,
-            &rp.weights,
+            &bp.weights(),
+            &rp.weights(),
             tol,
             tol,
         );
-        common::assert_close(&format!("{cov} means"), &bp.means, &rp.means, tol, tol);
+        common::assert_close(&format!("{cov} means"), &bp.means(), &rp.means(), tol, tol);
         common::assert_close(
             &format!("{cov} covariances"),
-            &bp.covariances,
-            &rp.covariances,
+            &bp.covariances(),
+            &rp.covariances(),
             tol,
             tol,
         );

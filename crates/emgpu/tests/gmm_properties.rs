@@ -200,7 +200,7 @@ fn samples_follow_the_model() {
             let centred = &xc - &mean;
             let cov = centred.t().dot(&centred) / rows.len() as f64;
             let want_mean = m.means().row(c).to_vec();
-            let all = m.params().covariances.clone();
+            let all = m.params().covariances().to_vec();
             let want_cov: Vec<f64> = match cov_type {
                 CovarianceType::Full => all[c * 4..(c + 1) * 4].to_vec(),
                 CovarianceType::Tied => all,

@@ -647,25 +647,25 @@ fn assert_params_close(what: &str, gpu: &GmmParams, cpu: &GmmParams, x: &Array2<
     let d = x.ncols();
     assert_close(
         &format!("{what}: weights"),
-        &gpu.weights,
-        &cpu.weights,
+        &gpu.weights(),
+        &cpu.weights(),
         RTOL,
         1e-6,
     );
     let rel =
         |v: &[f64]| -> Vec<f64> { v.iter().enumerate().map(|(e, m)| m - mean[e % d]).collect() };
-    let mut floors = vec![0.0; cpu.means.len()];
+    let mut floors = vec![0.0; cpu.means().len()];
     for (e, f) in floors.iter_mut().enumerate() {
         *f = FLOOR * sd[e % d];
     }
-    for (e, (g, c)) in rel(&gpu.means).iter().zip(rel(&cpu.means)).enumerate() {
+    for (e, (g, c)) in rel(&gpu.means()).iter().zip(rel(&cpu.means())).enumerate() {
         assert_close(&format!("{what}: means[{e}]"), &[*g], &[c], RTOL, floors[e]);
     }
     let scale = sd.iter().fold(0.0f64, |a, s| a.max(*s));
     assert_close(
         &format!("{what}: covariances"),
-        &gpu.covariances,
-        &cpu.covariances,
+        &gpu.covariances(),
+        &cpu.covariances(),
         RTOL,
         FLOOR * scale * scale,
     );

@@ -377,8 +377,8 @@ fn fit(
     backend: Backend,
     chunk_rows: Option<usize>,
 ) -> FittedGmm {
-    let mut gm = GaussianMixture::params(init.n_components)
-        .covariance(init.covariance_type)
+    let mut gm = GaussianMixture::params(init.n_components())
+        .covariance(init.covariance_type())
         .tol(0.0)
         .max_iter(iters)
         .reg_covar(REG)
@@ -395,21 +395,21 @@ fn fit(
 /// covariances with floor `FLOOR`·√(C_ii·C_jj).
 #[track_caller]
 fn assert_params_close(what: &str, gpu: &GmmParams, cpu: &GmmParams, x: &Array2<f64>) {
-    let (k, d) = (cpu.n_components, cpu.n_features);
+    let (k, d) = (cpu.n_components(), cpu.n_features());
     assert_close(
         &format!("{what}: weights"),
-        &gpu.weights,
-        &cpu.weights,
+        &gpu.weights(),
+        &cpu.weights(),
         RTOL,
         1e-6,
     );
     let centre: Vec<f64> = (0..d).map(|j| x.column(j).mean().unwrap()).collect();
     let var = |c: usize, i: usize| -> f64 {
-        match cpu.covariance_type {
-            CovarianceType::Full => cpu.covariances[c * d * d + i * d + i],
-            CovarianceType::Tied => cpu.covariances[i * d + i],
-            CovarianceType::Diag => cpu.covariances[c * d + i],
-            CovarianceType::Spherical => cpu.covariances[c],
+        match cpu.covariance_type() {
+            CovarianceType::Full => cpu.covariances()[c * d * d + i * d + i],
+            CovarianceType::Tied => cpu.covariances()[i * d + i],
+            CovarianceType::Diag => cpu.covariances()[c * d + i],
+            CovarianceType::Spherical => cpu.covariances()[c],
         }
     };
     for c in 0..k {
@@ -417,14 +417,14 @@ fn assert_params_close(what: &str, gpu: &GmmParams, cpu: &GmmParams, x: &Array2<
             let e = c * d + i;
             assert_close(
                 &format!("{what}: means[{c}][{i}] − centre"),
-                &[gpu.means[e] - centre[i]],
-                &[cpu.means[e] - centre[i]],
+                &[gpu.means()[e] - centre[i]],
+                &[cpu.means()[e] - centre[i]],
                 RTOL,
                 FLOOR * var(c, i).sqrt(),
             );
         }
     }
-    let n_mat = match cpu.covariance_type {
+    let n_mat = match cpu.covariance_type() {
         CovarianceType::Full => k,
         CovarianceType::Tied => 1,
         _ => 0,
@@ -436,8 +436,8 @@ fn assert_params_close(what: &str, gpu: &GmmParams, cpu: &GmmParams, x: &Array2<
                     let e = c * d * d + i * d + j;
                     assert_close(
                         &format!("{what}: covariances[{c}][{i}][{j}]"),
-                        &[gpu.covariances[e]],
-                        &[cpu.covariances[e]],
+                        &[gpu.covariances()[e]],
+                        &[cpu.covariances()[e]],
                         RTOL,
                         FLOOR * (var(c, i) * var(c, j)).sqrt(),
                     );
@@ -447,8 +447,8 @@ fn assert_params_close(what: &str, gpu: &GmmParams, cpu: &GmmParams, x: &Array2<
     } else {
         assert_close(
             &format!("{what}: covariances"),
-            &gpu.covariances,
-            &cpu.covariances,
+            &gpu.covariances(),
+            &cpu.covariances(),
             RTOL,
             0.0,
         );

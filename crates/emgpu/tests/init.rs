@@ -165,14 +165,8 @@ fn params_from_groups(x: &Array2<f64>, groups: &[Vec<usize>], reg: f64) -> GmmPa
             covs[c * d * d + a * d + a] += reg;
         }
     }
-    GmmParams {
-        covariance_type: CovarianceType::Full,
-        weights,
-        means,
-        covariances: covs,
-        n_components: k,
-        n_features: d,
-    }
+    // Not GmmParams::new: k-means++ starts have weights 1/N that do not sum to 1 (as sklearn).
+    emgpu::testing::gmm_params_unchecked(CovarianceType::Full, weights, means, covs, d)
 }
 
 #[test]

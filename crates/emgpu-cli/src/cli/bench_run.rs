@@ -183,13 +183,13 @@ pub fn bench_data(
     if opts.iters == 0 {
         return Err(Error::param("a benchmark needs at least one iteration"));
     }
-    if data.n_features() != init.n_features {
+    if data.n_features() != init.n_features() {
         return Err(Error::DimensionMismatch {
-            expected: init.n_features,
+            expected: init.n_features(),
             got: data.n_features(),
         });
     }
-    let (n, d, k) = (data.n_samples(), data.n_features(), init.n_components);
+    let (n, d, k) = (data.n_samples(), data.n_features(), init.n_components());
     let mut runs = Vec::with_capacity(backends.len());
     for &backend in backends {
         runs.push(run_backend(data, init, backend, opts, progress)?);
@@ -207,12 +207,12 @@ pub fn bench_data(
             n,
             d,
             k,
-            covariance_type: init.covariance_type,
+            covariance_type: init.covariance_type(),
             seed: 0,
             spread: 0.0,
         },
         iters: opts.iters,
-        flops_per_e_step: flops_per_e_step(init.covariance_type, n, d, k),
+        flops_per_e_step: flops_per_e_step(init.covariance_type(), n, d, k),
         generate_ms: 0.0,
         cpu_threads: rayon::current_num_threads(),
         runs,
@@ -227,8 +227,8 @@ fn run_backend(
     opts: &BenchOptions,
     progress: &mut dyn FnMut(BenchProgress),
 ) -> Result<BackendRun> {
-    let (n, d, k) = (data.n_samples(), data.n_features(), init.n_components);
-    let cov = init.covariance_type;
+    let (n, d, k) = (data.n_samples(), data.n_features(), init.n_components());
+    let cov = init.covariance_type();
     progress(BenchProgress::Setup(backend));
     let t = Instant::now();
     let mut engine = gmm_engine(backend, data, cov, k, opts.engine)?;

@@ -127,6 +127,10 @@ impl From<Error> for CliError {
     fn from(e: Error) -> Self {
         match e {
             Error::InvalidParameter(m) => CliError::usage(m),
+            // The library names no flag; the command line adds the one that helps.
+            Error::NoAdapter | Error::NoGpuSupport => {
+                CliError::error(format!("{e} (`--backend cpu`)"))
+            }
             other => CliError::error(other.to_string()),
         }
     }

@@ -4,7 +4,7 @@ use ndarray::{Array1, Array2, ArrayD};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution, StandardNormal};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::gmm_engine;
 use super::{CovarianceType, GmmParams, Prepared};
@@ -13,6 +13,7 @@ use crate::device::{Backend, BackendReport, EngineOptions};
 use crate::error::{Error, Result};
 use crate::numerics::linalg::cholesky_lower;
 
+use crate::models::model_file::{self, Header, Nested};
 pub use crate::models::model_file::{MODEL_FORMAT, MODEL_VERSION};
 
 /// A Gaussian mixture with its parameters and how its fit went.
@@ -63,15 +64,15 @@ impl FittedGmm {
     }
     /// Covariance structure.
     pub fn covariance_type(&self) -> CovarianceType {
-        self.params.covariance_type
+        self.params.covariance_type()
     }
     /// K.
     pub fn n_components(&self) -> usize {
-        self.params.n_components
+        self.params.n_components()
     }
     /// D.
     pub fn n_features(&self) -> usize {
-        self.params.n_features
+        self.params.n_features()
     }
     /// Mixture weights `[K]`.
     pub fn weights(&self) -> Array1<f64> {
@@ -89,7 +90,7 @@ impl FittedGmm {
     pub fn precisions_cholesky(&self) -> ArrayD<f64> {
         let shape = self
             .params
-            .covariance_type
+            .covariance_type()
             .cov_shape(self.n_components(), self.n_features());
         ArrayD::from_shape_vec(shape, self.prepared.prec_chol.clone()).expect("shape checked")
     }
@@ -209,7 +210,7 @@ impl FittedGmm {
             if left == 0 {
                 break;
             }
-            let w = self.params.weights[c];
+            let w = self.params.weights()[c];
             let p = if c == k - 1 || mass <= 0.0 {
                 1.0
             } else {
@@ -225,9 +226,9 @@ impl FittedGmm {
         let mut x = Array2::<f64>::zeros((n, d));
         let mut labels = Array1::<usize>::zeros(n);
         let mut row = 0;
-        let cov = &self.params.covariances;
+        let cov = &self.params.covariances();
         for (c, &count) in counts.iter().enumerate() {
-            let mu = &self.params.means[c * d..(c + 1) * d];
+            let mu = &self.params.means()[c * d..(c + 1) * d];
             // x = μ + L z, L the Cholesky factor of the covariance (diag/spherical: σ).
             let l = match self.covariance_type() {
                 CovarianceType::Full => Some(cholesky_lower(&cov[c * d * d..(c + 1) * d * d], d)),
@@ -273,116 +274,80 @@ impl FittedGmm {
     /// The model as JSON in emgpu's model schema (parameters in scikit-learn's shapes).
     pub fn to_json(&self) -> String {
         let p = &self.params;
-        let (k, d) = (p.n_components, p.n_features);
-        let nest = |v: &[f64], shape: &[usize]| nested(v, shape);
-        let finite_or_null = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
-        let mut doc = json!({
-            "format": MODEL_FORMAT,
-            "version": MODEL_VERSION,
-            "model": "gmm",
-            "covariance_type": p.covariance_type.name(),
-            "n_features": d,
-            "n_components": k,
-            "weights": p.weights,
-            "means": nest(&p.means, &[k, d]),
-            "covariances": nest(&p.covariances, &p.covariance_type.cov_shape(k, d)),
-            "precisions_cholesky": nest(&self.prepared.prec_chol, &p.covariance_type.cov_shape(k, d)),
-            "lower_bound": finite_or_null(self.lower_bound),
-            "n_iter": self.n_iter,
-            "converged": self.converged,
-            "lower_bound_trace": self.lower_bound_trace,
-        });
-        if let Some(r) = &self.report {
-            doc["backend"] = json!(r.backend.to_string());
-            doc["device"] = json!(r.device);
-        }
-        serde_json::to_string_pretty(&doc).expect("a JSON value always serializes")
+        let (k, d, cov) = (p.n_components(), p.n_features(), p.covariance_type());
+        model_file::write(&GmmFile {
+            header: Header::new("gmm"),
+            covariance_type: cov.name().to_string(),
+            n_features: d,
+            n_components: k,
+            weights: Nested::from_flat(p.weights(), &[k]),
+            means: Nested::from_flat(p.means(), &[k, d]),
+            covariances: Nested::from_flat(p.covariances(), &cov.cov_shape(k, d)),
+            precisions_cholesky: Some(Nested::from_flat(
+                &self.prepared.prec_chol,
+                &cov.cov_shape(k, d),
+            )),
+            lower_bound: model_file::finite(self.lower_bound),
+            n_iter: self.n_iter,
+            converged: self.converged,
+            lower_bound_trace: self.lower_bound_trace.clone(),
+            backend: self.report.as_ref().map(|r| r.backend.to_string()),
+            device: self.report.as_ref().map(|r| r.device.clone()),
+        })
     }
 
     /// Reads a model written by [`FittedGmm::to_json`] (or by hand / another tool in that schema),
     /// checking every field: shapes agree, weights sum to 1, covariances are positive definite.
     pub fn from_json(text: &str) -> Result<Self> {
-        let obj = crate::models::model_file::parse(text, "gmm", "a Gaussian mixture")?;
-        let get = |key: &str| crate::models::model_file::field(&obj, key);
-        let cov_type: CovarianceType = get("covariance_type")?
-            .as_str()
-            .ok_or_else(|| Error::BadModel("field \"covariance_type\" must be a string".into()))?
+        let file: GmmFile = model_file::read(text, "gmm", "a Gaussian mixture")?;
+        let cov: CovarianceType = file
+            .covariance_type
             .parse()
             .map_err(|e: Error| Error::BadModel(e.to_string()))?;
-        let uint = |key: &str| -> Result<usize> {
-            get(key)?.as_u64().map(|v| v as usize).ok_or_else(|| {
-                Error::BadModel(format!("field \"{key}\" must be a non-negative integer"))
-            })
-        };
-        let (k, d) = (uint("n_components")?, uint("n_features")?);
-        let weights = flat(get("weights")?, &[k], "weights")?;
-        let means = flat(get("means")?, &[k, d], "means")?;
-        let covariances = flat(
-            get("covariances")?,
-            &cov_type.cov_shape(k, d),
-            "covariances",
+        let (k, d) = (file.n_components, file.n_features);
+        let params = GmmParams::new(
+            cov,
+            file.weights.to_flat(&[k], "weights")?,
+            file.means.to_flat(&[k, d], "means")?,
+            file.covariances
+                .to_flat(&cov.cov_shape(k, d), "covariances")?,
+            d,
         )?;
-        let params = GmmParams::new(cov_type, weights, means, covariances, d)?;
         let mut model = Self::from_params(params)?;
-        model.lower_bound = obj
-            .get("lower_bound")
-            .and_then(Value::as_f64)
-            .unwrap_or(f64::NAN);
-        model.n_iter = obj.get("n_iter").and_then(Value::as_u64).unwrap_or(0) as usize;
-        model.converged = obj
-            .get("converged")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        model.lower_bound_trace = obj
-            .get("lower_bound_trace")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_f64).collect())
-            .unwrap_or_default();
+        model.lower_bound = file.lower_bound.unwrap_or(f64::NAN);
+        model.n_iter = file.n_iter;
+        model.converged = file.converged;
+        model.lower_bound_trace = file.lower_bound_trace;
         Ok(model)
     }
 }
 
-/// `v` (row-major) as nested JSON arrays of `shape`.
-fn nested(v: &[f64], shape: &[usize]) -> Value {
-    match shape {
-        [] => json!(v[0]),
-        [_] => json!(v),
-        [n, rest @ ..] => {
-            let stride: usize = rest.iter().product();
-            Value::Array(
-                (0..*n)
-                    .map(|i| nested(&v[i * stride..(i + 1) * stride], rest))
-                    .collect(),
-            )
-        }
-    }
-}
-
-/// Nested JSON arrays of exactly `shape` as a row-major vector of numbers.
-fn flat(v: &Value, shape: &[usize], name: &str) -> Result<Vec<f64>> {
-    fn walk(v: &Value, shape: &[usize], name: &str, out: &mut Vec<f64>) -> Result<()> {
-        match shape {
-            [] => out
-                .push(v.as_f64().ok_or_else(|| {
-                    Error::BadModel(format!("\"{name}\" must hold only numbers"))
-                })?),
-            [n, rest @ ..] => {
-                let a = v.as_array().filter(|a| a.len() == *n).ok_or_else(|| {
-                    Error::BadModel(format!(
-                        "\"{name}\" does not have the shape its covariance type and sizes require"
-                    ))
-                })?;
-                for item in a {
-                    walk(item, rest, name, out)?;
-                }
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::with_capacity(shape.iter().product());
-    walk(v, shape, name, &mut out).map_err(|e| match e {
-        Error::BadModel(m) => Error::BadModel(format!("{m} (expected shape {shape:?})")),
-        other => other,
-    })?;
-    Ok(out)
+/// A Gaussian mixture's model file (`"model": "gmm"`): the header, the shape, the parameters in
+/// scikit-learn's shapes, and how the fit went. `precisions_cholesky`, `backend` and `device`
+/// are written for the reader's information and not read back (the factors are recomputed).
+#[derive(Debug, Serialize, Deserialize)]
+struct GmmFile {
+    #[serde(flatten)]
+    header: Header,
+    covariance_type: String,
+    n_features: usize,
+    n_components: usize,
+    weights: Nested,
+    means: Nested,
+    covariances: Nested,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    precisions_cholesky: Option<Nested>,
+    /// `null` when not finite (a model made from parameters has no lower bound).
+    #[serde(default)]
+    lower_bound: Option<f64>,
+    #[serde(default)]
+    n_iter: usize,
+    #[serde(default)]
+    converged: bool,
+    #[serde(default)]
+    lower_bound_trace: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backend: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device: Option<String>,
 }

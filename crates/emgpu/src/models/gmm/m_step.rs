@@ -106,7 +106,7 @@ pub fn estimate_parameters(
         WeightNorm::Sum => nk.iter().sum::<f64>(),
         WeightNorm::NSamples => stats.n_samples,
     };
-    let weights = nk.iter().map(|n| n / denom).collect();
+    let weights: Vec<f64> = nk.iter().map(|n| n / denom).collect();
     if means.iter().chain(&covariances).any(|v| !v.is_finite()) {
         return Err(Error::IllConditioned {
             component: 0,
@@ -114,14 +114,14 @@ pub fn estimate_parameters(
             reg_covar,
         });
     }
-    Ok(GmmParams {
-        covariance_type: cov_type,
+    debug_assert_eq!(weights.len(), k);
+    Ok(GmmParams::from_parts(
+        cov_type,
         weights,
         means,
         covariances,
-        n_components: k,
-        n_features: d,
-    })
+        d,
+    ))
 }
 
 /// One M-step: [`estimate_parameters`] with weights normalized to sum to 1.

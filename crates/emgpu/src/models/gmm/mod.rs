@@ -254,16 +254,20 @@ impl GaussianMixture {
             });
         }
         if let Init::Params(p) = &self.init {
-            if p.n_features != d {
+            if p.n_features() != d {
                 return Err(Error::DimensionMismatch {
-                    expected: p.n_features,
+                    expected: p.n_features(),
                     got: d,
                 });
             }
-            if p.n_components != self.n_components || p.covariance_type != self.covariance_type {
+            if p.n_components() != self.n_components || p.covariance_type() != self.covariance_type
+            {
                 return Err(Error::param(format!(
                     "the initial model has {} {} components but the fit asks for {} {}",
-                    p.n_components, p.covariance_type, self.n_components, self.covariance_type
+                    p.n_components(),
+                    p.covariance_type(),
+                    self.n_components,
+                    self.covariance_type
                 )));
             }
         }

@@ -10,24 +10,62 @@ use crate::numerics::linalg::precision_cholesky;
 pub(crate) const LN_2PI: f64 = 1.837_877_066_409_345_5;
 
 /// Weights, means and covariances of a Gaussian mixture, in scikit-learn's shapes (flattened
-/// row-major here; see [`GmmParams::covariances_array`]).
+/// row-major here; see [`GmmParams::covariances_array`]). The fields are private: the lengths
+/// and values are checked once, by [`GmmParams::new`] (or made by the M-step), and stay valid.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GmmParams {
-    /// Covariance structure.
-    pub covariance_type: CovarianceType,
-    /// Mixture weights `[K]` (sum to 1 after any M-step).
-    pub weights: Vec<f64>,
-    /// Means `[K][D]`, row-major.
-    pub means: Vec<f64>,
-    /// Covariances, row-major, shape given by [`CovarianceType::cov_shape`].
-    pub covariances: Vec<f64>,
-    /// Number of components K.
-    pub n_components: usize,
-    /// Number of features D.
-    pub n_features: usize,
+    covariance_type: CovarianceType,
+    weights: Vec<f64>,
+    means: Vec<f64>,
+    covariances: Vec<f64>,
+    n_components: usize,
+    n_features: usize,
 }
 
 impl GmmParams {
+    /// Covariance structure.
+    pub fn covariance_type(&self) -> CovarianceType {
+        self.covariance_type
+    }
+    /// Mixture weights `[K]` (sum to 1 after any M-step).
+    pub fn weights(&self) -> &[f64] {
+        &self.weights
+    }
+    /// Means `[K][D]`, row-major.
+    pub fn means(&self) -> &[f64] {
+        &self.means
+    }
+    /// Covariances, row-major, shape given by [`CovarianceType::cov_shape`].
+    pub fn covariances(&self) -> &[f64] {
+        &self.covariances
+    }
+    /// Number of components K.
+    pub fn n_components(&self) -> usize {
+        self.n_components
+    }
+    /// Number of features D.
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// Parameters the M-step computed (lengths consistent by construction; not re-checked).
+    pub(crate) fn from_parts(
+        covariance_type: CovarianceType,
+        weights: Vec<f64>,
+        means: Vec<f64>,
+        covariances: Vec<f64>,
+        n_features: usize,
+    ) -> Self {
+        Self {
+            covariance_type,
+            n_components: weights.len(),
+            weights,
+            means,
+            covariances,
+            n_features,
+        }
+    }
+
     /// Checks shapes and values; use it on parameters that come from outside (files, users).
     pub fn new(
         covariance_type: CovarianceType,

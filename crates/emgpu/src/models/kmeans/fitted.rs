@@ -1,13 +1,13 @@
 //! A fitted k-means model: predictions, scores and the model file.
 
 use ndarray::{Array1, Array2};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::kmeans_engine;
 use crate::data::{AsDataset, Dataset};
 use crate::device::{Backend, BackendReport, EngineOptions};
 use crate::error::{Error, Result};
-use crate::models::gmm::{MODEL_FORMAT, MODEL_VERSION};
+use crate::models::model_file::{self, Header, Nested};
 
 /// k-means cluster centers with how their fit went (scikit-learn's fitted `KMeans`).
 #[derive(Debug, Clone)]
@@ -133,70 +133,60 @@ impl FittedKMeans {
         Ok(-self.assign(x)?.1)
     }
 
-    /// The model as JSON in emgpu's model schema (`"model": "kmeans"`).
+    /// The model as JSON in emgpu's model schema (`"model": "kmeans"`, centers `[K][D]`).
     pub fn to_json(&self) -> String {
         let (k, d) = (self.n_clusters, self.n_features);
-        let finite_or_null = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
-        let rows: Vec<Value> = (0..k)
-            .map(|c| json!(&self.centers[c * d..(c + 1) * d]))
-            .collect();
-        let mut doc = json!({
-            "format": MODEL_FORMAT,
-            "version": MODEL_VERSION,
-            "model": "kmeans",
-            "n_features": d,
-            "n_clusters": k,
-            "cluster_centers": rows,
-            "inertia": finite_or_null(self.inertia),
-            "n_iter": self.n_iter,
-            "converged": self.converged,
-        });
-        if let Some(r) = &self.report {
-            doc["backend"] = json!(r.backend.to_string());
-            doc["device"] = json!(r.device);
-        }
-        serde_json::to_string_pretty(&doc).expect("a JSON value always serializes")
+        model_file::write(&KMeansFile {
+            header: Header::new("kmeans"),
+            n_features: d,
+            n_clusters: k,
+            cluster_centers: Nested::from_flat(&self.centers, &[k, d]),
+            inertia: model_file::finite(self.inertia),
+            n_iter: self.n_iter,
+            converged: self.converged,
+            backend: self.report.as_ref().map(|r| r.backend.to_string()),
+            device: self.report.as_ref().map(|r| r.device.clone()),
+        })
     }
 
     /// Reads a model written by [`FittedKMeans::to_json`], checking every field.
     pub fn from_json(text: &str) -> Result<Self> {
-        let obj = crate::models::model_file::parse(text, "kmeans", "a k-means model")?;
-        let get = |key: &str| crate::models::model_file::field(&obj, key);
-        let uint = |key: &str| -> Result<usize> {
-            get(key)?.as_u64().map(|v| v as usize).ok_or_else(|| {
-                Error::BadModel(format!("field \"{key}\" must be a non-negative integer"))
-            })
-        };
-        let (k, d) = (uint("n_clusters")?, uint("n_features")?);
-        let shape_err = || {
-            Error::BadModel(format!(
-                "field \"cluster_centers\" must be {k} arrays of {d} numbers"
-            ))
-        };
-        let rows = get("cluster_centers")?.as_array().ok_or_else(shape_err)?;
-        if rows.len() != k {
-            return Err(shape_err());
-        }
-        let mut centers = Vec::with_capacity(k * d);
-        for row in rows {
-            let row = row.as_array().ok_or_else(shape_err)?;
-            if row.len() != d {
-                return Err(shape_err());
-            }
-            for v in row {
-                centers.push(v.as_f64().ok_or_else(shape_err)?);
-            }
-        }
+        let file: KMeansFile = model_file::read(text, "kmeans", "a k-means model")?;
+        let (k, d) = (file.n_clusters, file.n_features);
+        let centers = file
+            .cluster_centers
+            .to_flat(&[k, d], "cluster_centers")
+            .map_err(|_| {
+                Error::BadModel(format!(
+                    "field \"cluster_centers\" must be {k} arrays of {d} numbers"
+                ))
+            })?;
         let mut model = Self::from_centers_vec(centers, k, d)?;
-        model.inertia = obj
-            .get("inertia")
-            .and_then(Value::as_f64)
-            .unwrap_or(f64::NAN);
-        model.n_iter = obj.get("n_iter").and_then(Value::as_u64).unwrap_or(0) as usize;
-        model.converged = obj
-            .get("converged")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        model.inertia = file.inertia.unwrap_or(f64::NAN);
+        model.n_iter = file.n_iter;
+        model.converged = file.converged;
         Ok(model)
     }
+}
+
+/// A k-means model file (`"model": "kmeans"`). `backend` and `device` are written for the
+/// reader's information and not read back.
+#[derive(Debug, Serialize, Deserialize)]
+struct KMeansFile {
+    #[serde(flatten)]
+    header: Header,
+    n_features: usize,
+    n_clusters: usize,
+    cluster_centers: Nested,
+    /// `null` when not finite (a model made from centers has no inertia).
+    #[serde(default)]
+    inertia: Option<f64>,
+    #[serde(default)]
+    n_iter: usize,
+    #[serde(default)]
+    converged: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backend: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device: Option<String>,
 }
