@@ -14,9 +14,6 @@ use cli_util::{emgpu, fails, last_json, ok, read_json, tmp};
 use common::{assert_close, flatten};
 use ndarray::{Array1, Array2};
 use ndarray_npy::{read_npy, write_npy};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 use serde_json::{Value, json};
 
 /// The Old Faithful data (tests/data/README.md): 272 rows, 2 columns.
@@ -530,12 +527,8 @@ fn validate_kmeans_gpu_against_cpu() {
 
 /// Three well-separated round groups in 2-D, 100 points each, as an .npy file.
 fn write_three_groups(path: &Path) {
-    let mut rng = ChaCha8Rng::seed_from_u64(42);
     let centers = [[0.0, 0.0], [12.0, 0.0], [0.0, 12.0]];
-    let x = Array2::from_shape_fn((300, 2), |(i, j)| {
-        let z: f64 = StandardNormal.sample(&mut rng);
-        centers[i % 3][j] + z
-    });
+    let (x, _) = emgpu::synth::blobs(&centers, &[100; 3], &[1.0; 3], 42).unwrap();
     write_npy(path, &x).unwrap();
 }
 

@@ -8,10 +8,14 @@
 //! let w = Workload { n: 1_000, d: 3, k: 2, ..Workload::default() };
 //! let s = w.generate()?;
 //! assert_eq!(s.x.len(), 3_000);
-//! assert_eq!(s.truth.n_components(), 2);
+//! assert_eq!(s.truth.n_components, 2);
 //! # Ok::<(), emgpu::Error>(())
 //! ```
+//!
+//! Tests that need points around centers they choose (well-separated groups, unequal sizes) use
+//! [`blobs`]; tests that need any seeded mixture use [`Workload::generate_f64`].
 
+use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -78,6 +82,12 @@ impl Synthetic {
     /// A [`Dataset`] over the points.
     pub fn dataset(&self) -> Result<Dataset<'_>> {
         Dataset::from_slice(&self.x, self.n, self.d)
+    }
+
+    /// The points as an `N × D` f64 array (each value is the f32 it was drawn as, widened
+    /// exactly).
+    pub fn x_f64(&self) -> Array2<f64> {
+        Array2::from_shape_fn((self.n, self.d), |(i, j)| self.x[i * self.d + j] as f64)
     }
 }
 
@@ -212,6 +222,72 @@ impl Workload {
             init,
         })
     }
+
+    /// The points of [`Workload::generate`] as an `N × D` f64 array, for code that needs only
+    /// seeded data from a known mixture (the mixture is [`Workload::truth`]).
+    pub fn generate_f64(&self) -> Result<Array2<f64>> {
+        Ok(self.generate()?.x_f64())
+    }
+}
+
+/// Isotropic Gaussian blobs around centers the caller chooses: `sizes[c]` points drawn from
+/// `N(centers[c], std_devs[c]²·I)`, blob after blob (rows `0..sizes[0]` are blob 0, and so on),
+/// with the label of every row. Deterministic in `seed`.
+///
+/// Fails when `centers`, `sizes` and `std_devs` differ in length, when there is no blob, when
+/// the centers differ in dimension or have none, when no point is asked for, or when a standard
+/// deviation is negative or not finite.
+///
+/// ```
+/// let (x, labels) = emgpu::synth::blobs(&[[0.0, 0.0], [10.0, 0.0]], &[3, 2], &[1.0, 0.5], 7)?;
+/// assert_eq!(x.dim(), (5, 2));
+/// assert_eq!(labels, [0, 0, 0, 1, 1]);
+/// # Ok::<(), emgpu::Error>(())
+/// ```
+pub fn blobs<C: AsRef<[f64]>>(
+    centers: &[C],
+    sizes: &[usize],
+    std_devs: &[f64],
+    seed: u64,
+) -> Result<(Array2<f64>, Vec<usize>)> {
+    let k = centers.len();
+    if k == 0 || sizes.len() != k || std_devs.len() != k {
+        return Err(Error::param(format!(
+            "blobs need one size and one standard deviation per center and at least one center \
+             (got {k} centers, {} sizes, {} standard deviations)",
+            sizes.len(),
+            std_devs.len()
+        )));
+    }
+    let d = centers[0].as_ref().len();
+    if d == 0 || centers.iter().any(|c| c.as_ref().len() != d) {
+        return Err(Error::param(
+            "blob centers must all have the same dimension, at least 1",
+        ));
+    }
+    if let Some(s) = std_devs.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
+        return Err(Error::param(format!(
+            "blob standard deviations must be finite and ≥ 0, got {s}"
+        )));
+    }
+    let n: usize = sizes.iter().sum();
+    if n == 0 {
+        return Err(Error::param("blobs need at least one point"));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut x = Array2::zeros((n, d));
+    let mut labels = Vec::with_capacity(n);
+    let mut rows = x.rows_mut().into_iter();
+    for (c, (center, (&size, &sd))) in centers.iter().zip(sizes.iter().zip(std_devs)).enumerate() {
+        for row in rows.by_ref().take(size) {
+            for (v, &m) in row.into_iter().zip(center.as_ref()) {
+                let z: f64 = rng.sample(StandardNormal);
+                *v = m + sd * z;
+            }
+            labels.push(c);
+        }
+    }
+    Ok((x, labels))
 }
 
 /// K distinct points as means, the data's per-feature variance as covariances, equal weights.
@@ -302,5 +378,49 @@ mod tests {
         }
         let other = Workload { seed: 8, ..w }.generate().unwrap();
         assert_ne!(a.x, other.x);
+        // The f64 array holds the same values.
+        let x64 = w.generate_f64().unwrap();
+        assert_eq!(x64.dim(), (70_000, 3));
+        assert!(x64.iter().zip(&a.x).all(|(&v, &f)| v == f as f64));
+    }
+
+    #[test]
+    fn blobs_follow_their_centers_and_are_deterministic() {
+        let centers = [[0.0, 0.0, 0.0], [100.0, -50.0, 3.0]];
+        let (x, labels) = blobs(&centers, &[4_000, 1_000], &[1.0, 2.0], 3).unwrap();
+        assert_eq!(x.dim(), (5_000, 3));
+        assert_eq!(labels.iter().filter(|&&l| l == 1).count(), 1_000);
+        assert!(labels[..4_000].iter().all(|&l| l == 0));
+        for (c, rows, sd) in [(0, 0..4_000, 1.0), (1, 4_000..5_000, 2.0)] {
+            let m = rows.len() as f64;
+            for j in 0..3 {
+                let col = x.slice(ndarray::s![rows.clone(), j]);
+                let mean = col.sum() / m;
+                let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m;
+                // Sampling error of the mean: sd/√m ≤ 0.07; of the variance: sd²·√(2/m) ≤ 0.18.
+                assert!(
+                    (mean - centers[c][j]).abs() < 0.3,
+                    "blob {c}, feature {j}: mean {mean}"
+                );
+                assert!(
+                    (var - sd * sd).abs() < 0.6,
+                    "blob {c}, feature {j}: variance {var}"
+                );
+            }
+        }
+        assert_eq!(
+            blobs(&centers, &[4_000, 1_000], &[1.0, 2.0], 3).unwrap().0,
+            x
+        );
+        assert_ne!(
+            blobs(&centers, &[4_000, 1_000], &[1.0, 2.0], 4).unwrap().0,
+            x
+        );
+        // Mismatched lengths, ragged centers, no points and bad deviations are errors.
+        assert!(blobs(&centers, &[1], &[1.0, 1.0], 0).is_err());
+        assert!(blobs(&[vec![0.0], vec![1.0, 2.0]], &[1, 1], &[1.0, 1.0], 0).is_err());
+        assert!(blobs(&centers, &[0, 0], &[1.0, 1.0], 0).is_err());
+        assert!(blobs(&centers, &[1, 1], &[1.0, f64::NAN], 0).is_err());
+        assert!(blobs::<[f64; 2]>(&[], &[], &[], 0).is_err());
     }
 }

@@ -13,20 +13,8 @@ use rand_distr::StandardNormal;
 
 /// `n` points around each of `centers` with standard deviation `sigma`, cluster by cluster.
 fn clusters(centers: &[&[f64]], n: usize, sigma: f64, seed: u64) -> (Array2<f64>, Vec<usize>) {
-    let d = centers[0].len();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut x = Array2::zeros((n * centers.len(), d));
-    let mut labels = Vec::new();
-    for (c, center) in centers.iter().enumerate() {
-        for i in 0..n {
-            for j in 0..d {
-                let z: f64 = rng.sample(StandardNormal);
-                x[[c * n + i, j]] = center[j] + sigma * z;
-            }
-            labels.push(c);
-        }
-    }
-    (x, labels)
+    let k = centers.len();
+    emgpu::synth::blobs(centers, &vec![n; k], &vec![sigma; k], seed).unwrap()
 }
 
 #[test]

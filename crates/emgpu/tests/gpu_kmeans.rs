@@ -34,6 +34,7 @@ use emgpu::models::gmm::cpu::CpuEngine;
 use emgpu::models::kmeans::KMeansStats;
 use emgpu::models::kmeans::cpu::CpuKMeansEngine;
 use emgpu::models::kmeans::{KMeansEngine, kmeans_engine};
+use emgpu::synth::{Workload, blobs as blobs_around};
 use emgpu::{
     Backend, CovarianceType, Criterion, Dataset, FittedKMeans, GaussianMixture, GmmParams, Init,
     KMeans, KMeansInit, select_gmm,
@@ -41,7 +42,6 @@ use emgpu::{
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 use serde_json::Value;
 
 const RTOL: f64 = 2e-3;
@@ -75,23 +75,19 @@ fn fixture_case(name: &str) -> (Array2<f64>, Array2<f64>) {
     (x, matrix(&case["init"]))
 }
 
-/// `n` points in `d` dimensions from `k` round Gaussian blobs (centres ~ N(0, sep²) per
-/// coordinate, unit spread), shifted by `offset`.
+/// `n` points in `d` dimensions from a random `k`-component mixture of round Gaussian blobs
+/// (`emgpu::synth`: centres uniform in `[−sep, sep]^d`, variances in [0.5, 2]), shifted by
+/// `offset`.
 fn blobs(n: usize, d: usize, k: usize, sep: f64, offset: f64, seed: u64) -> Array2<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut normal = move || -> (f64, usize) {
-        let z: f64 = StandardNormal.sample(&mut rng);
-        (z, rng.random_range(0..k))
+    let w = Workload {
+        n,
+        d,
+        k,
+        covariance_type: CovarianceType::Spherical,
+        seed,
+        spread: sep,
     };
-    let centres: Vec<f64> = (0..k * d).map(|_| sep * normal().0).collect();
-    let mut x = Array2::zeros((n, d));
-    for mut row in x.rows_mut() {
-        let c = normal().1;
-        for (i, v) in row.iter_mut().enumerate() {
-            *v = centres[c * d + i] + normal().0 + offset;
-        }
-    }
-    x
+    w.generate_f64().unwrap() + offset
 }
 
 /// `k` rows of `x` drawn without replacement (seeded), as `[k][D]`.
@@ -624,19 +620,10 @@ fn auto_uses_the_cpu_for_kmeans_on_a_software_adapter() {
 
 /// Three well-separated round groups in 2-D of unequal sizes.
 fn three_groups(seed: u64) -> Array2<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let centers = [[0.0, 0.0], [14.0, 0.0], [3.0, 12.0]];
-    let sizes = [150, 100, 60];
-    let mut rows = Vec::new();
-    for (c, &m) in centers.iter().zip(&sizes) {
-        for _ in 0..m {
-            for v in c {
-                let z: f64 = StandardNormal.sample(&mut rng);
-                rows.push(v + z);
-            }
-        }
-    }
-    Array2::from_shape_vec((rows.len() / 2, 2), rows).unwrap()
+    blobs_around(&centers, &[150, 100, 60], &[1.0; 3], seed)
+        .unwrap()
+        .0
 }
 
 /// Parameters agree: weights within RTOL (floor 1e-6), means from the data's mean within RTOL

@@ -25,11 +25,11 @@ use emgpu::gpu::GpuContext;
 use emgpu::models::gmm::GmmEngine;
 use emgpu::models::gmm::cpu::CpuEngine;
 use emgpu::models::gmm::{GmmStats, m_step};
+use emgpu::synth::Workload;
 use emgpu::{Backend, CovarianceType, Dataset, FittedGmm, GaussianMixture, GmmParams, Init};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 
 const RTOL: f64 = 2e-3;
 /// Absolute floors, as a fraction of each statistic's natural scale (see `assert_stats_close`).
@@ -47,41 +47,19 @@ struct Case {
     iters: usize,
 }
 
-/// `n` points in `d` dimensions from `k` Gaussian blobs with random correlated covariances;
-/// blob centres ~ N(0, sep²) per coordinate; everything shifted by `offset`.
+/// `n` points in `d` dimensions from a random `k`-component mixture with correlated covariances
+/// (`emgpu::synth`: centres uniform in `[−sep, sep]^d`, covariance eigenvalues in about
+/// [0.5, 4.5]); everything shifted by `offset`.
 fn blobs(n: usize, d: usize, k: usize, sep: f64, offset: f64, seed: u64) -> Array2<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let normal = |rng: &mut ChaCha8Rng| -> f64 { StandardNormal.sample(rng) };
-    let centres: Vec<f64> = (0..k * d).map(|_| sep * normal(&mut rng)).collect();
-    // Per blob a lower-triangular factor with diagonal in [0.5, 1.5].
-    let factors: Vec<Vec<f64>> = (0..k)
-        .map(|_| {
-            let mut a = vec![0.0; d * d];
-            for i in 0..d {
-                for j in 0..i {
-                    a[i * d + j] = 0.3 * normal(&mut rng);
-                }
-                a[i * d + i] = rng.random_range(0.5..1.5);
-            }
-            a
-        })
-        .collect();
-    let mut x = Array2::zeros((n, d));
-    let mut z = vec![0.0; d];
-    for r in 0..n {
-        let c = rng.random_range(0..k);
-        for v in z.iter_mut() {
-            *v = normal(&mut rng);
-        }
-        for i in 0..d {
-            let mut v = centres[c * d + i] + offset;
-            for j in 0..=i {
-                v += factors[c][i * d + j] * z[j];
-            }
-            x[[r, i]] = v;
-        }
-    }
-    x
+    let w = Workload {
+        n,
+        d,
+        k,
+        covariance_type: CovarianceType::Full,
+        seed,
+        spread: sep,
+    };
+    w.generate_f64().unwrap() + offset
 }
 
 /// Initial parameters from the data: means at random points (jittered), covariances from the

@@ -7,9 +7,6 @@ use common::assert_close;
 use emgpu::init::kmeans_plusplus;
 use emgpu::{Backend, CovarianceType, Error, FittedGmm, GaussianMixture, GmmParams, Init, KMeans};
 use ndarray::Array2;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 
 /// Gaussian blobs: `sizes[c]` points around `centers[c]`, in order, with per-blob standard
 /// deviations `sds[c]`, and their true labels.
@@ -19,22 +16,7 @@ fn blobs(
     sds: &[f64],
     seed: u64,
 ) -> (Array2<f64>, Vec<usize>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let n: usize = sizes.iter().sum();
-    let mut x = Array2::zeros((n, 2));
-    let mut labels = Vec::with_capacity(n);
-    let mut row = 0;
-    for (c, (&size, &sd)) in sizes.iter().zip(sds).enumerate() {
-        for _ in 0..size {
-            for j in 0..2 {
-                let z: f64 = StandardNormal.sample(&mut rng);
-                x[[row, j]] = centers[c][j] + sd * z;
-            }
-            labels.push(c);
-            row += 1;
-        }
-    }
-    (x, labels)
+    emgpu::synth::blobs(centers, sizes, sds, seed).unwrap()
 }
 
 const ALL_INITS: [Init; 4] = [

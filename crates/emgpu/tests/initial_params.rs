@@ -2,20 +2,21 @@
 //! seeded fit: a fit from them (explicit parameters / centers) equals the seeded fit on the CPU,
 //! bit for bit. `emgpu validate` relies on this to start two backends from the same point.
 
+use emgpu::synth::Workload;
 use emgpu::{Backend, CovarianceType, Error, GaussianMixture, Init, KMeans, KMeansInit};
 use ndarray::Array2;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 
 /// Three overlapping groups in 3-D (so the first iterations still move), 300 rows.
 fn data() -> Array2<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let centers = [[0.0, 0.0, 0.0], [2.0, 1.0, -1.0], [-1.0, 2.5, 1.0]];
-    Array2::from_shape_fn((300, 3), |(i, j)| {
-        let z: f64 = StandardNormal.sample(&mut rng);
-        centers[i % 3][j] + z * (1.0 + 0.3 * j as f64)
-    })
+    let w = Workload {
+        n: 300,
+        d: 3,
+        k: 3,
+        covariance_type: CovarianceType::Full,
+        seed: 11,
+        spread: 2.0,
+    };
+    w.generate_f64().unwrap()
 }
 
 #[test]

@@ -13,7 +13,6 @@ use emgpu::{Backend, Error, FittedKMeans, KMeans, KMeansInit};
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 use serde_json::Value;
 
 const RTOL: f64 = 1e-6;
@@ -195,20 +194,9 @@ fn clusters_that_cannot_be_relocated_stay_finite() {
 
 /// Gaussian blobs: `sizes[c]` points around `centers[c]`, in order, with standard deviation `sd`.
 fn blobs<const D: usize>(centers: &[[f64; D]], sizes: &[usize], sd: f64, seed: u64) -> Array2<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let n: usize = sizes.iter().sum();
-    let mut x = Array2::zeros((n, D));
-    let mut row = 0;
-    for (c, &size) in centers.iter().zip(sizes) {
-        for _ in 0..size {
-            for j in 0..D {
-                let z: f64 = StandardNormal.sample(&mut rng);
-                x[[row, j]] = c[j] + sd * z;
-            }
-            row += 1;
-        }
-    }
-    x
+    emgpu::synth::blobs(centers, sizes, &vec![sd; centers.len()], seed)
+        .unwrap()
+        .0
 }
 
 fn truth(sizes: &[usize]) -> Vec<usize> {

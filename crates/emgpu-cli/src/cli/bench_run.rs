@@ -5,7 +5,7 @@
 //! Every backend gets the same data and the same initial parameters, `tol = 0` and a fixed number
 //! of iterations, so every backend does the same work and ends at the same lower bound (up to
 //! its rounding). **Setup** is the engine's construction (on a GPU: device buffers, upload,
-//! pipelines); an **iteration** is what [`crate::GaussianMixture`]'s EM loop does each time:
+//! pipelines); an **iteration** is what [`emgpu::GaussianMixture`]'s EM loop does each time:
 //! prepare the parameters (Cholesky factors), the backend's E-step (responsibilities and
 //! sufficient statistics), the M-step on the host. Times are medians over the iterations.
 //!

@@ -46,6 +46,8 @@ pub const EXIT_MISMATCH: u8 = 3;
 /// scikit-learn's shapes. Results go to stdout or files; progress and summaries go to stderr.
 ///
 /// Exit codes: 0 success, 1 error, 2 bad command line, 3 validate found a difference above --rtol.
+// These doc comments are clap's --help text, where brackets are literal ("[N]", "[default]").
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Parser)]
 #[command(name = "emgpu", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
@@ -191,6 +193,8 @@ pub fn print_result(line: &str) -> Result<(), CliError> {
 }
 
 /// The data file options every command that reads data takes.
+// These doc comments are clap's --help text, where brackets are literal ("[N]", "[default]").
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Args)]
 pub struct InputArgs {
     /// Data file: .npy (float32/float64, C order, [N, D] or [N]), .csv with a header row, or raw

@@ -19,6 +19,8 @@ pub enum ModelArg {
 }
 
 /// The options of a fit that `fit`, `validate` and `select` share.
+// These doc comments are clap's --help text, where brackets are literal ("[N]", "[default]").
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Initialization. Gaussian mixture: kmeans [default], k-means++, random, random_from_data,
