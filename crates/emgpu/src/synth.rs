@@ -8,7 +8,7 @@
 //! let w = Workload { n: 1_000, d: 3, k: 2, ..Workload::default() };
 //! let s = w.generate()?;
 //! assert_eq!(s.x.len(), 3_000);
-//! assert_eq!(s.truth.n_components, 2);
+//! assert_eq!(s.truth.n_components(), 2);
 //! # Ok::<(), emgpu::Error>(())
 //! ```
 //!

@@ -227,7 +227,7 @@ impl Dataset<'static> {
 }
 
 /// Rows per chunk so that a chunk of `d` f64 features holds about `target_values` values.
-pub(crate) fn chunk_rows_for(d: usize, target_values: usize) -> usize {
+pub fn chunk_rows_for(d: usize, target_values: usize) -> usize {
     (target_values / d.max(1)).max(1)
 }
 

@@ -126,6 +126,22 @@ pub fn choose<'a, E: ?Sized + 'a>(
     }
 }
 
+/// The rule for a model that has only a CPU engine: `Cpu` builds it; `Auto` builds it and says
+/// that `model` has no GPU engine; `Gpu` is an error saying so (no silent fallback).
+pub fn cpu_only<'a, E: ?Sized + 'a>(
+    backend: Backend,
+    model: &str,
+    cpu: impl FnOnce(String) -> Box<E>,
+) -> Result<Box<E>> {
+    match backend {
+        Backend::Cpu => Ok(cpu(String::new())),
+        Backend::Auto => Ok(cpu(format!("{model} has no GPU engine"))),
+        Backend::Gpu => Err(crate::Error::param(format!(
+            "{model} runs on the CPU only; use the CPU backend"
+        ))),
+    }
+}
+
 /// The report of a CPU engine: `Cpu`, the thread count, and why it was chosen.
 pub fn cpu_report(reason: &str) -> BackendReport {
     BackendReport {

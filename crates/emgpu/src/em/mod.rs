@@ -43,10 +43,23 @@ use crate::error::{Error, Result};
 /// device or process boundary: `write_flat` then `read_flat` of the element-wise sum of two flat
 /// buffers is `merge`.
 pub trait Stats: Clone + Send {
-    /// Adds `other` (statistics of other points under the same parameters) into `self`.
-    fn merge(&mut self, other: &Self);
-    /// Multiplies every additive quantity by `factor` (stepwise EM's decay, sample weights).
-    fn scale(&mut self, factor: f64);
+    /// Adds `other` (statistics of other points under the same parameters) into `self`. The
+    /// default adds the flat views; a type whose non-additive parts (shifts) must agree checks
+    /// them in its own.
+    fn merge(&mut self, other: &Self) {
+        let mut a = self.to_flat();
+        for (x, y) in a.iter_mut().zip(other.to_flat()) {
+            *x += y;
+        }
+        self.read_flat(&a);
+    }
+    /// Multiplies every additive quantity by `factor` (stepwise EM's decay, sample weights). The
+    /// default scales the whole flat view.
+    fn scale(&mut self, factor: f64) {
+        let mut a = self.to_flat();
+        a.iter_mut().for_each(|x| *x *= factor);
+        self.read_flat(&a);
+    }
     /// The total log-likelihood (or the model's objective) of the points summed.
     fn log_likelihood(&self) -> f64;
     /// The (possibly weighted) number of points summed.
@@ -102,6 +115,12 @@ pub trait Model {
     fn m_step(&self, stats: &Self::Stats) -> Result<Self::Params>;
     /// The number of free parameters (for BIC and AIC).
     fn n_parameters(&self) -> usize;
+
+    /// What to suggest when the lower bound stops being finite (appended to the error; the
+    /// default suggests only scaling the data).
+    fn numerical_advice(&self) -> &'static str {
+        "scale the data (values this large or small overflow)"
+    }
 
     /// Whether the run has converged after `step`, and what was compared with `tol`. The default
     /// is scikit-learn's mixture rule: `|lower_bound − previous| < tol`.
@@ -213,7 +232,8 @@ pub fn run_em<M: Model + ?Sized>(
         let lb = stats.lower_bound();
         if !lb.is_finite() {
             return Err(Error::Numerical(format!(
-                "the log-likelihood became {lb} at iteration {iteration}; scale the data (values this large or small overflow) or increase reg_covar"
+                "the log-likelihood became {lb} at iteration {iteration}; {}",
+                model.numerical_advice()
             )));
         }
         let next = model.m_step(&stats)?;
@@ -271,6 +291,30 @@ pub fn observe(f: &mut dyn FnMut(&Progress)) -> impl FnMut(&Progress) -> Control
         f(p);
         Control::Continue(())
     }
+}
+
+/// EM from `n_init` starting points with one engine: restart `i` starts from `draw(i)` and runs
+/// (a model whose initialization needs the engine itself, as the Gaussian mixture's k-means start
+/// does, calls [`best_of`] and [`run_em`] directly)
+/// [`run_em`]; the run with the highest lower bound is kept (the first of equal ones, as
+/// scikit-learn). Returns it with every restart's final lower bound.
+pub fn fit_restarts<M: Model + ?Sized>(
+    model: &M,
+    engine: &mut dyn EStep<M>,
+    n_init: usize,
+    rule: StopRule,
+    mut draw: impl FnMut(usize) -> Result<M::Params>,
+    progress: &mut dyn FnMut(&Progress) -> Control,
+) -> Result<(EmRun<M>, Vec<f64>)> {
+    best_of(
+        n_init,
+        |init| {
+            let params = draw(init)?;
+            run_em(model, &mut *engine, params, rule, init, progress)
+        },
+        |run: &EmRun<M>, best| run.lower_bound > best.lower_bound,
+        |run| run.lower_bound,
+    )
 }
 
 /// Restarts: runs `run(i)` for `i` in `0..n_init` and keeps the first run unless a later one is

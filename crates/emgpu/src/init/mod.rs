@@ -28,7 +28,7 @@ use crate::numerics::sq_distance;
 pub const INIT_CHUNK_ROWS: usize = 4096;
 
 /// Column means and population variances (numpy's `mean(axis=0)`, `var(axis=0)`), two passes.
-pub(crate) fn column_mean_var(data: &Dataset) -> (Vec<f64>, Vec<f64>) {
+pub fn column_mean_var(data: &Dataset) -> (Vec<f64>, Vec<f64>) {
     let (n, d) = (data.n_samples(), data.n_features());
     let sums = map_chunks(data, INIT_CHUNK_ROWS, |_, x| {
         let mut s = vec![0.0; d];
@@ -60,7 +60,7 @@ pub(crate) fn column_mean_var(data: &Dataset) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// scikit-learn's `_tolerance`: `tol` times the mean of the features' variances (0 when `tol` is 0).
-pub(crate) fn tolerance_from_variances(var: &[f64], tol: f64) -> f64 {
+pub fn tolerance_from_variances(var: &[f64], tol: f64) -> f64 {
     if tol == 0.0 {
         0.0
     } else {
@@ -99,7 +99,7 @@ pub fn kmeans_plusplus(
 }
 
 /// `1 ≤ k ≤ n`, with the crate's errors.
-pub(crate) fn check_k(k: usize, n: usize) -> Result<()> {
+pub fn check_k(k: usize, n: usize) -> Result<()> {
     if k == 0 {
         return Err(Error::param("the number of clusters must be at least 1"));
     }
@@ -156,7 +156,7 @@ fn search_cumsum(closest: &[f64], chunk_sums: &[f64], v: f64) -> usize {
 
 /// k-means++ on `data` from `rng` (see [`kmeans_plusplus`]): centers `[K][D]` and their rows.
 /// `1 ≤ k ≤ N` is the caller's to check.
-pub(crate) fn kmeans_plusplus_rng(
+pub fn kmeans_plusplus_rng(
     data: &Dataset,
     k: usize,
     rng: &mut ChaCha8Rng,
@@ -211,11 +211,7 @@ pub(crate) fn kmeans_plusplus_rng(
 
 /// `k` distinct rows drawn uniformly (scikit-learn's `init="random"` of `KMeans` and
 /// `init_params="random_from_data"` of `GaussianMixture`): the rows `[K][D]` and their indices.
-pub(crate) fn random_rows(
-    data: &Dataset,
-    k: usize,
-    rng: &mut ChaCha8Rng,
-) -> (Vec<f64>, Vec<usize>) {
+pub fn random_rows(data: &Dataset, k: usize, rng: &mut ChaCha8Rng) -> (Vec<f64>, Vec<usize>) {
     let d = data.n_features();
     let picks = rand::seq::index::sample(rng, data.n_samples(), k).into_vec();
     let mut rows = vec![0.0; k * d];

@@ -37,6 +37,10 @@ impl Model for GmmModel {
         m_step(stats, self.reg_covar).map_err(|e| with_reg(e, self.reg_covar))
     }
 
+    fn numerical_advice(&self) -> &'static str {
+        "scale the data (values this large or small overflow) or increase reg_covar"
+    }
+
     fn n_parameters(&self) -> usize {
         let (k, d) = (self.n_components, self.n_features);
         self.covariance_type.n_cov_parameters(k, d) + k * d + k - 1
