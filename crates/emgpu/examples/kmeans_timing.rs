@@ -6,10 +6,10 @@
 use std::time::Instant;
 
 use emgpu::backend::cpu::CpuKMeansEngine;
-use emgpu::backend::gpu::GpuEngineOptions;
-use emgpu::backend::gpu_kmeans::GpuKMeansEngine;
 use emgpu::backend::{EngineOptions, KMeansEngine};
-use emgpu::gpu::GpuContext;
+use emgpu::device::gpu::GpuContext;
+use emgpu::device::gpu::GpuEngineOptions;
+use emgpu::models::kmeans::gpu::GpuKMeansEngine;
 use emgpu::{Dataset, KMeans, KMeansInit};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};

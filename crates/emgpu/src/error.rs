@@ -82,6 +82,10 @@ pub enum Error {
     #[error("GPU error: {0}")]
     Gpu(String),
 
+    /// `Backend::Gpu` was asked for in a build without GPU support (the `gpu` feature off).
+    #[error("emgpu was built without the `gpu` feature; rebuild with it or use the CPU backend")]
+    NoGpuSupport,
+
     /// The data (or one chunk of it) does not fit what the device allows.
     #[error("the data does not fit the GPU: {0}")]
     DeviceLimits(String),

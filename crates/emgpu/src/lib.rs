@@ -26,9 +26,9 @@
 
 pub mod backend;
 pub mod data;
+pub mod device;
 pub mod em;
 pub mod error;
-pub mod gpu;
 pub mod init;
 pub mod linalg;
 pub mod models;

@@ -20,16 +20,18 @@
 
 // Index loops over clusters and features read plainer than zipped iterators here.
 #![allow(clippy::needless_range_loop)]
+#![cfg(feature = "gpu")]
 
 mod common;
 
 use common::{assert_close, flatten};
 use emgpu::backend::cpu::{CpuEngine, CpuKMeansEngine};
-use emgpu::backend::gpu::{GpuEngineOptions, GpuGmmEngine};
-use emgpu::backend::gpu_kmeans::GpuKMeansEngine;
 use emgpu::backend::{EngineOptions, GmmEngine, KMeansEngine, kmeans_engine};
-use emgpu::gpu::{AutoChoice, GpuContext, auto_choice};
+use emgpu::device::gpu::GpuEngineOptions;
+use emgpu::device::gpu::{AutoChoice, auto_choice};
+use emgpu::models::gmm::gpu::GpuGmmEngine;
 use emgpu::models::kmeans::KMeansStats;
+use emgpu::models::kmeans::gpu::GpuKMeansEngine;
 use emgpu::{
     Backend, CovarianceType, Criterion, Dataset, FittedKMeans, GaussianMixture, GmmParams, Init,
     KMeans, KMeansInit, select_gmm,
@@ -323,7 +325,13 @@ fn cases() -> Vec<Case> {
 }
 
 fn gpu_kmeans<'a>(data: &'a Dataset<'a>, options: GpuEngineOptions) -> GpuKMeansEngine<'a> {
-    GpuKMeansEngine::new(GpuContext::shared().unwrap(), data, options, String::new()).unwrap()
+    GpuKMeansEngine::new(
+        common::shared_context().unwrap(),
+        data,
+        options,
+        String::new(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -611,7 +619,11 @@ fn auto_uses_the_cpu_for_kmeans_on_a_software_adapter() {
         }
         AutoChoice::Gpu(ctx) => {
             assert_eq!(report.backend, Backend::Gpu);
-            assert!(report.reason.contains(&ctx.info.name), "{}", report.reason);
+            assert!(
+                report.reason.contains(&ctx.adapter_info().name),
+                "{}",
+                report.reason
+            );
         }
     }
     let engine = kmeans_engine(Backend::Gpu, &data, EngineOptions::default()).unwrap();
@@ -723,7 +735,7 @@ fn the_mixture_engine_shares_its_data_with_its_kmeans_engine() {
             ..Default::default()
         },
     ] {
-        let ctx = GpuContext::shared().unwrap();
+        let ctx = common::shared_context().unwrap();
         let mut gmm =
             GpuGmmEngine::new(ctx, &data, CovarianceType::Full, 3, options, String::new()).unwrap();
         let mut own = gpu_kmeans(&data, options);
@@ -769,7 +781,7 @@ fn the_mixture_engine_takes_any_k_up_to_its_own() {
     let data = Dataset::from_array(&x);
     let n = 700.0;
     for cov in [CovarianceType::Full, CovarianceType::Spherical] {
-        let ctx = GpuContext::shared().unwrap();
+        let ctx = common::shared_context().unwrap();
         let mut gpu = GpuGmmEngine::new(
             ctx,
             &data,

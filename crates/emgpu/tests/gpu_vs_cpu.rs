@@ -14,6 +14,7 @@
 
 // Index loops over components and features read plainer than zipped iterators here.
 #![allow(clippy::needless_range_loop)]
+#![cfg(feature = "gpu")]
 
 mod common;
 
@@ -21,8 +22,8 @@ use common::assert_close;
 use emgpu::backend::EngineOptions;
 use emgpu::backend::GmmEngine;
 use emgpu::backend::cpu::CpuEngine;
-use emgpu::backend::gpu::{GpuEngineOptions, GpuGmmEngine, GpuVariant};
-use emgpu::gpu::GpuContext;
+use emgpu::device::gpu::GpuEngineOptions;
+use emgpu::models::gmm::gpu::{GpuGmmEngine, GpuVariant};
 use emgpu::models::gmm::{GmmStats, m_step};
 use emgpu::{Backend, CovarianceType, Dataset, FittedGmm, GaussianMixture, GmmParams, Init};
 use ndarray::Array2;
@@ -300,7 +301,7 @@ fn gpu_engine<'a>(
     k: usize,
     options: GpuEngineOptions,
 ) -> GpuGmmEngine<'a> {
-    let ctx = GpuContext::shared().unwrap();
+    let ctx = common::shared_context().unwrap();
     GpuGmmEngine::new(ctx, data, cov, k, options, String::new()).unwrap()
 }
 
@@ -593,7 +594,7 @@ fn every_kernel_variant_matches_the_cpu() {
     let Some(gpu_b) = common::gpu_backend("every_kernel_variant_matches_the_cpu") else {
         return;
     };
-    let ctx = GpuContext::shared().unwrap();
+    let ctx = common::shared_context().unwrap();
     let subgroups_usable = ctx.subgroup_sizes().is_some_and(|(lo, hi)| {
         lo.is_power_of_two() && hi.is_power_of_two() && lo >= 4 && hi <= 256
     });

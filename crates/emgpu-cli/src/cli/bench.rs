@@ -9,7 +9,7 @@ use super::bench_run::{BenchOptions, BenchProgress, BenchReport, bench_data};
 use clap::Args;
 use emgpu::backend::{CpuPath, EngineOptions};
 use emgpu::data::{write_npy_atomic, write_text_atomic};
-use emgpu::gpu::{AutoChoice, auto_choice};
+use emgpu::device::gpu::{AutoChoice, auto_choice};
 use emgpu::synth::Workload;
 use emgpu::{Backend, CovarianceType, FittedGmm};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};

@@ -18,6 +18,7 @@ mod csv;
 mod devices;
 mod file;
 mod fit;
+mod gpu_env;
 mod init;
 mod options;
 mod predict;
@@ -84,6 +85,7 @@ pub enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let ui = Ui::new(cli.quiet);
+    gpu_env::configure()?;
     match cli.command {
         Command::Fit(cmd) => fit::run(cmd, &ui),
         Command::Score(cmd) => score::run(cmd, &ui),
@@ -142,6 +144,7 @@ pub fn about_file(e: Error, path: &Path) -> CliError {
         | Error::Io { .. }
         | Error::BadFile { .. }
         | Error::NoAdapter
+        | Error::NoGpuSupport
         | Error::Gpu(_)
         | Error::DeviceLimits(_) => e.into(),
         other => CliError::error(format!("{}: {other}", path.display())),

@@ -9,8 +9,6 @@ use crate::models::gmm::{GmmStats, Prepared};
 use crate::models::kmeans::KMeansStats;
 
 pub mod cpu;
-pub mod gpu;
-pub mod gpu_kmeans;
 
 pub use cpu::CpuPath;
 
@@ -106,11 +104,11 @@ pub fn gmm_engine<'a>(
     n_components: usize,
     options: EngineOptions,
 ) -> Result<Box<dyn GmmEngine + 'a>> {
-    choose_engine::<dyn GmmEngine + 'a>(
-        backend,
-        |reason| Box::new(cpu::CpuEngine::new(data, options, reason)),
-        |ctx, reason| {
-            let engine = gpu::GpuGmmEngine::new(
+    let cpu = |reason| Box::new(cpu::CpuEngine::new(data, options, reason)) as Box<_>;
+    #[cfg(feature = "gpu")]
+    {
+        choose_engine::<dyn GmmEngine + 'a>(backend, cpu, |ctx, reason| {
+            let engine = crate::models::gmm::gpu::GpuGmmEngine::new(
                 ctx,
                 data,
                 covariance_type,
@@ -119,23 +117,31 @@ pub fn gmm_engine<'a>(
                 reason,
             )?;
             Ok(Box::new(engine))
-        },
-    )
+        })
+    }
+    #[cfg(not(feature = "gpu"))]
+    {
+        // Only the GPU engine is built for a covariance type and a number of components.
+        let _ = (covariance_type, n_components);
+        choose_engine::<dyn GmmEngine + 'a>(backend, cpu)
+    }
 }
 
 /// The rule every engine factory follows: `Cpu` builds `cpu`; `Gpu` builds `gpu` on the shared
 /// context or fails (no silent fallback); `Auto` builds `gpu` on a hardware adapter and otherwise,
 /// or when the GPU cannot take the fit, `cpu` with the reason, which the fit reports.
+#[cfg(feature = "gpu")]
 fn choose_engine<'a, E: ?Sized + 'a>(
     backend: Backend,
     cpu: impl FnOnce(String) -> Box<E>,
-    gpu: impl FnOnce(std::sync::Arc<crate::gpu::GpuContext>, String) -> Result<Box<E>>,
+    gpu: impl FnOnce(std::sync::Arc<crate::device::gpu::GpuContext>, String) -> Result<Box<E>>,
 ) -> Result<Box<E>> {
+    use crate::device::gpu::{AutoChoice, GpuContext, auto_choice};
     match backend {
         Backend::Cpu => Ok(cpu(String::new())),
-        Backend::Gpu => gpu(crate::gpu::GpuContext::shared()?, String::new()),
-        Backend::Auto => match crate::gpu::auto_choice() {
-            crate::gpu::AutoChoice::Gpu(ctx) => {
+        Backend::Gpu => gpu(GpuContext::shared()?, String::new()),
+        Backend::Auto => match auto_choice() {
+            AutoChoice::Gpu(ctx) => {
                 let label = ctx.device_label();
                 let reason = format!("a hardware GPU adapter was found ({label})");
                 // Auto may fall back, and says why.
@@ -145,8 +151,22 @@ fn choose_engine<'a, E: ?Sized + 'a>(
                     )))
                 })
             }
-            crate::gpu::AutoChoice::Cpu { reason } => Ok(cpu(reason)),
+            AutoChoice::Cpu { reason } => Ok(cpu(reason)),
         },
+    }
+}
+
+/// The rule without GPU support (the `gpu` feature off): `Cpu` and `Auto` build `cpu` (`Auto`
+/// saying why), `Gpu` is [`Error::NoGpuSupport`](crate::Error::NoGpuSupport).
+#[cfg(not(feature = "gpu"))]
+fn choose_engine<'a, E: ?Sized + 'a>(
+    backend: Backend,
+    cpu: impl FnOnce(String) -> Box<E>,
+) -> Result<Box<E>> {
+    match backend {
+        Backend::Cpu => Ok(cpu(String::new())),
+        Backend::Gpu => Err(crate::Error::NoGpuSupport),
+        Backend::Auto => Ok(cpu("built without GPU support".into())),
     }
 }
 
@@ -191,12 +211,21 @@ pub fn kmeans_engine<'a>(
     data: &'a Dataset<'a>,
     options: EngineOptions,
 ) -> Result<Box<dyn KMeansEngine + 'a>> {
-    choose_engine::<dyn KMeansEngine + 'a>(
-        backend,
-        |reason| Box::new(cpu::CpuKMeansEngine::new(data, options, reason)),
-        |ctx, reason| {
-            let engine = gpu_kmeans::GpuKMeansEngine::new(ctx, data, options.into(), reason)?;
+    let cpu = |reason| Box::new(cpu::CpuKMeansEngine::new(data, options, reason)) as Box<_>;
+    #[cfg(feature = "gpu")]
+    {
+        choose_engine::<dyn KMeansEngine + 'a>(backend, cpu, |ctx, reason| {
+            let engine = crate::models::kmeans::gpu::GpuKMeansEngine::new(
+                ctx,
+                data,
+                options.into(),
+                reason,
+            )?;
             Ok(Box::new(engine))
-        },
-    )
+        })
+    }
+    #[cfg(not(feature = "gpu"))]
+    {
+        choose_engine::<dyn KMeansEngine + 'a>(backend, cpu)
+    }
 }

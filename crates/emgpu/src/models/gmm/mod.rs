@@ -20,6 +20,8 @@ mod covariance;
 pub mod cpu;
 pub mod cpu_blocked;
 mod fitted;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod m_step;
 mod params;
 mod stats;

@@ -25,6 +25,8 @@
 
 pub mod cpu;
 mod fitted;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 mod stats;
 
 pub use fitted::FittedKMeans;
