@@ -85,7 +85,10 @@ pub enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let ui = Ui::new(cli.quiet);
-    gpu_env::configure()?;
+    // `devices` only lists adapters: a bad tuning variable is no reason for it to fail.
+    if !matches!(cli.command, Command::Devices(_)) {
+        gpu_env::configure()?;
+    }
     match cli.command {
         Command::Fit(cmd) => fit::run(cmd, &ui),
         Command::Score(cmd) => score::run(cmd, &ui),

@@ -402,10 +402,7 @@ pub fn adapters() -> Vec<AdapterSummary> {
 /// when there is none.
 pub fn preferred_adapter() -> Option<AdapterSummary> {
     if let Some(Ok(ctx)) = SHARED.get() {
-        return Some(AdapterSummary::new(
-            &ctx.adapter_info(),
-            &ctx.adapter.limits(),
-        ));
+        return Some(AdapterSummary::new(&ctx.info, &ctx.adapter.limits()));
     }
     let instance = new_instance();
     pick_adapter(&instance).map(|a| AdapterSummary::new(&a.get_info(), &a.limits()))
