@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Times `emgpu bench` on the GPU for each kernel variant (EMGPU_GPU_VARIANT, see GpuVariant in
-# src/backend/gpu.rs and docs/gpu_tuning.md): full, tied and diag at N points, and full at 4·N,
+# crates/emgpu/src/device/gpu/options.rs and docs/gpu_tuning.md): full, tied and diag at N points, and full at 4·N,
 # D = K = 16, 20 iterations; one table line per run.
 #
 #   scripts/gpu_variants.sh EMGPU [GPU_TIMING]

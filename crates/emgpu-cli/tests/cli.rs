@@ -314,9 +314,9 @@ fn default_fit_reports_on_stderr_and_only_results_on_stdout() {
         "without --json, fit prints nothing on stdout"
     );
     // `auto` takes a hardware GPU where there is one, else the CPU, and says which.
-    let chosen = match emgpu::gpu::auto_choice() {
-        emgpu::gpu::AutoChoice::Gpu(_) => "backend: gpu",
-        emgpu::gpu::AutoChoice::Cpu { .. } => "backend: cpu",
+    let chosen = match emgpu::device::gpu::auto_choice() {
+        emgpu::device::gpu::AutoChoice::Gpu(_) => "backend: gpu",
+        emgpu::device::gpu::AutoChoice::Cpu { .. } => "backend: cpu",
     };
     assert!(
         run.stderr.contains(chosen),

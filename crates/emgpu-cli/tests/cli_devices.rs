@@ -30,9 +30,9 @@ fn devices_lists_adapters_and_the_auto_choice() {
     assert_eq!(code, 0, "{stderr}");
     let doc: Value = serde_json::from_str(stdout.trim()).unwrap();
     let adapters = doc["adapters"].as_array().unwrap();
-    assert_eq!(adapters.len(), emgpu::gpu::adapters().len());
+    assert_eq!(adapters.len(), emgpu::device::gpu::adapters().len());
     let auto = doc["auto"].as_str().unwrap();
-    match emgpu::gpu::preferred_adapter() {
+    match emgpu::device::gpu::preferred_adapter() {
         Some(p) => {
             assert_eq!(doc["gpu_backend"]["name"], p.name.as_str());
             assert!(

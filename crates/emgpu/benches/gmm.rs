@@ -32,6 +32,7 @@ struct Engine {
 }
 
 fn engines() -> Vec<Engine> {
+    #[cfg_attr(not(feature = "gpu"), allow(unused_mut))]
     let mut v = vec![
         Engine {
             label: "cpu",
@@ -49,7 +50,8 @@ fn engines() -> Vec<Engine> {
             max_n: 100_000,
         },
     ];
-    match emgpu::gpu::GpuContext::shared() {
+    #[cfg(feature = "gpu")]
+    match emgpu::device::gpu::GpuContext::shared() {
         Ok(_) => v.insert(
             0,
             Engine {
@@ -61,6 +63,8 @@ fn engines() -> Vec<Engine> {
         ),
         Err(e) => eprintln!("no GPU benches: {e}"),
     }
+    #[cfg(not(feature = "gpu"))]
+    eprintln!("no GPU benches: built without the `gpu` feature");
     v
 }
 

@@ -7,11 +7,11 @@
 //! which variant ran (what the device could run of the one asked for).
 use std::time::Instant;
 
-use emgpu::backend::gpu::{GpuEngineOptions, GpuGmmEngine, GpuVariant};
 use emgpu::device::EngineOptions;
+use emgpu::device::gpu::{GpuContext, GpuEngineOptions};
 use emgpu::em::EStep;
-use emgpu::gpu::GpuContext;
 use emgpu::models::gmm::cpu::CpuEngine;
+use emgpu::models::gmm::gpu::{GpuGmmEngine, GpuVariant};
 use emgpu::{Backend, CovarianceType, Dataset, GaussianMixture, GmmParams, Init};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -25,14 +25,18 @@ fn list(var: &str) -> Vec<Option<usize>> {
     }
 }
 
-/// `VARIANTS` (space-separated), or `[None]` (the engine's default, `EMGPU_GPU_VARIANT`).
+/// `VARIANTS` (space-separated), else `EMGPU_GPU_VARIANT`, else `[None]` (the engine's default).
 fn variants() -> Vec<Option<GpuVariant>> {
     match std::env::var("VARIANTS") {
         Ok(v) => v
             .split_whitespace()
             .map(|s| Some(s.parse().unwrap()))
             .collect(),
-        Err(_) => vec![None],
+        Err(_) => vec![
+            std::env::var("EMGPU_GPU_VARIANT")
+                .ok()
+                .map(|s| s.parse().unwrap()),
+        ],
     }
 }
 

@@ -5,12 +5,11 @@
 //! `kmeans_timing N D K ITERS` (default 100000 16 16 10); `TILES=64,256` sweeps the tile.
 use std::time::Instant;
 
-use emgpu::backend::gpu::GpuEngineOptions;
-use emgpu::backend::gpu_kmeans::GpuKMeansEngine;
 use emgpu::device::EngineOptions;
-use emgpu::gpu::GpuContext;
+use emgpu::device::gpu::{GpuContext, GpuEngineOptions};
 use emgpu::models::kmeans::KMeansEngine;
 use emgpu::models::kmeans::cpu::CpuKMeansEngine;
+use emgpu::models::kmeans::gpu::GpuKMeansEngine;
 use emgpu::{Dataset, KMeans, KMeansInit};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};

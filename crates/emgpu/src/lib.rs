@@ -41,14 +41,10 @@
 // index loops say that more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-#[cfg(feature = "gpu")]
-pub mod backend;
 pub mod data;
 pub mod device;
 pub mod em;
 pub mod error;
-#[cfg(feature = "gpu")]
-pub mod gpu;
 pub mod init;
 pub mod models;
 pub mod numerics;

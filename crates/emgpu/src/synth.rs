@@ -172,7 +172,7 @@ impl Workload {
                 CovarianceType::Full => {
                     cholesky_lower(&truth.covariances()[c * d * d..(c + 1) * d * d], d)
                 }
-                CovarianceType::Tied => cholesky_lower(&truth.covariances(), d),
+                CovarianceType::Tied => cholesky_lower(truth.covariances(), d),
                 CovarianceType::Diag => Ok(truth.covariances()[c * d..(c + 1) * d]
                     .iter()
                     .map(|v| v.sqrt())

@@ -54,7 +54,7 @@ fn assert_stats_close(case: &str, got: &GmmStats, want: &GmmStats) {
     let (k, d) = (want.n_components, want.n_features);
     assert_eq!(got.n_samples, want.n_samples, "{case}: n_samples");
     assert_eq!(got.shift, want.shift, "{case}: shifts");
-    let n = want.n_samples as f64;
+    let n = want.n_samples;
     check(
         &format!("{case}: log-likelihood"),
         got.log_likelihood,
@@ -423,16 +423,16 @@ fn whole_fits_agree_between_the_paths() {
         let rp = r.params();
         common::assert_close(
             &format!("{cov} weights"),
-            &bp.weights(),
-            &rp.weights(),
+            bp.weights(),
+            rp.weights(),
             tol,
             tol,
         );
-        common::assert_close(&format!("{cov} means"), &bp.means(), &rp.means(), tol, tol);
+        common::assert_close(&format!("{cov} means"), bp.means(), rp.means(), tol, tol);
         common::assert_close(
             &format!("{cov} covariances"),
-            &bp.covariances(),
-            &rp.covariances(),
+            bp.covariances(),
+            rp.covariances(),
             tol,
             tol,
         );

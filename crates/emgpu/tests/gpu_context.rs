@@ -1,9 +1,11 @@
 //! The GPU context, adapter discovery and backend selection (`Backend::Gpu`, `Backend::Auto`).
 
+#![cfg(feature = "gpu")]
+
 mod common;
 
 use emgpu::device::EngineOptions;
-use emgpu::gpu::{AutoChoice, GpuContext, adapters, auto_choice, preferred_adapter};
+use emgpu::device::gpu::{AutoChoice, GpuContext, adapters, auto_choice, preferred_adapter};
 use emgpu::models::gmm::gmm_engine;
 use emgpu::{Backend, CovarianceType, Dataset};
 
@@ -12,23 +14,26 @@ fn the_shared_context_is_one_per_process_with_the_adapters_limits() {
     let Some(_) = common::gpu_backend("the_shared_context_is_one_per_process") else {
         return;
     };
-    let a = GpuContext::shared().unwrap();
+    let a = common::shared_context().unwrap();
     let b = GpuContext::shared().unwrap();
     assert!(std::sync::Arc::ptr_eq(&a, &b));
     // The device was requested with the adapter's own limits, not WebGPU's defaults.
-    let adapter_limits = a.adapter.limits();
+    let adapter_limits = a.adapter().limits();
     assert_eq!(
-        a.limits.max_storage_buffer_binding_size,
+        a.limits().max_storage_buffer_binding_size,
         adapter_limits.max_storage_buffer_binding_size
     );
     assert_eq!(
-        a.limits.max_compute_workgroup_storage_size,
+        a.limits().max_compute_workgroup_storage_size,
         adapter_limits.max_compute_workgroup_storage_size
     );
     let listed = adapters();
-    assert!(listed.iter().any(|s| s.name == a.info.name), "{listed:?}");
+    assert!(
+        listed.iter().any(|s| s.name == a.adapter_info().name),
+        "{listed:?}"
+    );
     let preferred = preferred_adapter().unwrap();
-    assert_eq!(preferred.name, a.info.name);
+    assert_eq!(preferred.name, a.adapter_info().name);
     eprintln!("adapters: {listed:#?}");
 }
 
@@ -37,7 +42,7 @@ fn auto_uses_the_cpu_on_a_software_adapter_and_says_why() {
     let Some(_) = common::gpu_backend("auto_uses_the_cpu_on_a_software_adapter") else {
         return;
     };
-    let ctx = GpuContext::shared().unwrap();
+    let ctx = common::shared_context().unwrap();
     let x = ndarray::Array2::from_shape_fn((50, 2), |(i, j)| (i * 3 + j) as f64 * 0.1);
     let data = Dataset::from_array(&x);
     let engine = gmm_engine(
@@ -54,7 +59,7 @@ fn auto_uses_the_cpu_on_a_software_adapter_and_says_why() {
             assert!(ctx.is_software());
             assert_eq!(report.backend, Backend::Cpu);
             assert_eq!(report.reason, reason);
-            assert!(reason.contains(&ctx.info.name), "{reason}");
+            assert!(reason.contains(&ctx.adapter_info().name), "{reason}");
             assert!(reason.contains("CPU backend"), "{reason}");
         }
         AutoChoice::Gpu(c) => {
@@ -80,20 +85,67 @@ fn a_device_the_caller_owns_can_be_wrapped() {
     let Some(_) = common::gpu_backend("a_device_the_caller_owns_can_be_wrapped") else {
         return;
     };
-    let shared = GpuContext::shared().unwrap();
+    let shared = common::shared_context().unwrap();
     let instance =
         wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
         .into_iter()
-        .find(|a| a.get_info().name == shared.info.name)
+        .find(|a| a.get_info().name == shared.adapter_info().name)
         .unwrap();
     let (device, queue) =
         pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
     let ctx = GpuContext::from_wgpu(adapter, device, queue);
     // WebGPU's default limits, as requested.
     assert_eq!(
-        ctx.limits.max_storage_buffer_binding_size,
+        ctx.limits().max_storage_buffer_binding_size,
         wgpu::Limits::default().max_storage_buffer_binding_size
     );
-    assert_eq!(ctx.info.name, shared.info.name);
+    assert_eq!(ctx.adapter_info().name, shared.adapter_info().name);
+}
+
+#[test]
+fn a_context_on_a_chosen_adapter() {
+    let Some(_) = common::gpu_backend("a_context_on_a_chosen_adapter") else {
+        return;
+    };
+    let all = adapters();
+    let shared = common::shared_context().unwrap();
+    let i = all
+        .iter()
+        .position(|a| a.name == shared.adapter_info().name)
+        .expect("the shared adapter is listed");
+    let ctx = GpuContext::for_adapter(i).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&ctx, &shared));
+    assert_eq!(ctx.adapter_info().name, shared.adapter_info().name);
+    assert_eq!(ctx.limits(), shared.limits());
+    // A fit on it gives what a fit on the shared context gives.
+    let x = ndarray::Array2::from_shape_fn((300, 2), |(i, j)| ((i * 7 + j * 3) % 11) as f64);
+    let data = Dataset::from_array(&x);
+    let p = emgpu::GmmParams::new(
+        CovarianceType::Diag,
+        vec![0.5, 0.5],
+        vec![2.0, 2.0, 8.0, 8.0],
+        vec![1.0; 4],
+        2,
+    )
+    .unwrap()
+    .prepare()
+    .unwrap();
+    let stats = |ctx| {
+        let mut e = emgpu::models::gmm::gpu::GpuGmmEngine::new(
+            ctx,
+            &data,
+            CovarianceType::Diag,
+            2,
+            Default::default(),
+            String::new(),
+        )
+        .unwrap();
+        emgpu::em::EStep::e_step(&mut e, &p).unwrap()
+    };
+    assert_eq!(stats(ctx).s1, stats(shared).s1);
+    assert!(matches!(
+        GpuContext::for_adapter(all.len()),
+        Err(emgpu::Error::InvalidParameter(m)) if m.contains("no GPU adapter")
+    ));
 }

@@ -20,19 +20,21 @@
 
 // Index loops over clusters and features read plainer than zipped iterators here.
 #![allow(clippy::needless_range_loop)]
+#![cfg(feature = "gpu")]
 
 mod common;
 
 use common::{assert_close, flatten};
-use emgpu::backend::gpu::{GpuEngineOptions, GpuGmmEngine};
-use emgpu::backend::gpu_kmeans::GpuKMeansEngine;
 use emgpu::device::EngineOptions;
+use emgpu::device::gpu::GpuEngineOptions;
+use emgpu::device::gpu::{AutoChoice, auto_choice};
 use emgpu::em::EStep;
-use emgpu::gpu::{AutoChoice, GpuContext, auto_choice};
 use emgpu::models::gmm::GmmEngine;
 use emgpu::models::gmm::cpu::CpuEngine;
+use emgpu::models::gmm::gpu::GpuGmmEngine;
 use emgpu::models::kmeans::KMeansStats;
 use emgpu::models::kmeans::cpu::CpuKMeansEngine;
+use emgpu::models::kmeans::gpu::GpuKMeansEngine;
 use emgpu::models::kmeans::{KMeansEngine, kmeans_engine};
 use emgpu::synth::{Workload, blobs as blobs_around};
 use emgpu::{
@@ -176,7 +178,7 @@ fn assert_stats_close(what: &str, gpu: &KMeansStats, want: &KMeansStats, sq: &[f
     assert_eq!(gpu.n_samples, want.n_samples, "{what}: n_samples");
     assert_eq!(gpu.shift, want.shift, "{what}: shift");
     assert_eq!(gpu.counts, want.counts, "{what}: counts");
-    let n = want.n_samples as f64;
+    let n = want.n_samples;
     assert_close(
         &format!("{what}: inertia"),
         &[gpu.inertia],
@@ -187,7 +189,7 @@ fn assert_stats_close(what: &str, gpu: &KMeansStats, want: &KMeansStats, sq: &[f
     for c in 0..k {
         for i in 0..d {
             let e = c * d + i;
-            let floor = FLOOR * (want.counts[c] as f64 * sq[e]).sqrt() + 1e-6 * n * sd[i];
+            let floor = FLOOR * (want.counts[c] * sq[e]).sqrt() + 1e-6 * n * sd[i];
             assert_close(
                 &format!("{what}: sums[{c}][{i}]"),
                 &[gpu.sums[e]],
@@ -208,7 +210,7 @@ fn next_centers(st: &KMeansStats) -> Vec<f64> {
             if n == 0.0 {
                 st.shift[e]
             } else {
-                st.shift[e] + st.sums[e] / n as f64
+                st.shift[e] + st.sums[e] / n
             }
         })
         .collect()
@@ -323,7 +325,13 @@ fn cases() -> Vec<Case> {
 }
 
 fn gpu_kmeans<'a>(data: &'a Dataset<'a>, options: GpuEngineOptions) -> GpuKMeansEngine<'a> {
-    GpuKMeansEngine::new(GpuContext::shared().unwrap(), data, options, String::new()).unwrap()
+    GpuKMeansEngine::new(
+        common::shared_context().unwrap(),
+        data,
+        options,
+        String::new(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -611,7 +619,11 @@ fn auto_uses_the_cpu_for_kmeans_on_a_software_adapter() {
         }
         AutoChoice::Gpu(ctx) => {
             assert_eq!(report.backend, Backend::Gpu);
-            assert!(report.reason.contains(&ctx.info.name), "{}", report.reason);
+            assert!(
+                report.reason.contains(&ctx.adapter_info().name),
+                "{}",
+                report.reason
+            );
         }
     }
     let engine = kmeans_engine(Backend::Gpu, &data, EngineOptions::default()).unwrap();
@@ -634,8 +646,8 @@ fn assert_params_close(what: &str, gpu: &GmmParams, cpu: &GmmParams, x: &Array2<
     let d = x.ncols();
     assert_close(
         &format!("{what}: weights"),
-        &gpu.weights(),
-        &cpu.weights(),
+        gpu.weights(),
+        cpu.weights(),
         RTOL,
         1e-6,
     );
@@ -645,14 +657,14 @@ fn assert_params_close(what: &str, gpu: &GmmParams, cpu: &GmmParams, x: &Array2<
     for (e, f) in floors.iter_mut().enumerate() {
         *f = FLOOR * sd[e % d];
     }
-    for (e, (g, c)) in rel(&gpu.means()).iter().zip(rel(&cpu.means())).enumerate() {
+    for (e, (g, c)) in rel(gpu.means()).iter().zip(rel(cpu.means())).enumerate() {
         assert_close(&format!("{what}: means[{e}]"), &[*g], &[c], RTOL, floors[e]);
     }
     let scale = sd.iter().fold(0.0f64, |a, s| a.max(*s));
     assert_close(
         &format!("{what}: covariances"),
-        &gpu.covariances(),
-        &cpu.covariances(),
+        gpu.covariances(),
+        cpu.covariances(),
         RTOL,
         FLOOR * scale * scale,
     );
@@ -714,7 +726,7 @@ fn the_mixture_engine_shares_its_data_with_its_kmeans_engine() {
             ..Default::default()
         },
     ] {
-        let ctx = GpuContext::shared().unwrap();
+        let ctx = common::shared_context().unwrap();
         let mut gmm =
             GpuGmmEngine::new(ctx, &data, CovarianceType::Full, 3, options, String::new()).unwrap();
         let mut own = gpu_kmeans(&data, options);
@@ -760,7 +772,7 @@ fn the_mixture_engine_takes_any_k_up_to_its_own() {
     let data = Dataset::from_array(&x);
     let n = 700.0;
     for cov in [CovarianceType::Full, CovarianceType::Spherical] {
-        let ctx = GpuContext::shared().unwrap();
+        let ctx = common::shared_context().unwrap();
         let mut gpu = GpuGmmEngine::new(
             ctx,
             &data,

@@ -14,16 +14,17 @@
 
 // Index loops over components and features read plainer than zipped iterators here.
 #![allow(clippy::needless_range_loop)]
+#![cfg(feature = "gpu")]
 
 mod common;
 
 use common::assert_close;
-use emgpu::backend::gpu::{GpuEngineOptions, GpuGmmEngine, GpuVariant};
 use emgpu::device::EngineOptions;
+use emgpu::device::gpu::GpuEngineOptions;
 use emgpu::em::EStep;
-use emgpu::gpu::GpuContext;
 use emgpu::models::gmm::GmmEngine;
 use emgpu::models::gmm::cpu::CpuEngine;
+use emgpu::models::gmm::gpu::{GpuGmmEngine, GpuVariant};
 use emgpu::models::gmm::{GmmStats, m_step};
 use emgpu::synth::Workload;
 use emgpu::{Backend, CovarianceType, Dataset, FittedGmm, GaussianMixture, GmmParams, Init};
@@ -217,7 +218,7 @@ fn assert_stats_close(what: &str, gpu: &GmmStats, cpu: &GmmStats, sd: &[f64]) {
     let (k, d) = (cpu.n_components, cpu.n_features);
     assert_eq!(gpu.n_samples, cpu.n_samples, "{what}: n_samples");
     assert_eq!(gpu.shift, cpu.shift, "{what}: shift");
-    let n = cpu.n_samples as f64;
+    let n = cpu.n_samples;
     assert_close(
         &format!("{what}: log-likelihood"),
         &[gpu.log_likelihood],
@@ -279,7 +280,7 @@ fn gpu_engine<'a>(
     k: usize,
     options: GpuEngineOptions,
 ) -> GpuGmmEngine<'a> {
-    let ctx = GpuContext::shared().unwrap();
+    let ctx = common::shared_context().unwrap();
     GpuGmmEngine::new(ctx, data, cov, k, options, String::new()).unwrap()
 }
 
@@ -376,8 +377,8 @@ fn assert_params_close(what: &str, gpu: &GmmParams, cpu: &GmmParams, x: &Array2<
     let (k, d) = (cpu.n_components(), cpu.n_features());
     assert_close(
         &format!("{what}: weights"),
-        &gpu.weights(),
-        &cpu.weights(),
+        gpu.weights(),
+        cpu.weights(),
         RTOL,
         1e-6,
     );
@@ -425,8 +426,8 @@ fn assert_params_close(what: &str, gpu: &GmmParams, cpu: &GmmParams, x: &Array2<
     } else {
         assert_close(
             &format!("{what}: covariances"),
-            &gpu.covariances(),
-            &cpu.covariances(),
+            gpu.covariances(),
+            cpu.covariances(),
             RTOL,
             0.0,
         );
@@ -572,7 +573,7 @@ fn every_kernel_variant_matches_the_cpu() {
     let Some(gpu_b) = common::gpu_backend("every_kernel_variant_matches_the_cpu") else {
         return;
     };
-    let ctx = GpuContext::shared().unwrap();
+    let ctx = common::shared_context().unwrap();
     let subgroups_usable = ctx.subgroup_sizes().is_some_and(|(lo, hi)| {
         lo.is_power_of_two() && hi.is_power_of_two() && lo >= 4 && hi <= 256
     });

@@ -291,9 +291,9 @@ proptest! {
         prop_assert_eq!(got.covariance_type(), params.covariance_type());
         prop_assert_eq!(got.n_components(), params.n_components());
         prop_assert_eq!(got.n_features(), params.n_features());
-        prop_assert_eq!(bits(&got.weights()), bits(&params.weights()));
-        prop_assert_eq!(bits(&got.means()), bits(&params.means()));
-        prop_assert_eq!(bits(&got.covariances()), bits(&params.covariances()));
+        prop_assert_eq!(bits(got.weights()), bits(params.weights()));
+        prop_assert_eq!(bits(got.means()), bits(params.means()));
+        prop_assert_eq!(bits(got.covariances()), bits(params.covariances()));
         // The E-step inputs are recomputed from the same numbers, so they agree too.
         prop_assert_eq!(bits(&back.prepared().prec_chol), bits(&model.prepared().prec_chol));
     }

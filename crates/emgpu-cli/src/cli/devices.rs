@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use emgpu::gpu::{AdapterSummary, AutoChoice, adapters, auto_choice, preferred_adapter};
+use emgpu::device::gpu::{AdapterSummary, AutoChoice, adapters, auto_choice, preferred_adapter};
 use serde_json::{Value, json};
 
 use super::{CliError, Ui, print_result};

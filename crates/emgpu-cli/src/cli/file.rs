@@ -100,7 +100,18 @@ pub fn open_dataset(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Dat
         FileFormat::Csv => Dataset::from_source(CsvSource::open(path, options.columns.as_deref())?),
         FileFormat::RawF32 => {
             let d = options.dims.unwrap_or(0);
-            Dataset::from_source(RawF32Source::open(path, d)?)
+            // The library names no flag; say which one sets the row length.
+            let source = RawF32Source::open(path, d).map_err(|e| match e {
+                Error::BadFile { path, message } => Error::BadFile {
+                    message: message.replace(
+                        &format!("rows of {d} values; check the number of values per row"),
+                        &format!("rows of --dims {d}; check --dims"),
+                    ),
+                    path,
+                },
+                other => other,
+            })?;
+            Dataset::from_source(source)
         }
     })
 }

@@ -18,6 +18,7 @@ mod csv;
 mod devices;
 mod file;
 mod fit;
+mod gpu_env;
 mod init;
 mod options;
 mod predict;
@@ -86,6 +87,10 @@ pub enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let ui = Ui::new(cli.quiet);
+    // `devices` only lists adapters: a bad tuning variable is no reason for it to fail.
+    if !matches!(cli.command, Command::Devices(_)) {
+        gpu_env::configure()?;
+    }
     match cli.command {
         Command::Fit(cmd) => fit::run(cmd, &ui),
         Command::Score(cmd) => score::run(cmd, &ui),
@@ -130,7 +135,7 @@ impl From<Error> for CliError {
         match e {
             Error::InvalidParameter(m) => CliError::usage(m),
             // The library names no flag; the command line adds the one that helps.
-            Error::NoAdapter | Error::NoGpuSupport => {
+            Error::NoAdapter | Error::NoGpuSupport | Error::Gpu(_) => {
                 CliError::error(format!("{e} (`--backend cpu`)"))
             }
             other => CliError::error(other.to_string()),
@@ -148,6 +153,7 @@ pub fn about_file(e: Error, path: &Path) -> CliError {
         | Error::Io { .. }
         | Error::BadFile { .. }
         | Error::NoAdapter
+        | Error::NoGpuSupport
         | Error::Gpu(_)
         | Error::DeviceLimits(_) => e.into(),
         other => CliError::error(format!("{}: {other}", path.display())),

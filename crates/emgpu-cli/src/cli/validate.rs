@@ -88,9 +88,9 @@ impl Differences {
     pub fn between(candidate: &FittedGmm, reference: &FittedGmm) -> Self {
         let (c, r) = (candidate.params(), reference.params());
         Self {
-            weights: max_rel_diff(&c.weights(), &r.weights()),
-            means: max_rel_diff(&c.means(), &r.means()),
-            covariances: max_rel_diff(&c.covariances(), &r.covariances()),
+            weights: max_rel_diff(c.weights(), r.weights()),
+            means: max_rel_diff(c.means(), r.means()),
+            covariances: max_rel_diff(c.covariances(), r.covariances()),
             lower_bound: rel_diff(candidate.lower_bound(), reference.lower_bound(), 1.0),
         }
     }

@@ -11,7 +11,7 @@ pub fn gpu_required() -> bool {
 /// `Backend::Gpu` when an adapter exists; otherwise `None` after printing why the test skips,
 /// or a panic when `EMGPU_REQUIRE_GPU=1`.
 pub fn gpu_backend(test: &str) -> Option<Backend> {
-    match emgpu::gpu::GpuContext::shared() {
+    match emgpu::device::gpu::GpuContext::shared() {
         Ok(_) => Some(Backend::Gpu),
         Err(e) if gpu_required() => panic!("{test}: EMGPU_REQUIRE_GPU=1 but no GPU adapter: {e}"),
         Err(e) => {

@@ -29,7 +29,9 @@ impl RawF32Source {
     /// Maps `path` as rows of `d` float32 values; its size must be a multiple of `4·d` bytes.
     pub fn open(path: &Path, d: usize) -> Result<Self> {
         if d == 0 {
-            return Err(Error::param("--dims must be at least 1"));
+            return Err(Error::param(
+                "raw float32 data needs at least 1 value per row",
+            ));
         }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -52,7 +54,7 @@ impl RawF32Source {
             return Err(Error::bad_file(
                 path,
                 format!(
-                    "the file holds {values} float32 values, which do not divide into rows of --dims {d}; check --dims"
+                    "the file holds {values} float32 values, which do not divide into rows of {d} values; check the number of values per row"
                 ),
             ));
         }

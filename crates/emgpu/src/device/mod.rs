@@ -11,6 +11,8 @@
 use crate::error::Result;
 
 pub mod cpu;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 
 pub use cpu::CpuPath;
 
@@ -76,7 +78,7 @@ pub struct EngineOptions {
 /// What a model's GPU engine constructor receives from [`choose`]: the GPU context to build on.
 /// Without the `gpu` feature no value of it exists, so a GPU constructor cannot be called.
 #[cfg(feature = "gpu")]
-pub type GpuHandle = std::sync::Arc<crate::gpu::GpuContext>;
+pub type GpuHandle = std::sync::Arc<gpu::GpuContext>;
 /// What a model's GPU engine constructor receives from [`choose`]. This build has no `gpu`
 /// feature: the type has no values, and GPU constructors are never called.
 #[cfg(not(feature = "gpu"))]
@@ -94,7 +96,7 @@ pub fn choose<'a, E: ?Sized + 'a>(
 ) -> Result<Box<E>> {
     #[cfg(feature = "gpu")]
     {
-        use crate::gpu::{AutoChoice, GpuContext, auto_choice};
+        use gpu::{AutoChoice, GpuContext, auto_choice};
         match backend {
             Backend::Cpu => Ok(cpu(String::new())),
             Backend::Gpu => gpu(GpuContext::shared()?, String::new()),

@@ -8,10 +8,48 @@ pub fn gpu_required() -> bool {
     std::env::var("EMGPU_REQUIRE_GPU").is_ok_and(|v| v == "1")
 }
 
+/// The shared GPU context, configured first from the environment as the `emgpu` binary does
+/// (the library reads no environment variable): `EMGPU_GPU_VARIANT` (kernel variant),
+/// `EMGPU_GPU_RESIDENT_BYTES` (resident-data budget), `EMGPU_SHADER_BOUNDS_CHECKS=1` (kernel
+/// bounds checks). Every test reaches the shared context through here (or [`gpu_backend`]).
+#[cfg(feature = "gpu")]
+pub fn shared_context() -> emgpu::Result<std::sync::Arc<emgpu::device::gpu::GpuContext>> {
+    use emgpu::device::gpu::{GpuContext, GpuContextOptions, GpuEngineOptions, GpuVariant};
+    let variant = std::env::var("EMGPU_GPU_VARIANT").ok().map(|s| {
+        s.parse::<GpuVariant>()
+            .unwrap_or_else(|e| panic!("EMGPU_GPU_VARIANT: {e}"))
+    });
+    let resident_budget = std::env::var("EMGPU_GPU_RESIDENT_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok());
+    GpuContext::configure_shared(GpuContextOptions {
+        shader_bounds_checks: std::env::var("EMGPU_SHADER_BOUNDS_CHECKS").is_ok_and(|v| v == "1"),
+        engine_defaults: GpuEngineOptions {
+            variant,
+            resident_budget,
+            ..GpuEngineOptions::default()
+        },
+    })
+    .expect("the shared GPU context is configured once, from the environment");
+    GpuContext::shared()
+}
+
 /// `Backend::Gpu` when an adapter exists; otherwise `None` after printing why the test skips,
 /// or a panic when `EMGPU_REQUIRE_GPU=1`.
+#[cfg(not(feature = "gpu"))]
 pub fn gpu_backend(test: &str) -> Option<Backend> {
-    match emgpu::gpu::GpuContext::shared() {
+    if gpu_required() {
+        panic!("{test}: EMGPU_REQUIRE_GPU=1 but emgpu was built without the `gpu` feature");
+    }
+    eprintln!("skipping {test}: built without the `gpu` feature");
+    None
+}
+
+/// `Backend::Gpu` when an adapter exists; otherwise `None` after printing why the test skips,
+/// or a panic when `EMGPU_REQUIRE_GPU=1`.
+#[cfg(feature = "gpu")]
+pub fn gpu_backend(test: &str) -> Option<Backend> {
+    match shared_context() {
         Ok(_) => Some(Backend::Gpu),
         Err(e) if gpu_required() => panic!("{test}: EMGPU_REQUIRE_GPU=1 but no GPU adapter: {e}"),
         Err(e) => {

@@ -93,7 +93,7 @@ pub fn gmm_engine<'a>(
         |ctx, reason| {
             #[cfg(feature = "gpu")]
             {
-                let engine = crate::backend::gpu::GpuGmmEngine::new(
+                let engine = super::gpu::GpuGmmEngine::new(
                     ctx,
                     data,
                     covariance_type,

@@ -20,6 +20,8 @@ mod covariance;
 pub mod cpu;
 mod engine;
 mod fitted;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 mod init;
 pub mod m_step;
 mod params;

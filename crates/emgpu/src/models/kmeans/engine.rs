@@ -56,12 +56,7 @@ pub fn kmeans_engine<'a>(
         |ctx, reason| {
             #[cfg(feature = "gpu")]
             {
-                let engine = crate::backend::gpu_kmeans::GpuKMeansEngine::new(
-                    ctx,
-                    data,
-                    options.into(),
-                    reason,
-                )?;
+                let engine = super::gpu::GpuKMeansEngine::new(ctx, data, options.into(), reason)?;
                 Ok(Box::new(engine))
             }
             #[cfg(not(feature = "gpu"))]

@@ -26,6 +26,8 @@
 pub mod cpu;
 mod engine;
 mod fitted;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 mod stats;
 
 pub use engine::{FarPoint, KMeansEngine, KMeansModel, KMeansStep, kmeans_engine};

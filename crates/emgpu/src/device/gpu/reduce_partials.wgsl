@@ -9,7 +9,7 @@
 // With UNROLL = 4 each invocation keeps four sums (rows r, r + LANES, r + 2·LANES, r + 3·LANES)
 // so that four loads are in flight instead of one chain of dependent adds.
 
-// Mirrored by `ReduceUniform` in src/gpu/kernels.rs.
+// Mirrored by `ReduceUniform` in device/gpu/reduce.rs.
 struct Reduce {
     // Rows to sum (workgroups of the statistics dispatch).
     n_rows: u32,

@@ -4,7 +4,7 @@
 // labels are integers: workgroup-memory u32 atomics, then one global u32 atomic per cluster and
 // workgroup (exact; no float atomics). The second pass over the partials is reduce_partials.wgsl.
 //
-// Constants (prepended by src/gpu/kmeans_kernels.rs, one pipeline per value set):
+// Constants (prepended by models/kmeans/gpu/kernels.rs, one pipeline per value set):
 //   D   features;  K  clusters;  WG  invocations per workgroup (a power of two)
 //   T   points per tile (a power of two ≤ WG: invocation t < T assigns point t of a tile)
 //   DS  row stride of the tile: D, or D + 1 when D is even (rows then start in different
@@ -36,7 +36,7 @@
 // Labels are stored as label + 1, so that the zero-initialized buffer means "not assigned yet"
 // (every point counts as changed at the first assignment, as on the CPU).
 
-// Mirrored by `AssignUniform` in src/gpu/kmeans_kernels.rs.
+// Mirrored by `AssignUniform` in models/kmeans/gpu/kernels.rs.
 struct Assign {
     // Rows of this chunk.
     n_rows: u32,

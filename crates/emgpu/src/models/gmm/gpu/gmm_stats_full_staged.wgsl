@@ -15,7 +15,7 @@
 // staged blocks are √r·(0 − 0) = 0, or √r in column D, which the host ignores (i, j < D).
 // The √ splits r between the two factors: r·a·b = (√r·a)·(√r·b), exact up to rounding.
 //
-// Workgroup memory: 16·T·K·NB2 + 4·T·K bytes on top of the common tile (src/gpu/kernels.rs
+// Workgroup memory: 16·T·K·NB2 + 4·T·K bytes on top of the common tile (models/gmm/gpu/kernels.rs
 // counts them when it picks the tile).
 
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;

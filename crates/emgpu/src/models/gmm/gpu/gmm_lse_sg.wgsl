@@ -4,7 +4,7 @@
 // subgroupShuffleXor over the LPP lanes in place of the exchange arrays.
 //
 // Needs the device's subgroup feature, subgroups of a power-of-two size ≥ LPP and ≤ WG (checked
-// by src/gpu/kernels.rs, which otherwise prepends gmm_lse_wg.wgsl). The slot is numbered by
+// by models/gmm/gpu/kernels.rs, which otherwise prepends gmm_lse_wg.wgsl). The slot is numbered by
 // subgroup (subgroup_id · subgroup_size + lane), not by local_invocation_index, so the LPP lanes
 // of a point are adjacent lanes of one subgroup whatever order the driver packs invocations in;
 // with WG a multiple of the subgroup size every subgroup is full and the slots cover [0, WG).

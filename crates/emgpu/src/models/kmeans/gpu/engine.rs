@@ -1,6 +1,6 @@
 //! The GPU k-means engine: Lloyd assignments with a wgpu compute shader.
 //!
-//! Built over one dataset (or over the data a [`GpuGmmEngine`](super::gpu::GpuGmmEngine) already
+//! Built over one dataset (or over the data a [`GpuGmmEngine`](crate::models::gmm::gpu::GpuGmmEngine) already
 //! uploaded: the k-means initialization of a Gaussian mixture shares them):
 //!
 //! - **Data** as the Gaussian-mixture engine holds them (`GpuData`): f32 minus a centre, in
@@ -34,18 +34,20 @@ use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
-use super::gpu::{
-    DEFAULT_MIN_WORKGROUPS, GpuData, GpuEngineOptions, OUT_BUDGET, PARTIALS_BUDGET, POINTS_BUDGET,
-    Scratch, bind, encoder, grid, groups_for, max_binding, partials_buffer, read_back_bytes,
-};
-use super::{Backend, BackendReport, FarPoint, KMeansEngine};
+use super::kernels::{AssignKernel, AssignUniform, KMeansShape};
 use crate::data::Dataset;
+use crate::device::gpu::data::{GpuData, Scratch};
+use crate::device::gpu::reduce::{ReduceKernel, ReduceUniform};
+use crate::device::gpu::util::{
+    DEFAULT_MIN_WORKGROUPS, OUT_BUDGET, PARTIALS_BUDGET, POINTS_BUDGET, bind, encoder, grid,
+    groups_for, max_binding, partials_buffer, read_back_bytes,
+};
+use crate::device::gpu::{GpuContext, GpuEngineOptions};
+use crate::device::{Backend, BackendReport};
 use crate::error::{Error, Result};
-use crate::gpu::GpuContext;
-use crate::gpu::kernels::{ReduceKernel, ReduceUniform};
-use crate::gpu::kmeans_kernels::{AssignKernel, AssignUniform, KMeansShape};
 use crate::models::kmeans::KMeansStats;
 use crate::models::kmeans::cpu::farthest_reference;
+use crate::models::kmeans::{FarPoint, KMeansEngine};
 
 /// Points a workgroup sums per invocation and entry before more workgroups are used (the f32
 /// partial sums stay short): 4096, as the Gaussian-mixture kernels (64 tiles of 64 points).
@@ -90,7 +92,7 @@ impl Kernels {
     ) -> Result<Self> {
         let ctx = &gd.ctx;
         let d = gd.centre.len();
-        let shape = KMeansShape::new(k, d, options.tile_points, &ctx.limits)?;
+        let shape = KMeansShape::new(k, d, options.tile_points, ctx.limits())?;
         let assign = AssignKernel::new(ctx, &shape)?;
         let reduce = ReduceKernel::new(ctx)?;
         ctx.checked("allocating the GPU k-means buffers", || {
@@ -108,8 +110,8 @@ impl Kernels {
         options: &GpuEngineOptions,
     ) -> Result<Self> {
         let ctx = &gd.ctx;
-        let device = &ctx.device;
-        let limits = &ctx.limits;
+        let device = ctx.device();
+        let limits = ctx.limits();
         let (k, d) = (shape.k, shape.d);
         let n_chunks = gd.chunks.len();
         let p = shape.partial_len();
@@ -238,13 +240,16 @@ impl<'a> GpuKMeansEngine<'a> {
     /// An engine over `data` on `ctx`'s device; `reason` is reported by
     /// [`KMeansEngine::report`] (why this backend was chosen). Uploads the data when it is to be
     /// resident (see [`GpuEngineOptions`]) and allocates the label and distance buffers; the
-    /// kernel of a number of clusters is built at the first assignment with that number.
+    /// kernel of a number of clusters is built at the first assignment with that number. Fields
+    /// of `options` left `None` are taken from the context's
+    /// [`engine_defaults`](crate::device::gpu::GpuContextOptions::engine_defaults).
     pub fn new(
         ctx: Arc<GpuContext>,
         data: &'a Dataset<'a>,
         options: GpuEngineOptions,
         reason: String,
     ) -> Result<Self> {
+        let options = options.or(&ctx.options().engine_defaults);
         let gd = GpuData::new(ctx, data, &options)?;
         Self::with_data(Arc::new(gd), options, reason)
     }
@@ -258,7 +263,7 @@ impl<'a> GpuKMeansEngine<'a> {
         let ctx = Arc::clone(&gd.ctx);
         let (labels, dists) = ctx.checked("allocating the GPU k-means label buffers", || {
             let storage = |label, rows: usize| {
-                ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                ctx.device().create_buffer(&wgpu::BufferDescriptor {
                     label: Some(label),
                     size: 4 * rows as u64,
                     usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
@@ -332,7 +337,7 @@ impl<'a> GpuKMeansEngine<'a> {
         }
         self.gd
             .ctx
-            .queue
+            .queue()
             .write_buffer(&kn.centers, 0, bytemuck::cast_slice(&v));
         gpu
     }
@@ -350,7 +355,7 @@ impl<'a> GpuKMeansEngine<'a> {
         pass.set_bind_group(0, &b.reduce_bind, &[]);
         let (x, y) = grid(
             kn.shape.partial_len().div_ceil(ReduceKernel::COLS),
-            self.gd.ctx.limits.max_compute_workgroups_per_dimension,
+            self.gd.ctx.limits().max_compute_workgroups_per_dimension,
         );
         pass.dispatch_workgroups(x, y, 1);
     }
@@ -384,7 +389,7 @@ impl<'a> GpuKMeansEngine<'a> {
                 self.encode(kn, c, &mut enc);
             }
             finish(&mut enc);
-            ctx.queue.submit([enc.finish()]);
+            ctx.queue().submit([enc.finish()]);
         } else {
             for c in first..first + count {
                 gd.upload_stream(c, &mut self.scratch);
@@ -396,7 +401,7 @@ impl<'a> GpuKMeansEngine<'a> {
                 if c + 1 == first + count {
                     finish(&mut enc);
                 }
-                ctx.queue.submit([enc.finish()]);
+                ctx.queue().submit([enc.finish()]);
             }
         }
         read_back_bytes(ctx, &kn.staging, counts_at + counts_bytes, |v| {
@@ -419,7 +424,7 @@ impl<'a> GpuKMeansEngine<'a> {
             let rows = (self.gd.max_chunk_rows() as u64).clamp(1, POINTS_BUDGET / 8);
             let ctx = &self.gd.ctx;
             let buffer = ctx.checked("allocating the GPU k-means readback", || {
-                Ok(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                Ok(ctx.device().create_buffer(&wgpu::BufferDescriptor {
                     label: Some("kmeans labels readback"),
                     size: 8 * rows,
                     usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
@@ -467,7 +472,7 @@ impl<'a> GpuKMeansEngine<'a> {
                     } else {
                         bytes
                     };
-                    ctx.queue.submit([enc.finish()]);
+                    ctx.queue().submit([enc.finish()]);
                     let row0 = chunk.start + r0;
                     read_back_bytes(ctx, &staging, total, |v| {
                         let word = |i: usize| [v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]];

@@ -1,7 +1,7 @@
 //! The Gaussian-mixture kernels: one small struct per kernel holding its pipeline and bind-group
 //! layout, and the `#[repr(C)]` uniforms they read.
 //!
-//! Every kernel is one WGSL file under `shaders/`, built into the binary with `include_str!`.
+//! Every kernel is one WGSL file in this folder, built into the binary with `include_str!`.
 //! Sizes the kernels must know at compile time (D, K, the tile, the covariance type, offsets
 //! into the parameter buffer) are prepended to the source as WGSL `const` declarations, so the
 //! driver's compiler sees constant loop bounds and fixed-size arrays (registers). Pipelines are
@@ -16,23 +16,19 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::context::GpuContext;
-use crate::backend::gpu::GpuVariant;
+use crate::device::gpu::kernels::{KernelPipeline, Slot, WG, build_kernel};
+use crate::device::gpu::{GpuContext, GpuVariant};
 use crate::error::{Error, Result};
 use crate::models::gmm::CovarianceType;
 
-const GMM_COMMON: &str = include_str!("../../shaders/gmm_common.wgsl");
-const GMM_STATS_FULL: &str = include_str!("../../shaders/gmm_stats_full.wgsl");
-const GMM_STATS_FULL_STAGED: &str = include_str!("../../shaders/gmm_stats_full_staged.wgsl");
-const GMM_LSE_SERIAL: &str = include_str!("../../shaders/gmm_lse_serial.wgsl");
-const GMM_LSE_WG: &str = include_str!("../../shaders/gmm_lse_wg.wgsl");
-const GMM_LSE_SG: &str = include_str!("../../shaders/gmm_lse_sg.wgsl");
-const GMM_STATS_DIAG: &str = include_str!("../../shaders/gmm_stats_diag.wgsl");
-const GMM_POINTS: &str = include_str!("../../shaders/gmm_points.wgsl");
-const REDUCE_PARTIALS: &str = include_str!("../../shaders/reduce_partials.wgsl");
-
-/// Invocations per workgroup of every kernel (WebGPU guarantees 256 on every adapter).
-pub(crate) const WG: u32 = 256;
+const GMM_COMMON: &str = include_str!("gmm_common.wgsl");
+const GMM_STATS_FULL: &str = include_str!("gmm_stats_full.wgsl");
+const GMM_STATS_FULL_STAGED: &str = include_str!("gmm_stats_full_staged.wgsl");
+const GMM_LSE_SERIAL: &str = include_str!("gmm_lse_serial.wgsl");
+const GMM_LSE_WG: &str = include_str!("gmm_lse_wg.wgsl");
+const GMM_LSE_SG: &str = include_str!("gmm_lse_sg.wgsl");
+const GMM_STATS_DIAG: &str = include_str!("gmm_stats_diag.wgsl");
+const GMM_POINTS: &str = include_str!("gmm_points.wgsl");
 
 /// Points per tile unless the caller asks otherwise. Large enough that the workgroup barriers of
 /// a tile are amortized over many points and that every invocation of the E-step has work for
@@ -59,7 +55,7 @@ const MAX_BLOCKS_PER_THREAD: usize = 4;
 const MAX_ENTRIES_PER_THREAD: usize = 8;
 
 /// Per-dispatch arguments of the GMM kernels. Mirrors `struct Chunk` in
-/// `shaders/gmm_common.wgsl` (four `u32`, 16 bytes).
+/// `gmm_common.wgsl` (four `u32`, 16 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 pub(crate) struct ChunkUniform {
@@ -73,134 +69,7 @@ pub(crate) struct ChunkUniform {
     pub flags: u32,
 }
 
-/// Arguments of the second reduction pass. Mirrors `struct Reduce` in
-/// `shaders/reduce_partials.wgsl` (four `u32`, 16 bytes).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
-pub(crate) struct ReduceUniform {
-    /// Rows of partials to sum.
-    pub n_rows: u32,
-    /// Floats per row.
-    pub n_cols: u32,
-    /// Where the sums go in the output buffer (in floats).
-    pub out_offset: u32,
-    /// Padding to 16 bytes.
-    pub _pad: u32,
-}
-
-/// A compiled kernel: its pipeline and the layout of its one bind group.
-pub(crate) struct KernelPipeline {
-    /// The compute pipeline.
-    pub pipeline: wgpu::ComputePipeline,
-    /// The layout of bind group 0.
-    pub layout: wgpu::BindGroupLayout,
-}
-
-/// How a kernel's binding is used.
-#[derive(Clone, Copy)]
-pub(crate) enum Slot {
-    Uniform,
-    Read,
-    ReadWrite,
-}
-
-/// Compiles `source` (with entry point `main`) against a bind group of `slots` (bindings 0..).
-pub(crate) fn build_kernel(
-    ctx: &GpuContext,
-    label: &str,
-    source: &str,
-    slots: &[Slot],
-) -> Result<KernelPipeline> {
-    ctx.checked(&format!("building the {label} kernel"), || {
-        let device = &ctx.device;
-        let checks = wgpu::ShaderRuntimeChecks {
-            // Off unless EMGPU_SHADER_BOUNDS_CHECKS=1 (a debugging aid): every index of these
-            // kernels is in bounds by construction (see below), and the clamps naga would add to
-            // each dynamic index of workgroup and storage arrays cost about 15% of the E-step on
-            // an H100.
-            bounds_checks: shader_bounds_checks(),
-            // Every loop of these kernels ends: its bound is a constant or a count from a
-            // uniform that the host sets (tiles, rows), and every step adds at least 1. Without
-            // the injected loop counters the drivers can unroll the constant loops, which keeps
-            // the per-point arrays in registers.
-            force_loop_bounding: false,
-            // No division has a divisor that can be 0 (all are constants ≥ 1).
-            int_div_checks: false,
-            ..wgpu::ShaderRuntimeChecks::checked()
-        };
-        // SAFETY: `ShaderRuntimeChecks` lists the obligations of the checks turned off above.
-        // (1) No infinite loop and no integer division by 0: stated next to each flag. (2) No
-        // out-of-bounds access: the engine binds buffers of exactly the sizes the constants and
-        // uniforms describe (data: the chunk's rows × D; parameters: `params_len`; partials:
-        // the dispatch's workgroups × P; outputs: their rows), and the kernels index them only
-        // below those sizes: data rows are read only when `e < rows·D`, workgroup arrays with
-        // t < T, k < K, blocks < NB, statistic units below their counts, partial rows with
-        // wid.x < the workgroups dispatched. `tests/gpu_vs_cpu.rs` runs every kernel on edge
-        // shapes (N not a multiple of the tile, D = 1, K = 1, several passes and chunks).
-        let module = unsafe {
-            device.create_shader_module_trusted(
-                wgpu::ShaderModuleDescriptor {
-                    label: Some(label),
-                    source: wgpu::ShaderSource::Wgsl(source.into()),
-                },
-                checks,
-            )
-        };
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| wgpu::BindGroupLayoutEntry {
-                binding: i as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: match s {
-                    Slot::Uniform => wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Storage {
-                            read_only: matches!(s, Slot::Read),
-                        },
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                },
-                count: None,
-            })
-            .collect();
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(label),
-            entries: &entries,
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(label),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(label),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[],
-                // Every kernel writes its workgroup memory before reading it.
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
-        Ok(KernelPipeline { pipeline, layout })
-    })
-}
-
-/// Whether kernels are compiled with bounds checks (`EMGPU_SHADER_BOUNDS_CHECKS=1`; off by
-/// default, see `build_kernel`).
-fn shader_bounds_checks() -> bool {
-    std::env::var("EMGPU_SHADER_BOUNDS_CHECKS").is_ok_and(|v| v == "1")
-}
-
-/// Which log-sum-exp the E-step kernels are built with (`shaders/gmm_lse_*.wgsl`).
+/// Which log-sum-exp the E-step kernels are built with (`gmm_lse_*.wgsl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lse {
     /// One invocation per point (`gmm_lse_serial.wgsl`).
@@ -517,10 +386,12 @@ impl StatsKernel {
             partial_len,
             passes,
         } = StatsSpec::new(shape);
-        if passes > ctx.limits.max_compute_workgroups_per_dimension as usize {
+        if passes > ctx.limits().max_compute_workgroups_per_dimension as usize {
             return Err(Error::DeviceLimits(format!(
                 "{} components of {} features need {passes} statistic passes, more than the device's {} workgroups per dimension; use the CPU backend",
-                shape.k, shape.d, ctx.limits.max_compute_workgroups_per_dimension
+                shape.k,
+                shape.d,
+                ctx.limits().max_compute_workgroups_per_dimension
             )));
         }
         let header = format!("{}{consts}", shape.header());
@@ -570,55 +441,6 @@ impl PointsKernel {
     }
 }
 
-/// The second reduction pass (`reduce_partials.wgsl`).
-pub(crate) struct ReduceKernel {
-    /// Pipeline and layout.
-    pub kernel: Arc<KernelPipeline>,
-    /// Columns each workgroup sums.
-    pub cols: usize,
-    /// Whether this is the wide layout (see [`ReduceKernel::with_layout`]).
-    pub wide: bool,
-}
-
-impl ReduceKernel {
-    /// Columns each workgroup of [`ReduceKernel::new`]'s kernel sums.
-    pub const COLS: usize = 32;
-
-    /// The kernel with 32 columns × 8 lanes per workgroup, one load in flight per invocation.
-    pub fn new(ctx: &GpuContext) -> Result<Self> {
-        Self::with_layout(ctx, false)
-    }
-
-    /// `wide`: 16 columns × 16 lanes per workgroup and four loads in flight per invocation (twice
-    /// the workgroups, each invocation summing an eighth as many rows in chains a quarter as
-    /// long); otherwise as [`ReduceKernel::new`].
-    pub fn with_layout(ctx: &GpuContext, wide: bool) -> Result<Self> {
-        let (cols, lanes, unroll) = if wide {
-            (16, 16, 4)
-        } else {
-            (Self::COLS, 8, 1)
-        };
-        let header = reduce_header(cols, lanes, unroll);
-        let kernel = ctx.pipeline(&format!("reduce_partials\n{header}"), || {
-            let source = format!("{header}{REDUCE_PARTIALS}");
-            build_kernel(
-                ctx,
-                "reduce_partials",
-                &source,
-                &[Slot::Uniform, Slot::Read, Slot::ReadWrite],
-            )
-        })?;
-        Ok(Self { kernel, cols, wide })
-    }
-}
-
-/// The constants of `reduce_partials.wgsl`.
-fn reduce_header(cols: usize, lanes: usize, unroll: usize) -> String {
-    format!(
-        "const WG: u32 = {WG}u;\nconst COLS: u32 = {cols}u;\nconst LANES: u32 = {lanes}u;\nconst UNROLL: u32 = {unroll}u;\n"
-    )
-}
-
 /// The full WGSL sources of every kernel for `shape`, as the pipelines compile them (for tests
 /// that validate the shaders without a device).
 #[cfg(test)]
@@ -632,20 +454,16 @@ pub(crate) fn sources_for_tests(shape: &GmmShape) -> Vec<(&'static str, String)>
             format!("{h}{}{GMM_COMMON}{lse}{}", stats.consts, stats.source),
         ),
         ("gmm_points", format!("{h}{GMM_COMMON}{lse}{GMM_POINTS}")),
-        (
-            "reduce_partials",
-            format!("{}{REDUCE_PARTIALS}", reduce_header(32, 8, 1)),
-        ),
-        (
-            "reduce_partials",
-            format!("{}{REDUCE_PARTIALS}", reduce_header(16, 16, 4)),
-        ),
     ]
+    .into_iter()
+    .chain(crate::device::gpu::reduce::sources_for_tests())
+    .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::gpu::reduce::ReduceUniform;
 
     fn parse(name: &str, source: &str) -> naga::Module {
         let module = naga::front::wgsl::parse_str(source)

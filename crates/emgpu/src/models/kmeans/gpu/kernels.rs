@@ -1,7 +1,7 @@
 //! The k-means kernel: nearest-center assignment fused with the per-cluster statistics
-//! (`shaders/kmeans_assign.wgsl`), its `#[repr(C)]` uniform, and the sizes it is specialized on.
-//! The second reduction pass is the Gaussian mixture's `reduce_partials.wgsl`
-//! ([`ReduceKernel`](super::kernels::ReduceKernel)).
+//! (`kmeans_assign.wgsl`), its `#[repr(C)]` uniform, and the sizes it is specialized on.
+//! The second reduction pass is the shared `reduce_partials.wgsl`
+//! ([`ReduceKernel`](crate::device::gpu::reduce::ReduceKernel)).
 //!
 //! CPU twin: [`assign_chunk_reference`](crate::models::kmeans::cpu::assign_chunk_reference) (same
 //! assignment rule and statistics, in f64); `tests/gpu_kmeans.rs` compares them.
@@ -10,17 +10,17 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::context::GpuContext;
-use super::kernels::{KernelPipeline, Slot, WG, build_kernel};
+use crate::device::gpu::GpuContext;
+use crate::device::gpu::kernels::{KernelPipeline, Slot, WG, build_kernel};
 use crate::error::{Error, Result};
 
-const KMEANS_ASSIGN: &str = include_str!("../../shaders/kmeans_assign.wgsl");
+const KMEANS_ASSIGN: &str = include_str!("kmeans_assign.wgsl");
 
 /// Accumulated sum entries per invocation in one pass of `kmeans_assign`.
 const MAX_ENTRIES_PER_THREAD: usize = 8;
 
 /// Per-dispatch arguments of `kmeans_assign`. Mirrors `struct Assign` in
-/// `shaders/kmeans_assign.wgsl` (four `u32`, 16 bytes).
+/// `kmeans_assign.wgsl` (four `u32`, 16 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 pub(crate) struct AssignUniform {

@@ -2,9 +2,9 @@
 // gmm_points): the chunk uniform, the data and parameter bindings, the tile of points in
 // workgroup memory and log p(x, k) for the four covariance types. The log-sum-exp that turns
 // log p(x, k) into responsibilities comes from one of gmm_lse_{serial,wg,sg}.wgsl (prepended
-// after this file; src/gpu/kernels.rs picks it).
+// after this file; models/gmm/gpu/kernels.rs picks it).
 //
-// Constants (prepended by src/gpu/kernels.rs, one pipeline per value set):
+// Constants (prepended by models/gmm/gpu/kernels.rs, one pipeline per value set):
 //   D   features;  K  components;  DP = D + 1 rounded up to a multiple of 4;  NB = DP / 4
 //   T   points per tile (a power of two, 4 ≤ T ≤ WG);  PPT points per E-step invocation (2 or
 //       4) and PV = vec<PPT>f;  WG  invocations per workgroup (a power of two)
@@ -20,7 +20,7 @@
 //   [OFF_PREC, ...)    Cholesky factor of the precision: full K·D·D (upper triangular, row-major),
 //                      tied D·D, diag K·D (1/σ), spherical K (1/σ)
 
-// Mirrored by `ChunkUniform` in src/gpu/kernels.rs.
+// Mirrored by `ChunkUniform` in models/gmm/gpu/kernels.rs.
 struct Chunk {
     // Rows this dispatch covers.
     n_rows: u32,

@@ -10,12 +10,16 @@
 //!
 //! [`GpuContext::from_wgpu`] wraps a device the caller already has (an application that renders
 //! with wgpu, a test harness), following wgpu's compute examples where the device is set up apart
-//! from the work.
+//! from the work; [`GpuContext::for_adapter`] builds a context on the adapter of one's choice
+//! ("process i uses GPU i"). [`GpuContextOptions`] (kernel bounds checks, engine defaults) are set
+//! per context ([`GpuContext::with_options`]), and for the shared one once, before its first use
+//! ([`GpuContext::configure_shared`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::kernels::KernelPipeline;
+use super::options::GpuContextOptions;
 use crate::error::{Error, Result};
 
 /// An adapter wgpu sees, with the limits that matter to emgpu (for `emgpu devices`).
@@ -76,17 +80,19 @@ impl AdapterSummary {
 /// A wgpu device and queue with what emgpu needs to know about them.
 pub struct GpuContext {
     /// The instance the adapter came from (kept alive with the device).
-    pub instance: Option<wgpu::Instance>,
+    _instance: Option<wgpu::Instance>,
     /// The adapter.
-    pub adapter: wgpu::Adapter,
+    adapter: wgpu::Adapter,
     /// The logical device.
-    pub device: wgpu::Device,
+    device: wgpu::Device,
     /// Its queue.
-    pub queue: wgpu::Queue,
+    queue: wgpu::Queue,
     /// The adapter's description.
-    pub info: wgpu::AdapterInfo,
+    info: wgpu::AdapterInfo,
     /// The limits the device was created with (what validation allows).
-    pub limits: wgpu::Limits,
+    limits: wgpu::Limits,
+    /// Kernel build options and engine defaults.
+    options: GpuContextOptions,
     pipelines: Mutex<HashMap<String, Arc<KernelPipeline>>>,
 }
 
@@ -117,6 +123,8 @@ impl From<&SharedError> for Error {
 }
 
 static SHARED: OnceLock<std::result::Result<Arc<GpuContext>, SharedError>> = OnceLock::new();
+/// The options the shared context is built with (set at most once, before it is built).
+static SHARED_OPTIONS: OnceLock<GpuContextOptions> = OnceLock::new();
 
 impl GpuContext {
     /// The process's context, built on first use from [`preferred_adapter`]'s choice.
@@ -125,15 +133,56 @@ impl GpuContext {
     /// fails. The outcome is cached: later calls return the same context or the same error.
     pub fn shared() -> Result<Arc<GpuContext>> {
         SHARED
-            .get_or_init(|| Self::create().map(Arc::new))
+            .get_or_init(|| {
+                let instance = new_instance();
+                let adapter = pick_adapter(&instance).ok_or(SharedError::NoAdapter)?;
+                let options = SHARED_OPTIONS.get_or_init(GpuContextOptions::default);
+                Self::create(instance, adapter).map(|ctx| Arc::new(ctx.with_options(*options)))
+            })
             .as_ref()
             .map(Arc::clone)
             .map_err(Error::from)
     }
 
-    fn create() -> std::result::Result<Self, SharedError> {
+    /// Sets the options of the shared context ([`GpuContext::shared`]). Call it before anything
+    /// uses the shared context (the command line does, first thing); calling it again with the
+    /// same options is harmless. An error when the shared context already runs with other
+    /// options (it has compiled kernels and built engines with them).
+    pub fn configure_shared(options: GpuContextOptions) -> Result<()> {
+        let set = SHARED_OPTIONS.get_or_init(|| options);
+        if *set == options {
+            Ok(())
+        } else {
+            Err(Error::param(format!(
+                "the shared GPU context is already configured with {set:?}; configure it once, before its first use"
+            )))
+        }
+    }
+
+    /// A new context (its own device and queue) on the adapter at `index` in [`adapters`]'s
+    /// order, with default options, so that each process or thread can use a GPU of its own.
+    /// [`Error::InvalidParameter`] when there is no such adapter; [`Error::Gpu`] when the device
+    /// request fails.
+    pub fn for_adapter(index: usize) -> Result<Arc<GpuContext>> {
         let instance = new_instance();
-        let adapter = pick_adapter(&instance).ok_or(SharedError::NoAdapter)?;
+        let mut all = all_adapters(&instance);
+        if index >= all.len() {
+            return Err(Error::param(format!(
+                "there is no GPU adapter {index}: wgpu sees {} (list them with `adapters()`)",
+                all.len()
+            )));
+        }
+        let adapter = all.swap_remove(index);
+        Self::create(instance, adapter)
+            .map(Arc::new)
+            .map_err(|e| Error::from(&e))
+    }
+
+    /// A device on `adapter` with its own limits, subgroups where it has them.
+    fn create(
+        instance: wgpu::Instance,
+        adapter: wgpu::Adapter,
+    ) -> std::result::Result<Self, SharedError> {
         let info = adapter.get_info();
         let desc = wgpu::DeviceDescriptor {
             label: Some("emgpu"),
@@ -149,14 +198,14 @@ impl GpuContext {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
             SharedError::Device(format!(
-                "the adapter {} refused a device: {e}; update the driver, or use the CPU backend (--backend cpu)",
+                "the adapter {} refused a device: {e}; update the driver, or use the CPU backend",
                 info.name
             ))
         })?;
         // Our own device: errors outside a scope are logged instead of wgpu's default panic.
         install_error_handler(&device);
         let mut ctx = Self::from_wgpu(adapter, device, queue);
-        ctx.instance = Some(instance);
+        ctx._instance = Some(instance);
         Ok(ctx)
     }
 
@@ -167,14 +216,52 @@ impl GpuContext {
         let info = adapter.get_info();
         let limits = device.limits();
         Self {
-            instance: None,
+            _instance: None,
             adapter,
             device,
             queue,
             info,
             limits,
+            options: GpuContextOptions::default(),
             pipelines: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The context with `options` (before any kernel is built on it: the options decide how
+    /// kernels compile).
+    pub fn with_options(mut self, options: GpuContextOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The options kernels and engines built on this context follow.
+    pub fn options(&self) -> &GpuContextOptions {
+        &self.options
+    }
+
+    /// The adapter.
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.adapter
+    }
+
+    /// The logical device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The device's queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The adapter's description (name, API, kind, driver).
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The limits the device was created with (what validation allows).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
     }
 
     /// Whether the adapter is a software implementation on the CPU (such as Mesa's llvmpipe).
@@ -341,7 +428,8 @@ pub fn auto_choice() -> AutoChoice {
         Ok(ctx) if ctx.is_software() => AutoChoice::Cpu {
             reason: format!(
                 "only a software adapter ({}, {:?}) was found; using the CPU backend, which is faster than it (Backend::Gpu forces it)",
-                ctx.info.name, ctx.info.backend
+                ctx.adapter_info().name,
+                ctx.adapter_info().backend
             ),
         },
         Ok(ctx) => AutoChoice::Gpu(ctx),
