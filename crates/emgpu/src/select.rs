@@ -153,7 +153,7 @@ pub fn select_gmm_with_progress(
     on_row: &mut dyn FnMut(&SelectionRow),
 ) -> Result<Selection> {
     let data = x.as_dataset();
-    data.validate()?;
+    data.validate_for("the Gaussian mixture")?;
     let (n, d) = (data.n_samples(), data.n_features());
     let ks: Vec<usize> = ks.into_iter().collect();
     let Some(&k_max) = ks.iter().max() else {

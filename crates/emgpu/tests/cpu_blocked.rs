@@ -112,7 +112,7 @@ fn engine_stats(data: &Dataset, p: &Prepared, path: CpuPath, chunk: usize) -> Gm
 fn compare(case: &str, x: &[f64], d: usize, p: &Prepared, chunk: usize) {
     let n = x.len() / d;
     let data = Dataset::from_slice(x, n, d).unwrap();
-    let want = e_step_reference(&data, p, 4096);
+    let want = e_step_reference(&data, p, 4096).unwrap();
     let got = engine_stats(&data, p, CpuPath::Blocked, chunk);
     assert_stats_close(case, &got, &want);
     // The single-threaded entry point computes the same.
@@ -160,7 +160,7 @@ fn per_component_shape_matches_the_reference() {
             let (x, truth) = mixture(1_100, d, 5, cov, 30 + i as u64);
             let p = truth.prepare().unwrap();
             let data = Dataset::from_slice(&x, 1_100, d).unwrap();
-            let want = e_step_reference(&data, &p, 4096);
+            let want = e_step_reference(&data, &p, 4096).unwrap();
             let got = chunk_stats_per_component(&x, &p, 256);
             assert_stats_close(&format!("{cov} D={d} per component"), &got, &want);
         }
@@ -327,7 +327,7 @@ fn component_with_almost_no_responsibility() {
         .prepare()
         .unwrap();
         let data = Dataset::from_slice(&x, 1_000, 3).unwrap();
-        let want = e_step_reference(&data, &p, 4096);
+        let want = e_step_reference(&data, &p, 4096).unwrap();
         assert!(want.s0[2] > 0.0 && want.s0[2] < 1e-190, "{}", want.s0[2]);
         compare(&format!("{cov} empty component"), &x, 3, &p, 128);
     }
@@ -344,9 +344,9 @@ fn blocked_result_does_not_depend_on_the_thread_count() {
             .build()
             .unwrap()
     };
-    let one = pool(1).install(|| e_step_blocked(&data, &p, 100));
-    let two = pool(2).install(|| e_step_blocked(&data, &p, 100));
-    let three = pool(3).install(|| e_step_blocked(&data, &p, 100));
+    let one = pool(1).install(|| e_step_blocked(&data, &p, 100).unwrap());
+    let two = pool(2).install(|| e_step_blocked(&data, &p, 100).unwrap());
+    let three = pool(3).install(|| e_step_blocked(&data, &p, 100).unwrap());
     assert_eq!(one, two);
     assert_eq!(one, three);
 }

@@ -121,15 +121,15 @@ fn check_gmm_merge(
     p: &Prepared,
     parts: &[(usize, usize)],
     chunk_rows: usize,
-    e_step: fn(&Dataset, &Prepared, usize) -> GmmStats,
+    e_step: fn(&Dataset, &Prepared, usize) -> emgpu::Result<GmmStats>,
 ) -> Result<(), TestCaseError> {
     let (n, d) = x.dim();
     let flat = x.as_slice().unwrap();
-    let whole = e_step(&Dataset::from_slice(flat, n, d).unwrap(), p, chunk_rows);
+    let whole = e_step(&Dataset::from_slice(flat, n, d).unwrap(), p, chunk_rows).unwrap();
     let mut merged = GmmStats::zeros(p.covariance_type, p.n_components, d, &p.means);
     for &(start, end) in parts {
         let part = Dataset::from_slice(&flat[start * d..end * d], end - start, d).unwrap();
-        merged.merge(&e_step(&part, p, chunk_rows));
+        merged.merge(&e_step(&part, p, chunk_rows).unwrap());
     }
     prop_assert_eq!(merged.n_samples, whole.n_samples);
     // Counts are sums of ones: exact in f64.
@@ -204,7 +204,7 @@ proptest! {
             let data = Dataset::from_slice(rows, m, d).unwrap();
             let mut labels = vec![u32::MAX; m];
             let mut dists = vec![0.0; m];
-            let stats = assign_reference(&data, &centers, k, chunk_rows, &mut labels, &mut dists);
+            let stats = assign_reference(&data, &centers, k, chunk_rows, &mut labels, &mut dists).unwrap();
             (stats, labels, dists)
         };
         let (whole, whole_labels, whole_dists) = assign(flat, n);

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use ::csv::{ReaderBuilder, StringRecord, Trim};
 
-use emgpu::data::DataSource;
+use emgpu::data::{DataSource, check_range};
 use emgpu::{Error, Result};
 
 /// Rows parsed from a CSV file, held in memory (row-major f64).
@@ -134,17 +134,21 @@ impl DataSource for CsvSource {
     fn n_features(&self) -> usize {
         self.d
     }
-    fn read_f64(&self, start: usize, out: &mut [f64]) {
+    fn read_f64(&self, start: usize, out: &mut [f64]) -> Result<()> {
+        check_range(self.n, self.d, start, out.len())?;
         out.copy_from_slice(&self.data[start * self.d..start * self.d + out.len()]);
+        Ok(())
     }
-    fn read_f32(&self, start: usize, out: &mut [f32]) {
+    fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
         let len = out.len();
+        check_range(self.n, self.d, start, len)?;
         for (o, v) in out
             .iter_mut()
             .zip(&self.data[start * self.d..start * self.d + len])
         {
             *o = *v as f32;
         }
+        Ok(())
     }
 }
 
@@ -196,7 +200,7 @@ mod tests {
         assert_eq!((src.n_samples(), src.n_features()), (2, 2));
         assert_eq!(src.columns(), ["y", "x"]);
         let mut out = vec![0.0; 4];
-        src.read_f64(0, &mut out);
+        src.read_f64(0, &mut out).unwrap();
         assert_eq!(out, vec![-2.0, 1.5, 40.0, 3.0]);
         let err = CsvSource::open(&path, None).unwrap_err().to_string();
         assert!(

@@ -137,7 +137,7 @@ fn read_centers(path: &Path) -> Result<Array2<f64>, CliError> {
     };
     let data = open_dataset(path, &options)?;
     data.validate().map_err(|e| about_file(e, path))?;
-    Array2::from_shape_vec((data.n_samples(), data.n_features()), data.to_vec_f64())
+    Array2::from_shape_vec((data.n_samples(), data.n_features()), data.to_vec_f64()?)
         .map_err(|e| CliError::error(format!("{}: {e}", path.display())))
 }
 

@@ -17,16 +17,22 @@ pub use write::{check_output_path, write_atomic, write_npy_atomic, write_text_at
 
 /// A source of rows of floating-point data.
 ///
-/// Implement it to feed emgpu from your own storage; [`Dataset`] wraps one.
+/// Implement it to feed emgpu from your own storage; [`Dataset`] wraps one. Reads can fail (a
+/// remote or streamed source reports its I/O error): the fit that asked stops with that error.
 pub trait DataSource: Send + Sync {
     /// Number of rows (samples).
     fn n_samples(&self) -> usize;
     /// Number of columns (features).
     fn n_features(&self) -> usize;
     /// Copies rows `[start, start + out.len() / D)` into `out`, row-major, as f64.
-    fn read_f64(&self, start: usize, out: &mut [f64]);
+    fn read_f64(&self, start: usize, out: &mut [f64]) -> Result<()>;
     /// Copies rows `[start, start + out.len() / D)` into `out`, row-major, as f32.
-    fn read_f32(&self, start: usize, out: &mut [f32]);
+    fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()>;
+    /// The lengths of the sequences the rows form, in order, when the source has them (time
+    /// series for hidden Markov models); `None`: the rows are independent samples.
+    fn sequence_lengths(&self) -> Option<Vec<usize>> {
+        None
+    }
 }
 
 /// Anything that converts losslessly (or by rounding, for f64 → f32) to both f32 and f64.
@@ -84,17 +90,19 @@ impl<T: Element> DataSource for SliceSource<'_, T> {
     fn n_features(&self) -> usize {
         self.d
     }
-    fn read_f64(&self, start: usize, out: &mut [f64]) {
-        let src = &self.data[start * self.d..start * self.d + out.len()];
+    fn read_f64(&self, start: usize, out: &mut [f64]) -> Result<()> {
+        let src = rows_of(self.data, self.d, start, out.len())?;
         for (o, s) in out.iter_mut().zip(src) {
             *o = s.to_f64();
         }
+        Ok(())
     }
-    fn read_f32(&self, start: usize, out: &mut [f32]) {
-        let src = &self.data[start * self.d..start * self.d + out.len()];
+    fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
+        let src = rows_of(self.data, self.d, start, out.len())?;
         for (o, s) in out.iter_mut().zip(src) {
             *o = s.to_f32();
         }
+        Ok(())
     }
 }
 
@@ -110,27 +118,56 @@ impl<T: Element> DataSource for ViewSource<'_, T> {
     fn n_features(&self) -> usize {
         self.view.ncols()
     }
-    fn read_f64(&self, start: usize, out: &mut [f64]) {
+    fn read_f64(&self, start: usize, out: &mut [f64]) -> Result<()> {
         let d = self.view.ncols();
+        check_range(self.view.nrows(), d, start, out.len())?;
         for (r, row) in out.chunks_exact_mut(d).enumerate() {
             for (o, v) in row.iter_mut().zip(self.view.row(start + r)) {
                 *o = v.to_f64();
             }
         }
+        Ok(())
     }
-    fn read_f32(&self, start: usize, out: &mut [f32]) {
+    fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
         let d = self.view.ncols();
+        check_range(self.view.nrows(), d, start, out.len())?;
         for (r, row) in out.chunks_exact_mut(d).enumerate() {
             for (o, v) in row.iter_mut().zip(self.view.row(start + r)) {
                 *o = v.to_f32();
             }
         }
+        Ok(())
     }
 }
 
+/// An error unless `len` values from row `start` are whole rows of `d` inside `n` rows.
+pub fn check_range(n: usize, d: usize, start: usize, len: usize) -> Result<()> {
+    let whole = d > 0 && len % d == 0;
+    if whole && start.checked_add(len / d).is_some_and(|end| end <= n) {
+        Ok(())
+    } else {
+        Err(Error::param(format!(
+            "a read of {len} values from row {start} is not whole rows inside {n} rows of {d} features"
+        )))
+    }
+}
+
+/// Rows `[start, start + len / d)` of a row-major slice, checked.
+fn rows_of<T>(data: &[T], d: usize, start: usize, len: usize) -> Result<&[T]> {
+    check_range(data.len() / d.max(1), d, start, len)?;
+    Ok(&data[start * d..start * d + len])
+}
+
 /// N samples × D features, read in chunks of rows. Cheap to create; borrows the data.
+///
+/// Besides the rows it can carry the lengths of the sequences they form
+/// ([`Dataset::with_sequence_lengths`], for models of sequences) and whether NaN marks a missing
+/// entry ([`Dataset::with_missing_values`], for models that handle missing data); models that
+/// handle neither refuse such data with a clear error.
 pub struct Dataset<'a> {
     source: Box<dyn DataSource + 'a>,
+    sequence_lengths: Option<Vec<usize>>,
+    missing_values: bool,
 }
 
 impl<'a> Dataset<'a> {
@@ -138,7 +175,84 @@ impl<'a> Dataset<'a> {
     pub fn from_source(source: impl DataSource + 'a) -> Self {
         Self {
             source: Box::new(source),
+            sequence_lengths: None,
+            missing_values: false,
         }
+    }
+
+    /// The same rows as sequences of these lengths, in order (they must add up to N, each ≥ 1).
+    pub fn with_sequence_lengths(mut self, lengths: Vec<usize>) -> Result<Self> {
+        let n = self.n_samples();
+        if lengths.contains(&0) {
+            return Err(Error::param("every sequence needs at least one row"));
+        }
+        let total: usize = lengths.iter().sum();
+        if total != n {
+            return Err(Error::param(format!(
+                "the sequence lengths add up to {total} rows, but the data has {n}"
+            )));
+        }
+        self.sequence_lengths = Some(lengths);
+        Ok(self)
+    }
+
+    /// The lengths of the sequences the rows form (given to [`Dataset::with_sequence_lengths`],
+    /// or by the source); `None` for independent samples.
+    pub fn sequence_lengths(&self) -> Option<Vec<usize>> {
+        self.sequence_lengths
+            .clone()
+            .or_else(|| self.source.sequence_lengths())
+    }
+
+    /// The same rows, where NaN marks a missing entry (missing at random): [`Dataset::validate`]
+    /// then accepts NaN (still not ±∞), and [`Dataset::read_missing_mask`] gives the mask.
+    pub fn with_missing_values(mut self) -> Self {
+        self.missing_values = true;
+        self
+    }
+
+    /// Whether NaN marks missing entries in this dataset.
+    pub fn has_missing_values(&self) -> bool {
+        self.missing_values
+    }
+
+    /// Reads the missing-value mask of the rows from `start`: `out[i]` is true where the entry
+    /// is missing (NaN). All false for a dataset without missing values.
+    pub fn read_missing_mask(&self, start: usize, out: &mut [bool]) -> Result<()> {
+        if !self.missing_values {
+            check_range(self.n_samples(), self.n_features(), start, out.len())?;
+            out.fill(false);
+            return Ok(());
+        }
+        let mut buf = vec![0.0; out.len()];
+        self.read_f64(start, &mut buf)?;
+        for (m, v) in out.iter_mut().zip(&buf) {
+            *m = v.is_nan();
+        }
+        Ok(())
+    }
+
+    /// [`Dataset::validate`] and [`Dataset::require_plain`]: what a model of independent, complete
+    /// samples checks before it runs.
+    pub fn validate_for(&self, model: &str) -> Result<()> {
+        self.require_plain(model)?;
+        self.validate()
+    }
+
+    /// An error unless the data are plain independent samples with no missing values (the
+    /// models that handle neither call this; `model` names the model in the message).
+    pub fn require_plain(&self, model: &str) -> Result<()> {
+        if self.missing_values {
+            return Err(Error::param(format!(
+                "{model} does not handle missing values; remove or impute the rows with NaN"
+            )));
+        }
+        if self.sequence_lengths.is_some() {
+            return Err(Error::param(format!(
+                "{model} treats rows as independent samples; give the data without sequence lengths"
+            )));
+        }
+        Ok(())
     }
 
     /// A dataset over an ndarray (f32 or f64, any layout; row-major is read fastest).
@@ -167,23 +281,24 @@ impl<'a> Dataset<'a> {
     }
 
     /// Copies `out.len() / D` rows from `start` as f64.
-    pub fn read_f64(&self, start: usize, out: &mut [f64]) {
+    pub fn read_f64(&self, start: usize, out: &mut [f64]) -> Result<()> {
         self.source.read_f64(start, out)
     }
 
     /// Copies `out.len() / D` rows from `start` as f32.
-    pub fn read_f32(&self, start: usize, out: &mut [f32]) {
+    pub fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
         self.source.read_f32(start, out)
     }
 
     /// All rows as a new row-major f64 vector (for small data and tests).
-    pub fn to_vec_f64(&self) -> Vec<f64> {
+    pub fn to_vec_f64(&self) -> Result<Vec<f64>> {
         let mut out = vec![0.0; self.n_samples() * self.n_features()];
-        self.read_f64(0, &mut out);
-        out
+        self.read_f64(0, &mut out)?;
+        Ok(out)
     }
 
-    /// Checks the data is non-empty and finite; the error names the first bad row and column.
+    /// Checks the data is non-empty and finite (NaN allowed where it marks missing values); the
+    /// error names the first bad row and column, or the read that failed.
     pub fn validate(&self) -> Result<()> {
         let (n, d) = (self.n_samples(), self.n_features());
         if n == 0 || d == 0 {
@@ -193,19 +308,19 @@ impl<'a> Dataset<'a> {
             });
         }
         let rows = chunk_rows_for(d, 8192);
-        let first_bad = (0..n.div_ceil(rows))
+        let missing = self.missing_values;
+        let bad = |v: &f64| !(v.is_finite() || (missing && v.is_nan()));
+        let found = (0..n.div_ceil(rows))
             .into_par_iter()
             .map_init(Vec::new, |buf, c| {
                 let start = c * rows;
                 let len = rows.min(n - start);
                 buf.resize(len * d, 0.0);
-                self.read_f64(start, buf);
-                buf.iter()
-                    .position(|v| !v.is_finite())
-                    .map(|p| (start * d + p, buf[p]))
+                self.read_f64(start, buf)?;
+                Ok(buf.iter().position(bad).map(|p| (start * d + p, buf[p])))
             })
-            .flatten()
-            .min_by_key(|(pos, _)| *pos);
+            .collect::<Result<Vec<_>>>()?;
+        let first_bad = found.into_iter().flatten().min_by_key(|(pos, _)| *pos);
         match first_bad {
             None => Ok(()),
             Some((pos, v)) => Err(Error::NonFinite {
@@ -214,6 +329,20 @@ impl<'a> Dataset<'a> {
                 value: format!("{v}"),
             }),
         }
+    }
+}
+
+impl std::fmt::Debug for Dataset<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataset")
+            .field("n_samples", &self.n_samples())
+            .field("n_features", &self.n_features())
+            .field(
+                "sequence_lengths",
+                &self.sequence_lengths.as_ref().map(Vec::len),
+            )
+            .field("missing_values", &self.missing_values)
+            .finish()
     }
 }
 
@@ -247,6 +376,8 @@ impl AsDataset for Dataset<'_> {
     fn as_dataset(&self) -> Dataset<'_> {
         Dataset {
             source: Box::new(Borrowed(self.source.as_ref())),
+            sequence_lengths: self.sequence_lengths.clone(),
+            missing_values: self.missing_values,
         }
     }
 }
@@ -261,11 +392,14 @@ impl DataSource for Borrowed<'_> {
     fn n_features(&self) -> usize {
         self.0.n_features()
     }
-    fn read_f64(&self, start: usize, out: &mut [f64]) {
+    fn read_f64(&self, start: usize, out: &mut [f64]) -> Result<()> {
         self.0.read_f64(start, out)
     }
-    fn read_f32(&self, start: usize, out: &mut [f32]) {
+    fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
         self.0.read_f32(start, out)
+    }
+    fn sequence_lengths(&self) -> Option<Vec<usize>> {
+        self.0.sequence_lengths()
     }
 }
 
@@ -281,8 +415,8 @@ mod tests {
         let (dc, df) = (c.as_dataset(), f.as_dataset());
         let mut a = vec![0.0; 6];
         let mut b = vec![0.0; 6];
-        dc.read_f64(2, &mut a);
-        df.read_f64(2, &mut b);
+        dc.read_f64(2, &mut a).unwrap();
+        df.read_f64(2, &mut b).unwrap();
         assert_eq!(a, vec![20.0, 21.0, 22.0, 30.0, 31.0, 32.0]);
         assert_eq!(a, b);
     }

@@ -125,7 +125,14 @@ impl NpySource {
         bytemuck::cast_slice(&self.map[from..from + count * size])
     }
 
-    fn read<O>(&self, start: usize, out: &mut [O], conv64: fn(f64) -> O, conv32: fn(f32) -> O) {
+    fn read<O>(
+        &self,
+        start: usize,
+        out: &mut [O],
+        conv64: fn(f64) -> O,
+        conv32: fn(f32) -> O,
+    ) -> Result<()> {
+        super::check_range(self.n, self.d, start, out.len())?;
         match self.dtype {
             NpyDtype::F64 => {
                 let len = out.len();
@@ -140,6 +147,7 @@ impl NpySource {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -150,10 +158,10 @@ impl DataSource for NpySource {
     fn n_features(&self) -> usize {
         self.d
     }
-    fn read_f64(&self, start: usize, out: &mut [f64]) {
+    fn read_f64(&self, start: usize, out: &mut [f64]) -> Result<()> {
         self.read(start, out, Element::to_f64, Element::to_f64)
     }
-    fn read_f32(&self, start: usize, out: &mut [f32]) {
+    fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
         self.read(start, out, Element::to_f32, Element::to_f32)
     }
 }
@@ -216,23 +224,26 @@ mod tests {
         assert_eq!((a.dtype(), b.dtype()), (NpyDtype::F64, NpyDtype::F32));
         assert_eq!((a.n_samples(), a.n_features()), (1001, 3));
         let mut row = vec![0.0f64; 6];
-        a.read_f64(999, &mut row);
+        a.read_f64(999, &mut row).unwrap();
         assert_eq!(
             row,
             vec![9990.25, 9991.25, 9992.25, 10000.25, 10001.25, 10002.25]
         );
         let mut row32 = vec![0.0f32; 3];
-        b.read_f32(500, &mut row32);
+        b.read_f32(500, &mut row32).unwrap();
         assert_eq!(row32, vec![5000.25, 5001.25, 5002.25]);
-        b.read_f64(0, &mut row[..3]);
+        b.read_f64(0, &mut row[..3]).unwrap();
         assert_eq!(row[..3], [0.25, 1.25, 2.25]);
 
         // Through Dataset::open_npy; a 1-D array is one feature.
         let one = Dataset::open_npy(&p1).unwrap();
         assert_eq!((one.n_samples(), one.n_features()), (7, 1));
-        assert_eq!(one.to_vec_f64(), (0..7).map(f64::from).collect::<Vec<_>>());
         assert_eq!(
-            Dataset::open_npy(&p64).unwrap().to_vec_f64(),
+            one.to_vec_f64().unwrap(),
+            (0..7).map(f64::from).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            Dataset::open_npy(&p64).unwrap().to_vec_f64().unwrap(),
             x.into_raw_vec_and_offset().0
         );
     }

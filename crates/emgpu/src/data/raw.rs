@@ -79,16 +79,20 @@ impl DataSource for RawF32Source {
     fn n_features(&self) -> usize {
         self.d
     }
-    fn read_f64(&self, start: usize, out: &mut [f64]) {
+    fn read_f64(&self, start: usize, out: &mut [f64]) -> Result<()> {
         let len = out.len();
+        super::check_range(self.n, self.d, start, len)?;
         for (o, v) in out.iter_mut().zip(self.values(start, len)) {
             *o = v as f64;
         }
+        Ok(())
     }
-    fn read_f32(&self, start: usize, out: &mut [f32]) {
+    fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
         let len = out.len();
+        super::check_range(self.n, self.d, start, len)?;
         for (o, v) in out.iter_mut().zip(self.values(start, len)) {
             *o = v;
         }
+        Ok(())
     }
 }

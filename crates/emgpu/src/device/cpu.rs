@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use crate::data::Dataset;
+use crate::error::Result;
 
 /// Which E-step the CPU engine runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -26,12 +27,12 @@ impl std::fmt::Display for CpuPath {
 }
 
 /// Runs `f(start, rows_as_f64)` over chunks of `chunk_rows` rows in parallel and returns the
-/// results in chunk order.
+/// results in chunk order; the first failed read (in chunk order) is the error.
 pub fn map_chunks<T: Send>(
     data: &Dataset,
     chunk_rows: usize,
     f: impl Fn(usize, &[f64]) -> T + Sync + Send,
-) -> Vec<T> {
+) -> Result<Vec<T>> {
     let (n, d) = (data.n_samples(), data.n_features());
     let chunk_rows = chunk_rows.max(1);
     (0..n.div_ceil(chunk_rows))
@@ -40,8 +41,8 @@ pub fn map_chunks<T: Send>(
             let start = c * chunk_rows;
             let rows = chunk_rows.min(n - start);
             buf.resize(rows * d, 0.0);
-            data.read_f64(start, buf);
-            f(start, buf)
+            data.read_f64(start, buf)?;
+            Ok(f(start, buf))
         })
         .collect()
 }
@@ -53,11 +54,11 @@ pub fn map_merge<S: crate::em::Stats>(
     chunk_rows: usize,
     empty: S,
     f: impl Fn(usize, &[f64]) -> S + Sync + Send,
-) -> S {
-    map_chunks(data, chunk_rows, f)
+) -> Result<S> {
+    Ok(map_chunks(data, chunk_rows, f)?
         .iter()
         .fold(empty, |mut acc, part| {
             acc.merge(part);
             acc
-        })
+        }))
 }

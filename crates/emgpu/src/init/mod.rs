@@ -28,7 +28,7 @@ use crate::numerics::sq_distance;
 pub const INIT_CHUNK_ROWS: usize = 4096;
 
 /// Column means and population variances (numpy's `mean(axis=0)`, `var(axis=0)`), two passes.
-pub fn column_mean_var(data: &Dataset) -> (Vec<f64>, Vec<f64>) {
+pub fn column_mean_var(data: &Dataset) -> Result<(Vec<f64>, Vec<f64>)> {
     let (n, d) = (data.n_samples(), data.n_features());
     let sums = map_chunks(data, INIT_CHUNK_ROWS, |_, x| {
         let mut s = vec![0.0; d];
@@ -36,7 +36,7 @@ pub fn column_mean_var(data: &Dataset) -> (Vec<f64>, Vec<f64>) {
             s.iter_mut().zip(row).for_each(|(a, v)| *a += v);
         }
         s
-    });
+    })?;
     let mut mean = vec![0.0; d];
     for s in &sums {
         mean.iter_mut().zip(s).for_each(|(a, v)| *a += v);
@@ -50,13 +50,13 @@ pub fn column_mean_var(data: &Dataset) -> (Vec<f64>, Vec<f64>) {
             }
         }
         s
-    });
+    })?;
     let mut var = vec![0.0; d];
     for s in &sq {
         var.iter_mut().zip(s).for_each(|(a, v)| *a += v);
     }
     var.iter_mut().for_each(|v| *v /= n as f64);
-    (mean, var)
+    Ok((mean, var))
 }
 
 /// scikit-learn's `_tolerance`: `tol` times the mean of the features' variances (0 when `tol` is 0).
@@ -89,10 +89,10 @@ pub fn kmeans_plusplus(
     seed: u64,
 ) -> Result<KMeansPlusPlusSeeds> {
     let data = x.as_dataset();
-    data.validate()?;
+    data.validate_for("k-means++")?;
     check_k(n_clusters, data.n_samples())?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (centers, indices) = kmeans_plusplus_rng(&data, n_clusters, &mut rng);
+    let (centers, indices) = kmeans_plusplus_rng(&data, n_clusters, &mut rng)?;
     let centers = Array2::from_shape_vec((n_clusters, data.n_features()), centers)
         .map_err(|e| Error::Numerical(format!("k-means++ centers: {e}")))?;
     Ok(KMeansPlusPlusSeeds { centers, indices })
@@ -114,21 +114,21 @@ pub fn check_k(k: usize, n: usize) -> Result<()> {
 
 /// Sets `closest[i] = min(closest[i], ‖x_i − c‖²)` (or `= ‖x_i − c‖²` when `first`) and returns
 /// the sum of `closest` over each chunk of [`INIT_CHUNK_ROWS`] rows, in chunk order.
-fn update_closest(data: &Dataset, closest: &mut [f64], c: &[f64], first: bool) -> Vec<f64> {
+fn update_closest(data: &Dataset, closest: &mut [f64], c: &[f64], first: bool) -> Result<Vec<f64>> {
     let d = data.n_features();
     closest
         .par_chunks_mut(INIT_CHUNK_ROWS)
         .enumerate()
         .map_init(Vec::new, |buf, (ci, cl)| {
             buf.resize(cl.len() * d, 0.0);
-            data.read_f64(ci * INIT_CHUNK_ROWS, buf);
+            data.read_f64(ci * INIT_CHUNK_ROWS, buf)?;
             let mut sum = 0.0;
             for (row, v) in buf.chunks_exact(d).zip(cl.iter_mut()) {
                 let dist = sq_distance(row, c);
                 *v = if first { dist } else { v.min(dist) };
                 sum += *v;
             }
-            sum
+            Ok(sum)
         })
         .collect()
 }
@@ -160,17 +160,17 @@ pub fn kmeans_plusplus_rng(
     data: &Dataset,
     k: usize,
     rng: &mut ChaCha8Rng,
-) -> (Vec<f64>, Vec<usize>) {
+) -> Result<(Vec<f64>, Vec<usize>)> {
     let (n, d) = (data.n_samples(), data.n_features());
     // scikit-learn: n_local_trials = 2 + int(np.log(n_clusters)).
     let trials = 2 + (k as f64).ln() as usize;
     let mut centers = vec![0.0; k * d];
     let mut indices = Vec::with_capacity(k);
     let first = rng.random_range(0..n);
-    data.read_f64(first, &mut centers[..d]);
+    data.read_f64(first, &mut centers[..d])?;
     indices.push(first);
     let mut closest = vec![0.0; n];
-    let mut chunk_sums = update_closest(data, &mut closest, &centers[..d], true);
+    let mut chunk_sums = update_closest(data, &mut closest, &centers[..d], true)?;
     let mut cand = vec![0.0; trials * d];
     for c in 1..k {
         let potential: f64 = chunk_sums.iter().sum();
@@ -178,7 +178,7 @@ pub fn kmeans_plusplus_rng(
             .map(|_| search_cumsum(&closest, &chunk_sums, rng.random::<f64>() * potential))
             .collect();
         for (t, &i) in ids.iter().enumerate() {
-            data.read_f64(i, &mut cand[t * d..(t + 1) * d]);
+            data.read_f64(i, &mut cand[t * d..(t + 1) * d])?;
         }
         // The potential after adding each candidate, summed per chunk and then in chunk order.
         let parts: Vec<Vec<f64>> = closest
@@ -186,16 +186,16 @@ pub fn kmeans_plusplus_rng(
             .enumerate()
             .map_init(Vec::new, |buf, (ci, cl)| {
                 buf.resize(cl.len() * d, 0.0);
-                data.read_f64(ci * INIT_CHUNK_ROWS, buf);
+                data.read_f64(ci * INIT_CHUNK_ROWS, buf)?;
                 let mut pot = vec![0.0; trials];
                 for (row, &v) in buf.chunks_exact(d).zip(cl) {
                     for (t, p) in pot.iter_mut().enumerate() {
                         *p += v.min(sq_distance(row, &cand[t * d..(t + 1) * d]));
                     }
                 }
-                pot
+                Ok(pot)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let mut pots = vec![0.0; trials];
         for p in &parts {
             pots.iter_mut().zip(p).for_each(|(a, v)| *a += v);
@@ -204,21 +204,25 @@ pub fn kmeans_plusplus_rng(
         let best = (1..trials).fold(0, |b, t| if pots[t] < pots[b] { t } else { b });
         centers[c * d..(c + 1) * d].copy_from_slice(&cand[best * d..(best + 1) * d]);
         indices.push(ids[best]);
-        chunk_sums = update_closest(data, &mut closest, &centers[c * d..(c + 1) * d], false);
+        chunk_sums = update_closest(data, &mut closest, &centers[c * d..(c + 1) * d], false)?;
     }
-    (centers, indices)
+    Ok((centers, indices))
 }
 
 /// `k` distinct rows drawn uniformly (scikit-learn's `init="random"` of `KMeans` and
 /// `init_params="random_from_data"` of `GaussianMixture`): the rows `[K][D]` and their indices.
-pub fn random_rows(data: &Dataset, k: usize, rng: &mut ChaCha8Rng) -> (Vec<f64>, Vec<usize>) {
+pub fn random_rows(
+    data: &Dataset,
+    k: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Vec<f64>, Vec<usize>)> {
     let d = data.n_features();
     let picks = rand::seq::index::sample(rng, data.n_samples(), k).into_vec();
     let mut rows = vec![0.0; k * d];
     for (c, &i) in picks.iter().enumerate() {
-        data.read_f64(i, &mut rows[c * d..(c + 1) * d]);
+        data.read_f64(i, &mut rows[c * d..(c + 1) * d])?;
     }
-    (rows, picks)
+    Ok((rows, picks))
 }
 
 #[cfg(test)]
@@ -263,7 +267,7 @@ mod tests {
     fn column_mean_var_is_numpys() {
         let x =
             ndarray::Array2::from_shape_fn((9000, 2), |(i, j)| (i % 10) as f64 + 1e4 * j as f64);
-        let (m, v) = column_mean_var(&x.as_dataset());
+        let (m, v) = column_mean_var(&x.as_dataset()).unwrap();
         assert!((m[0] - 4.5).abs() < 1e-12 && (m[1] - 1e4 - 4.5).abs() < 1e-9);
         assert!((v[0] - 8.25).abs() < 1e-12 && (v[1] - 8.25).abs() < 1e-9);
         assert_eq!(tolerance_from_variances(&v, 0.0), 0.0);

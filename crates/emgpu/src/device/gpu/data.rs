@@ -75,7 +75,7 @@ impl<'a> GpuData<'a> {
                 n_features: d,
             });
         }
-        let centre = data_centre(data);
+        let centre = data_centre(data)?;
         let ctx2 = Arc::clone(&ctx);
         ctx2.checked("uploading the data to the GPU", move || {
             Self::upload(ctx, data, centre, options)
@@ -199,9 +199,9 @@ impl<'a> GpuData<'a> {
 
     /// Uploads streamed chunk `c` (rows minus the centre, as f32) into the streaming buffer; the
     /// copy happens at the next submit, after the work already submitted. Nothing when resident.
-    pub fn upload_stream(&self, c: usize, scratch: &mut Scratch) {
+    pub fn upload_stream(&self, c: usize, scratch: &mut Scratch) -> Result<()> {
         let Some(buf) = &self.stream else {
-            return;
+            return Ok(());
         };
         let (start, rows) = (self.chunks[c].start, self.chunks[c].rows);
         let d = self.centre.len();
@@ -213,21 +213,22 @@ impl<'a> GpuData<'a> {
             start,
             &mut scratch.f64s,
             &mut scratch.f32s,
-        );
+        )?;
         self.ctx
             .queue()
             .write_buffer(buf, 0, bytemuck::cast_slice(&scratch.f32s));
+        Ok(())
     }
 }
 
 /// The f64 mean of up to [`CENTRE_SAMPLE`] rows spread evenly over the data.
-fn data_centre(data: &Dataset) -> Vec<f64> {
+fn data_centre(data: &Dataset) -> Result<Vec<f64>> {
     let (n, d) = (data.n_samples(), data.n_features());
     let m = n.min(CENTRE_SAMPLE);
     let mut centre = vec![0.0; d];
     let mut row = vec![0.0; d];
     for s in 0..m {
-        data.read_f64(s * n / m, &mut row);
+        data.read_f64(s * n / m, &mut row)?;
         for (c, v) in centre.iter_mut().zip(&row) {
             *c += v;
         }
@@ -235,12 +236,18 @@ fn data_centre(data: &Dataset) -> Vec<f64> {
     for c in &mut centre {
         *c /= m as f64;
     }
-    centre
+    Ok(centre)
 }
 
 /// Rows `[start, start + f32s.len() / D)` minus `centre`, as f32, into `f32s` (`f64s` is
 /// scratch of the same length).
-fn convert_rows(data: &Dataset, centre: &[f64], start: usize, f64s: &mut [f64], f32s: &mut [f32]) {
+fn convert_rows(
+    data: &Dataset,
+    centre: &[f64],
+    start: usize,
+    f64s: &mut [f64],
+    f32s: &mut [f32],
+) -> Result<()> {
     use rayon::prelude::*;
     let d = centre.len();
     // Blocks of rows converted in parallel (reading may be from a memory-mapped file).
@@ -248,14 +255,15 @@ fn convert_rows(data: &Dataset, centre: &[f64], start: usize, f64s: &mut [f64], 
     f64s.par_chunks_mut(block)
         .zip(f32s.par_chunks_mut(block))
         .enumerate()
-        .for_each(|(b, (src, dst))| {
-            data.read_f64(start + b * (block / d), src);
+        .try_for_each(|(b, (src, dst))| {
+            data.read_f64(start + b * (block / d), src)?;
             for (row_in, row_out) in src.chunks_exact(d).zip(dst.chunks_exact_mut(d)) {
                 for ((o, x), c) in row_out.iter_mut().zip(row_in).zip(centre) {
                     *o = (x - c) as f32;
                 }
             }
-        });
+            Ok(())
+        })
 }
 
 /// A storage buffer holding rows `[start, start + rows)` minus `centre` as f32, written while
@@ -283,7 +291,7 @@ fn upload_resident(
         let m = block_rows.min(rows - r);
         f64s.resize(m * d, 0.0);
         f32s.resize(m * d, 0.0);
-        convert_rows(data, centre, start + r, &mut f64s, &mut f32s);
+        convert_rows(data, centre, start + r, &mut f64s, &mut f32s)?;
         let off = (r * d * 4) as u64;
         let mut view = buffer
             .get_mapped_range_mut(off..off + (m * d * 4) as u64)

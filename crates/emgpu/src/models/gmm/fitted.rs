@@ -120,7 +120,7 @@ impl FittedGmm {
     }
 
     fn check_data(&self, data: &Dataset) -> Result<()> {
-        data.validate()?;
+        data.validate_for("the Gaussian mixture")?;
         if data.n_features() != self.n_features() {
             return Err(Error::DimensionMismatch {
                 expected: self.n_features(),

@@ -20,16 +20,16 @@ pub(crate) fn gmm_stats_at_points(
     data: &Dataset,
     indices: &[usize],
     covariance_type: CovarianceType,
-) -> GmmStats {
+) -> Result<GmmStats> {
     let (k, d) = (indices.len(), data.n_features());
     let mut shift = vec![0.0; k * d];
     for (c, &i) in indices.iter().enumerate() {
-        data.read_f64(i, &mut shift[c * d..(c + 1) * d]);
+        data.read_f64(i, &mut shift[c * d..(c + 1) * d])?;
     }
     let mut stats = GmmStats::zeros(covariance_type, k, d, &shift);
     stats.s0.fill(1.0);
     stats.n_samples = data.n_samples() as f64;
-    stats
+    Ok(stats)
 }
 
 /// Statistics of one-hot responsibilities from `labels` (`[N]`, each `< k`) about `shift`
@@ -40,7 +40,7 @@ pub(crate) fn gmm_stats_from_labels(
     k: usize,
     covariance_type: CovarianceType,
     shift: &[f64],
-) -> GmmStats {
+) -> Result<GmmStats> {
     let d = data.n_features();
     let parts = map_chunks(data, INIT_CHUNK_ROWS, |start, x| {
         let mut stats = GmmStats::zeros(covariance_type, k, d, shift);
@@ -52,12 +52,12 @@ pub(crate) fn gmm_stats_from_labels(
             resp[l] = 0.0;
         }
         stats
-    });
+    })?;
     let mut total = GmmStats::zeros(covariance_type, k, d, shift);
     for p in &parts {
         total.merge(p);
     }
-    total
+    Ok(total)
 }
 
 /// Statistics of random responsibilities (scikit-learn's `init_params="random"`: each row uniform
@@ -70,7 +70,7 @@ pub(crate) fn gmm_stats_random_resp(
     covariance_type: CovarianceType,
     center: &[f64],
     rng: &mut ChaCha8Rng,
-) -> GmmStats {
+) -> Result<GmmStats> {
     let d = data.n_features();
     let n_chunks = data.n_samples().div_ceil(INIT_CHUNK_ROWS);
     let seeds: Vec<u64> = (0..n_chunks).map(|_| rng.random::<u64>()).collect();
@@ -86,12 +86,12 @@ pub(crate) fn gmm_stats_random_resp(
             stats.add_point(row, &resp, 0.0);
         }
         stats
-    });
+    })?;
     let mut total = GmmStats::zeros(covariance_type, k, d, &shift);
     for p in &parts {
         total.merge(p);
     }
-    total
+    Ok(total)
 }
 
 /// What the initializations of a fit (all its restarts, or all the fits of a model selection)
@@ -115,8 +115,13 @@ impl<'a> InitState<'a> {
     }
 
     /// Column means and variances of `data` (computed on first use).
-    pub(crate) fn mean_var(&mut self, data: &Dataset) -> &(Vec<f64>, Vec<f64>) {
-        self.mean_var.get_or_insert_with(|| column_mean_var(data))
+    pub(crate) fn mean_var(&mut self, data: &Dataset) -> Result<&(Vec<f64>, Vec<f64>)> {
+        if self.mean_var.is_none() {
+            self.mean_var = Some(column_mean_var(data)?);
+        }
+        self.mean_var
+            .as_ref()
+            .ok_or_else(|| Error::Numerical("the column moments were not computed".into()))
     }
 
     /// The k-means engine over `data` (built on first use, then reused).

@@ -298,7 +298,7 @@ impl GaussianMixture {
         progress: &mut dyn FnMut(&Progress) -> Control,
     ) -> Result<FittedGmm> {
         let data = x.as_dataset();
-        data.validate()?;
+        data.validate_for("the Gaussian mixture")?;
         let (n, d) = (data.n_samples(), data.n_features());
         self.validate(n, d)?;
         let mut engine = gmm_engine(
@@ -344,6 +344,7 @@ impl GaussianMixture {
         state: &mut InitState<'a>,
         progress: &mut dyn FnMut(&Progress) -> Control,
     ) -> Result<FittedGmm> {
+        data.require_plain("the Gaussian mixture")?;
         let (n, d) = (data.n_samples(), data.n_features());
         self.validate(n, d)?;
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
@@ -387,7 +388,7 @@ impl GaussianMixture {
     /// costs about that much.
     pub fn initial_params(&self, x: &impl AsDataset) -> Result<GmmParams> {
         let data = x.as_dataset();
-        data.validate()?;
+        data.validate_for("the Gaussian mixture")?;
         self.validate(data.n_samples(), data.n_features())?;
         let mut engine = self.build_engine(&data, self.covariance_type, self.n_components)?;
         let mut state = self.init_state();
@@ -406,27 +407,27 @@ impl GaussianMixture {
         let (n, k, cov) = (data.n_samples(), self.n_components, self.covariance_type);
         let stats = match &self.init {
             Init::Params(p) => return Ok(p.clone()),
-            Init::RandomFromData => gmm_stats_at_points(data, &random_rows(data, k, rng).1, cov),
+            Init::RandomFromData => gmm_stats_at_points(data, &random_rows(data, k, rng)?.1, cov)?,
             Init::KMeansPlusPlus => {
-                gmm_stats_at_points(data, &kmeans_plusplus_rng(data, k, rng).1, cov)
+                gmm_stats_at_points(data, &kmeans_plusplus_rng(data, k, rng)?.1, cov)?
             }
             Init::Random => {
-                let mean = state.mean_var(data).0.clone();
-                gmm_stats_random_resp(data, k, cov, &mean, rng)
+                let mean = state.mean_var(data)?.0.clone();
+                gmm_stats_random_resp(data, k, cov, &mean, rng)?
             }
             Init::Kmeans => {
                 // scikit-learn: KMeans(n_clusters=K, n_init=1, random_state=rng) with its
                 // defaults (k-means++, tol=1e-4 relative to the variance, max_iter=300).
-                let tol = tolerance_from_variances(&state.mean_var(data).1, 1e-4);
+                let tol = tolerance_from_variances(&state.mean_var(data)?.1, 1e-4);
                 let km: &mut dyn KMeansEngine = match engine.kmeans_engine() {
                     Some(km) => km,
                     None => state.kmeans_engine(data)?,
                 };
-                let seeds = kmeans_plusplus_rng(data, k, rng).0;
+                let seeds = kmeans_plusplus_rng(data, k, rng)?.0;
                 let run = lloyd(km, data, seeds, k, 300, tol, 0, &mut |_| {})?;
                 let mut labels = vec![0u32; n];
                 km.labels(&mut labels)?;
-                gmm_stats_from_labels(data, &labels, k, cov, &run.centers)
+                gmm_stats_from_labels(data, &labels, k, cov, &run.centers)?
             }
         };
         estimate_parameters(&stats, self.reg_covar, WeightNorm::NSamples)

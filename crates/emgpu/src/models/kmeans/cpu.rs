@@ -97,7 +97,7 @@ pub fn assign_reference(
     chunk_rows: usize,
     labels: &mut [u32],
     dists: &mut [f64],
-) -> KMeansStats {
+) -> Result<KMeansStats> {
     let d = data.n_features();
     let chunk_rows = chunk_rows.max(1);
     let parts: Vec<KMeansStats> = labels
@@ -106,15 +106,15 @@ pub fn assign_reference(
         .enumerate()
         .map_init(Vec::new, |buf, (c, (l, dd))| {
             buf.resize(l.len() * d, 0.0);
-            data.read_f64(c * chunk_rows, buf);
-            assign_chunk_reference(buf, centers, n_clusters, l, dd)
+            data.read_f64(c * chunk_rows, buf)?;
+            Ok(assign_chunk_reference(buf, centers, n_clusters, l, dd))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut total = KMeansStats::zeros(n_clusters, d, centers);
     for part in &parts {
         total.merge(part);
     }
-    total
+    Ok(total)
 }
 
 /// The `n` largest of `dists` (at most all), by decreasing distance, ties by increasing index.
@@ -196,7 +196,7 @@ impl KMeansEngine for CpuKMeansEngine<'_> {
             self.chunk_rows,
             &mut self.labels,
             &mut self.dists,
-        );
+        )?;
         self.assigned = true;
         Ok(stats)
     }

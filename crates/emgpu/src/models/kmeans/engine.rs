@@ -150,7 +150,7 @@ impl EStep<KMeansModel> for KMeansStep<'_, '_> {
         let empty = stats.counts.iter().filter(|&&c| c == 0.0).count();
         if empty > 0 {
             let far = self.engine.farthest(empty)?;
-            stats.set_farthest(self.data, far);
+            stats.set_farthest(self.data, far)?;
         }
         Ok(stats)
     }

@@ -102,7 +102,7 @@ impl FittedKMeans {
     }
 
     fn check_data(&self, data: &Dataset) -> Result<()> {
-        data.validate()?;
+        data.validate_for("k-means")?;
         if data.n_features() != self.n_features {
             return Err(Error::DimensionMismatch {
                 expected: self.n_features,

@@ -215,7 +215,7 @@ impl KMeans {
         progress: &mut dyn FnMut(&KMeansProgress),
     ) -> Result<FittedKMeans> {
         let data = x.as_dataset();
-        data.validate()?;
+        data.validate_for("k-means")?;
         self.validate(data.n_samples(), data.n_features())?;
         let mut engine = kmeans_engine(self.backend, &data, self.engine)?;
         self.fit_engine(&data, engine.as_mut(), progress)
@@ -226,23 +226,23 @@ impl KMeans {
     /// the same settings runs the same first run (`validate` starts two backends from them).
     pub fn initial_centers(&self, x: &impl AsDataset) -> Result<Array2<f64>> {
         let data = x.as_dataset();
-        data.validate()?;
+        data.validate_for("k-means")?;
         let (d, k) = (data.n_features(), self.n_clusters);
         self.validate(data.n_samples(), d)?;
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let centers = self.draw_centers(&data, &mut rng);
+        let centers = self.draw_centers(&data, &mut rng)?;
         Array2::from_shape_vec((k, d), centers)
             .map_err(|e| Error::Numerical(format!("initial centers: {e}")))
     }
 
     /// The initial centers `[K][D]` of one run, drawn from `rng` (see [`KMeansInit`]).
-    fn draw_centers(&self, data: &Dataset, rng: &mut ChaCha8Rng) -> Vec<f64> {
+    fn draw_centers(&self, data: &Dataset, rng: &mut ChaCha8Rng) -> Result<Vec<f64>> {
         let k = self.n_clusters;
-        match &self.init {
-            KMeansInit::KMeansPlusPlus => kmeans_plusplus_rng(data, k, rng).0,
-            KMeansInit::Random => random_rows(data, k, rng).0,
+        Ok(match &self.init {
+            KMeansInit::KMeansPlusPlus => kmeans_plusplus_rng(data, k, rng)?.0,
+            KMeansInit::Random => random_rows(data, k, rng)?.0,
             KMeansInit::Centers(c) => c.iter().copied().collect(),
-        }
+        })
     }
 
     /// Fits with an engine already built over `data` (benchmarks and model selection reuse one).
@@ -252,14 +252,15 @@ impl KMeans {
         engine: &mut dyn KMeansEngine,
         progress: &mut dyn FnMut(&KMeansProgress),
     ) -> Result<FittedKMeans> {
+        data.require_plain("k-means")?;
         let (n, d, k) = (data.n_samples(), data.n_features(), self.n_clusters);
         self.validate(n, d)?;
-        let tol = tolerance_from_variances(&column_mean_var(data).1, self.tol);
+        let tol = tolerance_from_variances(&column_mean_var(data)?.1, self.tol);
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let ((run, labels), init_inertias) = best_of(
             self.n_init_value(),
             |init| {
-                let centers = self.draw_centers(data, &mut rng);
+                let centers = self.draw_centers(data, &mut rng)?;
                 let run = lloyd(engine, data, centers, k, self.max_iter, tol, init, progress)?;
                 let mut labels = vec![0u32; n];
                 engine.labels(&mut labels)?;

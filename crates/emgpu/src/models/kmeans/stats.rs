@@ -10,6 +10,7 @@
 use super::FarPoint;
 use crate::data::Dataset;
 use crate::em::Stats;
+use crate::error::Result;
 
 /// Statistics of one assignment over a set of points (see the module docs).
 #[derive(Debug, Clone, PartialEq)]
@@ -92,16 +93,17 @@ impl KMeansStats {
 
     /// Attaches `far` (as [`super::KMeansEngine::farthest`] returns them) with their rows read from
     /// `data`.
-    pub fn set_farthest(&mut self, data: &Dataset, far: Vec<FarPoint>) {
+    pub fn set_farthest(&mut self, data: &Dataset, far: Vec<FarPoint>) -> Result<()> {
         let d = self.n_features;
         self.farthest = far
             .into_iter()
             .map(|f| {
                 let mut row = vec![0.0; d];
-                data.read_f64(f.index, &mut row);
-                (f, row)
+                data.read_f64(f.index, &mut row)?;
+                Ok((f, row))
             })
-            .collect();
+            .collect::<Result<_>>()?;
+        Ok(())
     }
 
     /// Adds one point `x` assigned to cluster `label` at squared distance `sq_distance`; `changed`

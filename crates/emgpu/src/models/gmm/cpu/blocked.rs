@@ -51,6 +51,7 @@ use rayon::prelude::*;
 
 use super::PointOutputs;
 use crate::data::Dataset;
+use crate::error::Result;
 use crate::models::gmm::params::LN_2PI;
 use crate::models::gmm::{CovarianceType, GmmStats, Prepared};
 use crate::numerics::vmath::{quadratic_features, softmax_columns};
@@ -544,7 +545,7 @@ fn chunk_stats_with(plan: &Plan, x: &[f64], chunk_rows: usize) -> GmmStats {
 }
 
 /// The whole E-step on the CPU, blocked path: statistics of every point (see the module docs).
-pub fn e_step_blocked(data: &Dataset, p: &Prepared, chunk_rows: usize) -> GmmStats {
+pub fn e_step_blocked(data: &Dataset, p: &Prepared, chunk_rows: usize) -> Result<GmmStats> {
     let plan = Plan::new(p);
     let n = data.n_samples();
     let d = p.n_features;
@@ -562,19 +563,19 @@ pub fn e_step_blocked(data: &Dataset, p: &Prepared, chunk_rows: usize) -> GmmSta
             while start < end {
                 let rows = chunk_rows.min(end - start);
                 w.resize(&plan, rows);
-                data.read_f64(start, &mut w.x[..rows * d]);
+                data.read_f64(start, &mut w.x[..rows * d])?;
                 plan.responsibilities(w, rows);
                 plan.accumulate(w, rows, &mut acc);
                 start += rows;
             }
-            acc
+            Ok(acc)
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut total = Acc::zeros(&plan);
     for part in &parts {
         total.add(part);
     }
-    plan.finish(&total)
+    Ok(plan.finish(&total))
 }
 
 /// A chunk index with its slices of the per-point outputs.
@@ -586,7 +587,7 @@ pub(crate) fn point_outputs_blocked(
     p: &Prepared,
     chunk_rows: usize,
     out: PointOutputs<'_>,
-) {
+) -> Result<()> {
     let plan = Plan::new(p);
     let (n, k, d) = (data.n_samples(), p.n_components, p.n_features);
     let chunk = plan.chunk_rows(chunk_rows);
@@ -597,11 +598,11 @@ pub(crate) fn point_outputs_blocked(
         .map(|c| (c, lp_parts.next(), r_parts.next()))
         .collect();
     jobs.into_par_iter()
-        .for_each_init(Work::default, |w, (c, lp, r)| {
+        .try_for_each_init(Work::default, |w, (c, lp, r)| {
             let start = c * chunk;
             let rows = chunk.min(n - start);
             w.resize(&plan, rows);
-            data.read_f64(start, &mut w.x[..rows * d]);
+            data.read_f64(start, &mut w.x[..rows * d])?;
             plan.responsibilities(w, rows);
             if let Some(lp) = lp {
                 lp.copy_from_slice(&w.lpx[..rows]);
@@ -614,5 +615,6 @@ pub(crate) fn point_outputs_blocked(
                     }
                 }
             }
-        });
+            Ok(())
+        })
 }

@@ -53,7 +53,7 @@ impl<'a> CpuEngine<'a> {
         }
     }
 
-    fn point_outputs(&self, p: &Prepared, out: PointOutputs<'_>) {
+    fn point_outputs(&self, p: &Prepared, out: PointOutputs<'_>) -> Result<()> {
         match self.path {
             CpuPath::Blocked => point_outputs_blocked(self.data, p, self.chunk_rows, out),
             CpuPath::Reference => point_outputs_reference(self.data, p, out),
@@ -63,10 +63,10 @@ impl<'a> CpuEngine<'a> {
 
 impl EStep<GmmModel> for CpuEngine<'_> {
     fn e_step(&mut self, p: &Prepared) -> Result<GmmStats> {
-        Ok(match self.path {
+        match self.path {
             CpuPath::Blocked => e_step_blocked(self.data, p, self.chunk_rows),
             CpuPath::Reference => e_step_reference(self.data, p, self.chunk_rows),
-        })
+        }
     }
 
     fn report(&self) -> BackendReport {
@@ -83,8 +83,7 @@ impl GmmEngine for CpuEngine<'_> {
                 log_px: Some(out),
                 resp: None,
             },
-        );
-        Ok(())
+        )
     }
 
     fn responsibilities(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
@@ -95,7 +94,6 @@ impl GmmEngine for CpuEngine<'_> {
                 log_px: None,
                 resp: Some(out),
             },
-        );
-        Ok(())
+        )
     }
 }

@@ -7,7 +7,8 @@
 use rayon::prelude::*;
 
 use crate::data::Dataset;
-use crate::device::cpu::map_chunks;
+use crate::device::cpu::map_merge;
+use crate::error::Result;
 use crate::models::gmm::{GmmStats, Prepared};
 use crate::numerics::log_sum_exp;
 
@@ -40,20 +41,20 @@ pub fn chunk_stats_reference(x: &[f64], p: &Prepared) -> GmmStats {
 }
 
 /// The whole E-step on the CPU, reference path: statistics of every point.
-pub fn e_step_reference(data: &Dataset, p: &Prepared, chunk_rows: usize) -> GmmStats {
-    let parts = map_chunks(data, chunk_rows, |_, x| chunk_stats_reference(x, p));
-    let mut total = GmmStats::zeros(p.covariance_type, p.n_components, p.n_features, &p.means);
-    for part in &parts {
-        total.merge(part);
-    }
-    total
+pub fn e_step_reference(data: &Dataset, p: &Prepared, chunk_rows: usize) -> Result<GmmStats> {
+    let empty = GmmStats::zeros(p.covariance_type, p.n_components, p.n_features, &p.means);
+    map_merge(data, chunk_rows, empty, |_, x| chunk_stats_reference(x, p))
 }
 
 /// A chunk index with its slices of the per-point outputs.
 type ChunkJob<'a> = (usize, Option<&'a mut [f64]>, Option<&'a mut [f64]>);
 
 /// Log-densities and/or responsibilities of every point of `data` (reference path).
-pub(crate) fn point_outputs_reference(data: &Dataset, p: &Prepared, out: PointOutputs<'_>) {
+pub(crate) fn point_outputs_reference(
+    data: &Dataset,
+    p: &Prepared,
+    out: PointOutputs<'_>,
+) -> Result<()> {
     let (n, k) = (data.n_samples(), p.n_components);
     let d = p.n_features;
     let chunk = REFERENCE_CHUNK_ROWS;
@@ -73,13 +74,13 @@ pub(crate) fn point_outputs_reference(data: &Dataset, p: &Prepared, out: PointOu
     for c in 0..n_chunks {
         jobs.push((c, lp_iter.next(), r_iter.next()));
     }
-    jobs.into_par_iter().for_each_init(
+    jobs.into_par_iter().try_for_each_init(
         || (Vec::new(), vec![0.0; k]),
         |(buf, lj), (c, lp, r)| {
             let start = c * chunk;
             let rows = chunk.min(n - start);
             buf.resize(rows * d, 0.0);
-            data.read_f64(start, buf);
+            data.read_f64(start, buf)?;
             let mut lp = lp;
             let mut r = r;
             for (i, row) in buf.chunks_exact(d).enumerate() {
@@ -94,6 +95,7 @@ pub(crate) fn point_outputs_reference(data: &Dataset, p: &Prepared, out: PointOu
                     }
                 }
             }
+            Ok(())
         },
-    );
+    )
 }

@@ -420,7 +420,7 @@ impl<'a> GpuGmmEngine<'a> {
             ctx.queue().submit([enc.finish()]);
         } else {
             for c in first..first + count {
-                self.gd.upload_stream(c, &mut self.scratch);
+                self.gd.upload_stream(c, &mut self.scratch)?;
                 let mut enc = encoder(ctx, "gmm");
                 self.encode_stats(c, &mut enc);
                 if c + 1 == first + count {
@@ -609,7 +609,7 @@ impl<'a> GpuGmmEngine<'a> {
             let want_resp = resp.is_some();
             let tile = self.kernels.shape.tile;
             for c in 0..gd.chunks.len() {
-                gd.upload_stream(c, &mut self.scratch);
+                gd.upload_stream(c, &mut self.scratch)?;
                 let (start, rows) = (gd.chunks[c].start, gd.chunks[c].rows);
                 let Some(state) = self.kernels.points.as_ref() else {
                     unreachable!("built above")

@@ -392,7 +392,7 @@ impl<'a> GpuKMeansEngine<'a> {
             ctx.queue().submit([enc.finish()]);
         } else {
             for c in first..first + count {
-                gd.upload_stream(c, &mut self.scratch);
+                gd.upload_stream(c, &mut self.scratch)?;
                 let mut enc = encoder(ctx, "kmeans");
                 if c == first {
                     enc.clear_buffer(&kn.counts, 0, None);
