@@ -58,6 +58,7 @@ fn naive_pmf(x: f64, lam: f64) -> f64 {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // the reference is the naive double loop on purpose
 fn e_step_matches_brute_force() {
     let x = [0.0, 3.0, 1.0, 1.0, 7.0, 2.0, 4.0, 0.0, 2.0, 5.0];
     let (d, n) = (2, 5);
