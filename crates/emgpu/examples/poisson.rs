@@ -2,7 +2,8 @@
 //!
 //! `cargo run --release -p emgpu --example poisson`
 
-use emgpu::models::poisson::PoissonMixture;
+use emgpu::em::EmSettings;
+use emgpu::models::poisson;
 use emgpu::{Backend, Dataset};
 use rand::SeedableRng;
 use rand::distr::Distribution;
@@ -22,11 +23,13 @@ fn main() -> emgpu::Result<()> {
         );
     }
     let data = Dataset::from_slice(&x, 3000, 2)?;
-    let fit = PoissonMixture::params(3)
-        .n_init(3)
-        .seed(1)
-        .backend(Backend::Cpu)
-        .fit(&data)?;
+    let settings = EmSettings {
+        n_init: 3,
+        seed: 1,
+        backend: Backend::Cpu,
+        ..EmSettings::default()
+    };
+    let fit = poisson::fit(3, &settings, &data)?;
     println!(
         "converged: {} after {} iterations, lower bound {:.4}",
         fit.converged(),

@@ -1,9 +1,9 @@
 //! The Poisson mixture against independent references: a naive E-step, the closed-form K = 1
 //! fit, EM's monotonicity, recovery of known rates, additivity of the statistics, bad input.
 
-use emgpu::em::{EStep, Model, Stats};
+use emgpu::em::{EStep, EmSettings, Model, Stats};
 use emgpu::models::poisson::{
-    PoissonMixture, PoissonMixtureModel, PoissonParams, PoissonStats, poisson_engine,
+    PoissonMixtureModel, PoissonParams, PoissonStats, fit, poisson_engine,
 };
 use emgpu::{Backend, Dataset, Error};
 use rand::SeedableRng;
@@ -96,12 +96,13 @@ fn one_component_is_the_closed_form_mle() {
     let x = sample(&[1.0], &[0.7, 4.0, 12.0], 500, 7);
     let n = x.len() / d;
     let data = Dataset::from_slice(&x, n, d).unwrap();
-    let fit = PoissonMixture::params(1)
-        .backend(Backend::Cpu)
-        .tol(0.0)
-        .max_iter(3)
-        .fit(&data)
-        .unwrap();
+    let settings = EmSettings {
+        backend: Backend::Cpu,
+        tol: 0.0,
+        max_iter: 3,
+        ..EmSettings::default()
+    };
+    let fit = fit(1, &settings, &data).unwrap();
     let means: Vec<f64> = (0..d)
         .map(|j| x.iter().skip(j).step_by(d).sum::<f64>() / n as f64)
         .collect();
@@ -126,13 +127,14 @@ fn one_component_is_the_closed_form_mle() {
 fn lower_bound_never_decreases() {
     let x = sample(&[1.0; 3], &[1.0, 6.0, 3.0, 3.0, 9.0, 1.0], 600, 11);
     let data = Dataset::from_slice(&x, 600, 2).unwrap();
-    let fit = PoissonMixture::params(3)
-        .backend(Backend::Cpu)
-        .tol(0.0)
-        .max_iter(60)
-        .seed(3)
-        .fit(&data)
-        .unwrap();
+    let settings = EmSettings {
+        backend: Backend::Cpu,
+        tol: 0.0,
+        max_iter: 60,
+        seed: 3,
+        ..EmSettings::default()
+    };
+    let fit = fit(3, &settings, &data).unwrap();
     let trace = fit.lower_bound_trace();
     assert_eq!(trace.len(), 60);
     for w in trace.windows(2) {
@@ -151,12 +153,13 @@ fn recovers_well_separated_rates() {
     let truth = [2.0, 10.0, 30.0];
     let x = sample(&[1.0; 3], &truth, 3000, 2024);
     let data = Dataset::from_slice(&x, 3000, 1).unwrap();
-    let fit = PoissonMixture::params(3)
-        .backend(Backend::Cpu)
-        .n_init(3)
-        .seed(5)
-        .fit(&data)
-        .unwrap();
+    let settings = EmSettings {
+        backend: Backend::Cpu,
+        n_init: 3,
+        seed: 5,
+        ..EmSettings::default()
+    };
+    let fit = fit(3, &settings, &data).unwrap();
     assert!(fit.converged());
     let mut rates = fit.rates().to_vec();
     rates.sort_by(f64::total_cmp);
@@ -199,10 +202,16 @@ fn statistics_of_a_partition_merge_to_the_whole() {
 
 #[test]
 fn bad_input_is_an_error() {
+    let on = |backend| EmSettings {
+        backend,
+        ..EmSettings::default()
+    };
     let fit = |x: &[f64], k: usize| {
-        PoissonMixture::params(k)
-            .backend(Backend::Cpu)
-            .fit(&Dataset::from_slice(x, x.len() / 2, 2).unwrap())
+        fit(
+            k,
+            &on(Backend::Cpu),
+            &Dataset::from_slice(x, x.len() / 2, 2).unwrap(),
+        )
     };
     for (bad, what) in [(-1.0, "-1"), (1.5, "1.5")] {
         let e = fit(&[1.0, 2.0, 3.0, bad], 1).unwrap_err().to_string();
@@ -221,16 +230,11 @@ fn bad_input_is_an_error() {
     ));
     assert!(fit(&[1.0, 2.0], 0).is_err());
     let data = Dataset::from_slice(&[1.0, 2.0], 1, 2).unwrap();
-    let e = PoissonMixture::params(1)
-        .backend(Backend::Gpu)
-        .fit(&data)
+    let e = emgpu::models::poisson::fit(1, &on(Backend::Gpu), &data)
         .unwrap_err()
         .to_string();
     assert!(e.contains("runs on the CPU only"), "{e}");
-    let auto = PoissonMixture::params(1)
-        .backend(Backend::Auto)
-        .fit(&data)
-        .unwrap();
+    let auto = emgpu::models::poisson::fit(1, &on(Backend::Auto), &data).unwrap();
     assert_eq!(auto.report().backend, Backend::Cpu);
     assert_eq!(
         auto.report().reason,
