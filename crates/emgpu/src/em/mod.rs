@@ -36,6 +36,10 @@ use std::time::Instant;
 use crate::device::BackendReport;
 use crate::error::{Error, Result};
 
+mod fit;
+
+pub use fit::{EmSettings, Fitted, fit_model};
+
 /// Additive sufficient statistics of an E-step over a set of points.
 ///
 /// `merge` must be exact addition: the statistics of any partition of the points, merged in any

@@ -3,3 +3,4 @@
 pub mod gmm;
 pub mod kmeans;
 pub mod model_file;
+pub mod poisson;
