@@ -35,10 +35,9 @@ fn model(k: usize, d: usize) -> PoissonMixtureModel {
 
 fn stats_of(x: &[f64], d: usize, p: &PoissonParams) -> PoissonStats {
     let data = Dataset::from_slice(x, x.len() / d, d).unwrap();
-    let mut engine = poisson_engine(Backend::Cpu, &data).unwrap();
-    engine
-        .e_step(&model(p.weights.len(), d).prepare(p).unwrap())
-        .unwrap()
+    let m = model(p.weights.len(), d);
+    let mut engine = poisson_engine(Backend::Cpu, &data, m).unwrap();
+    engine.e_step(&m.prepare(p).unwrap()).unwrap()
 }
 
 fn close(a: f64, b: f64, rel: f64) -> bool {

@@ -37,6 +37,7 @@ use crate::device::BackendReport;
 use crate::error::{Error, Result};
 
 mod fit;
+pub mod mixture;
 
 pub use fit::{EmSettings, Fitted, fit_model};
 

@@ -1,14 +1,23 @@
 //! A mixture of independent Poissons (counts x ∈ ℕ^D; component k has weight π_k and rates
 //! λ_kd), fitted by the generic EM loop on the CPU: the example of a model that plugs into
-//! [`crate::em`] from its own folder, with [`crate::em::fit_model`] doing the fit.
+//! [`crate::em`] from its own folder. It supplies only its densities ([`MixtureDensity`]) and
+//! its M-step ([`Model`]); the statistics, the CPU E-step, restarts and the fitted result are the
+//! core's ([`crate::em::mixture`], [`crate::em::fit_model`]).
 
 use crate::data::{AsDataset, Dataset, chunk_rows_for};
-use crate::device::cpu::{map_chunks, map_merge};
-use crate::device::{Backend, BackendReport, cpu_only, cpu_report};
-use crate::em::{Control, EStep, EmSettings, Fitted, Model, Progress, Stats, fit_model};
+use crate::device::cpu::map_chunks;
+use crate::device::{Backend, cpu_only};
+use crate::em::mixture::{CpuMixtureEngine, MixtureDensity, MixtureStats, predict_components};
+use crate::em::{Control, EmSettings, Fitted, Model, fit_model};
 use crate::error::{Error, Result};
 use crate::init::{check_k, random_rows};
-use crate::numerics::log_sum_exp;
+
+/// The statistics of a Poisson mixture: `S0_k = Σ r_nk`, `S1_kd = Σ r_nk x_nd`.
+pub type PoissonStats = MixtureStats;
+/// The CPU E-step engine of a Poisson mixture.
+pub type CpuPoissonEngine<'a> = CpuMixtureEngine<'a, PoissonMixtureModel>;
+/// A fitted Poisson mixture: the generic [`Fitted`], with the methods below.
+pub type FittedPoissonMixture = Fitted<PoissonMixtureModel>;
 
 /// Parameters: weights π_k `[K]` and rates λ_kd `[K][D]` (row-major).
 #[derive(Debug, Clone, PartialEq)]
@@ -26,52 +35,6 @@ pub struct PoissonPrepared {
     log_rates: Vec<f64>,
 }
 
-/// `S0_k = Σ r_nk`, `S1_kd = Σ r_nk x_nd`, `Σ log p(x_n)` and n; flat view `[n, loglik, S0, S1]`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct PoissonStats {
-    /// n.
-    pub n_samples: f64,
-    /// Σ_n log p(x_n).
-    pub log_likelihood: f64,
-    /// `[K]`.
-    pub s0: Vec<f64>,
-    /// `[K][D]`.
-    pub s1: Vec<f64>,
-}
-
-impl PoissonStats {
-    /// Zero statistics for K components and D features.
-    pub fn zeros(k: usize, d: usize) -> Self {
-        let mut s = Self::default();
-        (s.s0, s.s1) = (vec![0.0; k], vec![0.0; k * d]);
-        s
-    }
-}
-
-impl Stats for PoissonStats {
-    fn log_likelihood(&self) -> f64 {
-        self.log_likelihood
-    }
-    fn n_samples(&self) -> f64 {
-        self.n_samples
-    }
-    fn flat_len(&self) -> usize {
-        2 + self.s0.len() + self.s1.len()
-    }
-    fn write_flat(&self, out: &mut [f64]) {
-        let (head, rest) = out.split_at_mut(2 + self.s0.len());
-        (head[0], head[1]) = (self.n_samples, self.log_likelihood);
-        head[2..].copy_from_slice(&self.s0);
-        rest.copy_from_slice(&self.s1);
-    }
-    fn read_flat(&mut self, src: &[f64]) {
-        let (head, rest) = src.split_at(2 + self.s0.len());
-        (self.n_samples, self.log_likelihood) = (head[0], head[1]);
-        self.s0.copy_from_slice(&head[2..]);
-        self.s1.copy_from_slice(rest);
-    }
-}
-
 /// A mixture of `n_components` products of `n_features` independent Poissons.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PoissonMixtureModel {
@@ -86,7 +49,7 @@ pub struct PoissonMixtureModel {
 impl Model for PoissonMixtureModel {
     type Params = PoissonParams;
     type Prepared = PoissonPrepared;
-    type Stats = PoissonStats;
+    type Stats = MixtureStats;
 
     fn prepare(&self, p: &PoissonParams) -> Result<PoissonPrepared> {
         let (k, d) = (self.n_components, self.n_features);
@@ -99,7 +62,9 @@ impl Model for PoissonMixtureModel {
         Ok(PoissonPrepared { offsets, log_rates })
     }
 
-    fn m_step(&self, s: &PoissonStats) -> Result<PoissonParams> {
+    /// π_k = nk / Σ nk and λ_kd = S1_kd / nk with nk = S0_k + 10·ε (as scikit-learn's mixtures),
+    /// rates floored at `min_rate`.
+    fn m_step(&self, s: &MixtureStats) -> Result<PoissonParams> {
         let nk: Vec<f64> = s.s0.iter().map(|v| v + 10.0 * f64::EPSILON).collect();
         let total: f64 = nk.iter().sum();
         let weights = nk.iter().map(|v| v / total).collect();
@@ -114,6 +79,27 @@ impl Model for PoissonMixtureModel {
     }
 }
 
+impl MixtureDensity for PoissonMixtureModel {
+    fn n_components(&self) -> usize {
+        self.n_components
+    }
+    fn n_stat_features(&self) -> usize {
+        self.n_features
+    }
+    /// `log π_k − Σ_d λ_kd + Σ_d x_d log λ_kd − Σ_d log x_d!`.
+    fn log_joint(&self, p: &PoissonPrepared, x: &[f64], out: &mut [f64]) {
+        let lf: f64 = x.iter().map(|&v| ln_factorial(v)).sum();
+        for (c, o) in out.iter_mut().enumerate() {
+            let lr = &p.log_rates[c * x.len()..][..x.len()];
+            let terms = x.iter().zip(lr).filter(|(v, _)| **v != 0.0);
+            *o = p.offsets[c] + terms.map(|(v, l)| v * l).sum::<f64>() - lf;
+        }
+    }
+    fn stat_features(&self, x: &[f64], out: &mut [f64]) {
+        out.copy_from_slice(x);
+    }
+}
+
 /// `ln x!` for a non-negative integer `x`: a sum of logs up to 1024, Stirling's series beyond.
 pub fn ln_factorial(x: f64) -> f64 {
     if x < 1024.0 {
@@ -123,66 +109,19 @@ pub fn ln_factorial(x: f64) -> f64 {
     x * x.ln() - x + 0.5 * (tau * x).ln() + 1.0 / (12.0 * x) - 1.0 / (360.0 * x.powi(3))
 }
 
-/// `log π_k p(x | k)` for every component into `out`; returns `log p(x)`.
-fn weighted_log_probs(p: &PoissonPrepared, x: &[f64], out: &mut [f64]) -> f64 {
-    let lf: f64 = x.iter().map(|&v| ln_factorial(v)).sum();
-    for (c, o) in out.iter_mut().enumerate() {
-        let lr = &p.log_rates[c * x.len()..][..x.len()];
-        let terms = x.iter().zip(lr).filter(|(v, _)| **v != 0.0);
-        let dot: f64 = terms.map(|(v, l)| v * l).sum();
-        *o = p.offsets[c] + dot - lf;
-    }
-    log_sum_exp(out)
-}
-
-/// The CPU E-step engine of the Poisson mixture over one data set of counts.
-pub struct CpuPoissonEngine<'a> {
-    data: &'a Dataset<'a>,
-    reason: String,
-}
-
-impl EStep<PoissonMixtureModel> for CpuPoissonEngine<'_> {
-    fn e_step(&mut self, p: &PoissonPrepared) -> Result<PoissonStats> {
-        let (k, d) = (p.offsets.len(), self.data.n_features());
-        let zero = PoissonStats::zeros(k, d);
-        Ok(map_merge(
-            self.data,
-            chunk_rows_for(d, 8192),
-            zero.clone(),
-            |_, rows| {
-                let (mut s, mut buf) = (zero.clone(), vec![0.0; k]);
-                for x in rows.chunks_exact(d) {
-                    let lp = weighted_log_probs(p, x, &mut buf);
-                    (s.n_samples, s.log_likelihood) = (s.n_samples + 1.0, s.log_likelihood + lp);
-                    for (c, w) in buf.iter().enumerate() {
-                        let r = (w - lp).exp();
-                        s.s0[c] += r;
-                        let s1 = s.s1[c * d..][..d].iter_mut();
-                        s1.zip(x).for_each(|(a, v)| *a += r * v);
-                    }
-                }
-                s
-            },
-        ))
-    }
-
-    fn report(&self) -> BackendReport {
-        cpu_report(&self.reason)
-    }
-}
-
-/// The engine of `backend` for `data`, after checking it holds finite, non-negative integer
+/// The engine of `backend` for `data` after checking it holds finite, non-negative integer
 /// counts: `Cpu` and `Auto` run the CPU (Auto says why); `Gpu` is an error ([`cpu_only`]).
 pub fn poisson_engine<'a>(
     backend: Backend,
     data: &'a Dataset,
+    model: PoissonMixtureModel,
 ) -> Result<Box<CpuPoissonEngine<'a>>> {
-    data.validate()?;
+    data.validate_for("the Poisson mixture")?;
     let d = data.n_features();
     let bad = map_chunks(data, chunk_rows_for(d, 8192), |start, rows| {
         let p = rows.iter().position(|v| *v < 0.0 || v.fract() != 0.0);
         p.map(|p| (start * d + p, rows[p]))
-    });
+    })?;
     if let Some((pos, v)) = bad.into_iter().flatten().next() {
         let (row, col) = (pos / d, pos % d);
         let what = format!(
@@ -191,36 +130,35 @@ pub fn poisson_engine<'a>(
         return Err(Error::param(what));
     }
     cpu_only(backend, "the Poisson mixture", |reason| {
-        Box::new(CpuPoissonEngine { data, reason })
+        Box::new(CpuMixtureEngine::new(model, data, reason))
     })
 }
-
-/// A fitted Poisson mixture: the generic [`Fitted`], with the methods below.
-pub type FittedPoissonMixture = Fitted<PoissonMixtureModel>;
 
 /// Fits `k` components to counts `x` (`[N][D]`, non-negative integers); each initialization
 /// starts from `k` distinct random rows (+0.5) and equal weights.
 pub fn fit(k: usize, settings: &EmSettings, x: &impl AsDataset) -> Result<FittedPoissonMixture> {
     let data = x.as_dataset();
     settings.validate()?;
-    let mut engine = poisson_engine(settings.backend, &data)?;
-    check_k(k, data.n_samples())?;
     let (n_components, n_features, min_rate) = (k, data.n_features(), 1e-10);
     let model = PoissonMixtureModel {
         n_components,
         n_features,
         min_rate,
     };
+    let mut engine = poisson_engine(settings.backend, &data, model)?;
+    check_k(k, data.n_samples())?;
     let draw = |_, rng: &mut _| {
-        let (rows, _) = random_rows(&data, k, rng);
-        let (weights, rates) = (
-            vec![1.0 / k as f64; k],
-            rows.iter().map(|v| v + 0.5).collect(),
-        );
+        let rates = random_rows(&data, k, rng)?
+            .0
+            .iter()
+            .map(|v| v + 0.5)
+            .collect();
+        let weights = vec![1.0 / k as f64; k];
         Ok(PoissonParams { weights, rates })
     };
-    let progress = &mut |_: &Progress| Control::Continue(());
-    fit_model(model, engine.as_mut(), settings, draw, progress)
+    fit_model(model, engine.as_mut(), settings, draw, &mut |_| {
+        Control::Continue(())
+    })
 }
 
 impl Fitted<PoissonMixtureModel> {
@@ -238,25 +176,13 @@ impl Fitted<PoissonMixtureModel> {
         if got != expected && data.n_samples() > 0 {
             return Err(Error::DimensionMismatch { expected, got });
         }
-        poisson_engine(Backend::Cpu, data)
+        poisson_engine(Backend::Cpu, data, *self.model())
     }
     /// The most likely component of every point.
     pub fn predict(&self, x: &impl AsDataset) -> Result<Vec<usize>> {
         let data = x.as_dataset();
-        let (d, k) = (
-            self.engine_on(&data)?.data.n_features(),
-            self.weights().len(),
-        );
-        let p = self.model().prepare(self.params())?;
-        let chunks = map_chunks(&data, chunk_rows_for(d, 8192), |_, rows| {
-            let mut buf = vec![0.0; k];
-            let mut best = |x: &[f64]| {
-                weighted_log_probs(&p, x, &mut buf);
-                (0..k).fold(0, |b, c| if buf[c] > buf[b] { c } else { b })
-            };
-            rows.chunks_exact(d).map(&mut best).collect::<Vec<_>>()
-        });
-        Ok(chunks.concat())
+        self.engine_on(&data)?;
+        predict_components(self.model(), &self.model().prepare(self.params())?, &data)
     }
     /// The mean log-likelihood of `x`.
     pub fn score(&self, x: &impl AsDataset) -> Result<f64> {
