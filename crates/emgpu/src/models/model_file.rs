@@ -1,6 +1,6 @@
 //! The model file: JSON with the header every emgpu model shares (`format`, `version`, `model`),
 //! then the model's own fields, read and written through serde derives. Parameter arrays are
-//! nested JSON arrays in scikit-learn's shapes ([`Nested`]); their shapes are checked on reading.
+//! nested JSON arrays in scikit-learn's shapes (`Nested`); their shapes are checked on reading.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! The E-step on the CPU in f64, blocked: matrix products over chunks of rows instead of a loop
-//! over points and components. It computes what [`super::cpu`] (the reference) computes; the tests
+//! over points and components. It computes what [`super::reference`] (the reference) computes; the tests
 //! in `tests/cpu_blocked.rs` hold the two together.
 //!
 //! # The shape of the work: quadratic features

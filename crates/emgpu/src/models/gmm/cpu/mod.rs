@@ -1,5 +1,5 @@
 //! The Gaussian mixture's CPU engine (f64, parallel over chunks of rows) and its two E-steps:
-//! [`blocked`] (GEMM-shaped, the default) and [`reference`] (point by point: the oracle of the
+//! [`blocked`] (GEMM-shaped, the default) and [`reference`](mod@reference) (point by point: the oracle of the
 //! tests and the twin of the GPU kernels).
 
 pub mod blocked;

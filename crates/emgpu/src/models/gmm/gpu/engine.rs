@@ -255,7 +255,7 @@ pub struct GpuGmmEngine<'a> {
 
 impl<'a> GpuGmmEngine<'a> {
     /// An engine over `data` for up to `n_components` components of `covariance_type`, on
-    /// `ctx`'s device; `reason` is reported by [`GmmEngine::report`] (why this backend was
+    /// `ctx`'s device; `reason` is reported by [`EStep::report`] (why this backend was
     /// chosen).
     ///
     /// Compiles (or takes from the context's cache) the kernels for `n_components`, uploads the
