@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/fixtures/sklearn_gmm.json: scikit-learn GaussianMixture results that the CPU
+"""Writes crates/emgpu/tests/fixtures/sklearn_gmm.json: scikit-learn GaussianMixture results that the CPU
 backend must reproduce (tests/sklearn_parity.rs).
 
 Each case gives the data, explicit initial parameters (weights_init, means_init and
@@ -108,7 +108,7 @@ def run_case(name, x, k, cov_type, max_iter, tol, reg_covar, seed):
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/sklearn_gmm.json"
+    out = sys.argv[1] if len(sys.argv) > 1 else "crates/emgpu/tests/fixtures/sklearn_gmm.json"
     rng = np.random.default_rng(20261125)
     cases = []
     x2 = blobs(rng, 300, [[0, 0], [4, 1], [1, 5]], [[1.0, 0.5], [0.7, 1.2], [0.9, 0.9]])

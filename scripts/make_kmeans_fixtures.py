@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/fixtures/sklearn_kmeans.json: scikit-learn KMeans (Lloyd) results that the CPU
+"""Writes crates/emgpu/tests/fixtures/sklearn_kmeans.json: scikit-learn KMeans (Lloyd) results that the CPU
 k-means must reproduce (tests/kmeans.rs).
 
 Each case names a dataset (iris, wine: both ship with scikit-learn, no download), gives explicit
@@ -140,7 +140,7 @@ def main():
         "cases": cases,
         "gmm_kmeans_init_cases": gmm_cases,
     }
-    out = "tests/fixtures/sklearn_kmeans.json"
+    out = "crates/emgpu/tests/fixtures/sklearn_kmeans.json"
     with open(out, "w") as f:
         json.dump(doc, f, separators=(",", ":"))
         f.write("\n")

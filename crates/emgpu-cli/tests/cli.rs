@@ -5,6 +5,7 @@
 
 #[path = "common/cli.rs"]
 mod cli_util;
+#[path = "../../emgpu/tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeSet;

@@ -1,6 +1,7 @@
 //! `emgpu bench` through the binary: small workloads, the report's fields, GPU and CPU agreeing,
 //! the data it writes for scripts/compare_sklearn.py, and its usage errors.
 
+#[path = "../../emgpu/tests/common/mod.rs"]
 mod common;
 
 #[path = "common/cli.rs"]

@@ -1,6 +1,7 @@
 //! `emgpu devices`, and `--backend gpu` / `auto` when no adapter exists, through the binary.
 //! `WGPU_BACKEND=dx12` on Linux (or `gl` elsewhere) hides every adapter: the no-GPU machine.
 
+#[path = "../../emgpu/tests/common/mod.rs"]
 mod common;
 
 use assert_cmd::cargo::cargo_bin_cmd;

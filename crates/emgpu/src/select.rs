@@ -1,5 +1,6 @@
-//! Model selection: fit a Gaussian mixture for each number of components (and covariance type)
-//! and keep the one with the lowest BIC or AIC.
+//! Model selection: BIC and AIC for every model ([`information_criteria`]), the ranking of any
+//! model's candidates ([`select_best`]), and the Gaussian mixture's selection over numbers of
+//! components and covariance types ([`select_gmm`]), which is built on it.
 //!
 //! Every fit of one covariance type runs on the same engine (on the GPU: the data is uploaded once
 //! per covariance type, not once per K), and every k-means initialization of the whole selection on
@@ -22,7 +23,7 @@ use std::time::Instant;
 use crate::data::AsDataset;
 use crate::em::Control;
 use crate::error::{Error, Result};
-use crate::models::gmm::{CovarianceType, FittedGmm, GaussianMixture, Init};
+use crate::models::gmm::{CovarianceType, FittedGmm, GaussianMixture, GmmEngine, Init};
 
 /// `(BIC, AIC)` of a model with `n_parameters` free parameters whose total log-likelihood on `n`
 /// samples is `log_likelihood`: `−2·log L + p·ln n` and `−2·log L + 2p` (scikit-learn's `bic` and
@@ -187,47 +188,116 @@ pub fn select_gmm_with_progress(
         }
     }
     let mut state = base.init_state();
-    let mut rows = Vec::with_capacity(ks.len() * covariance_types.len());
-    let mut best: Option<(usize, FittedGmm)> = None;
-    for &cov in covariance_types {
-        let mut engine = base.build_engine(&data, cov, k_max)?;
-        for &k in &ks {
-            let gm = base.clone().with_shape(k, cov);
-            let start = Instant::now();
-            let model = gm.fit_engine_with(&data, engine.as_mut(), &mut state, &mut |_| {
-                Control::Continue(())
-            })?;
-            let fit_seconds = start.elapsed().as_secs_f64();
-            // The criteria on the training data: log L of the fitted parameters, one E-step on
-            // the same engine.
-            let log_l = engine.e_step(model.prepared())?.log_likelihood;
-            let (bic, aic) = model.params().information_criteria(log_l, n);
-            let row = SelectionRow {
-                n_components: k,
-                covariance_type: cov,
-                lower_bound: model.lower_bound(),
-                bic,
-                aic,
-                fit_seconds,
-                n_iter: model.n_iter(),
-                converged: model.converged(),
-            };
-            on_row(&row);
-            let value = row.criterion(criterion);
-            rows.push(row);
-            if best
-                .as_ref()
-                .is_none_or(|(b, _)| value < rows[*b].criterion(criterion))
-            {
-                best = Some((rows.len() - 1, model));
-            }
+    let candidates: Vec<(CovarianceType, usize)> = covariance_types
+        .iter()
+        .flat_map(|&cov| ks.iter().map(move |&k| (cov, k)))
+        .collect();
+    // One engine per covariance type (built for the largest K), reused by every K of it.
+    let mut engine: Option<(CovarianceType, Box<dyn GmmEngine + '_>)> = None;
+    let mut rows = Vec::with_capacity(candidates.len());
+    let (best, model) = select_best(&candidates, n, criterion, |&(cov, k)| {
+        if engine.as_ref().is_none_or(|(c, _)| *c != cov) {
+            engine = Some((cov, base.build_engine(&data, cov, k_max)?));
         }
-    }
-    let (best, model) = best.ok_or_else(|| Error::param("no fit was made"))?;
+        let Some((_, engine)) = engine.as_mut() else {
+            return Err(Error::param("no engine was built"));
+        };
+        let gm = base.clone().with_shape(k, cov);
+        let start = Instant::now();
+        let model = gm.fit_engine_with(&data, engine.as_mut(), &mut state, &mut |_| {
+            Control::Continue(())
+        })?;
+        let fit_seconds = start.elapsed().as_secs_f64();
+        // The criteria on the training data: log L of the fitted parameters, one E-step on
+        // the same engine.
+        let log_likelihood = engine.e_step(model.prepared())?.log_likelihood;
+        let n_parameters = model.params().n_parameters();
+        let (bic, aic) = information_criteria(log_likelihood, n_parameters, n);
+        let row = SelectionRow {
+            n_components: k,
+            covariance_type: cov,
+            lower_bound: model.lower_bound(),
+            bic,
+            aic,
+            fit_seconds,
+            n_iter: model.n_iter(),
+            converged: model.converged(),
+        };
+        on_row(&row);
+        rows.push(row);
+        Ok(Scored {
+            fitted: model,
+            log_likelihood,
+            n_parameters,
+        })
+    })?;
     Ok(Selection {
         rows,
         best,
         criterion,
         model,
     })
+}
+
+/// A fitted candidate as model selection sees it: the model, its total log-likelihood on the
+/// data and its number of free parameters ([`crate::em::Model::n_parameters`]).
+#[derive(Debug, Clone)]
+pub struct Scored<F> {
+    /// The fitted model.
+    pub fitted: F,
+    /// Its total log-likelihood on the `n` samples.
+    pub log_likelihood: f64,
+    /// Its number of free parameters.
+    pub n_parameters: usize,
+}
+
+/// Model selection for any model: fits every candidate in order (`fit`), scores each by
+/// `criterion` on `n` samples ([`information_criteria`]) and keeps the first of the lowest.
+/// Returns the index of the best candidate and its fitted model. A failed fit ends the
+/// selection with its error.
+pub fn select_best<C, F>(
+    candidates: &[C],
+    n: usize,
+    criterion: Criterion,
+    mut fit: impl FnMut(&C) -> Result<Scored<F>>,
+) -> Result<(usize, F)> {
+    let mut best: Option<(usize, f64, F)> = None;
+    for (i, c) in candidates.iter().enumerate() {
+        let scored = fit(c)?;
+        let (bic, aic) = information_criteria(scored.log_likelihood, scored.n_parameters, n);
+        let value = match criterion {
+            Criterion::Bic => bic,
+            Criterion::Aic => aic,
+        };
+        if best.as_ref().is_none_or(|(_, b, _)| value < *b) {
+            best = Some((i, value, scored.fitted));
+        }
+    }
+    let (i, _, fitted) = best.ok_or_else(|| Error::param("no candidate to select from"))?;
+    Ok((i, fitted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_best_keeps_the_first_lowest_criterion() {
+        // (log-likelihood, parameters) per candidate; n = 100, ln 100 ≈ 4.605.
+        let cands = [(-500.0, 2), (-480.0, 6), (-470.0, 10), (-480.0, 6)];
+        let fit = |c: &(f64, usize)| {
+            Ok(Scored {
+                fitted: *c,
+                log_likelihood: c.0,
+                n_parameters: c.1,
+            })
+        };
+        // BIC: 1009.2, 987.6, 986.1, 987.6 → the third; AIC: 1004, 972, 960, 972 → the third.
+        assert_eq!(select_best(&cands, 100, Criterion::Bic, fit).unwrap().0, 2);
+        let flat = [(-500.0, 2), (-500.0, 2)];
+        assert_eq!(select_best(&flat, 100, Criterion::Aic, fit).unwrap().0, 0);
+        let (bic, aic) = information_criteria(-480.0, 6, 100);
+        assert!((bic - (960.0 + 6.0 * 100f64.ln())).abs() < 1e-12 && aic == 972.0);
+        assert!(select_best(&[] as &[(f64, usize)], 100, Criterion::Bic, fit).is_err());
+    }
 }
