@@ -216,11 +216,20 @@ fn samples_follow_the_model() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // A fixed seed (the cases are the same in every run) and no regression files.
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x6c62_6d6f_6e6f),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
-    /// EM never lowers the likelihood. `reg_covar` makes the M-step a slightly perturbed
-    /// maximization, so allow a decrease of at most 1e-9 relative (rounding and the 1e-6
-    /// regularization on unit-scale data).
+    /// EM never lowers the likelihood — up to its regularization: the M-step puts covariances
+    /// `reg_covar·I` above the maximizer, which can lower the likelihood by at most
+    /// `½·reg_covar·tr(Σ⁻¹)` per point, about `½·1e-6·D/λ_min` ≤ 1e-7 relative on these data
+    /// (unit-variance clusters of ≥ 5 points). Seen (random seeds, before and after the EM-core
+    /// refactor, identical traces): a steady decrease of 1.1e-9 relative per iteration for
+    /// seed 7099, n = 46, d = 3, k = 3, full, where the previous bound of 1e-9 was too tight.
     #[test]
     fn lower_bound_never_decreases(
         seed in 0u64..10_000,
@@ -248,7 +257,7 @@ proptest! {
         let trace = m.lower_bound_trace();
         prop_assert_eq!(trace.len(), 30);
         for w in trace.windows(2) {
-            prop_assert!(w[1] >= w[0] - 1e-9 * w[0].abs().max(1.0), "{cov_type}: {} then {}", w[0], w[1]);
+            prop_assert!(w[1] >= w[0] - 1e-7 * w[0].abs().max(1.0), "{cov_type}: {} then {}", w[0], w[1]);
         }
     }
 }
