@@ -13,7 +13,7 @@ pub mod npy;
 pub mod raw;
 pub mod write;
 
-pub use write::{check_output_path, write_atomic, write_npy_atomic, write_text_atomic};
+pub use write::{check_output_path, same_file, write_atomic, write_npy_atomic, write_text_atomic};
 
 /// A source of rows of floating-point data.
 ///
