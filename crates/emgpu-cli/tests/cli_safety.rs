@@ -1,7 +1,8 @@
-//! Never losing a file (issue 15): an output that is an input is refused before anything is
-//! written, whatever the spelling (hard link, symbolic link, `./`); device and FIFO destinations
-//! are written in place, not replaced; read-only destinations are refused; no run leaves anything
-//! in the temp directory; a stderr that cannot be written does not crash the run.
+//! Never losing a file and never a crash (issue 15): an output that is an input is refused before
+//! anything is written, whatever the spelling (hard link, symbolic link, `./`); device and FIFO
+//! destinations are written in place, not replaced; read-only destinations are refused; no run
+//! leaves anything in the temp directory; a stderr that cannot be written does not crash the run;
+//! sizes too large for the machine are one error line, not an abort or a panic.
 
 #[path = "common/cli.rs"]
 mod cli_util;
@@ -225,5 +226,80 @@ fn a_stderr_that_cannot_be_written_does_not_crash_the_run() {
     assert_eq!(
         code, 1,
         "an error that cannot be printed keeps its exit code"
+    );
+}
+
+#[test]
+fn sizes_too_large_for_memory_are_one_error_line_not_a_crash() {
+    let dir = workspace();
+    let d = dir.path();
+    let sample = |n: &'static str| ["sample", "-m", "m.json", "--n", n, "-o", "x.npy"];
+    fails(
+        d,
+        &sample("9223372036854775807"),
+        1,
+        &[
+            "not enough memory",
+            "9223372036854775807 samples × 2 features",
+            "draw fewer",
+        ],
+    );
+    fails(
+        d,
+        &sample("100000000000000"),
+        1,
+        &["not enough memory", "1.6 PB"],
+    );
+    fails(
+        d,
+        &["bench", "--n", "100000000000"],
+        1,
+        &[
+            "not enough memory",
+            "100000000000 points × 16 features",
+            "6.4 TB",
+        ],
+    );
+    fails(
+        d,
+        &["bench", "--d", "100000"],
+        1,
+        &["not enough memory", "full covariances", "d = 100000"],
+    );
+    // 3 samples × 100 000 features: one full 100 000 × 100 000 covariance is 80 GB.
+    let mut wide = (0..100_000)
+        .map(|j| format!("c{j}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for i in 0..3 {
+        wide.push('\n');
+        wide.push_str(
+            &(0..100_000)
+                .map(|j| ((i * 7 + j) % 13).to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    std::fs::write(d.join("wide.csv"), wide).unwrap();
+    fails(
+        d,
+        &[
+            "fit",
+            "-i",
+            "wide.csv",
+            "-k",
+            "1",
+            "--backend",
+            "cpu",
+            "-o",
+            "w.json",
+        ],
+        1,
+        &[
+            "wide.csv",
+            "not enough memory",
+            "K = 1, D = 100000",
+            "use covariance diag",
+        ],
     );
 }
