@@ -43,7 +43,7 @@ pub const EXIT_MISMATCH: u8 = 3;
 /// GPU-accelerated Expectation–Maximization for Gaussian mixtures and k-means, with
 /// scikit-learn's answers.
 ///
-/// Data files: .npy (float32/float64, C order, [N, D] or [N]; memory-mapped), CSV with a header
+/// Data files: .npy (float32/float64, C or Fortran order, [N, D] or [N]; memory-mapped), CSV with a header
 /// row, raw little-endian float32 with --dims D. Models: JSON ("emgpu-model"), parameters in
 /// scikit-learn's shapes. Results go to stdout or files; progress and summaries go to stderr.
 ///
@@ -242,7 +242,7 @@ pub fn print_result(line: &str) -> Result<(), CliError> {
 #[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Args)]
 pub struct InputArgs {
-    /// Data file: .npy (float32/float64, C order, [N, D] or [N]), .csv with a header row, or raw
+    /// Data file: .npy (float32/float64, C or Fortran order, [N, D] or [N]), .csv with a header row, or raw
     /// little-endian float32 (with --dims).
     #[arg(long, short, value_name = "FILE")]
     pub input: PathBuf,

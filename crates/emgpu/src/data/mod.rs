@@ -347,7 +347,7 @@ impl std::fmt::Debug for Dataset<'_> {
 }
 
 impl Dataset<'static> {
-    /// Opens a NumPy `.npy` file (float32 or float64, C order, 2-D `[N, D]` or 1-D), memory-mapped:
+    /// Opens a NumPy `.npy` file (float32 or float64, C or Fortran order, 2-D `[N, D]` or 1-D), memory-mapped:
     /// rows are read in chunks, never copied whole. Non-finite values are found by
     /// [`Dataset::validate`], which every fit runs.
     pub fn open_npy(path: impl AsRef<std::path::Path>) -> Result<Self> {
