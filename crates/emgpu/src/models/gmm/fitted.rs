@@ -224,7 +224,7 @@ impl FittedGmm {
             mass -= w;
         }
         let too_many = || format!("drawing {n} samples × {d} features (float64); draw fewer");
-        let values = n.checked_mul(d).unwrap_or(usize::MAX);
+        let values = n.saturating_mul(d);
         let mut x = Array2::from_shape_vec((n, d), crate::memory::try_zeroed(values, too_many)?)
             .map_err(|e| Error::param(format!("{n} × {d} samples: {e}")))?;
         let mut labels = Array1::from_vec(crate::memory::try_zeroed(n, too_many)?);
