@@ -124,6 +124,10 @@ pub enum Error {
     /// A model (JSON) is not a valid emgpu model.
     #[error("invalid model: {0}")]
     BadModel(String),
+
+    /// The memory a request needs (numbers given) cannot be allocated on this machine.
+    #[error("not enough memory: {0}")]
+    OutOfMemory(String),
 }
 
 impl Error {

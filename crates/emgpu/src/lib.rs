@@ -46,6 +46,7 @@ pub mod device;
 pub mod em;
 pub mod error;
 pub mod init;
+mod memory;
 pub mod models;
 pub mod numerics;
 pub mod select;

@@ -125,9 +125,39 @@ impl Workload {
         Ok(())
     }
 
+    /// Checks the workload's parameters and that its points and true covariances fit in memory,
+    /// without generating anything ([`Workload::truth`] and [`Workload::generate`] do it too).
+    pub fn check_size(&self) -> Result<()> {
+        self.validate()?;
+        let (n, k, d) = (self.n, self.k, self.d);
+        // Full and tied covariances are D × D each (and two more while each is built).
+        let matrices = match self.covariance_type {
+            CovarianceType::Full => k.saturating_add(2),
+            CovarianceType::Tied => 3,
+            CovarianceType::Diag | CovarianceType::Spherical => 0,
+        };
+        crate::memory::ensure_available(
+            crate::memory::bytes_of(&[matrices, d, d, std::mem::size_of::<f64>()]),
+            || {
+                format!(
+                    "the workload's {} covariances (k = {k}, d = {d}, float64); use fewer features or components",
+                    self.covariance_type.name()
+                )
+            },
+        )?;
+        crate::memory::ensure_available(
+            crate::memory::bytes_of(&[n, d, std::mem::size_of::<f32>()]),
+            || {
+                format!(
+                    "the workload's {n} points × {d} features (float32); use fewer points or features"
+                )
+            },
+        )
+    }
+
     /// The true mixture of this workload (deterministic in the seed).
     pub fn truth(&self) -> Result<GmmParams> {
-        self.validate()?;
+        self.check_size()?;
         let (k, d) = (self.k, self.d);
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let raw: Vec<f64> = (0..k).map(|_| rng.random_range(1.0..2.0)).collect();
@@ -189,7 +219,11 @@ impl Workload {
         for c in 1..k {
             cumulative[c] += cumulative[c - 1];
         }
-        let mut x = vec![0.0f32; n * d];
+        let mut x: Vec<f32> = crate::memory::try_zeroed(n * d, || {
+            format!(
+                "the workload's {n} points × {d} features (float32); use fewer points or features"
+            )
+        })?;
         x.par_chunks_mut(ROWS_PER_STREAM * d)
             .enumerate()
             .for_each(|(s, block)| {

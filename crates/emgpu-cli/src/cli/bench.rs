@@ -132,6 +132,18 @@ pub fn run(cmd: BenchCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         None if cmd.write_data.is_some() => (Vec::new(), None),
         None => default_backends(),
     };
+    let workload = Workload {
+        n: cmd.n,
+        d: cmd.d,
+        k: cmd.k,
+        covariance_type: cmd.covariance,
+        seed: cmd.seed,
+        spread: cmd.spread,
+    };
+    if cmd.input.is_none() || cmd.init.is_none() {
+        // Too large to generate: say so before anything else is printed.
+        workload.check_size()?;
+    }
     if let Some(note) = &note {
         ui.note(note);
     }
@@ -184,14 +196,6 @@ pub fn run(cmd: BenchCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         bench_data(&data, &init, &backends, &opts, &mut progress)
             .map_err(|e| about_file(e, input))?
     } else {
-        let workload = Workload {
-            n: cmd.n,
-            d: cmd.d,
-            k: cmd.k,
-            covariance_type: cmd.covariance,
-            seed: cmd.seed,
-            spread: cmd.spread,
-        };
         if let Some(dir) = &cmd.write_data {
             progress(BenchProgress::Generating);
             let synth = workload.generate()?;

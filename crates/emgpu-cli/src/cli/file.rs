@@ -11,7 +11,7 @@ use super::csv::CsvSource;
 /// The formats [`open_dataset`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {
-    /// NumPy `.npy`: float32 or float64, C order, 2-D `[N, D]` or 1-D (D = 1). Memory-mapped.
+    /// NumPy `.npy`: float32 or float64, C or Fortran order, 2-D `[N, D]` or 1-D (D = 1). Memory-mapped.
     Npy,
     /// CSV with a header row; all columns numeric, or the ones chosen with
     /// [`ReadOptions::columns`].

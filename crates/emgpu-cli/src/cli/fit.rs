@@ -8,10 +8,11 @@ use emgpu::data::{check_output_path, write_text_atomic};
 use emgpu::{Backend, BackendReport, Dataset, FittedGmm, FittedKMeans};
 use serde_json::{Value, json};
 
+use super::init::InitArg;
 use super::progress::FitProgress;
 use super::{
     BackendArg, CliError, FitArgs, InputArgs, ModelArg, Ui, about_file, at_least_one,
-    describe_backend, num, print_result,
+    check_distinct_files, describe_backend, num, print_result,
 };
 
 /// `emgpu fit --input X --components K ... --output MODEL.json`
@@ -64,6 +65,11 @@ pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         at_least_one("--n-init", n)?;
     }
     check_output_path(&cmd.output)?;
+    let mut inputs = vec![("--input", cmd.input.input.as_path())];
+    if let Some(InitArg::File(path)) = &cmd.fit.train.init {
+        inputs.push(("--init", path.as_path()));
+    }
+    check_distinct_files(&inputs, &[("--output", &cmd.output)])?;
     match cmd.fit.model {
         ModelArg::Gmm => fit_gmm(&cmd, ui),
         ModelArg::Kmeans => fit_kmeans(&cmd, ui),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use emgpu::data::same_file;
 use emgpu::{Backend, BackendReport, CovarianceType, Dataset, Error, FittedGmm, FittedKMeans};
 
 mod bench;
@@ -42,7 +43,7 @@ pub const EXIT_MISMATCH: u8 = 3;
 /// GPU-accelerated Expectation–Maximization for Gaussian mixtures and k-means, with
 /// scikit-learn's answers.
 ///
-/// Data files: .npy (float32/float64, C order, [N, D] or [N]; memory-mapped), CSV with a header
+/// Data files: .npy (float32/float64, C or Fortran order, [N, D] or [N]; memory-mapped), CSV with a header
 /// row, raw little-endian float32 with --dims D. Models: JSON ("emgpu-model"), parameters in
 /// scikit-learn's shapes. Results go to stdout or files; progress and summaries go to stderr.
 ///
@@ -183,9 +184,47 @@ impl Ui {
     /// A line for the person at the terminal (stderr), unless `--quiet`.
     pub fn note(&self, line: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("{}", line.as_ref());
+            // A stderr that cannot be written (`2>/dev/full`, a closed pipe) loses the note, not
+            // the run.
+            let _ = writeln!(io::stderr().lock(), "{}", line.as_ref());
         }
     }
+}
+
+/// Prints `error: <message>` on stderr; a stderr that cannot be written is ignored (the exit
+/// code still tells).
+pub fn print_error(message: &str) {
+    let _ = writeln!(io::stderr().lock(), "error: {message}");
+}
+
+/// Refuses a command line whose outputs would overwrite one of its inputs, or each other: each
+/// pair is compared as files (device and inode), not as names. `inputs` and `outputs` are
+/// (flag, path) pairs.
+pub fn check_distinct_files(
+    inputs: &[(&str, &Path)],
+    outputs: &[(&str, &Path)],
+) -> Result<(), CliError> {
+    for (i, (out_flag, out)) in outputs.iter().enumerate() {
+        for (in_flag, input) in inputs {
+            if same_file(out, input) {
+                return Err(CliError::usage(format!(
+                    "{out_flag} {} is the same file as {in_flag} {}: writing it would destroy that input; choose another output name",
+                    out.display(),
+                    input.display()
+                )));
+            }
+        }
+        for (other_flag, other) in &outputs[..i] {
+            if same_file(out, other) {
+                return Err(CliError::usage(format!(
+                    "{out_flag} {} is the same file as {other_flag} {}: one would overwrite the other; give them different names",
+                    out.display(),
+                    other.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes a line of results to stdout; a closed pipe (`| head`) ends quietly.
@@ -203,7 +242,7 @@ pub fn print_result(line: &str) -> Result<(), CliError> {
 #[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Args)]
 pub struct InputArgs {
-    /// Data file: .npy (float32/float64, C order, [N, D] or [N]), .csv with a header row, or raw
+    /// Data file: .npy (float32/float64, C or Fortran order, [N, D] or [N]), .csv with a header row, or raw
     /// little-endian float32 (with --dims).
     #[arg(long, short, value_name = "FILE")]
     pub input: PathBuf,

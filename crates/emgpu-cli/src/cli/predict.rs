@@ -8,7 +8,9 @@ use emgpu::Backend;
 use emgpu::data::{check_output_path, write_npy_atomic};
 use ndarray::Array1;
 
-use super::{AnyModel, BackendArg, CliError, InputArgs, Ui, about_file, load_any_model};
+use super::{
+    AnyModel, BackendArg, CliError, InputArgs, Ui, about_file, check_distinct_files, load_any_model,
+};
 
 /// `emgpu predict --model MODEL.json --input X --output LABELS.npy [--proba]`
 #[derive(Debug, Args)]
@@ -39,6 +41,10 @@ pub struct PredictCmd {
 
 pub fn run(cmd: PredictCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     check_output_path(&cmd.output)?;
+    check_distinct_files(
+        &[("--input", &cmd.input.input), ("--model", &cmd.model)],
+        &[("--output", &cmd.output)],
+    )?;
     let backend = Backend::from(cmd.backend);
     let model = load_any_model(&cmd.model)?;
     if cmd.proba && matches!(model, AnyModel::KMeans(_)) {

@@ -7,7 +7,7 @@ use clap::Args;
 use emgpu::data::{check_output_path, write_npy_atomic};
 use ndarray::Array1;
 
-use super::{CliError, Ui, at_least_one, load_gmm};
+use super::{CliError, Ui, at_least_one, check_distinct_files, load_gmm};
 
 /// `emgpu sample --model MODEL.json --n N --output X.npy [--seed S]`
 #[derive(Debug, Args)]
@@ -43,6 +43,11 @@ pub fn run(cmd: SampleCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     if let Some(path) = &cmd.labels_output {
         check_output_path(path)?;
     }
+    let mut outputs = vec![("--output", cmd.output.as_path())];
+    if let Some(path) = &cmd.labels_output {
+        outputs.push(("--labels-output", path.as_path()));
+    }
+    check_distinct_files(&[("--model", &cmd.model)], &outputs)?;
     let model = load_gmm(
         &cmd.model,
         "sample",

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use super::init::{GMM_METHODS, InitArg};
 use super::{
-    BackendArg, CliError, InputArgs, TrainArgs, Ui, about_file, at_least_one, describe_backend,
-    num, print_result,
+    BackendArg, CliError, InputArgs, TrainArgs, Ui, about_file, at_least_one, check_distinct_files,
+    describe_backend, num, print_result,
 };
 
 /// `emgpu select --input X --components 1..12 [--covariance full,diag|all] [--criterion bic|aic]`
@@ -207,6 +207,7 @@ pub fn run(cmd: SelectCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     }
     if let Some(path) = &cmd.output {
         check_output_path(path)?;
+        check_distinct_files(&[("--input", &cmd.input.input)], &[("--output", path)])?;
     }
     let backend: Backend = cmd.backend.into();
     let base = cmd

@@ -13,7 +13,7 @@ pub mod npy;
 pub mod raw;
 pub mod write;
 
-pub use write::{check_output_path, write_atomic, write_npy_atomic, write_text_atomic};
+pub use write::{check_output_path, same_file, write_atomic, write_npy_atomic, write_text_atomic};
 
 /// A source of rows of floating-point data.
 ///
@@ -347,7 +347,7 @@ impl std::fmt::Debug for Dataset<'_> {
 }
 
 impl Dataset<'static> {
-    /// Opens a NumPy `.npy` file (float32 or float64, C order, 2-D `[N, D]` or 1-D), memory-mapped:
+    /// Opens a NumPy `.npy` file (float32 or float64, C or Fortran order, 2-D `[N, D]` or 1-D), memory-mapped:
     /// rows are read in chunks, never copied whole. Non-finite values are found by
     /// [`Dataset::validate`], which every fit runs.
     pub fn open_npy(path: impl AsRef<std::path::Path>) -> Result<Self> {

@@ -3,6 +3,11 @@
 //!
 //! ndarray-npy parses and checks the file (header, dtype, endianness, alignment, exact length);
 //! this module keeps the map and the place of the data in it, and converts rows on demand.
+//!
+//! Both layouts are read in place: C order (row-major, `numpy.save` of most arrays) and Fortran
+//! order (column-major, `numpy.save(p, df.to_numpy())` of a pandas frame). A Fortran-order chunk
+//! of rows is gathered column by column from the map, one contiguous run of values per feature,
+//! so it is never transposed or copied whole.
 
 use std::fs::File;
 use std::io::ErrorKind;
@@ -25,8 +30,8 @@ pub enum NpyDtype {
     F64,
 }
 
-/// A memory-mapped `.npy` array of float32 or float64 in C order, seen as `[N, D]` rows
-/// (a 1-D array of N values is `[N, 1]`).
+/// A memory-mapped `.npy` array of float32 or float64 in C or Fortran order, seen as `[N, D]`
+/// rows (a 1-D array of N values is `[N, 1]`).
 pub struct NpySource {
     map: Mmap,
     /// Byte offset of the first value in the map.
@@ -34,6 +39,8 @@ pub struct NpySource {
     n: usize,
     d: usize,
     dtype: NpyDtype,
+    /// Column-major: value (i, j) is the `j * n + i`-th.
+    fortran: bool,
 }
 
 impl std::fmt::Debug for NpySource {
@@ -42,12 +49,14 @@ impl std::fmt::Debug for NpySource {
             .field("n", &self.n)
             .field("d", &self.d)
             .field("dtype", &self.dtype)
+            .field("fortran", &self.fortran)
             .finish()
     }
 }
 
 impl NpySource {
-    /// Maps `path` and checks it is a 1-D or 2-D float32/float64 little-endian C-order array.
+    /// Maps `path` and checks it is a 1-D or 2-D float32/float64 little-endian array (C or
+    /// Fortran order).
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -68,15 +77,7 @@ impl NpySource {
             let view_err: ViewNpyError = e.into();
             describe(path, view_err)
         })?;
-        if header.layout.is_fortran() && header.shape.iter().filter(|&&s| s > 1).count() > 1 {
-            return Err(Error::bad_file(
-                path,
-                format!(
-                    "the array of shape {:?} is stored in Fortran (column-major) order; emgpu reads C-order arrays: save numpy.ascontiguousarray(x)",
-                    header.shape
-                ),
-            ));
-        }
+        let fortran = header.layout.is_fortran();
         let (dtype, shape) = match ArrayViewD::<f64>::view_npy(&map) {
             Ok(v) => (NpyDtype::F64, v.shape().to_vec()),
             Err(ViewNpyError::WrongDescriptor(_)) => match ArrayViewD::<f32>::view_npy(&map) {
@@ -110,6 +111,7 @@ impl NpySource {
             n,
             d,
             dtype,
+            fortran,
         })
     }
 
@@ -118,11 +120,31 @@ impl NpySource {
         self.dtype
     }
 
-    fn values<T: bytemuck::Pod>(&self, start: usize, count: usize) -> &[T] {
+    /// All the values, in file order.
+    fn values<T: bytemuck::Pod>(&self) -> &[T] {
         let size = std::mem::size_of::<T>();
-        let from = self.offset + start * self.d * size;
         // Alignment and length were checked by ndarray-npy when the file was opened.
-        bytemuck::cast_slice(&self.map[from..from + count * size])
+        bytemuck::cast_slice(&self.map[self.offset..self.offset + self.n * self.d * size])
+    }
+
+    /// Rows `[start, start + out.len() / D)` into `out` (row-major), converted by `conv`.
+    fn gather<T: bytemuck::Pod, O>(&self, start: usize, out: &mut [O], conv: fn(T) -> O) {
+        let (n, d) = (self.n, self.d);
+        let values = self.values::<T>();
+        if !self.fortran {
+            let (from, len) = (start * d, out.len());
+            for (o, v) in out.iter_mut().zip(&values[from..from + len]) {
+                *o = conv(*v);
+            }
+            return;
+        }
+        let rows = out.len() / d;
+        for j in 0..d {
+            let column = &values[j * n + start..j * n + start + rows];
+            for (r, v) in column.iter().enumerate() {
+                out[r * d + j] = conv(*v);
+            }
+        }
     }
 
     fn read<O>(
@@ -134,18 +156,8 @@ impl NpySource {
     ) -> Result<()> {
         super::check_range(self.n, self.d, start, out.len())?;
         match self.dtype {
-            NpyDtype::F64 => {
-                let len = out.len();
-                for (o, v) in out.iter_mut().zip(self.values::<f64>(start, len)) {
-                    *o = conv64(*v);
-                }
-            }
-            NpyDtype::F32 => {
-                let len = out.len();
-                for (o, v) in out.iter_mut().zip(self.values::<f32>(start, len)) {
-                    *o = conv32(*v);
-                }
-            }
+            NpyDtype::F64 => self.gather(start, out, conv64),
+            NpyDtype::F32 => self.gather(start, out, conv32),
         }
         Ok(())
     }
@@ -246,5 +258,43 @@ mod tests {
             Dataset::open_npy(&p64).unwrap().to_vec_f64().unwrap(),
             x.into_raw_vec_and_offset().0
         );
+    }
+
+    #[test]
+    fn fortran_order_files_read_like_c_order_ones() {
+        use ndarray::ShapeBuilder;
+        let dir = tempfile::tempdir().unwrap();
+        let (n, d) = (257, 5);
+        let values = |(i, j): (usize, usize)| i as f64 * 10.0 + j as f64 + 0.5;
+        let c = Array2::from_shape_fn((n, d), values);
+        let f = Array2::from_shape_fn((n, d).f(), values);
+        assert!(f.t().is_standard_layout());
+        let (pc, pf, pf32) = (
+            dir.path().join("c.npy"),
+            dir.path().join("f.npy"),
+            dir.path().join("f32.npy"),
+        );
+        write_npy(&pc, &c).unwrap();
+        write_npy(&pf, &f).unwrap();
+        write_npy(&pf32, &f.mapv(|v| v as f32)).unwrap();
+        let (a, b, b32) = (
+            NpySource::open(&pc).unwrap(),
+            NpySource::open(&pf).unwrap(),
+            NpySource::open(&pf32).unwrap(),
+        );
+        assert!(b.fortran && !a.fortran);
+        assert_eq!((b.n_samples(), b.n_features()), (n, d));
+        for (start, rows) in [(0, n), (0, 1), (100, 57), (n - 3, 3)] {
+            let mut want = vec![0.0f64; rows * d];
+            let mut got = vec![0.0f64; rows * d];
+            let mut got32 = vec![0.0f32; rows * d];
+            a.read_f64(start, &mut want).unwrap();
+            b.read_f64(start, &mut got).unwrap();
+            b32.read_f32(start, &mut got32).unwrap();
+            assert_eq!(got, want, "rows {start}..{}", start + rows);
+            let want32: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+            assert_eq!(got32, want32);
+        }
+        assert!(b.read_f64(n - 1, &mut [0.0; 10]).is_err());
     }
 }

@@ -223,8 +223,11 @@ impl FittedGmm {
             left -= draw;
             mass -= w;
         }
-        let mut x = Array2::<f64>::zeros((n, d));
-        let mut labels = Array1::<usize>::zeros(n);
+        let too_many = || format!("drawing {n} samples × {d} features (float64); draw fewer");
+        let values = n.saturating_mul(d);
+        let mut x = Array2::from_shape_vec((n, d), crate::memory::try_zeroed(values, too_many)?)
+            .map_err(|e| Error::param(format!("{n} × {d} samples: {e}")))?;
+        let mut labels = Array1::from_vec(crate::memory::try_zeroed(n, too_many)?);
         let mut row = 0;
         let cov = &self.params.covariances();
         for (c, &count) in counts.iter().enumerate() {

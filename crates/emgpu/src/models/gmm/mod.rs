@@ -273,7 +273,27 @@ impl GaussianMixture {
                 )));
             }
         }
-        Ok(())
+        self.check_memory(d)
+    }
+
+    /// Refuses, before anything is allocated, a fit whose parameters cannot fit in memory. The
+    /// estimate counts the D × D matrices the fit holds at once: per matrix of the model, its
+    /// covariance, its precision's Cholesky factor, the second moments the E-step sums and the
+    /// M-step's copy (4), plus as many again for the best fit kept across restarts (8 in all).
+    fn check_memory(&self, d: usize) -> Result<()> {
+        let k = self.n_components;
+        let matrices = match self.covariance_type {
+            CovarianceType::Full => k,
+            CovarianceType::Tied => 1,
+            CovarianceType::Diag | CovarianceType::Spherical => return Ok(()),
+        };
+        let bytes = crate::memory::bytes_of(&[8, matrices, d, d, std::mem::size_of::<f64>()]);
+        crate::memory::ensure_available(bytes, || {
+            format!(
+                "a {} Gaussian mixture with K = {k}, D = {d} (8 copies of {matrices} × {d} × {d} float64 values while fitting); use covariance diag or spherical, fewer features, or fewer components",
+                self.covariance_type
+            )
+        })
     }
 
     /// Fits the mixture to `x` (rows are samples).
