@@ -106,6 +106,11 @@ impl std::fmt::Debug for GpuContext {
     }
 }
 
+/// Loop iterations per invocation that kernels plan for on llvmpipe: its hard limit is 65 535
+/// ([`GpuContext::loop_budget`]); the kernels' estimates are upper bounds, and this leaves a
+/// further margin for loops they do not count (a handful per kernel).
+const LLVMPIPE_LOOP_BUDGET: u64 = 60_000;
+
 /// Why the shared context could not be built (kept, since `Error` is not `Clone`).
 #[derive(Debug, Clone)]
 enum SharedError {
@@ -267,6 +272,18 @@ impl GpuContext {
     /// Whether the adapter is a software implementation on the CPU (such as Mesa's llvmpipe).
     pub fn is_software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The most loop iterations one invocation of a kernel may run, when the driver has such a
+    /// limit: Mesa's llvmpipe (lavapipe) counts the back edges of every loop of a shader
+    /// invocation in one shared counter and silently ends all loops once it reaches 65 535
+    /// (`LP_MAX_TGSI_LOOP_ITERATIONS`, "shared between every loop"), so a kernel that needs
+    /// more returns wrong numbers. `None`: no such limit (hardware drivers).
+    pub fn loop_budget(&self) -> Option<u64> {
+        self.info
+            .name
+            .contains("llvmpipe")
+            .then_some(LLVMPIPE_LOOP_BUDGET)
     }
 
     /// The adapter's description with the device's limits.

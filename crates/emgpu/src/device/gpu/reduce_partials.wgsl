@@ -32,30 +32,43 @@ fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let c = lid % COLS;
+    let cl = lid % COLS;
     let lane = lid / COLS;
-    let col = (wid.y * nwg.x + wid.x) * COLS + c;
+    let col = (wid.y * nwg.x + wid.x) * COLS + cl;
+    // Each lane's rows are summed with Neumaier's compensation (c, c4): a column is the sum of
+    // up to thousands of workgroup partials, and the lower bound among them drives the stopping
+    // test. The lanes' sums then meet in a tree (pairwise).
     var s = 0.0;
+    var c = 0.0;
     if (col < red_args.n_cols) {
         let n = red_args.n_rows;
         let nc = red_args.n_cols;
         var r = lane;
         if (UNROLL == 4u) {
             var s4 = vec4<f32>(0.0);
+            var c4 = vec4<f32>(0.0);
             for (; r + 3u * LANES < n; r += 4u * LANES) {
-                s4 += vec4<f32>(
+                let v = vec4<f32>(
                     partials[r * nc + col],
                     partials[(r + LANES) * nc + col],
                     partials[(r + 2u * LANES) * nc + col],
                     partials[(r + 3u * LANES) * nc + col],
                 );
+                let t = s4 + v;
+                c4 += select((v - t) + s4, (s4 - t) + v, abs(s4) >= abs(v));
+                s4 = t;
             }
+            s4 += c4;
             s = (s4.x + s4.y) + (s4.z + s4.w);
         }
         for (; r < n; r += LANES) {
-            s += partials[r * nc + col];
+            let v = partials[r * nc + col];
+            let t = s + v;
+            c += select((v - t) + s, (s - t) + v, abs(s) >= abs(v));
+            s = t;
         }
     }
+    s += c;
     sums[lid] = s;
     workgroupBarrier();
     for (var half = LANES / 2u; half > 0u; half >>= 1u) {
@@ -65,6 +78,6 @@ fn main(
         workgroupBarrier();
     }
     if (lane == 0u && col < red_args.n_cols) {
-        out[red_args.out_offset + col] = sums[c];
+        out[red_args.out_offset + col] = sums[cl];
     }
 }

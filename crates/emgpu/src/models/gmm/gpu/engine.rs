@@ -128,6 +128,9 @@ impl Kernels {
             }
         };
         let stats = StatsKernel::new(ctx, &shape)?;
+        // The per-point kernel is built on the first per-point request; whether the device can
+        // run it is known now.
+        PointsKernel::max_tiles(ctx, &shape)?;
         let reduce = ReduceKernel::with_layout(ctx, variant.wide_reduce)?;
         ctx.checked("allocating the GPU buffers", || {
             Self::allocate(gd, shape, stats, reduce, options)
@@ -160,9 +163,28 @@ impl Kernels {
                 shape.k
             )));
         }
-        // At most 64 tiles per workgroup when there are enough workgroups.
-        let groups_of =
-            |rows: usize| groups_for(rows, shape.tile, 64, options.min_workgroups, max_groups);
+        // At most 64 tiles per workgroup when there are enough workgroups (fewer where the
+        // driver bounds a kernel's loop iterations).
+        let max_tiles = stats.max_tiles;
+        let groups_of = |rows: usize| {
+            groups_for(
+                rows,
+                shape.tile,
+                max_tiles,
+                options.min_workgroups,
+                max_groups,
+            )
+        };
+        for chunk in &gd.chunks {
+            let (tiles, groups) = groups_of(chunk.rows);
+            if stats.tiles_bounded && (tiles as usize).div_ceil(groups.max(1) as usize) > max_tiles
+            {
+                return Err(Error::DeviceLimits(format!(
+                    "{} rows of {} {} components of {d} features need more than {max_tiles} tiles per workgroup on this device (it runs {groups} workgroups of {p_bytes} bytes of statistics), and this software adapter (llvmpipe) silently ends a kernel's loops beyond that; use smaller chunks (chunk_rows) or the CPU backend",
+                    chunk.rows, shape.k, shape.cov
+                )));
+            }
+        }
         let partials = partials_buffer(device, gd, &groups_of, p_bytes, "gmm partials");
         let slots = n_chunks
             .min((OUT_BUDGET / p_bytes).max(1) as usize)
@@ -535,7 +557,13 @@ impl<'a> GpuGmmEngine<'a> {
             let k = kn.shape.k as u64;
             let max_chunk = self.gd.max_chunk_rows() as u64;
             let max_bind = max_binding(ctx.limits());
+            // Few enough tiles per readback that no workgroup walks more than the kernel's
+            // `max_tiles` within the dispatch limit.
+            let max_tile_rows = (kernel.max_tiles as u64)
+                .saturating_mul(kn.shape.tile as u64)
+                .saturating_mul(ctx.limits().max_compute_workgroups_per_dimension as u64);
             let rows = (POINTS_BUDGET / (4 * (k + 1)))
+                .min(max_tile_rows)
                 .min(max_bind / (4 * k))
                 .min(max_chunk)
                 .max(1);
@@ -637,6 +665,7 @@ impl<'a> GpuGmmEngine<'a> {
                         pass.set_bind_group(0, bind, &[]);
                         let groups = tiles
                             .min(tiles.div_ceil(16).max(512))
+                            .max(tiles.div_ceil(state.kernel.max_tiles))
                             .min(ctx.limits().max_compute_workgroups_per_dimension as usize);
                         pass.dispatch_workgroups(groups as u32, 1, 1);
                     }

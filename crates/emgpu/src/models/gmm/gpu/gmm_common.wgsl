@@ -12,6 +12,7 @@
 //   LSE 0 serial, 1 workgroup, 2 subgroup log-sum-exp (which gmm_lse_*.wgsl is prepended);
 //       LPP invocations per point of its log-sum-exp (1 for serial; 2 or 4 otherwise)
 //   OFF_LOGC, OFF_PREC  offsets into `params`
+//   JB  columns of the precision factor per block of the full/tied quadratic form (min(D, 32))
 //
 // `params` (f32, written by the host before every E-step):
 //   [0, K·DP)          means, in the GPU's centred coordinates, each padded with zeros to DP
@@ -95,21 +96,29 @@ fn log_jointv(t: u32, k: u32) -> PV {
     let mu = k * DP;
     var maha = PV(0.0);
     if (COV <= 1u) {
-        // Full and tied: y_j = Σ_{i ≤ j} (x − μ)_i·U[i][j] (U upper triangular).
-        var diff: array<PV, D>;
-        for (var i = 0u; i < D; i++) {
-            diff[i] = xt_getv(t, i) - params[mu + i];
-        }
+        // Full and tied: y_j = Σ_{i ≤ j} (x − μ)_i·U[i][j] (U upper triangular), JB columns j
+        // at a time: the private accumulators stay JB·PPT floats whatever D is. (A private
+        // array of all D differences, as this loop once kept, is 16·D bytes per invocation;
+        // lavapipe computed garbage from D ≈ 360 on, 5.6 KiB, and on any GPU it spills.) Each
+        // block re-reads the differences it needs from the tile: D²/(2·JB) extra reads.
         var u = OFF_PREC;
         if (COV == 0u) {
             u += k * D * D;
         }
-        for (var j = 0u; j < D; j++) {
-            var y = PV(0.0);
-            for (var i = 0u; i <= j; i++) {
-                y = fma(diff[i], PV(params[u + i * D + j]), y);
+        for (var j0 = 0u; j0 < D; j0 += JB) {
+            let jn = min(JB, D - j0);
+            var y: array<PV, JB>;
+            for (var i = 0u; i < j0 + jn; i++) {
+                let di = xt_getv(t, i) - params[mu + i];
+                let row = u + i * D + j0;
+                // Columns j0 + jj ≥ i of row i.
+                for (var jj = select(0u, i - j0, i > j0); jj < jn; jj++) {
+                    y[jj] = fma(di, PV(params[row + jj]), y[jj]);
+                }
             }
-            maha = fma(y, y, maha);
+            for (var jj = 0u; jj < jn; jj++) {
+                maha = fma(y[jj], y[jj], maha);
+            }
         }
     } else if (COV == 2u) {
         // Diag: Σ_i ((x − μ)_i / σ_i)².

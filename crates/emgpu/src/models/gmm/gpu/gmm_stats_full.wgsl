@@ -61,7 +61,9 @@ fn main(
     for (var m = 0u; m < 4u * BPT; m++) {
         acc[m] = vec4<f32>(0.0);
     }
+    // Σ log p(x) with Neumaier's compensation (llc): the lower bound drives the stopping test.
     var ll = 0.0;
+    var llc = 0.0;
 
     for (var tile = wid.x; tile < chunk.n_tiles; tile += nwg.x) {
         // The previous tile's statistics are done with xt and lj.
@@ -70,7 +72,10 @@ fn main(
         workgroupBarrier();
         log_joint_tile(lid);
         workgroupBarrier();
-        ll += lse_tile(slot, tile_rows(tile));
+        let lpx = lse_tile(slot, tile_rows(tile));
+        let lls = ll + lpx;
+        llc += select((lpx - lls) + ll, (ll - lls) + lpx, abs(ll) >= abs(lpx));
+        ll = lls;
         workgroupBarrier();
 
         for (var m = 0u; m < BPT; m++) {
@@ -135,6 +140,6 @@ fn main(
     // Σ log p(x) of this invocation's points (pass 0 only; column t from the invocation whose
     // log-sum-exp returned point t's); the reduction pass and the host sum the T columns.
     if (slot % LPP == 0u && slot / LPP < T && wid.y == 0u) {
-        partials[wid.x * P + slot / LPP] = ll;
+        partials[wid.x * P + slot / LPP] = ll + llc;
     }
 }

@@ -51,6 +51,10 @@ const STAGED_MIN_TILE: usize = 8;
 /// Units (4×4 blocks or row pieces, 16 floats of accumulators) per invocation in one pass of
 /// `gmm_stats_full`.
 const MAX_BLOCKS_PER_THREAD: usize = 4;
+/// Columns of the precision factor per block of the full and tied quadratic form
+/// (`log_jointv` in `gmm_common.wgsl`): its private accumulators are `QUAD_BLOCK` vectors of
+/// points, whatever D is.
+const QUAD_BLOCK: usize = 32;
 /// Accumulated entries (2 floats each) per invocation in one pass of `gmm_stats_diag`.
 const MAX_ENTRIES_PER_THREAD: usize = 8;
 
@@ -250,6 +254,36 @@ impl GmmShape {
         })
     }
 
+    /// An estimate of the loop iterations one invocation runs per tile in the part every GMM
+    /// kernel shares: loading the tile, log p(x, k) of its share of (point, component) pairs,
+    /// the log-sum-exp. Constant loops of PPT (≤ 4) iterations are not counted: llvmpipe
+    /// unrolls them (measured: the full kernels at K = 1, T = 16 went wrong from D = 349–350,
+    /// where this count, without them, reaches 63 500 + the few loops of the statistics).
+    /// Compared with [`GpuContext::loop_budget`], which keeps a margin below llvmpipe's 65 535.
+    fn e_step_loops_per_tile(&self) -> u64 {
+        let (t, k, d, ppt) = (self.tile, self.k, self.d, self.ppt);
+        let wg = WG as usize;
+        let load = (t * d).div_ceil(wg);
+        let calls = ((t / ppt) * k).div_ceil(wg);
+        let quad = if self.full_s2() {
+            let jb = d.min(QUAD_BLOCK);
+            let blocks = d.div_ceil(jb);
+            // Rows read per block (the block's last column + 1), the triangle's entries, the
+            // squares of the columns.
+            let rows: usize = (1..=blocks).map(|b| (b * jb).min(d)).sum();
+            rows + d * (d + 1) / 2 + d + blocks
+        } else {
+            d
+        };
+        let lse = 3 * k + 2 * self.lpp + 4;
+        (load + calls * (quad + 1) + lse + 1) as u64
+    }
+
+    /// Loop iterations of one invocation before its first tile (zeroing the tile).
+    fn setup_loops(&self) -> u64 {
+        ((self.tile * self.nb()).div_ceil(WG as usize) + self.tile + 16) as u64
+    }
+
     /// `NB`: 4-wide column blocks of the augmented point.
     pub fn nb(&self) -> usize {
         self.dp / 4
@@ -291,7 +325,7 @@ impl GmmShape {
              const T: u32 = {}u;\nconst WG: u32 = {WG}u;\nconst COV: u32 = {}u;\n\
              const OFF_LOGC: u32 = {}u;\nconst OFF_PREC: u32 = {}u;\n\
              const PPT: u32 = {}u;\nalias PV = vec{}<f32>;\n\
-             const LSE: u32 = {}u;\nconst LPP: u32 = {}u;\n",
+             const LSE: u32 = {}u;\nconst LPP: u32 = {}u;\nconst JB: u32 = {}u;\n",
             self.d,
             self.k,
             self.dp,
@@ -304,6 +338,7 @@ impl GmmShape {
             self.ppt,
             self.lse.code(),
             self.lpp,
+            self.d.min(QUAD_BLOCK),
         )
     }
 
@@ -320,6 +355,10 @@ struct StatsSpec {
     consts: String,
     partial_len: usize,
     passes: usize,
+    /// Upper bound on one invocation's loop iterations per tile, and before and after the
+    /// tiles (see [`GmmShape::e_step_loops_per_tile`]).
+    loops_per_tile: u64,
+    loops_fixed: u64,
 }
 
 impl StatsSpec {
@@ -347,6 +386,10 @@ impl StatsSpec {
                 ),
                 partial_len: p,
                 passes,
+                // Per unit: the T points and `block_coords`' walk over ≤ NB2 block rows.
+                loops_per_tile: shape.e_step_loops_per_tile()
+                    + (bpt * (shape.tile + nb2 + 1)) as u64,
+                loops_fixed: shape.setup_loops() + 10 * bpt as u64,
             }
         } else {
             let ne = shape.k * (shape.d + 1);
@@ -361,9 +404,38 @@ impl StatsSpec {
                 ),
                 partial_len: p,
                 passes,
+                loops_per_tile: shape.e_step_loops_per_tile() + (ept * (shape.tile + 1)) as u64,
+                loops_fixed: shape.setup_loops() + 3 * ept as u64,
             }
         }
     }
+}
+
+/// The most tiles one workgroup may walk on `ctx`'s device when each costs `per_tile` loop
+/// iterations after `fixed` ones (at most `want`), or the error that refuses the shape when not
+/// even one tile fits the driver's loop budget.
+fn tiles_within_loop_budget(
+    ctx: &GpuContext,
+    shape: &GmmShape,
+    kernel: &str,
+    per_tile: u64,
+    fixed: u64,
+    want: usize,
+) -> Result<usize> {
+    let Some(budget) = ctx.loop_budget() else {
+        return Ok(want);
+    };
+    let fit = budget.saturating_sub(fixed) / per_tile.max(1);
+    if fit == 0 {
+        return Err(Error::DeviceLimits(format!(
+            "the {kernel} kernel for {} {} components of {} features needs about {} loop iterations per invocation, more than the {budget} that this software adapter (llvmpipe) runs before it silently ends a kernel's loops; use the CPU backend",
+            shape.k,
+            shape.cov,
+            shape.d,
+            per_tile + fixed
+        )));
+    }
+    Ok(want.min(usize::try_from(fit).unwrap_or(usize::MAX)))
 }
 
 /// The fused E-step + statistics kernel (`gmm_stats_full.wgsl` or `gmm_stats_diag.wgsl`).
@@ -374,6 +446,10 @@ pub(crate) struct StatsKernel {
     pub partial_len: usize,
     /// Passes (dispatch y) that split the statistic entries among workgroups.
     pub passes: u32,
+    /// The most tiles one workgroup should walk (64, fewer under the driver's loop budget).
+    pub max_tiles: usize,
+    /// Whether `max_tiles` is a hard limit (the driver ends longer loops).
+    pub tiles_bounded: bool,
 }
 
 impl StatsKernel {
@@ -385,7 +461,11 @@ impl StatsKernel {
             consts,
             partial_len,
             passes,
+            loops_per_tile,
+            loops_fixed,
         } = StatsSpec::new(shape);
+        let max_tiles =
+            tiles_within_loop_budget(ctx, shape, name, loops_per_tile, loops_fixed, 64)?;
         if passes > ctx.limits().max_compute_workgroups_per_dimension as usize {
             return Err(Error::DeviceLimits(format!(
                 "{} components of {} features need {passes} statistic passes, more than the device's {} workgroups per dimension; use the CPU backend",
@@ -408,6 +488,8 @@ impl StatsKernel {
             kernel,
             partial_len,
             passes: passes as u32,
+            max_tiles,
+            tiles_bounded: ctx.loop_budget().is_some(),
         })
     }
 }
@@ -416,11 +498,31 @@ impl StatsKernel {
 pub(crate) struct PointsKernel {
     /// Pipeline and layout.
     pub kernel: Arc<KernelPipeline>,
+    /// The most tiles one workgroup may walk (the driver's loop budget; else unbounded).
+    pub max_tiles: usize,
 }
 
 impl PointsKernel {
+    /// The most tiles one workgroup of the kernel for `shape` may walk on `ctx`'s device, or
+    /// the error that refuses the shape there (checked when an engine is built, before the
+    /// kernel is).
+    pub fn max_tiles(ctx: &GpuContext, shape: &GmmShape) -> Result<usize> {
+        // Per tile: the shared E-step part and the copy of the responsibilities.
+        let per_tile =
+            shape.e_step_loops_per_tile() + (shape.tile * shape.k).div_ceil(WG as usize) as u64;
+        tiles_within_loop_budget(
+            ctx,
+            shape,
+            "gmm_points",
+            per_tile,
+            shape.setup_loops(),
+            usize::MAX,
+        )
+    }
+
     /// The kernel for `shape`.
     pub fn new(ctx: &GpuContext, shape: &GmmShape) -> Result<Self> {
+        let max_tiles = Self::max_tiles(ctx, shape)?;
         let header = shape.header();
         let kernel = ctx.pipeline(&format!("gmm_points\n{header}"), || {
             let source = format!("{header}{GMM_COMMON}{}{GMM_POINTS}", shape.lse_source());
@@ -437,7 +539,7 @@ impl PointsKernel {
                 ],
             )
         })?;
-        Ok(Self { kernel })
+        Ok(Self { kernel, max_tiles })
     }
 }
 
