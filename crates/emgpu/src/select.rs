@@ -22,19 +22,9 @@ use std::time::Instant;
 
 use crate::data::AsDataset;
 use crate::em::Control;
+pub use crate::em::information_criteria;
 use crate::error::{Error, Result};
 use crate::models::gmm::{CovarianceType, FittedGmm, GaussianMixture, GmmEngine, Init};
-
-/// `(BIC, AIC)` of a model with `n_parameters` free parameters whose total log-likelihood on `n`
-/// samples is `log_likelihood`: `−2·log L + p·ln n` and `−2·log L + 2p` (scikit-learn's `bic` and
-/// `aic`; lower is better). Every model's criteria come from here ([`crate::em::Model::n_parameters`]).
-pub fn information_criteria(log_likelihood: f64, n_parameters: usize, n: usize) -> (f64, f64) {
-    let p = n_parameters as f64;
-    (
-        -2.0 * log_likelihood + p * (n as f64).ln(),
-        -2.0 * log_likelihood + 2.0 * p,
-    )
-}
 
 /// The information criterion that ranks the fits (lower is better).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -46,19 +46,3 @@ pub fn map_chunks<T: Send>(
         })
         .collect()
 }
-
-/// [`map_chunks`] whose per-chunk results are statistics, merged in chunk order (deterministic
-/// whatever the number of threads); `empty` is the statistics of no point (returned for N = 0).
-pub fn map_merge<S: crate::em::Stats>(
-    data: &Dataset,
-    chunk_rows: usize,
-    empty: S,
-    f: impl Fn(usize, &[f64]) -> S + Sync + Send,
-) -> Result<S> {
-    Ok(map_chunks(data, chunk_rows, f)?
-        .iter()
-        .fold(empty, |mut acc, part| {
-            acc.merge(part);
-            acc
-        }))
-}

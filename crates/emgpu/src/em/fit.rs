@@ -131,7 +131,7 @@ impl<M: Model> Fitted<M> {
         let stats = engine.e_step(&self.model.prepare(self.params())?)?;
         let n = stats.n_samples().round() as usize;
         let n_parameters = self.model.n_parameters();
-        Ok(crate::select::information_criteria(stats.log_likelihood(), n_parameters, n).0)
+        Ok(crate::em::information_criteria(stats.log_likelihood(), n_parameters, n).0)
     }
 }
 

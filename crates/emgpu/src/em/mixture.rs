@@ -7,8 +7,9 @@
 
 use super::{EStep, Model, Stats};
 use crate::data::{Dataset, chunk_rows_for};
-use crate::device::cpu::{map_chunks, map_merge};
+use crate::device::cpu::map_chunks;
 use crate::device::{BackendReport, cpu_report};
+use crate::em::map_merge;
 use crate::error::Result;
 use crate::numerics::log_sum_exp;
 

@@ -33,7 +33,9 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
+use crate::data::Dataset;
 use crate::device::BackendReport;
+use crate::device::cpu::map_chunks;
 use crate::error::{Error, Result};
 
 mod fit;
@@ -342,4 +344,31 @@ pub fn best_of<R>(
     }
     let best = best.ok_or_else(|| Error::param("n_init must be at least 1"))?;
     Ok((best, scores))
+}
+
+/// `(BIC, AIC)` of a model with `n_parameters` free parameters whose total log-likelihood on `n`
+/// samples is `log_likelihood`: `−2·log L + p·ln n` and `−2·log L + 2p` (scikit-learn's `bic` and
+/// `aic`; lower is better). Every model's criteria come from here ([`Model::n_parameters`]).
+pub fn information_criteria(log_likelihood: f64, n_parameters: usize, n: usize) -> (f64, f64) {
+    let p = n_parameters as f64;
+    (
+        -2.0 * log_likelihood + p * (n as f64).ln(),
+        -2.0 * log_likelihood + 2.0 * p,
+    )
+}
+
+/// [`map_chunks`](crate::device::cpu::map_chunks) whose per-chunk results are statistics, merged in chunk order (deterministic
+/// whatever the number of threads); `empty` is the statistics of no point (returned for N = 0).
+pub fn map_merge<S: Stats>(
+    data: &Dataset,
+    chunk_rows: usize,
+    empty: S,
+    f: impl Fn(usize, &[f64]) -> S + Sync + Send,
+) -> Result<S> {
+    Ok(map_chunks(data, chunk_rows, f)?
+        .iter()
+        .fold(empty, |mut acc, part| {
+            acc.merge(part);
+            acc
+        }))
 }

@@ -159,7 +159,7 @@ impl GmmParams {
     /// scikit-learn's `bic` (`−2·log L + p·ln n`) and `aic` (`−2·log L + 2p`), p =
     /// [`GmmParams::n_parameters`]. Lower is better.
     pub fn information_criteria(&self, log_likelihood: f64, n: usize) -> (f64, f64) {
-        crate::select::information_criteria(log_likelihood, self.n_parameters(), n)
+        crate::em::information_criteria(log_likelihood, self.n_parameters(), n)
     }
 
     /// Computes the Cholesky factors of the precisions and the other E-step inputs.

@@ -102,6 +102,43 @@ impl GmmStats {
         }
     }
 
+    /// The same statistics about `new_shift` (`[K][D]`) instead of `self.shift`: with
+    /// `δ = old − new` and `u = x − old`, `x − new = u + δ`, so `S1 += S0·δ` and
+    /// `S2 += S1·δᵀ + δ·S1ᵀ + S0·δ·δᵀ` (with S1 before its update; diagonal S2 takes the diagonal).
+    /// Exact algebra: the GPU engine sums about the f32 shifts it used and moves the result to the
+    /// f64 means here.
+    pub fn reshift(&mut self, new_shift: &[f64]) {
+        let (k, d) = (self.n_components, self.n_features);
+        assert_eq!(new_shift.len(), k * d, "shift must be [K][D]");
+        let full = self.has_full_s2();
+        for c in 0..k {
+            let delta: Vec<f64> = (0..d)
+                .map(|i| self.shift[c * d + i] - new_shift[c * d + i])
+                .collect();
+            if delta.iter().all(|x| *x == 0.0) {
+                continue;
+            }
+            let s0 = self.s0[c];
+            let s1: Vec<f64> = self.s1[c * d..(c + 1) * d].to_vec();
+            if full {
+                for i in 0..d {
+                    for j in 0..d {
+                        self.s2[c * d * d + i * d + j] +=
+                            s1[i] * delta[j] + delta[i] * s1[j] + s0 * delta[i] * delta[j];
+                    }
+                }
+            } else {
+                for i in 0..d {
+                    self.s2[c * d + i] += 2.0 * s1[i] * delta[i] + s0 * delta[i] * delta[i];
+                }
+            }
+            for i in 0..d {
+                self.s1[c * d + i] += s0 * delta[i];
+            }
+        }
+        self.shift.copy_from_slice(new_shift);
+    }
+
     /// Mean log-likelihood per point: scikit-learn's `lower_bound_` for this E-step.
     pub fn mean_log_likelihood(&self) -> f64 {
         self.log_likelihood / self.n_samples
@@ -184,5 +221,46 @@ impl Stats for GmmStats {
         self.s0.copy_from_slice(&src[2..2 + k]);
         self.s1.copy_from_slice(&src[2 + k..2 + k + d1]);
         self.s2.copy_from_slice(&src[2 + k + d1..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Statistics gathered about shift A and moved to shift B equal those gathered about B.
+    #[test]
+    fn reshift_equals_summing_about_the_new_shift() {
+        let (k, d) = (2, 3);
+        let a: Vec<f64> = (0..k * d).map(|i| i as f64 * 0.7 - 1.0).collect();
+        let b: Vec<f64> = (0..k * d).map(|i| 2.0 - i as f64 * 0.3).collect();
+        for cov in CovarianceType::ALL {
+            let (mut about_a, mut about_b) = (
+                GmmStats::zeros(cov, k, d, &a),
+                GmmStats::zeros(cov, k, d, &b),
+            );
+            for n in 0..50 {
+                let x: Vec<f64> = (0..d)
+                    .map(|j| ((n * 7 + j * 3) % 11) as f64 - 4.0)
+                    .collect();
+                let r0 = (n % 5) as f64 / 4.0;
+                about_a.add_point(&x, &[r0, 1.0 - r0], -1.5);
+                about_b.add_point(&x, &[r0, 1.0 - r0], -1.5);
+            }
+            about_a.reshift(&b);
+            assert_eq!(about_a.shift, about_b.shift);
+            for (x, y) in about_a
+                .s1
+                .iter()
+                .chain(&about_a.s2)
+                .zip(about_b.s1.iter().chain(&about_b.s2))
+            {
+                assert!(
+                    (x - y).abs() <= 1e-12 * y.abs().max(1.0),
+                    "{cov}: {x} vs {y}"
+                );
+            }
+            assert_eq!(about_a.s0, about_b.s0);
+        }
     }
 }

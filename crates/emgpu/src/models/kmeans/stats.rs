@@ -106,6 +106,27 @@ impl KMeansStats {
         Ok(())
     }
 
+    /// The same sums about `new_centers` (`[K][D]`) instead of `self.shift`:
+    /// `Σ (x − new) = Σ (x − old) + n_k·(old − new)`. The GPU engine sums about the f32 centers it
+    /// used and moves the result to the f64 centers here.
+    pub fn reshift(&mut self, new_centers: &[f64]) {
+        let d = self.n_features;
+        assert_eq!(
+            new_centers.len(),
+            self.shift.len(),
+            "centers must be [K][D]"
+        );
+        for (e, (s, (old, new))) in self
+            .sums
+            .iter_mut()
+            .zip(self.shift.iter().zip(new_centers))
+            .enumerate()
+        {
+            *s += self.counts[e / d] * (old - new);
+        }
+        self.shift.copy_from_slice(new_centers);
+    }
+
     /// Adds one point `x` assigned to cluster `label` at squared distance `sq_distance`; `changed`
     /// says whether its label differs from the previous assignment's.
     pub fn add_point(&mut self, x: &[f64], label: usize, sq_distance: f64, changed: bool) {
@@ -164,5 +185,29 @@ impl Stats for KMeansStats {
         self.n_changed = src[2] as u64;
         self.counts.copy_from_slice(&src[3..3 + k]);
         self.sums.copy_from_slice(&src[3 + k..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sums gathered about centers A and moved to centers B equal those gathered about B.
+    #[test]
+    fn reshift_equals_summing_about_the_new_centers() {
+        let a = [0.5, -1.0, 3.0, 2.25];
+        let b = [0.0, 1.0, -2.0, 2.0];
+        let (mut about_a, mut about_b) =
+            (KMeansStats::zeros(2, 2, &a), KMeansStats::zeros(2, 2, &b));
+        for n in 0..30 {
+            let x = [(n % 7) as f64 - 3.0, (n % 4) as f64 * 0.5];
+            about_a.add_point(&x, n % 2, 1.0, false);
+            about_b.add_point(&x, n % 2, 1.0, false);
+        }
+        about_a.reshift(&b);
+        assert_eq!(about_a.shift, about_b.shift);
+        for (x, y) in about_a.sums.iter().zip(&about_b.sums) {
+            assert!((x - y).abs() <= 1e-12 * y.abs().max(1.0), "{x} vs {y}");
+        }
     }
 }

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use crate::data::Dataset;
-use crate::device::cpu::map_merge;
+use crate::em::map_merge;
 use crate::error::Result;
 use crate::models::gmm::{GmmStats, Prepared};
 use crate::numerics::log_sum_exp;

@@ -471,7 +471,7 @@ impl<'a> GpuGmmEngine<'a> {
     fn unpack(&self, v: &[f64], p: &Prepared, gpu_shift: &[f64]) -> GmmStats {
         let s = &self.kernels.shape;
         let (k, d) = (s.k, s.d);
-        let mut st = GmmStats::zeros(s.cov, k, d, &p.means);
+        let mut st = GmmStats::zeros(s.cov, k, d, gpu_shift);
         st.n_samples = self.gd.data.n_samples() as f64;
         let t = s.tile;
         // Σ log p(x): one column per invocation of a tile.
@@ -510,33 +510,8 @@ impl<'a> GpuGmmEngine<'a> {
                 }
             }
         }
-        // About s_gpu = μ + δ; about μ: with u = x − s_gpu, x − μ = u + δ, so
-        // S1 += S0·δ and S2 += S1·δᵀ + δ·S1ᵀ + S0·δ·δᵀ (S1 before its update).
-        for c in 0..k {
-            let delta: Vec<f64> = (0..d)
-                .map(|i| gpu_shift[c * d + i] - p.means[c * d + i])
-                .collect();
-            if delta.iter().all(|x| *x == 0.0) {
-                continue;
-            }
-            let s0 = st.s0[c];
-            let s1: Vec<f64> = st.s1[c * d..(c + 1) * d].to_vec();
-            if s.full_s2() {
-                for i in 0..d {
-                    for j in 0..d {
-                        st.s2[c * d * d + i * d + j] +=
-                            s1[i] * delta[j] + delta[i] * s1[j] + s0 * delta[i] * delta[j];
-                    }
-                }
-            } else {
-                for i in 0..d {
-                    st.s2[c * d + i] += 2.0 * s1[i] * delta[i] + s0 * delta[i] * delta[i];
-                }
-            }
-            for i in 0..d {
-                st.s1[c * d + i] += s0 * delta[i];
-            }
-        }
+        // Summed about the f32 shifts the GPU used; moved to the exact f64 means.
+        st.reshift(&p.means);
         st
     }
 

@@ -528,22 +528,16 @@ impl KMeansEngine for GpuKMeansEngine<'_> {
                     "the GPU k-means assignment produced a non-finite sum; scale the data (values this large overflow f32) or use the CPU backend".into(),
                 ));
             }
-            let mut st = KMeansStats::zeros(n_clusters, d, centers);
+            let mut st = KMeansStats::zeros(n_clusters, d, &gpu_centers);
             st.n_samples = n as f64;
             st.inertia = sums[..tile].iter().sum();
             st.n_changed = counts[n_clusters];
             for (dst, &c) in st.counts.iter_mut().zip(&counts[..n_clusters]) {
                 *dst = c as f64;
             }
-            // About the f32 centers the GPU used; about the exact centers:
-            // Σ (x − c) = Σ (x − c_gpu) + n_k·(c_gpu − c).
-            for c in 0..n_clusters {
-                let nk = counts[c] as f64;
-                for i in 0..d {
-                    let e = c * d + i;
-                    st.sums[e] = sums[tile + e] + nk * (gpu_centers[e] - centers[e]);
-                }
-            }
+            st.sums.copy_from_slice(&sums[tile..tile + n_clusters * d]);
+            // Summed about the f32 centers the GPU used; moved to the exact centers.
+            st.reshift(centers);
             Ok(st)
         })?;
         self.assigned = true;
