@@ -375,12 +375,13 @@ fn model_json_round_trips() {
     for (bad, says) in [
         (text.replace("\"kmeans\"", "\"gmm\""), "not a k-means model"),
         (
-            text.replace("\"n_clusters\": 2", "\"n_clusters\": 3"),
+            text.replace("\"n_clusters\":2", "\"n_clusters\":3"),
             "cluster_centers",
         ),
         (text.replace("emgpu-model", "other"), "format"),
         ("[1, 2]".to_string(), "JSON object"),
     ] {
+        assert_ne!(bad, text, "each corruption must change the file ({says})");
         match FittedKMeans::from_json(&bad) {
             Err(Error::BadModel(msg)) => assert!(msg.contains(says), "{msg}"),
             other => panic!("expected BadModel({says}), got {other:?}"),
