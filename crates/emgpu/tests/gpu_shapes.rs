@@ -25,9 +25,9 @@ use emgpu::device::gpu::GpuEngineOptions;
 use emgpu::device::{CpuPath, EngineOptions};
 use emgpu::em::EStep;
 use emgpu::models::gmm::GmmEngine;
+use emgpu::models::gmm::Prepared;
 use emgpu::models::gmm::cpu::CpuEngine;
 use emgpu::models::gmm::gpu::GpuGmmEngine;
-use emgpu::models::gmm::{GmmStats, Prepared};
 use emgpu::models::kmeans::KMeansEngine;
 use emgpu::models::kmeans::cpu::CpuKMeansEngine;
 use emgpu::models::kmeans::gpu::GpuKMeansEngine;
@@ -37,8 +37,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-const RTOL: f64 = 2e-3;
-const FLOOR: f64 = 1e-4;
+/// The tolerance of every GPU-vs-CPU comparison (`tests/gpu_vs_cpu.rs`).
+use common::GPU_RTOL as RTOL;
 const DS: [usize; 14] = [1, 2, 3, 7, 16, 31, 64, 255, 256, 257, 360, 400, 512, 1024];
 const KS: [usize; 6] = [1, 2, 17, 64, 256, 1024];
 
@@ -91,70 +91,6 @@ fn params(x: &Array2<f64>, k: usize, cov: CovarianceType, seed: u64) -> GmmParam
         CovarianceType::Spherical => (0..k).map(&mut var).collect(),
     };
     GmmParams::new(cov, weights, means, covariances, d).unwrap()
-}
-
-/// The comparison of `tests/gpu_vs_cpu.rs`: S0 and Σ log p(x) with floors relative to N; S1_i
-/// to √(S0·S2_ii); S2_ij to √(S2_ii·S2_jj); plus a millionth of N·σ_i(·σ_j) (unit σ here).
-#[track_caller]
-fn assert_stats_close(what: &str, gpu: &GmmStats, cpu: &GmmStats) {
-    let (k, d) = (cpu.n_components, cpu.n_features);
-    let n = cpu.n_samples;
-    assert_close(
-        &format!("{what}: log-likelihood"),
-        &[gpu.log_likelihood],
-        &[cpu.log_likelihood],
-        RTOL,
-        FLOOR * n,
-    );
-    assert_close(
-        &format!("{what}: s0"),
-        &gpu.s0,
-        &cpu.s0,
-        RTOL,
-        FLOOR * 1e-2 * n,
-    );
-    let diag = |c: usize, i: usize| -> f64 {
-        if cpu.has_full_s2() {
-            cpu.s2[c * d * d + i * d + i]
-        } else {
-            cpu.s2[c * d + i]
-        }
-    };
-    for c in 0..k {
-        for i in 0..d {
-            let scale = (cpu.s0[c] * diag(c, i)).sqrt();
-            assert_close(
-                &format!("{what}: s1[{c}][{i}]"),
-                &[gpu.s1[c * d + i]],
-                &[cpu.s1[c * d + i]],
-                RTOL,
-                FLOOR * scale + 1e-6 * n,
-            );
-            if cpu.has_full_s2() {
-                let row = c * d * d + i * d;
-                let floors: Vec<f64> = (0..d)
-                    .map(|j| FLOOR * (diag(c, i) * diag(c, j)).sqrt() + 1e-6 * n)
-                    .collect();
-                for j in 0..d {
-                    assert_close(
-                        &format!("{what}: s2[{c}][{i}][{j}]"),
-                        &[gpu.s2[row + j]],
-                        &[cpu.s2[row + j]],
-                        RTOL,
-                        floors[j],
-                    );
-                }
-            } else {
-                assert_close(
-                    &format!("{what}: s2[{c}][{i}]"),
-                    &[gpu.s2[c * d + i]],
-                    &[cpu.s2[c * d + i]],
-                    RTOL,
-                    FLOOR * diag(c, i) + 1e-6 * n,
-                );
-            }
-        }
-    }
 }
 
 /// The shapes: each named D with K = 2 (and K = 1 for the D where full fits stop), each named K
@@ -213,7 +149,7 @@ fn compare(
     assert_eq!(gpu.is_resident(), !streamed, "{what}: resident");
     let want = emgpu::testing::e_step_reference(&data, p, 4096).unwrap();
     let got = gpu.e_step(p).unwrap();
-    assert_stats_close(what, &got, &want);
+    common::assert_gmm_stats_close(what, &got, &want, &vec![1.0; want.n_features]);
 
     let mut cpu = CpuEngine::new(
         &data,

@@ -25,16 +25,15 @@ use emgpu::em::EStep;
 use emgpu::models::gmm::GmmEngine;
 use emgpu::models::gmm::cpu::CpuEngine;
 use emgpu::models::gmm::gpu::{GpuGmmEngine, GpuVariant};
-use emgpu::models::gmm::{GmmStats, m_step};
+use emgpu::models::gmm::m_step;
 use emgpu::synth::Workload;
 use emgpu::{Backend, CovarianceType, Dataset, FittedGmm, GaussianMixture, GmmParams, Init};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const RTOL: f64 = 2e-3;
-/// Absolute floors, as a fraction of each statistic's natural scale (see `assert_stats_close`).
-const FLOOR: f64 = 1e-4;
+/// The tolerances of every GPU-vs-CPU comparison (see `common::assert_gmm_stats_close`).
+use common::{GPU_FLOOR as FLOOR, GPU_RTOL as RTOL};
 const REG: f64 = 1e-6;
 
 /// A test dataset with its mixture size.
@@ -206,74 +205,6 @@ fn k_for(case: &Case, cov: CovarianceType) -> usize {
     }
 }
 
-/// Compares GPU statistics with CPU ones. Floors: S0 and Σ log p(x) relative to N; S1_i to
-/// √(S0·S2_ii) (its Cauchy–Schwarz bound); S2_ij to √(S2_ii·S2_jj); plus, for S1 and S2, a
-/// millionth of the same statistic over all the data as one component (N·σ_i, N·σ_i·σ_j with
-/// the data's standard deviations `sd`). The last floor matters for nearly empty components:
-/// their responsibilities are tails exp(−½·maha) of large Mahalanobis distances, which f32
-/// knows only to ~1e-7·maha absolutely, so their tiny statistics carry a relative error that
-/// no f32 kernel avoids (and that moves no fitted parameter of the other components).
-#[track_caller]
-fn assert_stats_close(what: &str, gpu: &GmmStats, cpu: &GmmStats, sd: &[f64]) {
-    let (k, d) = (cpu.n_components, cpu.n_features);
-    assert_eq!(gpu.n_samples, cpu.n_samples, "{what}: n_samples");
-    assert_eq!(gpu.shift, cpu.shift, "{what}: shift");
-    let n = cpu.n_samples;
-    assert_close(
-        &format!("{what}: log-likelihood"),
-        &[gpu.log_likelihood],
-        &[cpu.log_likelihood],
-        RTOL,
-        FLOOR * n,
-    );
-    assert_close(
-        &format!("{what}: s0"),
-        &gpu.s0,
-        &cpu.s0,
-        RTOL,
-        FLOOR * 1e-2 * n,
-    );
-    let diag = |c: usize, i: usize| -> f64 {
-        if cpu.has_full_s2() {
-            cpu.s2[c * d * d + i * d + i]
-        } else {
-            cpu.s2[c * d + i]
-        }
-    };
-    for c in 0..k {
-        for i in 0..d {
-            let scale = (cpu.s0[c] * diag(c, i)).sqrt();
-            assert_close(
-                &format!("{what}: s1[{c}][{i}]"),
-                &[gpu.s1[c * d + i]],
-                &[cpu.s1[c * d + i]],
-                RTOL,
-                FLOOR * scale + 1e-6 * n * sd[i],
-            );
-            if cpu.has_full_s2() {
-                for j in 0..d {
-                    let e = c * d * d + i * d + j;
-                    assert_close(
-                        &format!("{what}: s2[{c}][{i}][{j}]"),
-                        &[gpu.s2[e]],
-                        &[cpu.s2[e]],
-                        RTOL,
-                        FLOOR * (diag(c, i) * diag(c, j)).sqrt() + 1e-6 * n * sd[i] * sd[j],
-                    );
-                }
-            } else {
-                assert_close(
-                    &format!("{what}: s2[{c}][{i}]"),
-                    &[gpu.s2[c * d + i]],
-                    &[cpu.s2[c * d + i]],
-                    RTOL,
-                    FLOOR * diag(c, i) + 1e-6 * n * sd[i] * sd[i],
-                );
-            }
-        }
-    }
-}
-
 fn gpu_engine<'a>(
     data: &'a Dataset<'a>,
     cov: CovarianceType,
@@ -302,7 +233,7 @@ fn e_step_statistics_match_the_cpu_every_iteration() {
                 let prepared = params.prepare().unwrap();
                 let want = cpu.e_step(&prepared).unwrap();
                 let got = gpu.e_step(&prepared).unwrap();
-                assert_stats_close(&format!("{what} iteration {it}"), &got, &want, &sd);
+                common::assert_gmm_stats_close(&format!("{what} iteration {it}"), &got, &want, &sd);
                 params = m_step(&want, REG).unwrap();
             }
         }
@@ -665,7 +596,12 @@ fn every_kernel_variant_matches_the_cpu() {
                     let prepared = params.prepare().unwrap();
                     let want = cpu.e_step(&prepared).unwrap();
                     let got = gpu.e_step(&prepared).unwrap();
-                    assert_stats_close(&format!("{what} iteration {it}"), &got, &want, &sd);
+                    common::assert_gmm_stats_close(
+                        &format!("{what} iteration {it}"),
+                        &got,
+                        &want,
+                        &sd,
+                    );
                     params = m_step(&want, REG).unwrap();
                 }
                 // Per-point outputs with the same log-sum-exp.

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use emgpu::Backend;
+use emgpu::models::gmm::GmmStats;
 
 /// Whether GPU tests must run (CI sets `EMGPU_REQUIRE_GPU=1`): then a missing adapter fails them.
 pub fn gpu_required() -> bool {
@@ -98,5 +99,78 @@ pub fn flatten(v: &serde_json::Value) -> Vec<f64> {
     match v {
         serde_json::Value::Array(a) => a.iter().flat_map(flatten).collect(),
         other => vec![other.as_f64().expect("a number")],
+    }
+}
+
+/// Relative tolerance of GPU (f32) statistics against the f64 CPU oracle.
+pub const GPU_RTOL: f64 = 2e-3;
+/// Absolute floor of that comparison, relative to the natural scale of each entry.
+pub const GPU_FLOOR: f64 = 1e-4;
+
+/// Compares GPU statistics with CPU ones. Floors: S0 and Σ log p(x) relative to N; S1_i to
+/// √(S0·S2_ii) (its Cauchy–Schwarz bound); S2_ij to √(S2_ii·S2_jj); plus, for S1 and S2, a
+/// millionth of the same statistic over all the data as one component (N·σ_i, N·σ_i·σ_j with
+/// the data's standard deviations `sd`). The last floor matters for nearly empty components:
+/// their responsibilities are tails exp(−½·maha) of large Mahalanobis distances, which f32
+/// knows only to ~1e-7·maha absolutely, so their tiny statistics carry a relative error that
+/// no f32 kernel avoids (and that moves no fitted parameter of the other components).
+#[track_caller]
+pub fn assert_gmm_stats_close(what: &str, gpu: &GmmStats, cpu: &GmmStats, sd: &[f64]) {
+    let (k, d) = (cpu.n_components, cpu.n_features);
+    assert_eq!(gpu.n_samples, cpu.n_samples, "{what}: n_samples");
+    assert_eq!(gpu.shift, cpu.shift, "{what}: shift");
+    let n = cpu.n_samples;
+    assert_close(
+        &format!("{what}: log-likelihood"),
+        &[gpu.log_likelihood],
+        &[cpu.log_likelihood],
+        GPU_RTOL,
+        GPU_FLOOR * n,
+    );
+    assert_close(
+        &format!("{what}: s0"),
+        &gpu.s0,
+        &cpu.s0,
+        GPU_RTOL,
+        GPU_FLOOR * 1e-2 * n,
+    );
+    let diag = |c: usize, i: usize| -> f64 {
+        if cpu.has_full_s2() {
+            cpu.s2[c * d * d + i * d + i]
+        } else {
+            cpu.s2[c * d + i]
+        }
+    };
+    for c in 0..k {
+        for i in 0..d {
+            let scale = (cpu.s0[c] * diag(c, i)).sqrt();
+            assert_close(
+                &format!("{what}: s1[{c}][{i}]"),
+                &[gpu.s1[c * d + i]],
+                &[cpu.s1[c * d + i]],
+                GPU_RTOL,
+                GPU_FLOOR * scale + 1e-6 * n * sd[i],
+            );
+            if cpu.has_full_s2() {
+                for j in 0..d {
+                    let e = c * d * d + i * d + j;
+                    assert_close(
+                        &format!("{what}: s2[{c}][{i}][{j}]"),
+                        &[gpu.s2[e]],
+                        &[cpu.s2[e]],
+                        GPU_RTOL,
+                        GPU_FLOOR * (diag(c, i) * diag(c, j)).sqrt() + 1e-6 * n * sd[i] * sd[j],
+                    );
+                }
+            } else {
+                assert_close(
+                    &format!("{what}: s2[{c}][{i}]"),
+                    &[gpu.s2[c * d + i]],
+                    &[cpu.s2[c * d + i]],
+                    GPU_RTOL,
+                    GPU_FLOOR * diag(c, i) + 1e-6 * n * sd[i] * sd[i],
+                );
+            }
+        }
     }
 }
