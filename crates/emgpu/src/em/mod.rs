@@ -357,7 +357,7 @@ pub fn information_criteria(log_likelihood: f64, n_parameters: usize, n: usize) 
     )
 }
 
-/// [`map_chunks`](crate::device::cpu::map_chunks) whose per-chunk results are statistics, merged in chunk order (deterministic
+/// [`map_chunks`] whose per-chunk results are statistics, merged in chunk order (deterministic
 /// whatever the number of threads); `empty` is the statistics of no point (returned for N = 0).
 pub fn map_merge<S: Stats>(
     data: &Dataset,
