@@ -9,6 +9,7 @@ use emgpu::{Backend, BackendReport, Dataset, FittedGmm, FittedKMeans};
 use serde_json::{Value, json};
 
 use super::init::InitArg;
+use super::output::{self, check_output, is_stdout, write_labels};
 use super::progress::FitProgress;
 use super::{
     BackendArg, CliError, FitArgs, InputArgs, ModelArg, Ui, about_file, at_least_one,
@@ -31,6 +32,7 @@ Examples:
   emgpu fit --input data.npy -k 8 --init random --n-init 10 --output best.json
   emgpu fit --input more.npy -k 8 --init model.json --output refit.json     (warm start)
   emgpu fit --input data.npy -k 5 --model kmeans --output km.json
+  emgpu fit --input faithful.csv -k 2 --output m.json --labels-output labels.csv   (fit-predict)
   emgpu fit --input data.npy -k 5 --model kmeans --init centers.npy --output km.json")]
 pub struct FitCmd {
     #[command(flatten)]
@@ -52,6 +54,11 @@ pub struct FitCmd {
     #[arg(long, short, value_name = "MODEL.json")]
     output: PathBuf,
 
+    /// Also write the label of every training sample under the fitted model (fit-predict):
+    /// int64 .npy, or CSV with a `label` header when the name ends in .csv (`-`: CSV on stdout).
+    #[arg(long, value_name = "LABELS.npy|LABELS.csv")]
+    labels_output: Option<PathBuf>,
+
     /// Print one line of JSON about the fit on stdout (gmm: n_iter, converged, lower_bound,
     /// init_lower_bounds, ...; kmeans: inertia, n_iter, converged, init_inertias, ...; both:
     /// backend, device, fit_seconds).
@@ -69,7 +76,14 @@ pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     if let Some(InitArg::File(path)) = &cmd.fit.train.init {
         inputs.push(("--init", path.as_path()));
     }
-    check_distinct_files(&inputs, &[("--output", &cmd.output)])?;
+    let mut outputs = vec![("--output", cmd.output.as_path())];
+    if let Some(labels) = &cmd.labels_output {
+        check_output(labels)?;
+        if !is_stdout(labels) {
+            outputs.push(("--labels-output", labels.as_path()));
+        }
+    }
+    check_distinct_files(&inputs, &outputs)?;
     match cmd.fit.model {
         ModelArg::Gmm => fit_gmm(&cmd, ui),
         ModelArg::Kmeans => fit_kmeans(&cmd, ui),
@@ -120,6 +134,12 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
 
     note_backend(cmd, ui, model.backend_report());
     write_text_atomic(&cmd.output, &model.to_json())?;
+    if let Some(path) = &cmd.labels_output {
+        let labels = model
+            .predict(&data)
+            .map_err(|e| about_file(e, &cmd.input.input))?;
+        write_training_labels(ui, path, labels.iter().copied(), model.n_components())?;
+    }
     ui.note(gmm_summary(&model, cmd, &data, seconds));
     if model.init_lower_bounds().len() > 1 {
         ui.note(restarts_line(
@@ -163,6 +183,16 @@ fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
 
     note_backend(cmd, ui, model.backend_report());
     write_text_atomic(&cmd.output, &model.to_json())?;
+    if let Some(path) = &cmd.labels_output {
+        let labels = match model.labels() {
+            Some(labels) => labels.to_vec(),
+            None => model
+                .predict(&data)
+                .map_err(|e| about_file(e, &cmd.input.input))?
+                .to_vec(),
+        };
+        write_training_labels(ui, path, labels, model.n_clusters())?;
+    }
     ui.note(kmeans_summary(&model, cmd, &data, seconds));
     if model.init_inertias().len() > 1 {
         ui.note(restarts_line(
@@ -190,6 +220,30 @@ fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         print_result(&line.to_string())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--labels-output`: the training labels, with a note of the samples per component.
+fn write_training_labels(
+    ui: &Ui,
+    path: &std::path::Path,
+    labels: impl IntoIterator<Item = usize>,
+    k: usize,
+) -> Result<(), CliError> {
+    let mut counts = vec![0usize; k];
+    let labels: ndarray::Array1<i64> = labels
+        .into_iter()
+        .map(|l| {
+            counts[l] += 1;
+            l as i64
+        })
+        .collect();
+    write_labels(path, &labels)?;
+    ui.note(format!(
+        "labels: {} training labels (int64), samples per component {counts:?} → {}",
+        labels.len(),
+        output::display(path)
+    ));
+    Ok(())
 }
 
 /// With `--backend auto`, which device ran and why.

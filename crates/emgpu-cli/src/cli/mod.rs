@@ -22,6 +22,7 @@ mod fit;
 mod gpu_env;
 mod init;
 mod options;
+mod output;
 mod predict;
 mod progress;
 mod sample;
@@ -69,7 +70,7 @@ pub enum Command {
     Fit(fit::FitCmd),
     /// Mean log-likelihood per sample of data under a model, BIC and AIC (k-means: −inertia).
     Score(score::ScoreCmd),
-    /// Most likely component (nearest center) of every sample as int64 .npy, or the
+    /// Most likely component (nearest center) of every sample as int64 .npy or CSV, or the
     /// responsibilities with --proba.
     Predict(predict::PredictCmd),
     /// Draw samples from a Gaussian mixture model (float64 .npy).

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 use emgpu::Backend;
-use emgpu::data::{check_output_path, write_npy_atomic};
 use ndarray::Array1;
 
+use super::output::{self, check_output, is_stdout, write_labels, write_proba};
 use super::{
     AnyModel, BackendArg, CliError, InputArgs, Ui, about_file, check_distinct_files, load_any_model,
 };
@@ -16,7 +16,8 @@ use super::{
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Writes int64 labels [N] (the most likely component of each sample, scikit-learn's `predict`), or
-with --proba float64 responsibilities [N, K] (scikit-learn's `predict_proba`), as .npy.
+with --proba float64 responsibilities [N, K] (scikit-learn's `predict_proba`), as .npy; as CSV with a
+header row (`label`, or `p0,p1,...`) when the output name ends in .csv, and on stdout with `-o -`.
 For a k-means model the label is the nearest center (ties: the lowest index); --proba is an error.")]
 pub struct PredictCmd {
     /// The model (JSON written by `emgpu fit`: a Gaussian mixture or k-means).
@@ -26,8 +27,9 @@ pub struct PredictCmd {
     #[command(flatten)]
     input: InputArgs,
 
-    /// The .npy file to write (atomically).
-    #[arg(long, short, value_name = "OUT.npy")]
+    /// The file to write (atomically): .npy, or CSV when the name ends in .csv; `-` writes CSV
+    /// to stdout.
+    #[arg(long, short, value_name = "OUT.npy|OUT.csv|-")]
     output: PathBuf,
 
     /// Write the responsibilities [N, K] (float64) instead of labels (Gaussian mixtures only).
@@ -40,11 +42,13 @@ pub struct PredictCmd {
 }
 
 pub fn run(cmd: PredictCmd, ui: &Ui) -> Result<ExitCode, CliError> {
-    check_output_path(&cmd.output)?;
-    check_distinct_files(
-        &[("--input", &cmd.input.input), ("--model", &cmd.model)],
-        &[("--output", &cmd.output)],
-    )?;
+    check_output(&cmd.output)?;
+    if !is_stdout(&cmd.output) {
+        check_distinct_files(
+            &[("--input", &cmd.input.input), ("--model", &cmd.model)],
+            &[("--output", &cmd.output)],
+        )?;
+    }
     let backend = Backend::from(cmd.backend);
     let model = load_any_model(&cmd.model)?;
     if cmd.proba && matches!(model, AnyModel::KMeans(_)) {
@@ -60,12 +64,12 @@ pub fn run(cmd: PredictCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             let model = model.with_backend(backend);
             if cmd.proba {
                 let proba = model.predict_proba(&data).map_err(in_file)?;
-                write_npy_atomic(&cmd.output, &proba)?;
+                write_proba(&cmd.output, &proba)?;
                 ui.note(format!(
                     "predict: responsibilities [{}, {}] (float64) → {}",
                     proba.nrows(),
                     proba.ncols(),
-                    cmd.output.display()
+                    output::display(&cmd.output)
                 ));
                 return Ok(ExitCode::SUCCESS);
             }
@@ -83,11 +87,11 @@ pub fn run(cmd: PredictCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         counts[l] += 1;
     }
     let labels: Array1<i64> = labels.mapv(|l| l as i64);
-    write_npy_atomic(&cmd.output, &labels)?;
+    write_labels(&cmd.output, &labels)?;
     ui.note(format!(
         "predict: {} labels (int64), samples per {what} {counts:?} → {}",
         labels.len(),
-        cmd.output.display()
+        output::display(&cmd.output)
     ));
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,206 @@
+//! Data in and out as users have it (issue 15): labels and responsibilities as CSV or on stdout,
+//! fit-predict in one run, `emgpu show`, and feature names kept in the model file.
+
+#[path = "common/cli.rs"]
+mod cli_util;
+
+use cli_util::{fails, last_json, ok, read_json, tmp};
+use ndarray::{Array1, Array2};
+use ndarray_npy::read_npy;
+
+/// The Old Faithful data (tests/data/README.md).
+const FAITHFUL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/faithful.csv");
+
+/// A CSV's header and its rows of numbers.
+fn read_csv(text: &str) -> (Vec<String>, Vec<Vec<f64>>) {
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .expect("a header")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let rows = lines
+        .map(|l| l.split(',').map(|v| v.parse::<f64>().unwrap()).collect())
+        .collect();
+    (header, rows)
+}
+
+/// Fits a 2-component model of Old Faithful as `m.json` in `dir`.
+fn fit_faithful(dir: &std::path::Path, extra: &[&str]) -> cli_util::Run {
+    let mut args = vec![
+        "fit", "-i", FAITHFUL, "-k", "2", "--seed", "1", "-o", "m.json",
+    ];
+    args.extend_from_slice(extra);
+    ok(dir, &args)
+}
+
+#[test]
+fn predict_writes_labels_and_responsibilities_as_csv_and_to_stdout() {
+    let dir = tmp();
+    let d = dir.path();
+    fit_faithful(d, &[]);
+    ok(
+        d,
+        &["predict", "-m", "m.json", "-i", FAITHFUL, "-o", "l.npy"],
+    );
+    let npy: Array1<i64> = read_npy(d.join("l.npy")).unwrap();
+    assert_eq!(npy.len(), 272);
+
+    let run = ok(
+        d,
+        &["predict", "-m", "m.json", "-i", FAITHFUL, "-o", "l.csv"],
+    );
+    assert_eq!(run.stdout, "", "a file output prints nothing on stdout");
+    let (header, rows) = read_csv(&std::fs::read_to_string(d.join("l.csv")).unwrap());
+    assert_eq!(header, ["label"]);
+    let csv: Vec<i64> = rows.iter().map(|r| r[0] as i64).collect();
+    assert_eq!(csv, npy.to_vec());
+
+    let run = ok(d, &["predict", "-m", "m.json", "-i", FAITHFUL, "-o", "-"]);
+    let (header, rows) = read_csv(&run.stdout);
+    assert_eq!(header, ["label"]);
+    assert_eq!(
+        rows.iter().map(|r| r[0] as i64).collect::<Vec<_>>(),
+        npy.to_vec()
+    );
+    assert!(!d.join("-").exists(), "-o - writes no file named -");
+    assert!(run.stderr.contains("→ stdout"), "{}", run.stderr);
+
+    ok(
+        d,
+        &[
+            "predict", "-m", "m.json", "-i", FAITHFUL, "-o", "p.npy", "--proba",
+        ],
+    );
+    let proba: Array2<f64> = read_npy(d.join("p.npy")).unwrap();
+    for out in ["p.csv", "-"] {
+        let run = ok(
+            d,
+            &[
+                "predict", "-m", "m.json", "-i", FAITHFUL, "-o", out, "--proba",
+            ],
+        );
+        let text = if out == "-" {
+            run.stdout
+        } else {
+            std::fs::read_to_string(d.join(out)).unwrap()
+        };
+        let (header, rows) = read_csv(&text);
+        assert_eq!(header, ["p0", "p1"]);
+        assert_eq!(rows.len(), 272);
+        for (i, row) in rows.iter().enumerate() {
+            // The text reads back as exactly the same numbers.
+            assert_eq!(row.as_slice(), proba.row(i).to_vec().as_slice(), "row {i}");
+        }
+    }
+
+    // The same-file check holds for CSV outputs too.
+    std::fs::copy(FAITHFUL, d.join("data.csv")).unwrap();
+    fails(
+        d,
+        &[
+            "predict", "-m", "m.json", "-i", "data.csv", "-o", "data.csv",
+        ],
+        2,
+        &["--output data.csv is the same file as --input data.csv"],
+    );
+}
+
+#[test]
+fn fit_labels_output_writes_the_training_labels_for_gmm_and_kmeans() {
+    let dir = tmp();
+    let d = dir.path();
+    fit_faithful(d, &["--labels-output", "train.npy"]);
+    ok(
+        d,
+        &["predict", "-m", "m.json", "-i", FAITHFUL, "-o", "pred.npy"],
+    );
+    let train: Array1<i64> = read_npy(d.join("train.npy")).unwrap();
+    let pred: Array1<i64> = read_npy(d.join("pred.npy")).unwrap();
+    assert_eq!(train, pred, "fit-predict gives predict's labels");
+
+    let run = fit_faithful(d, &["--labels-output", "train.csv", "--json"]);
+    let (header, rows) = read_csv(&std::fs::read_to_string(d.join("train.csv")).unwrap());
+    assert_eq!(header, ["label"]);
+    assert_eq!(
+        rows.iter().map(|r| r[0] as i64).collect::<Vec<_>>(),
+        pred.to_vec()
+    );
+    assert_eq!(last_json(&run)["model"], "gmm");
+
+    ok(
+        d,
+        &[
+            "fit",
+            "-i",
+            FAITHFUL,
+            "-k",
+            "3",
+            "--model",
+            "kmeans",
+            "--seed",
+            "2",
+            "-o",
+            "km.json",
+            "--labels-output",
+            "km.csv",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "predict",
+            "-m",
+            "km.json",
+            "-i",
+            FAITHFUL,
+            "-o",
+            "kmpred.npy",
+        ],
+    );
+    let kmpred: Array1<i64> = read_npy(d.join("kmpred.npy")).unwrap();
+    let (_, rows) = read_csv(&std::fs::read_to_string(d.join("km.csv")).unwrap());
+    assert_eq!(
+        rows.iter().map(|r| r[0] as i64).collect::<Vec<_>>(),
+        kmpred.to_vec()
+    );
+    assert!(kmpred.iter().all(|&l| (0..3).contains(&l)));
+
+    // The labels never overwrite the model or the input.
+    fails(
+        d,
+        &[
+            "fit",
+            "-i",
+            FAITHFUL,
+            "-k",
+            "2",
+            "-o",
+            "x.json",
+            "--labels-output",
+            "x.json",
+        ],
+        2,
+        &["--labels-output x.json is the same file as --output x.json"],
+    );
+    std::fs::copy(FAITHFUL, d.join("data.csv")).unwrap();
+    fails(
+        d,
+        &[
+            "fit",
+            "-i",
+            "data.csv",
+            "-k",
+            "2",
+            "-o",
+            "y.json",
+            "--labels-output",
+            "data.csv",
+        ],
+        2,
+        &["--labels-output data.csv is the same file as --input data.csv"],
+    );
+    let _ = read_json(&d.join("m.json"));
+}
+
