@@ -204,3 +204,125 @@ fn fit_labels_output_writes_the_training_labels_for_gmm_and_kmeans() {
     let _ = read_json(&d.join("m.json"));
 }
 
+#[test]
+fn show_prints_a_gmm_model_as_a_table_and_as_json() {
+    let dir = tmp();
+    let d = dir.path();
+    fit_faithful(d, &[]);
+    let file = read_json(&d.join("m.json"));
+
+    let run = ok(d, &["show", "m.json", "--json"]);
+    let doc = last_json(&run);
+    assert_eq!(doc["model"], "gmm");
+    assert_eq!(doc["n_components"], 2);
+    assert_eq!(doc["n_features"], 2);
+    assert_eq!(doc["covariance_type"], "full");
+    assert_eq!(doc["weights"], file["weights"]);
+    assert_eq!(doc["means"], file["means"]);
+    assert_eq!(doc["lower_bound"], file["lower_bound"]);
+    assert_eq!(doc["n_iter"], file["n_iter"]);
+    assert_eq!(doc["converged"], file["converged"]);
+    assert!(
+        doc.get("covariances").is_none(),
+        "covariances only with --full"
+    );
+    for c in 0..2 {
+        for i in 0..2 {
+            assert_eq!(
+                doc["variances"][c][i], file["covariances"][c][i][i],
+                "variance {c},{i} is the covariance's diagonal"
+            );
+        }
+    }
+    let full = last_json(&ok(d, &["show", "m.json", "--json", "--full"]));
+    assert_eq!(full["covariances"], file["covariances"]);
+
+    let run = ok(d, &["show", "m.json"]);
+    assert!(
+        run.stdout
+            .contains("2 components, 2 features, covariance full"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("component  weight"), "{}", run.stdout);
+    assert!(run.stdout.contains("converged"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("covariance of component"),
+        "{}",
+        run.stdout
+    );
+    let run = ok(d, &["show", "m.json", "--full"]);
+    assert!(
+        run.stdout.contains("covariance of component 1:"),
+        "{}",
+        run.stdout
+    );
+
+    // Diagonal and spherical models: the variances are the covariances as stored.
+    for (cov, spherical) in [("diag", false), ("spherical", true)] {
+        ok(
+            d,
+            &[
+                "fit",
+                "-i",
+                FAITHFUL,
+                "-k",
+                "2",
+                "--covariance",
+                cov,
+                "-o",
+                "c.json",
+            ],
+        );
+        let file = read_json(&d.join("c.json"));
+        let doc = last_json(&ok(d, &["show", "c.json", "--json"]));
+        assert_eq!(doc["covariance_type"], cov);
+        for c in 0..2 {
+            for i in 0..2 {
+                let want = if spherical {
+                    &file["covariances"][c]
+                } else {
+                    &file["covariances"][c][i]
+                };
+                assert_eq!(&doc["variances"][c][i], want, "{cov} {c},{i}");
+            }
+        }
+    }
+
+    fails(d, &["show", "missing.json"], 1, &["missing.json"]);
+    std::fs::write(d.join("bad.json"), "{\"format\": \"emgpu-model\"}").unwrap();
+    fails(
+        d,
+        &["show", "bad.json"],
+        1,
+        &["bad.json", "missing field \"version\""],
+    );
+}
+
+#[test]
+fn show_prints_a_kmeans_model() {
+    let dir = tmp();
+    let d = dir.path();
+    ok(
+        d,
+        &[
+            "fit", "-i", FAITHFUL, "-k", "2", "--model", "kmeans", "-o", "km.json",
+        ],
+    );
+    let file = read_json(&d.join("km.json"));
+    let doc = last_json(&ok(d, &["show", "km.json", "--json"]));
+    assert_eq!(doc["model"], "kmeans");
+    assert_eq!(doc["n_clusters"], 2);
+    assert_eq!(doc["n_features"], 2);
+    assert_eq!(doc["cluster_centers"], file["cluster_centers"]);
+    assert_eq!(doc["inertia"], file["inertia"]);
+    assert_eq!(doc["converged"], file["converged"]);
+    let run = ok(d, &["show", "km.json"]);
+    assert!(
+        run.stdout
+            .contains("k-means (kmeans): 2 clusters, 2 features"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("cluster  center"), "{}", run.stdout);
+}

@@ -28,6 +28,7 @@ mod progress;
 mod sample;
 mod score;
 mod select;
+mod show;
 mod validate;
 
 use file::{FileFormat, ReadOptions, open_dataset};
@@ -75,6 +76,8 @@ pub enum Command {
     Predict(predict::PredictCmd),
     /// Draw samples from a Gaussian mixture model (float64 .npy).
     Sample(sample::SampleCmd),
+    /// What a model file holds: kind, K, D, weights, means, variances, lower bound (or --json).
+    Show(show::ShowCmd),
     /// Fit on the CPU and on another backend (the GPU) from the same start and compare the results.
     Validate(validate::ValidateCmd),
     /// Fit a Gaussian mixture for each number of components (and covariance type); keep the best
@@ -89,8 +92,9 @@ pub enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let ui = Ui::new(cli.quiet);
-    // `devices` only lists adapters: a bad tuning variable is no reason for it to fail.
-    if !matches!(cli.command, Command::Devices(_)) {
+    // `devices` only lists adapters and `show` reads a file: a bad tuning variable is no reason
+    // for them to fail.
+    if !matches!(cli.command, Command::Devices(_) | Command::Show(_)) {
         gpu_env::configure()?;
     }
     match cli.command {
@@ -98,6 +102,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Score(cmd) => score::run(cmd, &ui),
         Command::Predict(cmd) => predict::run(cmd, &ui),
         Command::Sample(cmd) => sample::run(cmd, &ui),
+        Command::Show(cmd) => show::run(cmd, &ui),
         Command::Validate(cmd) => validate::run(cmd, &ui),
         Command::Select(cmd) => select::run(cmd, &ui),
         Command::Devices(cmd) => devices::run(cmd, &ui),
