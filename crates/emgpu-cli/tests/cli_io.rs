@@ -326,3 +326,180 @@ fn show_prints_a_kmeans_model() {
     );
     assert!(run.stdout.contains("cluster  center"), "{}", run.stdout);
 }
+
+/// Old Faithful written again: its columns in `order` (names from the header), with a pandas
+/// index column first when `index`.
+fn faithful_as(path: &std::path::Path, order: &[&str], index: bool) {
+    let text = std::fs::read_to_string(FAITHFUL).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let pick: Vec<usize> = order
+        .iter()
+        .map(|n| header.iter().position(|h| h == n).unwrap())
+        .collect();
+    let mut out = format!("{}{}\n", if index { "," } else { "" }, order.join(","));
+    for (i, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        let row: Vec<&str> = pick.iter().map(|&c| cells[c]).collect();
+        if index {
+            out.push_str(&format!("{i},"));
+        }
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn feature_names_are_stored_and_select_the_columns_of_a_csv_by_name() {
+    let dir = tmp();
+    let d = dir.path();
+    let run = fit_faithful(d, &[]);
+    assert!(
+        run.stderr.contains("× 2 features (eruptions, waiting)"),
+        "the fit summary names the columns: {}",
+        run.stderr
+    );
+    assert_eq!(
+        read_json(&d.join("m.json"))["feature_names"],
+        serde_json::json!(["eruptions", "waiting"])
+    );
+    let shown = last_json(&ok(d, &["show", "m.json", "--json"]));
+    assert_eq!(
+        shown["feature_names"],
+        serde_json::json!(["eruptions", "waiting"])
+    );
+
+    // A reordered CSV gives the same labels and the same score.
+    faithful_as(&d.join("rev.csv"), &["waiting", "eruptions"], false);
+    ok(
+        d,
+        &["predict", "-m", "m.json", "-i", FAITHFUL, "-o", "a.npy"],
+    );
+    ok(
+        d,
+        &["predict", "-m", "m.json", "-i", "rev.csv", "-o", "b.npy"],
+    );
+    let a: Array1<i64> = read_npy(d.join("a.npy")).unwrap();
+    let b: Array1<i64> = read_npy(d.join("b.npy")).unwrap();
+    assert_eq!(a, b);
+    let s1 = last_json(&ok(d, &["score", "-m", "m.json", "-i", FAITHFUL, "--json"]));
+    let s2 = last_json(&ok(
+        d,
+        &["score", "-m", "m.json", "-i", "rev.csv", "--json"],
+    ));
+    assert_eq!(s1["score"], s2["score"]);
+
+    // A CSV lacking a column, or --columns naming others, is refused.
+    std::fs::write(d.join("miss.csv"), "waiting,other\n70,1\n80,2\n").unwrap();
+    fails(
+        d,
+        &["predict", "-m", "m.json", "-i", "miss.csv", "-o", "c.npy"],
+        1,
+        &["miss.csv", "no column \"eruptions\""],
+    );
+    fails(
+        d,
+        &["score", "-m", "m.json", "-i", "miss.csv"],
+        1,
+        &["no column \"eruptions\""],
+    );
+    fails(
+        d,
+        &[
+            "predict",
+            "-m",
+            "m.json",
+            "-i",
+            "rev.csv",
+            "--columns",
+            "waiting,eruptions",
+            "-o",
+            "c.npy",
+        ],
+        2,
+        &[
+            "--columns waiting,eruptions differs",
+            "\"eruptions\", \"waiting\"",
+        ],
+    );
+
+    // k-means models keep the names too.
+    ok(
+        d,
+        &[
+            "fit", "-i", FAITHFUL, "-k", "2", "--model", "kmeans", "-o", "km.json",
+        ],
+    );
+    ok(
+        d,
+        &["predict", "-m", "km.json", "-i", FAITHFUL, "-o", "ka.npy"],
+    );
+    ok(
+        d,
+        &["predict", "-m", "km.json", "-i", "rev.csv", "-o", "kb.npy"],
+    );
+    let ka: Array1<i64> = read_npy(d.join("ka.npy")).unwrap();
+    let kb: Array1<i64> = read_npy(d.join("kb.npy")).unwrap();
+    assert_eq!(ka, kb);
+    fails(
+        d,
+        &["predict", "-m", "km.json", "-i", "miss.csv", "-o", "c.npy"],
+        1,
+        &["no column \"eruptions\""],
+    );
+
+    // An older model file (no feature_names) still loads and reads the CSV as before.
+    let mut old = read_json(&d.join("m.json"));
+    old.as_object_mut().unwrap().remove("feature_names");
+    std::fs::write(d.join("old.json"), old.to_string()).unwrap();
+    ok(
+        d,
+        &["predict", "-m", "old.json", "-i", FAITHFUL, "-o", "o.npy"],
+    );
+    let o: Array1<i64> = read_npy(d.join("o.npy")).unwrap();
+    assert_eq!(o, a);
+    assert_eq!(
+        last_json(&ok(d, &["show", "old.json", "--json"]))["feature_names"],
+        serde_json::Value::Null
+    );
+    // A model with the wrong number of names is refused.
+    let mut bad = read_json(&d.join("m.json"));
+    bad["feature_names"] = serde_json::json!(["a"]);
+    std::fs::write(d.join("bad.json"), bad.to_string()).unwrap();
+    fails(d, &["show", "bad.json"], 1, &["bad.json", "feature_names"]);
+}
+
+#[test]
+fn a_pandas_index_column_is_skipped_with_a_note() {
+    let dir = tmp();
+    let d = dir.path();
+    faithful_as(&d.join("idx.csv"), &["eruptions", "waiting"], true);
+    fit_faithful(d, &[]);
+    let run = ok(
+        d,
+        &[
+            "fit", "-i", "idx.csv", "-k", "2", "--seed", "1", "-o", "mi.json",
+        ],
+    );
+    assert!(run.stderr.contains("pandas index"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("× 2 features (eruptions, waiting)"),
+        "{}",
+        run.stderr
+    );
+    let (m, mi) = (read_json(&d.join("m.json")), read_json(&d.join("mi.json")));
+    assert_eq!(m["means"], mi["means"], "the index is not a feature");
+    // A model with feature names takes its columns by name: the index is not one of them.
+    ok(
+        d,
+        &["predict", "-m", "m.json", "-i", "idx.csv", "-o", "l.npy"],
+    );
+    ok(
+        d,
+        &["predict", "-m", "m.json", "-i", FAITHFUL, "-o", "f.npy"],
+    );
+    let l: Array1<i64> = read_npy(d.join("l.npy")).unwrap();
+    let f: Array1<i64> = read_npy(d.join("f.npy")).unwrap();
+    assert_eq!(l, f);
+}

@@ -17,6 +17,7 @@ pub struct CsvSource {
     n: usize,
     d: usize,
     columns: Vec<String>,
+    index_skipped: bool,
 }
 
 impl CsvSource {
@@ -112,16 +113,54 @@ impl CsvSource {
                 "the file has a header but no data rows",
             ));
         }
-        Ok(Self {
+        let mut source = Self {
             data,
             n,
             d,
             columns: names,
-        })
+            index_skipped: false,
+        };
+        if columns.is_none() {
+            source.skip_index_column();
+        }
+        Ok(source)
+    }
+
+    /// Drops a leading column with an empty name that holds 0, 1, ..., N−1: the index pandas'
+    /// `to_csv` writes, which is not a feature.
+    fn skip_index_column(&mut self) {
+        let (n, d) = (self.n, self.d);
+        if d < 2 || !self.columns[0].is_empty() {
+            return;
+        }
+        if !(0..n).all(|i| self.data[i * d] == i as f64) {
+            return;
+        }
+        self.data = (0..n)
+            .flat_map(|i| self.data[i * d + 1..(i + 1) * d].iter().copied())
+            .collect();
+        self.columns.remove(0);
+        self.d = d - 1;
+        self.index_skipped = true;
+    }
+
+    /// Whether a pandas index column (no name, 0..N−1) was skipped.
+    pub fn index_skipped(&self) -> bool {
+        self.index_skipped
+    }
+
+    /// The column names of `path`'s header row (as read, spaces trimmed).
+    pub fn header(path: &Path) -> Result<Vec<String>> {
+        let mut reader = ReaderBuilder::new()
+            .has_headers(true)
+            .trim(Trim::All)
+            .from_path(path)
+            .map_err(|e| csv_error(path, e))?;
+        let header = reader.headers().map_err(|e| csv_error(path, e))?;
+        Ok(header.iter().map(str::to_string).collect())
     }
 
     /// The names of the columns read, in order.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn columns(&self) -> &[String] {
         &self.columns
     }
@@ -207,5 +246,22 @@ mod tests {
             err.contains("line 2 (data row 0, 0-based), column \"id\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_pandas_index_column_is_skipped_and_other_unnamed_columns_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, ",x,y\n0,1.5,2\n1,3,4\n").unwrap();
+        let src = CsvSource::open(&path, None).unwrap();
+        assert!(src.index_skipped());
+        assert_eq!(src.columns(), ["x", "y"]);
+        let mut out = vec![0.0; 4];
+        src.read_f64(0, &mut out).unwrap();
+        assert_eq!(out, vec![1.5, 2.0, 3.0, 4.0]);
+        std::fs::write(&path, ",x,y\n0,1.5,2\n5,3,4\n").unwrap();
+        let src = CsvSource::open(&path, None).unwrap();
+        assert!(!src.index_skipped());
+        assert_eq!(src.n_features(), 3);
     }
 }

@@ -89,6 +89,35 @@ impl ReadOptions {
     }
 }
 
+/// A data file opened by [`open_named`]: the data, and for a CSV file the names of its columns
+/// and whether a pandas index column was skipped.
+pub struct Opened {
+    /// The samples.
+    pub data: Dataset<'static>,
+    /// CSV: the columns read, in order.
+    pub columns: Option<Vec<String>>,
+    /// CSV: a leading unnamed column holding 0..N−1 was skipped.
+    pub index_skipped: bool,
+}
+
+/// [`open_dataset`], with the CSV column names.
+pub fn open_named(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Opened> {
+    let path = path.as_ref();
+    if options.format_for(path)? == FileFormat::Csv {
+        let source = CsvSource::open(path, options.columns.as_deref())?;
+        return Ok(Opened {
+            columns: Some(source.columns().to_vec()),
+            index_skipped: source.index_skipped(),
+            data: Dataset::from_source(source),
+        });
+    }
+    Ok(Opened {
+        data: open_dataset(path, options)?,
+        columns: None,
+        index_skipped: false,
+    })
+}
+
 /// Opens a data file: `.npy` and raw files are memory-mapped (rows are read in chunks, never
 /// copied whole), CSV files are parsed into memory. Shapes, dtypes and CSV cells are checked
 /// here; non-finite values in binary files are found by [`Dataset::validate`] (which every

@@ -124,7 +124,7 @@ fn merged(mut base: Value, extra: Value) -> Value {
 
 fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     let gmm = cmd.fit.gmm(cmd.n_init, cmd.backend.into())?;
-    let data = cmd.input.open()?;
+    let (data, names) = open_input(cmd, ui)?;
     let n_init = cmd.n_init.unwrap_or(1);
     let max_iter = cmd.fit.train.max_iter.unwrap_or(100);
     let (model, seconds) = FitProgress::timed(ui, "fit", max_iter, n_init, |bar| {
@@ -132,6 +132,7 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             .map_err(|e| about_file(e, &cmd.input.input))
     })?;
 
+    let model = model.with_feature_names(names.clone())?;
     note_backend(cmd, ui, model.backend_report());
     write_text_atomic(&cmd.output, &model.to_json())?;
     if let Some(path) = &cmd.labels_output {
@@ -140,7 +141,7 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             .map_err(|e| about_file(e, &cmd.input.input))?;
         write_training_labels(ui, path, labels.iter().copied(), model.n_components())?;
     }
-    ui.note(gmm_summary(&model, cmd, &data, seconds));
+    ui.note(gmm_summary(&model, cmd, &data, names.as_deref(), seconds));
     if model.init_lower_bounds().len() > 1 {
         ui.note(restarts_line(
             "lower bounds",
@@ -170,7 +171,7 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
 }
 
 fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
-    let data = cmd.input.open()?;
+    let (data, names) = open_input(cmd, ui)?;
     let km = cmd
         .fit
         .kmeans(data.n_features(), cmd.n_init, cmd.backend.into())?;
@@ -181,6 +182,7 @@ fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             .map_err(|e| about_file(e, &cmd.input.input))
     })?;
 
+    let model = model.with_feature_names(names.clone())?;
     note_backend(cmd, ui, model.backend_report());
     write_text_atomic(&cmd.output, &model.to_json())?;
     if let Some(path) = &cmd.labels_output {
@@ -193,7 +195,13 @@ fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         };
         write_training_labels(ui, path, labels, model.n_clusters())?;
     }
-    ui.note(kmeans_summary(&model, cmd, &data, seconds));
+    ui.note(kmeans_summary(
+        &model,
+        cmd,
+        &data,
+        names.as_deref(),
+        seconds,
+    ));
     if model.init_inertias().len() > 1 {
         ui.note(restarts_line(
             "inertias",
@@ -220,6 +228,32 @@ fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         print_result(&line.to_string())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The input, and the names of its columns (a CSV file's) to store in the model; a header that
+/// names a column twice gives a model without names.
+fn open_input(cmd: &FitCmd, ui: &Ui) -> Result<(Dataset<'static>, Option<Vec<String>>), CliError> {
+    let (data, names) = cmd.input.open_named(ui, None)?;
+    let names = names.filter(|names| {
+        let unique: std::collections::HashSet<&String> = names.iter().collect();
+        let ok = unique.len() == names.len();
+        if !ok {
+            ui.note(format!(
+                "note: {}: the header names a column twice; the model stores no feature names",
+                cmd.input.input.display()
+            ));
+        }
+        ok
+    });
+    Ok((data, names))
+}
+
+/// `2 features` or `2 features (eruptions, waiting)`.
+fn features(d: usize, names: Option<&[String]>) -> String {
+    match names {
+        Some(names) => format!("{d} features ({})", names.join(", ")),
+        None => format!("{d} features"),
+    }
 }
 
 /// `--labels-output`: the training labels, with a note of the samples per component.
@@ -277,14 +311,20 @@ fn backend_name(report: Option<&BackendReport>, cmd: &FitCmd) -> Backend {
     report.map_or(Backend::from(cmd.backend), |r| r.backend)
 }
 
-/// `fit: 2 full components on 272 samples × 2 features, cpu, 7 iterations (converged) in 0.004 s, lower bound -2.031 → m.json`
-fn gmm_summary(model: &FittedGmm, cmd: &FitCmd, data: &Dataset, seconds: f64) -> String {
+/// `fit: 2 full components on 272 samples × 2 features (eruptions, waiting), cpu, 7 iterations (converged) in 0.004 s, lower bound -2.031 → m.json`
+fn gmm_summary(
+    model: &FittedGmm,
+    cmd: &FitCmd,
+    data: &Dataset,
+    names: Option<&[String]>,
+    seconds: f64,
+) -> String {
     format!(
-        "fit: {} {} components on {} samples × {} features, {}, {} iterations ({}) in {:.3} s, lower bound {} → {}",
+        "fit: {} {} components on {} samples × {}, {}, {} iterations ({}) in {:.3} s, lower bound {} → {}",
         model.n_components(),
         model.covariance_type(),
         data.n_samples(),
-        data.n_features(),
+        features(data.n_features(), names),
         backend_name(model.backend_report(), cmd),
         model.n_iter(),
         converged_note(model.converged()),
@@ -294,13 +334,19 @@ fn gmm_summary(model: &FittedGmm, cmd: &FitCmd, data: &Dataset, seconds: f64) ->
     )
 }
 
-/// `fit: k-means, 2 clusters on 272 samples × 2 features, cpu, 5 iterations (converged) in 0.001 s, inertia 8902 (mean squared distance 32.73) → km.json`
-fn kmeans_summary(model: &FittedKMeans, cmd: &FitCmd, data: &Dataset, seconds: f64) -> String {
+/// `fit: k-means, 2 clusters on 272 samples × 2 features (eruptions, waiting), cpu, 5 iterations (converged) in 0.001 s, inertia 8902 (mean squared distance 32.73) → km.json`
+fn kmeans_summary(
+    model: &FittedKMeans,
+    cmd: &FitCmd,
+    data: &Dataset,
+    names: Option<&[String]>,
+    seconds: f64,
+) -> String {
     format!(
-        "fit: k-means, {} clusters on {} samples × {} features, {}, {} iterations ({}) in {:.3} s, inertia {} (mean squared distance {}) → {}",
+        "fit: k-means, {} clusters on {} samples × {}, {}, {} iterations ({}) in {:.3} s, inertia {} (mean squared distance {}) → {}",
         model.n_clusters(),
         data.n_samples(),
-        data.n_features(),
+        features(data.n_features(), names),
         backend_name(model.backend_report(), cmd),
         model.n_iter(),
         converged_note(model.converged()),

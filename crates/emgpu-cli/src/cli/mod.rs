@@ -31,7 +31,8 @@ mod select;
 mod show;
 mod validate;
 
-use file::{FileFormat, ReadOptions, open_dataset};
+use csv::CsvSource;
+use file::{FileFormat, ReadOptions, open_dataset, open_named};
 
 pub use options::{FitArgs, ModelArg, TrainArgs};
 
@@ -277,17 +278,82 @@ impl InputArgs {
         }
     }
 
-    /// Opens the input file.
-    pub fn open(&self) -> Result<Dataset<'static>, CliError> {
+    fn options(&self) -> Result<ReadOptions, CliError> {
         if self.dims == Some(0) {
             return Err(CliError::usage("--dims must be at least 1"));
         }
-        let options = ReadOptions {
+        Ok(ReadOptions {
             format: self.format.map(FormatArg::into_format),
             columns: self.columns.clone(),
             dims: self.dims,
+        })
+    }
+
+    /// Opens the input file.
+    pub fn open(&self) -> Result<Dataset<'static>, CliError> {
+        Ok(open_dataset(&self.input, &self.options()?)?)
+    }
+
+    /// Opens the input file and, for a CSV file, returns the names of the columns used.
+    ///
+    /// With `model_names` (the feature names stored in a model), a CSV file's columns are chosen
+    /// by those names, whatever their order in the file; a file lacking one of them, or
+    /// `--columns` naming others, is an error. A skipped pandas index column is noted on stderr.
+    pub fn open_named(
+        &self,
+        ui: &Ui,
+        model_names: Option<&[String]>,
+    ) -> Result<(Dataset<'static>, Option<Vec<String>>), CliError> {
+        let mut options = self.options()?;
+        let is_csv = options.format_for(&self.input)? == FileFormat::Csv;
+        // `--columns` with another number of columns than the model's: the dimension check
+        // (in predict, score) says so.
+        let other_count = match (&self.columns, model_names) {
+            (Some(given), Some(names)) => given.len() != names.len(),
+            _ => false,
         };
-        Ok(open_dataset(&self.input, &options)?)
+        if let (true, false, Some(names)) = (is_csv, other_count, model_names) {
+            let list = |names: &[String]| {
+                names
+                    .iter()
+                    .map(|n| format!("\"{n}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if let Some(given) = &self.columns
+                && given.as_slice() != names
+            {
+                return Err(CliError::usage(format!(
+                    "--columns {} differs from the columns the model was fitted on ({}, in that order); leave out --columns to select them by name",
+                    given.join(","),
+                    list(names)
+                )));
+            }
+            let header = CsvSource::header(&self.input)?;
+            let missing: Vec<String> = names
+                .iter()
+                .filter(|n| !header.contains(n))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                return Err(CliError::error(format!(
+                    "{}: the model was fitted on the columns {}, but this file has no column {}; its header has {}",
+                    self.input.display(),
+                    list(names),
+                    list(&missing),
+                    list(&header)
+                )));
+            }
+            options.columns = Some(names.to_vec());
+        }
+        let opened = open_named(&self.input, &options)?;
+        if opened.index_skipped {
+            ui.note(format!(
+                "note: {}: the first column has no name and holds 0, 1, ..., N−1 (a pandas index, `to_csv` without `index=False`); skipped",
+                self.input.display()
+            ));
+        }
+        Ok((opened.data, opened.columns))
     }
 }
 

@@ -57,7 +57,11 @@ pub fn run(cmd: PredictCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             cmd.model.display()
         )));
     }
-    let data = cmd.input.open()?;
+    let names = match &model {
+        AnyModel::Gmm(m) => m.feature_names(),
+        AnyModel::KMeans(m) => m.feature_names(),
+    };
+    let (data, _) = cmd.input.open_named(ui, names)?;
     let in_file = |e| about_file(e, &cmd.input.input);
     let (labels, k, what) = match model {
         AnyModel::Gmm(model) => {

@@ -38,16 +38,16 @@ pub struct ScoreCmd {
     json: bool,
 }
 
-pub fn run(cmd: ScoreCmd, _ui: &Ui) -> Result<ExitCode, CliError> {
+pub fn run(cmd: ScoreCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     match load_any_model(&cmd.model)? {
-        AnyModel::Gmm(model) => score_gmm(&cmd, model),
-        AnyModel::KMeans(model) => score_kmeans(&cmd, model),
+        AnyModel::Gmm(model) => score_gmm(&cmd, ui, model),
+        AnyModel::KMeans(model) => score_kmeans(&cmd, ui, model),
     }
 }
 
-fn score_gmm(cmd: &ScoreCmd, model: FittedGmm) -> Result<ExitCode, CliError> {
+fn score_gmm(cmd: &ScoreCmd, ui: &Ui, model: FittedGmm) -> Result<ExitCode, CliError> {
     let model = model.with_backend(Backend::from(cmd.backend));
-    let data = cmd.input.open()?;
+    let (data, _) = cmd.input.open_named(ui, model.feature_names())?;
     let log_px = model
         .score_samples(&data)
         .map_err(|e| about_file(e, &cmd.input.input))?;
@@ -77,9 +77,9 @@ fn score_gmm(cmd: &ScoreCmd, model: FittedGmm) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn score_kmeans(cmd: &ScoreCmd, model: FittedKMeans) -> Result<ExitCode, CliError> {
+fn score_kmeans(cmd: &ScoreCmd, ui: &Ui, model: FittedKMeans) -> Result<ExitCode, CliError> {
     let model = model.with_backend(Backend::from(cmd.backend));
-    let data = cmd.input.open()?;
+    let (data, _) = cmd.input.open_named(ui, model.feature_names())?;
     let n = data.n_samples();
     let score = model
         .score(&data)

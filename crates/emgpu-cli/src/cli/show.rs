@@ -38,20 +38,17 @@ pub struct ShowCmd {
 }
 
 pub fn run(cmd: ShowCmd, _ui: &Ui) -> Result<ExitCode, CliError> {
-    let model = load_any_model(&cmd.model)?;
-    let names = feature_names(&cmd.model);
-    match model {
-        AnyModel::Gmm(m) => show_gmm(&cmd, &m, names),
-        AnyModel::KMeans(m) => show_kmeans(&cmd, &m, names),
+    match load_any_model(&cmd.model)? {
+        AnyModel::Gmm(m) => {
+            let names = m.feature_names().map(<[String]>::to_vec);
+            show_gmm(&cmd, &m, names)
+        }
+        AnyModel::KMeans(m) => {
+            let names = m.feature_names().map(<[String]>::to_vec);
+            show_kmeans(&cmd, &m, names)
+        }
     }?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The model file's `feature_names`, when it has them (the model reader checked the file).
-fn feature_names(path: &std::path::Path) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let doc: Value = serde_json::from_str(&text).ok()?;
-    serde_json::from_value(doc.get("feature_names")?.clone()).ok()
 }
 
 /// `null` for NaN (a model made by hand has no lower bound).

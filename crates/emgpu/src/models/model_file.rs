@@ -100,6 +100,24 @@ pub(crate) fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
+/// Feature names for a model of `d` features: one per feature, none repeated.
+pub(crate) fn checked_names(names: Option<Vec<String>>, d: usize) -> Result<Option<Vec<String>>> {
+    let Some(names) = names else { return Ok(None) };
+    if names.len() != d {
+        return Err(Error::BadModel(format!(
+            "\"feature_names\" has {} names for {d} features",
+            names.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
+        return Err(Error::BadModel(format!(
+            "\"feature_names\" names \"{dup}\" twice"
+        )));
+    }
+    Ok(Some(names))
+}
+
 /// Parses a model file of kind `kind` (`what` names it in errors, e.g. "a Gaussian mixture"):
 /// checks the header (`format` is emgpu's, `version` one this build reads, `model` is `kind`),
 /// then deserializes the whole document as `T`.

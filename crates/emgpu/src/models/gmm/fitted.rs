@@ -13,7 +13,7 @@ use crate::device::{Backend, BackendReport, EngineOptions};
 use crate::error::{Error, Result};
 use crate::numerics::linalg::cholesky_lower;
 
-use crate::models::model_file::{self, Header, Nested};
+use crate::models::model_file::{self, Header, Nested, checked_names};
 pub use crate::models::model_file::{MODEL_FORMAT, MODEL_VERSION};
 
 /// A Gaussian mixture with its parameters and how its fit went.
@@ -28,6 +28,7 @@ pub struct FittedGmm {
     pub(crate) init_lower_bounds: Vec<f64>,
     pub(crate) report: Option<BackendReport>,
     pub(crate) predict_backend: Backend,
+    feature_names: Option<Vec<String>>,
 }
 
 impl FittedGmm {
@@ -44,7 +45,20 @@ impl FittedGmm {
             init_lower_bounds: Vec::new(),
             report: None,
             predict_backend: Backend::Cpu,
+            feature_names: None,
         })
+    }
+
+    /// The model with the names of its features (e.g. a CSV header's), stored in its model
+    /// file; `None` removes them. Errors unless there is one name per feature.
+    pub fn with_feature_names(mut self, names: Option<Vec<String>>) -> Result<Self> {
+        self.feature_names = checked_names(names, self.n_features())?;
+        Ok(self)
+    }
+
+    /// The names of the features, when the model has them (scikit-learn's `feature_names_in_`).
+    pub fn feature_names(&self) -> Option<&[String]> {
+        self.feature_names.as_deref()
     }
 
     /// The backend `predict`, `predict_proba`, `score_samples` and `score` use (by default the
@@ -296,6 +310,7 @@ impl FittedGmm {
             lower_bound_trace: self.lower_bound_trace.clone(),
             backend: self.report.as_ref().map(|r| r.backend.to_string()),
             device: self.report.as_ref().map(|r| r.device.clone()),
+            feature_names: self.feature_names.clone(),
         })
     }
 
@@ -321,6 +336,7 @@ impl FittedGmm {
         model.n_iter = file.n_iter;
         model.converged = file.converged;
         model.lower_bound_trace = file.lower_bound_trace;
+        model.feature_names = checked_names(file.feature_names, d)?;
         Ok(model)
     }
 }
@@ -353,4 +369,7 @@ struct GmmFile {
     backend: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     device: Option<String>,
+    /// The features' names (a CSV header's); absent in older files and for `.npy` data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feature_names: Option<Vec<String>>,
 }

@@ -7,7 +7,7 @@ use super::kmeans_engine;
 use crate::data::{AsDataset, Dataset};
 use crate::device::{Backend, BackendReport, EngineOptions};
 use crate::error::{Error, Result};
-use crate::models::model_file::{self, Header, Nested};
+use crate::models::model_file::{self, Header, Nested, checked_names};
 
 /// k-means cluster centers with how their fit went (scikit-learn's fitted `KMeans`).
 #[derive(Debug, Clone)]
@@ -22,6 +22,7 @@ pub struct FittedKMeans {
     pub(crate) init_inertias: Vec<f64>,
     pub(crate) report: Option<BackendReport>,
     pub(crate) predict_backend: Backend,
+    feature_names: Option<Vec<String>>,
 }
 
 impl FittedKMeans {
@@ -52,7 +53,20 @@ impl FittedKMeans {
             init_inertias: Vec::new(),
             report: None,
             predict_backend: Backend::Cpu,
+            feature_names: None,
         })
+    }
+
+    /// The model with the names of its features (e.g. a CSV header's), stored in its model
+    /// file; `None` removes them. Errors unless there is one name per feature.
+    pub fn with_feature_names(mut self, names: Option<Vec<String>>) -> Result<Self> {
+        self.feature_names = checked_names(names, self.n_features)?;
+        Ok(self)
+    }
+
+    /// The names of the features, when the model has them (scikit-learn's `feature_names_in_`).
+    pub fn feature_names(&self) -> Option<&[String]> {
+        self.feature_names.as_deref()
     }
 
     /// The backend `predict` and `score` use (by default the one the fit ran on; CPU for loaded
@@ -146,6 +160,7 @@ impl FittedKMeans {
             converged: self.converged,
             backend: self.report.as_ref().map(|r| r.backend.to_string()),
             device: self.report.as_ref().map(|r| r.device.clone()),
+            feature_names: self.feature_names.clone(),
         })
     }
 
@@ -165,6 +180,7 @@ impl FittedKMeans {
         model.inertia = file.inertia.unwrap_or(f64::NAN);
         model.n_iter = file.n_iter;
         model.converged = file.converged;
+        model.feature_names = checked_names(file.feature_names, d)?;
         Ok(model)
     }
 }
@@ -189,4 +205,7 @@ struct KMeansFile {
     backend: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     device: Option<String>,
+    /// The features' names (a CSV header's); absent in older files and for `.npy` data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feature_names: Option<Vec<String>>,
 }
