@@ -424,6 +424,24 @@ fn feature_names_are_stored_and_select_the_columns_of_a_csv_by_name() {
         ],
     );
 
+    // So does the model `select` writes.
+    ok(
+        d,
+        &[
+            "select",
+            "-i",
+            FAITHFUL,
+            "--components",
+            "1,2",
+            "-o",
+            "sel.json",
+        ],
+    );
+    assert_eq!(
+        read_json(&d.join("sel.json"))["feature_names"],
+        serde_json::json!(["eruptions", "waiting"])
+    );
+
     // k-means models keep the names too.
     ok(
         d,

@@ -213,7 +213,7 @@ pub fn run(cmd: SelectCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     let base = cmd
         .train
         .gmm(1, CovarianceType::Full, cmd.n_init, backend)?;
-    let data = cmd.input.open()?;
+    let (data, names) = cmd.input.open_named(ui, None)?;
     let n = data.n_samples();
     if components.max() > n {
         return Err(CliError::error(format!(
@@ -239,7 +239,10 @@ pub fn run(cmd: SelectCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         ui.note(describe_backend(r));
     }
     if let Some(path) = &cmd.output {
-        write_text_atomic(path, &selection.best_model().to_json())?;
+        let best = selection.best_model().clone();
+        // A CSV's column names, unless the header repeats one (then the model has none).
+        let best = best.clone().with_feature_names(names).unwrap_or(best);
+        write_text_atomic(path, &best.to_json())?;
     }
     let best = selection.best_row();
     ui.note(format!(
