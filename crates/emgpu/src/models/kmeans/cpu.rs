@@ -1,15 +1,29 @@
-//! The k-means assignment on the CPU in f64, point by point: the reference implementation.
+//! The k-means assignment on the CPU in f64: a blocked path (the default) and the point-by-point
+//! reference.
 //!
-//! The twin of a GPU assignment kernel and the oracle of the tests. It runs in parallel over chunks
-//! of rows; chunk statistics are merged in chunk order, so a fit is reproducible bit for bit
-//! whatever the number of threads.
+//! The reference ([`assign_reference`]) is the twin of a GPU assignment kernel and the oracle of
+//! the tests. The blocked path ([`assign_blocked`]) is scikit-learn's Lloyd: per chunk of
+//! [`BLOCKED_GEMM_ROWS`] rows (cache-resident), one GEMM `X·Cᵀ` gives every point-center product,
+//! the argmin of `‖c‖² − 2x·c` the label (`‖x‖²` is the same for every center and is not needed),
+//! and the statistics are summed in the same pass. Both run in parallel over blocks of rows; block
+//! statistics are merged in block order, so a fit is reproducible bit for bit whatever the number
+//! of threads.
+//!
+//! Numerics of the blocked path: `‖c‖² − 2x·c` cancels when the points are far from the origin
+//! (its terms are `‖x‖‖c‖` large while the distances are small), so points and centers are first
+//! moved by the same origin (the first center; distances do not change), and the distance of the
+//! chosen center is then recomputed exactly as `‖x − c‖²`, so the inertia, the distances and the
+//! sums are those of the reference. A point whose two nearest centers are closer than the GEMM's
+//! rounding may take the other one of them (scikit-learn's Lloyd has the same property).
 
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
 use super::KMeansStats;
 use super::{FarPoint, KMeansEngine};
 use crate::data::Dataset;
-use crate::device::{BackendReport, EngineOptions, cpu_report};
+use crate::device::{BackendReport, CpuPath, EngineOptions, cpu_report};
 use crate::error::{Error, Result};
 
 /// The label the engines hold for "not assigned yet" (every label differs from it).
@@ -17,8 +31,12 @@ pub const NO_LABEL: u32 = u32::MAX;
 
 pub use crate::numerics::sq_distance;
 
-/// Rows per chunk of the CPU assignment.
+/// Rows per chunk of the CPU assignment (the unit of parallel work; the blocked path splits it in
+/// GEMM chunks of [`BLOCKED_GEMM_ROWS`]).
 pub const ASSIGN_CHUNK_ROWS: usize = 4096;
+
+/// Rows per GEMM of the blocked assignment: the rows and their K products stay in the L2 cache.
+pub const BLOCKED_GEMM_ROWS: usize = 256;
 
 /// `points` (`[m][D]`, row-major) transposed to `[D][m]`, the layout [`sq_distances_to`] reads.
 pub fn transpose_points(points: &[f64], m: usize) -> Vec<f64> {
@@ -117,6 +135,184 @@ pub fn assign_reference(
     Ok(total)
 }
 
+/// The index of the smallest of `v`, the lowest on ties (as [`argmin`]; 0 when every value is NaN).
+/// The minimum is found in eight independent lanes (vectorized), then its first position.
+#[inline]
+fn first_min(v: &[f64]) -> usize {
+    let mut lanes = [f64::INFINITY; 8];
+    let (body, tail) = v.split_at(v.len() - v.len() % 8);
+    for ch in body.chunks_exact(8) {
+        for (m, &x) in lanes.iter_mut().zip(ch) {
+            if x < *m {
+                *m = x;
+            }
+        }
+    }
+    let mut min = f64::INFINITY;
+    for &x in lanes.iter().chain(tail) {
+        if x < min {
+            min = x;
+        }
+    }
+    v.iter().position(|&x| x == min).unwrap_or(0)
+}
+
+/// The centers as the blocked assignment uses them: moved by an origin, with their squared norms.
+struct BlockedCenters<'c> {
+    k: usize,
+    d: usize,
+    centers: &'c [f64],
+    /// The first center: points and centers are moved by it before the GEMM.
+    origin: Vec<f64>,
+    /// `c − origin`, `[K][D]`.
+    moved: Vec<f64>,
+    /// `‖c − origin‖²`, `[K]`.
+    norms: Vec<f64>,
+}
+
+/// One thread's buffers of the blocked assignment.
+#[derive(Default)]
+struct BlockedScratch {
+    /// Rows as read, `[rows][D]`.
+    x: Vec<f64>,
+    /// Rows moved by the origin, `[rows][D]`.
+    moved: Vec<f64>,
+    /// `−2 (x − o)·(c − o)`, `[rows][K]`.
+    prod: Vec<f64>,
+}
+
+impl<'c> BlockedCenters<'c> {
+    fn new(centers: &'c [f64], k: usize) -> Self {
+        let d = centers.len() / k;
+        let origin = centers[..d].to_vec();
+        let moved: Vec<f64> = centers
+            .iter()
+            .enumerate()
+            .map(|(e, c)| c - origin[e % d])
+            .collect();
+        let norms = moved
+            .chunks_exact(d.max(1))
+            .map(|c| c.iter().map(|v| v * v).sum())
+            .collect();
+        Self {
+            k,
+            d,
+            centers,
+            origin,
+            moved,
+            norms,
+        }
+    }
+
+    /// Assigns the rows of `w.x` (`[rows][D]`), adding them to `stats`.
+    fn assign(
+        &self,
+        w: &mut BlockedScratch,
+        labels: &mut [u32],
+        dists: &mut [f64],
+        stats: &mut KMeansStats,
+    ) {
+        let (k, d, rows) = (self.k, self.d, labels.len());
+        w.moved.resize(rows * d, 0.0);
+        for (m, x) in w.moved.chunks_exact_mut(d).zip(w.x.chunks_exact(d)) {
+            for ((m, x), o) in m.iter_mut().zip(x).zip(&self.origin) {
+                *m = x - o;
+            }
+        }
+        w.prod.resize(rows * k, 0.0);
+        matmul(
+            MatMut::from_row_major_slice_mut(&mut w.prod, rows, k),
+            Accum::Replace,
+            MatRef::from_row_major_slice(&w.moved, rows, d),
+            MatRef::from_row_major_slice(&self.moved, k, d).transpose(),
+            -2.0,
+            Par::Seq,
+        );
+        for (((row, p), label), out) in w.x[..rows * d]
+            .chunks_exact(d)
+            .zip(w.prod.chunks_exact_mut(k))
+            .zip(labels.iter_mut())
+            .zip(dists.iter_mut())
+        {
+            // ‖x − c‖² − ‖x − o‖² = ‖c − o‖² − 2 (x − o)·(c − o); ties to the lowest index.
+            for (q, n) in p.iter_mut().zip(&self.norms) {
+                *q += n;
+            }
+            let c = first_min(p);
+            let sq = sq_distance(row, &self.centers[c * d..(c + 1) * d]);
+            let changed = *label != c as u32;
+            *label = c as u32;
+            *out = sq;
+            stats.add_point(row, c, sq, changed);
+        }
+    }
+}
+
+/// [`assign_chunk_reference`] by the blocked path: the same labels (up to near-ties, see the module
+/// docs), distances and statistics.
+pub fn assign_chunk_blocked(
+    x: &[f64],
+    centers: &[f64],
+    n_clusters: usize,
+    labels: &mut [u32],
+    dists: &mut [f64],
+) -> KMeansStats {
+    let prepared = BlockedCenters::new(centers, n_clusters);
+    let d = prepared.d;
+    let mut stats = KMeansStats::zeros(n_clusters, d, centers);
+    let mut w = BlockedScratch::default();
+    for ((xs, l), dd) in x
+        .chunks(BLOCKED_GEMM_ROWS * d.max(1))
+        .zip(labels.chunks_mut(BLOCKED_GEMM_ROWS))
+        .zip(dists.chunks_mut(BLOCKED_GEMM_ROWS))
+    {
+        w.x.clear();
+        w.x.extend_from_slice(xs);
+        prepared.assign(&mut w, l, dd, &mut stats);
+    }
+    stats
+}
+
+/// [`assign_reference`] by the blocked path (see the module docs): in parallel over blocks of
+/// `chunk_rows` rows, each read and assigned [`BLOCKED_GEMM_ROWS`] rows at a time, block statistics
+/// merged in order.
+pub fn assign_blocked(
+    data: &Dataset,
+    centers: &[f64],
+    n_clusters: usize,
+    chunk_rows: usize,
+    labels: &mut [u32],
+    dists: &mut [f64],
+) -> Result<KMeansStats> {
+    let d = data.n_features();
+    let chunk_rows = chunk_rows.max(1);
+    let gemm_rows = BLOCKED_GEMM_ROWS.min(chunk_rows);
+    let prepared = BlockedCenters::new(centers, n_clusters);
+    let parts: Vec<KMeansStats> = labels
+        .par_chunks_mut(chunk_rows)
+        .zip(dists.par_chunks_mut(chunk_rows))
+        .enumerate()
+        .map_init(BlockedScratch::default, |w, (b, (l, dd))| {
+            let mut stats = KMeansStats::zeros(n_clusters, d, centers);
+            for (g, (lg, dg)) in l
+                .chunks_mut(gemm_rows)
+                .zip(dd.chunks_mut(gemm_rows))
+                .enumerate()
+            {
+                w.x.resize(lg.len() * d, 0.0);
+                data.read_f64(b * chunk_rows + g * gemm_rows, &mut w.x)?;
+                prepared.assign(w, lg, dg, &mut stats);
+            }
+            Ok(stats)
+        })
+        .collect::<Result<_>>()?;
+    let mut total = KMeansStats::zeros(n_clusters, d, centers);
+    for part in &parts {
+        total.merge(part);
+    }
+    Ok(total)
+}
+
 /// The `n` largest of `dists` (at most all), by decreasing distance, ties by increasing index.
 pub fn farthest_reference(labels: &[u32], dists: &[f64], n: usize) -> Vec<FarPoint> {
     let n = n.min(dists.len());
@@ -140,10 +336,12 @@ pub fn farthest_reference(labels: &[u32], dists: &[f64], n: usize) -> Vec<FarPoi
         .collect()
 }
 
-/// k-means assignments on the CPU over one dataset (f64, parallel over chunks of rows).
+/// k-means assignments on the CPU over one dataset (f64, parallel over chunks of rows): the
+/// blocked path ([`assign_blocked`]) unless the options ask for the reference.
 pub struct CpuKMeansEngine<'a> {
     data: &'a Dataset<'a>,
     chunk_rows: usize,
+    path: CpuPath,
     reason: String,
     /// Labels of the last assignment (`NO_LABEL` before the first), `[N]`.
     labels: Vec<u32>,
@@ -158,11 +356,17 @@ impl<'a> CpuKMeansEngine<'a> {
         Self {
             data,
             chunk_rows: options.chunk_rows.unwrap_or(ASSIGN_CHUNK_ROWS).max(1),
+            path: options.cpu_path,
             reason,
             labels: Vec::new(),
             dists: Vec::new(),
             assigned: false,
         }
+    }
+
+    /// Which assignment the engine runs.
+    pub fn path(&self) -> CpuPath {
+        self.path
     }
 
     fn check_assigned(&self) -> Result<()> {
@@ -189,7 +393,11 @@ impl KMeansEngine for CpuKMeansEngine<'_> {
             self.labels = vec![NO_LABEL; n];
             self.dists = vec![0.0; n];
         }
-        let stats = assign_reference(
+        let assign = match self.path {
+            CpuPath::Blocked => assign_blocked,
+            CpuPath::Reference => assign_reference,
+        };
+        let stats = assign(
             self.data,
             centers,
             n_clusters,
