@@ -135,28 +135,6 @@ pub fn assign_reference(
     Ok(total)
 }
 
-/// The index of the smallest of `v`, the lowest on ties (as [`argmin`]; 0 when every value is NaN).
-/// The minimum is found in eight independent lanes (vectorized), then its first position.
-#[inline]
-fn first_min(v: &[f64]) -> usize {
-    let mut lanes = [f64::INFINITY; 8];
-    let (body, tail) = v.split_at(v.len() - v.len() % 8);
-    for ch in body.chunks_exact(8) {
-        for (m, &x) in lanes.iter_mut().zip(ch) {
-            if x < *m {
-                *m = x;
-            }
-        }
-    }
-    let mut min = f64::INFINITY;
-    for &x in lanes.iter().chain(tail) {
-        if x < min {
-            min = x;
-        }
-    }
-    v.iter().position(|&x| x == min).unwrap_or(0)
-}
-
 /// The centers as the blocked assignment uses them: moved by an origin, with their squared norms.
 struct BlockedCenters<'c> {
     k: usize,
@@ -177,8 +155,12 @@ struct BlockedScratch {
     x: Vec<f64>,
     /// Rows moved by the origin, `[rows][D]`.
     moved: Vec<f64>,
-    /// `−2 (x − o)·(c − o)`, `[rows][K]`.
+    /// `−2 (x − o)·(c − o)`, `[K][rows]` (column-major `[rows][K]`).
     prod: Vec<f64>,
+    /// The smallest `‖c − o‖² − 2 (x − o)·(c − o)` so far, `[rows]`.
+    best: Vec<f64>,
+    /// Its center, `[rows]`.
+    best_index: Vec<f64>,
 }
 
 impl<'c> BlockedCenters<'c> {
@@ -204,8 +186,37 @@ impl<'c> BlockedCenters<'c> {
         }
     }
 
-    /// Assigns the rows of `w.x` (`[rows][D]`), adding them to `stats`.
+    /// Assigns the rows of `w.x` (`[rows][D]`), adding them to `stats`; with AVX2 when the CPU
+    /// has it (the selects of the argmin need it to vectorize; the arithmetic is the same).
     fn assign(
+        &self,
+        w: &mut BlockedScratch,
+        labels: &mut [u32],
+        dists: &mut [f64],
+        stats: &mut KMeansStats,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2(
+                this: &BlockedCenters,
+                w: &mut BlockedScratch,
+                labels: &mut [u32],
+                dists: &mut [f64],
+                stats: &mut KMeansStats,
+            ) {
+                this.assign_body(w, labels, dists, stats)
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has the features `avx2` enables (checked just above).
+                return unsafe { avx2(self, w, labels, dists, stats) };
+            }
+        }
+        self.assign_body(w, labels, dists, stats)
+    }
+
+    #[inline(always)]
+    fn assign_body(
         &self,
         w: &mut BlockedScratch,
         labels: &mut [u32],
@@ -220,30 +231,73 @@ impl<'c> BlockedCenters<'c> {
             }
         }
         w.prod.resize(rows * k, 0.0);
+        // Column-major: column c holds −2 (x − o)·(c − o) for the rows of the chunk, so that the
+        // argmin below runs over contiguous rows and vectorizes.
         matmul(
-            MatMut::from_row_major_slice_mut(&mut w.prod, rows, k),
+            MatMut::from_column_major_slice_mut(&mut w.prod, rows, k),
             Accum::Replace,
             MatRef::from_row_major_slice(&w.moved, rows, d),
             MatRef::from_row_major_slice(&self.moved, k, d).transpose(),
             -2.0,
             Par::Seq,
         );
-        for (((row, p), label), out) in w.x[..rows * d]
+        // ‖x − c‖² − ‖x − o‖² = ‖c − o‖² − 2 (x − o)·(c − o): its argmin over c is the nearest
+        // center. A strict `<` over increasing c keeps the lowest index on ties; the index is
+        // held as an f64 (exact) so that the selects are all of one width.
+        w.best.clear();
+        w.best
+            .extend(w.prod[..rows].iter().map(|q| q + self.norms[0]));
+        w.best_index.clear();
+        w.best_index.resize(rows, 0.0);
+        for (c, col) in w.prod.chunks_exact(rows).enumerate().skip(1) {
+            let (n, cf) = (self.norms[c], c as f64);
+            for ((b, i), &q) in w.best.iter_mut().zip(w.best_index.iter_mut()).zip(col) {
+                let v = q + n;
+                let lt = v < *b;
+                *b = if lt { v } else { *b };
+                *i = if lt { cf } else { *i };
+            }
+        }
+        for (((row, &cf), label), out) in w.x[..rows * d]
             .chunks_exact(d)
-            .zip(w.prod.chunks_exact_mut(k))
+            .zip(&w.best_index)
             .zip(labels.iter_mut())
             .zip(dists.iter_mut())
         {
-            // ‖x − c‖² − ‖x − o‖² = ‖c − o‖² − 2 (x − o)·(c − o); ties to the lowest index.
-            for (q, n) in p.iter_mut().zip(&self.norms) {
-                *q += n;
+            let c = cf as usize;
+            // The exact ‖x − c‖² (in four lanes, as `sq_distance`) and Σ (x − c)
+            // (`KMeansStats::add_point`), in one pass.
+            let center = &self.centers[c * d..(c + 1) * d];
+            let sums = &mut stats.sums[c * d..(c + 1) * d];
+            let mut acc = [0.0; 4];
+            let body = d - d % 4;
+            for ((s, x), c) in sums[..body]
+                .chunks_exact_mut(4)
+                .zip(row[..body].chunks_exact(4))
+                .zip(center[..body].chunks_exact(4))
+            {
+                for l in 0..4 {
+                    let t = x[l] - c[l];
+                    s[l] += t;
+                    acc[l] += t * t;
+                }
             }
-            let c = first_min(p);
-            let sq = sq_distance(row, &self.centers[c * d..(c + 1) * d]);
-            let changed = *label != c as u32;
+            let mut sq = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+            for ((s, &xj), &cj) in sums[body..]
+                .iter_mut()
+                .zip(&row[body..])
+                .zip(&center[body..])
+            {
+                let t = xj - cj;
+                *s += t;
+                sq += t * t;
+            }
+            stats.counts[c] += 1.0;
+            stats.n_samples += 1.0;
+            stats.inertia += sq;
+            stats.n_changed += u64::from(*label != c as u32);
             *label = c as u32;
             *out = sq;
-            stats.add_point(row, c, sq, changed);
         }
     }
 }
