@@ -265,32 +265,16 @@ impl<'c> BlockedCenters<'c> {
             .zip(dists.iter_mut())
         {
             let c = cf as usize;
-            // The exact ‖x − c‖² (in four lanes, as `sq_distance`) and Σ (x − c)
-            // (`KMeansStats::add_point`), in one pass.
+            // The exact ‖x − c‖² and Σ (x − c) (`KMeansStats::add_point`): two short loops
+            // over the row (in L1), each of which vectorizes.
             let center = &self.centers[c * d..(c + 1) * d];
-            let sums = &mut stats.sums[c * d..(c + 1) * d];
-            let mut acc = [0.0; 4];
-            let body = d - d % 4;
-            for ((s, x), c) in sums[..body]
-                .chunks_exact_mut(4)
-                .zip(row[..body].chunks_exact(4))
-                .zip(center[..body].chunks_exact(4))
-            {
-                for l in 0..4 {
-                    let t = x[l] - c[l];
-                    s[l] += t;
-                    acc[l] += t * t;
-                }
-            }
-            let mut sq = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-            for ((s, &xj), &cj) in sums[body..]
+            let sq = sq_distance(row, center);
+            for ((s, &xj), &cj) in stats.sums[c * d..(c + 1) * d]
                 .iter_mut()
-                .zip(&row[body..])
-                .zip(&center[body..])
+                .zip(row)
+                .zip(center)
             {
-                let t = xj - cj;
-                *s += t;
-                sq += t * t;
+                *s += xj - cj;
             }
             stats.counts[c] += 1.0;
             stats.n_samples += 1.0;
