@@ -3,7 +3,7 @@
 //!
 //! The reference ([`assign_reference`]) is the twin of a GPU assignment kernel and the oracle of
 //! the tests. The blocked path ([`assign_blocked`]) is scikit-learn's Lloyd: per chunk of
-//! [`BLOCKED_GEMM_ROWS`] rows (cache-resident), one GEMM `X·Cᵀ` gives every point-center product,
+//! [`blocked_gemm_rows`] rows (cache-resident), one GEMM `X·Cᵀ` gives every point-center product,
 //! the argmin of `‖c‖² − 2x·c` the label (`‖x‖²` is the same for every center and is not needed),
 //! and the statistics are summed in the same pass. Both run in parallel over blocks of rows; block
 //! statistics are merged in block order, so a fit is reproducible bit for bit whatever the number
@@ -32,11 +32,18 @@ pub const NO_LABEL: u32 = u32::MAX;
 pub use crate::numerics::sq_distance;
 
 /// Rows per chunk of the CPU assignment (the unit of parallel work; the blocked path splits it in
-/// GEMM chunks of [`BLOCKED_GEMM_ROWS`]).
+/// GEMM chunks of [`blocked_gemm_rows`]).
 pub const ASSIGN_CHUNK_ROWS: usize = 4096;
 
-/// Rows per GEMM of the blocked assignment: the rows and their K products stay in the L2 cache.
-pub const BLOCKED_GEMM_ROWS: usize = 256;
+/// Bytes of one GEMM chunk of the blocked assignment (its rows, the rows moved by the origin and
+/// their K products): half of a 1 MiB L2 cache.
+pub const BLOCKED_GEMM_BYTES: usize = 512 * 1024;
+
+/// Rows per GEMM of the blocked assignment for D features and K centers: as many as fit in
+/// [`BLOCKED_GEMM_BYTES`], between 64 and 1024 (1024 at D = K = 16, 128 at D = 128, K = 256).
+pub fn blocked_gemm_rows(n_features: usize, n_clusters: usize) -> usize {
+    (BLOCKED_GEMM_BYTES / (8 * (2 * n_features + n_clusters)).max(1)).clamp(64, 1024)
+}
 
 /// `points` (`[m][D]`, row-major) transposed to `[D][m]`, the layout [`sq_distances_to`] reads.
 pub fn transpose_points(points: &[f64], m: usize) -> Vec<f64> {
@@ -297,12 +304,13 @@ pub fn assign_chunk_blocked(
 ) -> KMeansStats {
     let prepared = BlockedCenters::new(centers, n_clusters);
     let d = prepared.d;
+    let gemm_rows = blocked_gemm_rows(d, n_clusters);
     let mut stats = KMeansStats::zeros(n_clusters, d, centers);
     let mut w = BlockedScratch::default();
     for ((xs, l), dd) in x
-        .chunks(BLOCKED_GEMM_ROWS * d.max(1))
-        .zip(labels.chunks_mut(BLOCKED_GEMM_ROWS))
-        .zip(dists.chunks_mut(BLOCKED_GEMM_ROWS))
+        .chunks(gemm_rows * d.max(1))
+        .zip(labels.chunks_mut(gemm_rows))
+        .zip(dists.chunks_mut(gemm_rows))
     {
         w.x.clear();
         w.x.extend_from_slice(xs);
@@ -312,7 +320,7 @@ pub fn assign_chunk_blocked(
 }
 
 /// [`assign_reference`] by the blocked path (see the module docs): in parallel over blocks of
-/// `chunk_rows` rows, each read and assigned [`BLOCKED_GEMM_ROWS`] rows at a time, block statistics
+/// `chunk_rows` rows, each read and assigned [`blocked_gemm_rows`] rows at a time, block statistics
 /// merged in order.
 pub fn assign_blocked(
     data: &Dataset,
@@ -324,7 +332,7 @@ pub fn assign_blocked(
 ) -> Result<KMeansStats> {
     let d = data.n_features();
     let chunk_rows = chunk_rows.max(1);
-    let gemm_rows = BLOCKED_GEMM_ROWS.min(chunk_rows);
+    let gemm_rows = blocked_gemm_rows(d, n_clusters).min(chunk_rows);
     let prepared = BlockedCenters::new(centers, n_clusters);
     let parts: Vec<KMeansStats> = labels
         .par_chunks_mut(chunk_rows)
