@@ -12,8 +12,8 @@
 //! Numerics of the blocked path: `‖c‖² − 2x·c` cancels when the points are far from the origin
 //! (its terms are `‖x‖‖c‖` large while the distances are small), so points and centers are first
 //! moved by the same origin (the first center; distances do not change), and the distance of the
-//! chosen center is then recomputed exactly as `‖x − c‖²`, so the inertia, the distances and the
-//! sums are those of the reference. A point whose two nearest centers are closer than the GEMM's
+//! chosen center is then recomputed directly as `‖x − c‖²` (with [`sq_distance`]), so the inertia,
+//! the distances and the sums `Σ (x − c)` are the reference's up to the rounding of a sum. A point whose two nearest centers are closer than the GEMM's
 //! rounding may take the other one of them (scikit-learn's Lloyd has the same property).
 
 use faer::linalg::matmul::matmul;
