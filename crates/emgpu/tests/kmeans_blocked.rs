@@ -2,6 +2,7 @@
 //! reference: the same labels except at near-ties, the same distances, inertia and sums.
 
 use emgpu::Dataset;
+use emgpu::models::kmeans::KMeansStats;
 use emgpu::models::kmeans::cpu::{
     NO_LABEL, assign_blocked, assign_chunk_blocked, assign_chunk_reference, assign_reference,
     sq_distance,
@@ -40,8 +41,9 @@ fn rel(a: f64, b: f64) -> f64 {
 }
 
 /// Labels equal unless the reference's two best distances are within a relative 1e-12; distances
-/// exact for the chosen label; inertia, counts and sums within 1e-10.
-fn check(x: &Array2<f64>, centers: &[f64], k: usize, chunk: usize, what: &str) {
+/// exact for the chosen label; inertia, counts and sums within 1e-10. Returns how many labels
+/// differ.
+fn check(x: &Array2<f64>, centers: &[f64], k: usize, chunk: usize, what: &str) -> usize {
     let (n, d) = x.dim();
     let data = Dataset::from_array(x);
     let (mut lr, mut lb) = (vec![NO_LABEL; n], vec![NO_LABEL; n]);
@@ -69,33 +71,49 @@ fn check(x: &Array2<f64>, centers: &[f64], k: usize, chunk: usize, what: &str) {
             assert!(rel(db[i], dr[i]) <= 1e-12, "{what}: row {i} distance");
         }
     }
-    if differ == 0 {
-        assert_eq!(r.counts, b.counts, "{what}: counts");
-        assert_eq!(r.n_changed, b.n_changed, "{what}: changed");
-        assert!(rel(b.inertia, r.inertia) <= 1e-10, "{what}: inertia");
-        let scale = r.sums.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-        for (e, (p, q)) in b.sums.iter().zip(&r.sums).enumerate() {
-            assert!(
-                (p - q).abs() <= 1e-10 * scale,
-                "{what}: sums[{e}] {p} vs {q}"
+    // Where a near-tie went the other way: the reference statistics of the blocked labels.
+    let r = if differ == 0 {
+        r
+    } else {
+        let mut s = KMeansStats::zeros(k, d, centers);
+        for (i, &l) in lb.iter().enumerate() {
+            let row = x.row(i).to_vec();
+            let c = l as usize;
+            s.add_point(
+                &row,
+                c,
+                sq_distance(&row, &centers[c * d..(c + 1) * d]),
+                true,
             );
         }
-    }
+        s
+    };
+    assert_eq!(r.counts, b.counts, "{what}: counts");
+    assert_eq!(r.n_changed, b.n_changed, "{what}: changed");
     assert_eq!(b.n_samples, n as f64);
+    assert!(rel(b.inertia, r.inertia) <= 1e-10, "{what}: inertia");
+    let scale = r.sums.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    for (e, (p, q)) in b.sums.iter().zip(&r.sums).enumerate() {
+        assert!(
+            (p - q).abs() <= 1e-10 * scale,
+            "{what}: sums[{e}] {p} vs {q}"
+        );
+    }
+    differ
 }
 
 #[test]
 fn blocked_assignment_matches_the_reference() {
-    let mut seed = 10;
+    let (mut seed, mut differ) = (10, 0);
     for &d in &[1, 3, 16, 64, 130] {
         for &k in &[1, 2, 17, 256] {
             for &offset in &[0.0, 1e4] {
-                // N not a multiple of the GEMM chunk (256) nor of the parallel chunk.
+                // N not a multiple of the GEMM chunk nor of the parallel chunk.
                 let n = if k == 256 && d >= 64 { 700 } else { 1337 };
                 let (x, centers) = problem(n, d, k, offset, seed);
                 seed += 2;
                 for chunk in [4096, 300] {
-                    check(
+                    differ += check(
                         &x,
                         &centers,
                         k,
@@ -106,6 +124,8 @@ fn blocked_assignment_matches_the_reference() {
             }
         }
     }
+    // Near-ties are rare: almost every label is the reference's.
+    assert!(differ <= 10, "{differ} labels differ from the reference");
 }
 
 #[test]
