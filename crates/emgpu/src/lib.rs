@@ -66,7 +66,7 @@ pub use select::{Criterion, Selection, SelectionRow, select_gmm, select_gmm_with
 pub mod testing {
     pub use crate::models::gmm::cpu::blocked::{chunk_stats_blocked, e_step_blocked};
     pub use crate::models::gmm::cpu::{chunk_stats_reference, e_step_reference};
-    pub use crate::models::kmeans::cpu::{assign_reference, farthest_reference};
+    pub use crate::models::kmeans::cpu::{assign_blocked, assign_reference, farthest_reference};
 
     use crate::models::gmm::{CovarianceType, GmmParams};
 

@@ -1,15 +1,29 @@
-//! The k-means assignment on the CPU in f64, point by point: the reference implementation.
+//! The k-means assignment on the CPU in f64: a blocked path (the default) and the point-by-point
+//! reference.
 //!
-//! The twin of a GPU assignment kernel and the oracle of the tests. It runs in parallel over chunks
-//! of rows; chunk statistics are merged in chunk order, so a fit is reproducible bit for bit
-//! whatever the number of threads.
+//! The reference ([`assign_reference`]) is the twin of a GPU assignment kernel and the oracle of
+//! the tests. The blocked path ([`assign_blocked`]) is scikit-learn's Lloyd: per chunk of
+//! [`blocked_gemm_rows`] rows (cache-resident), one GEMM `X·Cᵀ` gives every point-center product,
+//! the argmin of `‖c‖² − 2x·c` the label (`‖x‖²` is the same for every center and is not needed),
+//! and the statistics are summed in the same pass. Both run in parallel over blocks of rows; block
+//! statistics are merged in block order, so a fit is reproducible bit for bit whatever the number
+//! of threads.
+//!
+//! Numerics of the blocked path: `‖c‖² − 2x·c` cancels when the points are far from the origin
+//! (its terms are `‖x‖‖c‖` large while the distances are small), so points and centers are first
+//! moved by the same origin (the first center; distances do not change), and the distance of the
+//! chosen center is then recomputed directly as `‖x − c‖²` (with [`sq_distance`]), so the inertia,
+//! the distances and the sums `Σ (x − c)` are the reference's up to the rounding of a sum. A point whose two nearest centers are closer than the GEMM's
+//! rounding may take the other one of them (scikit-learn's Lloyd has the same property).
 
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
 use super::KMeansStats;
 use super::{FarPoint, KMeansEngine};
 use crate::data::Dataset;
-use crate::device::{BackendReport, EngineOptions, cpu_report};
+use crate::device::{BackendReport, CpuPath, EngineOptions, cpu_report};
 use crate::error::{Error, Result};
 
 /// The label the engines hold for "not assigned yet" (every label differs from it).
@@ -17,8 +31,19 @@ pub const NO_LABEL: u32 = u32::MAX;
 
 pub use crate::numerics::sq_distance;
 
-/// Rows per chunk of the CPU assignment.
+/// Rows per chunk of the CPU assignment (the unit of parallel work; the blocked path splits it in
+/// GEMM chunks of [`blocked_gemm_rows`]).
 pub const ASSIGN_CHUNK_ROWS: usize = 4096;
+
+/// Bytes of one GEMM chunk of the blocked assignment (its rows, the rows moved by the origin and
+/// their K products): half of a 1 MiB L2 cache.
+pub const BLOCKED_GEMM_BYTES: usize = 512 * 1024;
+
+/// Rows per GEMM of the blocked assignment for D features and K centers: as many as fit in
+/// [`BLOCKED_GEMM_BYTES`], between 64 and 1024 (1024 at D = K = 16, 128 at D = 128, K = 256).
+pub fn blocked_gemm_rows(n_features: usize, n_clusters: usize) -> usize {
+    (BLOCKED_GEMM_BYTES / (8 * (2 * n_features + n_clusters)).max(1)).clamp(64, 1024)
+}
 
 /// `points` (`[m][D]`, row-major) transposed to `[D][m]`, the layout [`sq_distances_to`] reads.
 pub fn transpose_points(points: &[f64], m: usize) -> Vec<f64> {
@@ -117,6 +142,223 @@ pub fn assign_reference(
     Ok(total)
 }
 
+/// The centers as the blocked assignment uses them: moved by an origin, with their squared norms.
+struct BlockedCenters<'c> {
+    k: usize,
+    d: usize,
+    centers: &'c [f64],
+    /// The first center: points and centers are moved by it before the GEMM.
+    origin: Vec<f64>,
+    /// `c − origin`, `[K][D]`.
+    moved: Vec<f64>,
+    /// `‖c − origin‖²`, `[K]`.
+    norms: Vec<f64>,
+}
+
+/// One thread's buffers of the blocked assignment.
+#[derive(Default)]
+struct BlockedScratch {
+    /// Rows as read, `[rows][D]`.
+    x: Vec<f64>,
+    /// Rows moved by the origin, `[rows][D]`.
+    moved: Vec<f64>,
+    /// `−2 (x − o)·(c − o)`, `[K][rows]` (column-major `[rows][K]`).
+    prod: Vec<f64>,
+    /// The smallest `‖c − o‖² − 2 (x − o)·(c − o)` so far, `[rows]`.
+    best: Vec<f64>,
+    /// Its center, `[rows]`.
+    best_index: Vec<f64>,
+}
+
+impl<'c> BlockedCenters<'c> {
+    fn new(centers: &'c [f64], k: usize) -> Self {
+        let d = centers.len() / k;
+        let origin = centers[..d].to_vec();
+        let moved: Vec<f64> = centers
+            .iter()
+            .enumerate()
+            .map(|(e, c)| c - origin[e % d])
+            .collect();
+        let norms = moved
+            .chunks_exact(d.max(1))
+            .map(|c| c.iter().map(|v| v * v).sum())
+            .collect();
+        Self {
+            k,
+            d,
+            centers,
+            origin,
+            moved,
+            norms,
+        }
+    }
+
+    /// Assigns the rows of `w.x` (`[rows][D]`), adding them to `stats`; with AVX2 when the CPU
+    /// has it (the selects of the argmin need it to vectorize; the arithmetic is the same).
+    fn assign(
+        &self,
+        w: &mut BlockedScratch,
+        labels: &mut [u32],
+        dists: &mut [f64],
+        stats: &mut KMeansStats,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2(
+                this: &BlockedCenters,
+                w: &mut BlockedScratch,
+                labels: &mut [u32],
+                dists: &mut [f64],
+                stats: &mut KMeansStats,
+            ) {
+                this.assign_body(w, labels, dists, stats)
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has the features `avx2` enables (checked just above).
+                return unsafe { avx2(self, w, labels, dists, stats) };
+            }
+        }
+        self.assign_body(w, labels, dists, stats)
+    }
+
+    #[inline(always)]
+    fn assign_body(
+        &self,
+        w: &mut BlockedScratch,
+        labels: &mut [u32],
+        dists: &mut [f64],
+        stats: &mut KMeansStats,
+    ) {
+        let (k, d, rows) = (self.k, self.d, labels.len());
+        w.moved.resize(rows * d, 0.0);
+        for (m, x) in w.moved.chunks_exact_mut(d).zip(w.x.chunks_exact(d)) {
+            for ((m, x), o) in m.iter_mut().zip(x).zip(&self.origin) {
+                *m = x - o;
+            }
+        }
+        w.prod.resize(rows * k, 0.0);
+        // Column-major: column c holds −2 (x − o)·(c − o) for the rows of the chunk, so that the
+        // argmin below runs over contiguous rows and vectorizes.
+        matmul(
+            MatMut::from_column_major_slice_mut(&mut w.prod, rows, k),
+            Accum::Replace,
+            MatRef::from_row_major_slice(&w.moved, rows, d),
+            MatRef::from_row_major_slice(&self.moved, k, d).transpose(),
+            -2.0,
+            Par::Seq,
+        );
+        // ‖x − c‖² − ‖x − o‖² = ‖c − o‖² − 2 (x − o)·(c − o): its argmin over c is the nearest
+        // center. A strict `<` over increasing c keeps the lowest index on ties; the index is
+        // held as an f64 (exact) so that the selects are all of one width.
+        w.best.clear();
+        w.best
+            .extend(w.prod[..rows].iter().map(|q| q + self.norms[0]));
+        w.best_index.clear();
+        w.best_index.resize(rows, 0.0);
+        for (c, col) in w.prod.chunks_exact(rows).enumerate().skip(1) {
+            let (n, cf) = (self.norms[c], c as f64);
+            for ((b, i), &q) in w.best.iter_mut().zip(w.best_index.iter_mut()).zip(col) {
+                let v = q + n;
+                let lt = v < *b;
+                *b = if lt { v } else { *b };
+                *i = if lt { cf } else { *i };
+            }
+        }
+        for (((row, &cf), label), out) in w.x[..rows * d]
+            .chunks_exact(d)
+            .zip(&w.best_index)
+            .zip(labels.iter_mut())
+            .zip(dists.iter_mut())
+        {
+            let c = cf as usize;
+            // The exact ‖x − c‖² and Σ (x − c) (`KMeansStats::add_point`): two short loops
+            // over the row (in L1), each of which vectorizes.
+            let center = &self.centers[c * d..(c + 1) * d];
+            let sq = sq_distance(row, center);
+            for ((s, &xj), &cj) in stats.sums[c * d..(c + 1) * d]
+                .iter_mut()
+                .zip(row)
+                .zip(center)
+            {
+                *s += xj - cj;
+            }
+            stats.counts[c] += 1.0;
+            stats.n_samples += 1.0;
+            stats.inertia += sq;
+            stats.n_changed += u64::from(*label != c as u32);
+            *label = c as u32;
+            *out = sq;
+        }
+    }
+}
+
+/// [`assign_chunk_reference`] by the blocked path: the same labels (up to near-ties, see the module
+/// docs), distances and statistics.
+pub fn assign_chunk_blocked(
+    x: &[f64],
+    centers: &[f64],
+    n_clusters: usize,
+    labels: &mut [u32],
+    dists: &mut [f64],
+) -> KMeansStats {
+    let prepared = BlockedCenters::new(centers, n_clusters);
+    let d = prepared.d;
+    let gemm_rows = blocked_gemm_rows(d, n_clusters);
+    let mut stats = KMeansStats::zeros(n_clusters, d, centers);
+    let mut w = BlockedScratch::default();
+    for ((xs, l), dd) in x
+        .chunks(gemm_rows * d.max(1))
+        .zip(labels.chunks_mut(gemm_rows))
+        .zip(dists.chunks_mut(gemm_rows))
+    {
+        w.x.clear();
+        w.x.extend_from_slice(xs);
+        prepared.assign(&mut w, l, dd, &mut stats);
+    }
+    stats
+}
+
+/// [`assign_reference`] by the blocked path (see the module docs): in parallel over blocks of
+/// `chunk_rows` rows, each read and assigned [`blocked_gemm_rows`] rows at a time, block statistics
+/// merged in order.
+pub fn assign_blocked(
+    data: &Dataset,
+    centers: &[f64],
+    n_clusters: usize,
+    chunk_rows: usize,
+    labels: &mut [u32],
+    dists: &mut [f64],
+) -> Result<KMeansStats> {
+    let d = data.n_features();
+    let chunk_rows = chunk_rows.max(1);
+    let gemm_rows = blocked_gemm_rows(d, n_clusters).min(chunk_rows);
+    let prepared = BlockedCenters::new(centers, n_clusters);
+    let parts: Vec<KMeansStats> = labels
+        .par_chunks_mut(chunk_rows)
+        .zip(dists.par_chunks_mut(chunk_rows))
+        .enumerate()
+        .map_init(BlockedScratch::default, |w, (b, (l, dd))| {
+            let mut stats = KMeansStats::zeros(n_clusters, d, centers);
+            for (g, (lg, dg)) in l
+                .chunks_mut(gemm_rows)
+                .zip(dd.chunks_mut(gemm_rows))
+                .enumerate()
+            {
+                w.x.resize(lg.len() * d, 0.0);
+                data.read_f64(b * chunk_rows + g * gemm_rows, &mut w.x)?;
+                prepared.assign(w, lg, dg, &mut stats);
+            }
+            Ok(stats)
+        })
+        .collect::<Result<_>>()?;
+    let mut total = KMeansStats::zeros(n_clusters, d, centers);
+    for part in &parts {
+        total.merge(part);
+    }
+    Ok(total)
+}
+
 /// The `n` largest of `dists` (at most all), by decreasing distance, ties by increasing index.
 pub fn farthest_reference(labels: &[u32], dists: &[f64], n: usize) -> Vec<FarPoint> {
     let n = n.min(dists.len());
@@ -140,10 +382,12 @@ pub fn farthest_reference(labels: &[u32], dists: &[f64], n: usize) -> Vec<FarPoi
         .collect()
 }
 
-/// k-means assignments on the CPU over one dataset (f64, parallel over chunks of rows).
+/// k-means assignments on the CPU over one dataset (f64, parallel over chunks of rows): the
+/// blocked path ([`assign_blocked`]) unless the options ask for the reference.
 pub struct CpuKMeansEngine<'a> {
     data: &'a Dataset<'a>,
     chunk_rows: usize,
+    path: CpuPath,
     reason: String,
     /// Labels of the last assignment (`NO_LABEL` before the first), `[N]`.
     labels: Vec<u32>,
@@ -158,11 +402,17 @@ impl<'a> CpuKMeansEngine<'a> {
         Self {
             data,
             chunk_rows: options.chunk_rows.unwrap_or(ASSIGN_CHUNK_ROWS).max(1),
+            path: options.cpu_path,
             reason,
             labels: Vec::new(),
             dists: Vec::new(),
             assigned: false,
         }
+    }
+
+    /// Which assignment the engine runs.
+    pub fn path(&self) -> CpuPath {
+        self.path
     }
 
     fn check_assigned(&self) -> Result<()> {
@@ -189,7 +439,11 @@ impl KMeansEngine for CpuKMeansEngine<'_> {
             self.labels = vec![NO_LABEL; n];
             self.dists = vec![0.0; n];
         }
-        let stats = assign_reference(
+        let assign = match self.path {
+            CpuPath::Blocked => assign_blocked,
+            CpuPath::Reference => assign_reference,
+        };
+        let stats = assign(
             self.data,
             centers,
             n_clusters,
