@@ -7,8 +7,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{CovarianceType, GmmStats};
 use crate::data::Dataset;
-use crate::device::cpu::map_chunks;
 use crate::device::{Backend, EngineOptions};
+use crate::em::map_merge;
 use crate::error::{Error, Result};
 use crate::init::{INIT_CHUNK_ROWS, column_mean_var};
 use crate::models::kmeans::{KMeansEngine, kmeans_engine};
@@ -42,8 +42,9 @@ pub(crate) fn gmm_stats_from_labels(
     shift: &[f64],
 ) -> Result<GmmStats> {
     let d = data.n_features();
-    let parts = map_chunks(data, INIT_CHUNK_ROWS, |start, x| {
-        let mut stats = GmmStats::zeros(covariance_type, k, d, shift);
+    let empty = GmmStats::zeros(covariance_type, k, d, shift);
+    map_merge(data, INIT_CHUNK_ROWS, empty.clone(), |start, x| {
+        let mut stats = empty.clone();
         let mut resp = vec![0.0; k];
         for (i, row) in x.chunks_exact(d).enumerate() {
             let l = labels[start + i] as usize;
@@ -52,12 +53,7 @@ pub(crate) fn gmm_stats_from_labels(
             resp[l] = 0.0;
         }
         stats
-    })?;
-    let mut total = GmmStats::zeros(covariance_type, k, d, shift);
-    for p in &parts {
-        total.merge(p);
-    }
-    Ok(total)
+    })
 }
 
 /// Statistics of random responsibilities (scikit-learn's `init_params="random"`: each row uniform
@@ -75,9 +71,10 @@ pub(crate) fn gmm_stats_random_resp(
     let n_chunks = data.n_samples().div_ceil(INIT_CHUNK_ROWS);
     let seeds: Vec<u64> = (0..n_chunks).map(|_| rng.random::<u64>()).collect();
     let shift: Vec<f64> = (0..k).flat_map(|_| center.iter().copied()).collect();
-    let parts = map_chunks(data, INIT_CHUNK_ROWS, |start, x| {
+    let empty = GmmStats::zeros(covariance_type, k, d, &shift);
+    map_merge(data, INIT_CHUNK_ROWS, empty.clone(), |start, x| {
         let mut chunk_rng = ChaCha8Rng::seed_from_u64(seeds[start / INIT_CHUNK_ROWS]);
-        let mut stats = GmmStats::zeros(covariance_type, k, d, &shift);
+        let mut stats = empty.clone();
         let mut resp = vec![0.0; k];
         for row in x.chunks_exact(d) {
             resp.iter_mut().for_each(|r| *r = chunk_rng.random::<f64>());
@@ -86,12 +83,7 @@ pub(crate) fn gmm_stats_random_resp(
             stats.add_point(row, &resp, 0.0);
         }
         stats
-    })?;
-    let mut total = GmmStats::zeros(covariance_type, k, d, &shift);
-    for p in &parts {
-        total.merge(p);
-    }
-    Ok(total)
+    })
 }
 
 /// What the initializations of a fit (all its restarts, or all the fits of a model selection)

@@ -170,15 +170,11 @@ impl KMeans {
 
     fn validate(&self, n: usize, d: usize) -> Result<()> {
         check_k(self.n_clusters, n)?;
-        if !(self.tol.is_finite() && self.tol >= 0.0) {
-            return Err(Error::param(format!(
-                "tol must be a finite number ≥ 0, got {}",
-                self.tol
-            )));
+        StopRule {
+            tol: self.tol,
+            max_iter: self.max_iter,
         }
-        if self.max_iter == 0 {
-            return Err(Error::param("max_iter must be at least 1"));
-        }
+        .validate()?;
         if self.n_init == Some(0) {
             return Err(Error::param("n_init must be at least 1"));
         }
