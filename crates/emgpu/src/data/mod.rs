@@ -270,6 +270,12 @@ impl<'a> Dataset<'a> {
         Ok(Self::from_source(SliceSource::new(data, n, d)?))
     }
 
+    /// The same rows as independent samples: no sequence lengths, no missing-value marking (a
+    /// hidden Markov model's k-means initialization clusters the rows of its sequences).
+    pub fn rows(&self) -> Dataset<'_> {
+        Dataset::from_source(Independent(self.source.as_ref()))
+    }
+
     /// Number of rows.
     pub fn n_samples(&self) -> usize {
         self.source.n_samples()
@@ -379,6 +385,24 @@ impl AsDataset for Dataset<'_> {
             sequence_lengths: self.sequence_lengths.clone(),
             missing_values: self.missing_values,
         }
+    }
+}
+
+/// Another dataset's rows, as independent samples ([`Dataset::rows`]).
+struct Independent<'a>(&'a dyn DataSource);
+
+impl DataSource for Independent<'_> {
+    fn n_samples(&self) -> usize {
+        self.0.n_samples()
+    }
+    fn n_features(&self) -> usize {
+        self.0.n_features()
+    }
+    fn read_f64(&self, start: usize, out: &mut [f64]) -> Result<()> {
+        self.0.read_f64(start, out)
+    }
+    fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
+        self.0.read_f32(start, out)
     }
 }
 

@@ -122,6 +122,17 @@ pub(crate) fn checked_names(names: Option<Vec<String>>, d: usize) -> Result<Opti
 /// checks the header (`format` is emgpu's, `version` one this build reads, `model` is `kind`),
 /// then deserializes the whole document as `T`.
 pub(crate) fn read<T: DeserializeOwned>(text: &str, kind: &str, what: &str) -> Result<T> {
+    read_with(text, kind, what, true)
+}
+
+/// [`read`], where `format` and `version` may be absent when `!strict` (a file written by hand
+/// or by another tool with only `"model"`); present, they are checked as in [`read`].
+pub(crate) fn read_with<T: DeserializeOwned>(
+    text: &str,
+    kind: &str,
+    what: &str,
+    strict: bool,
+) -> Result<T> {
     let doc: Value =
         serde_json::from_str(text).map_err(|e| Error::BadModel(format!("not valid JSON: {e}")))?;
     if !doc.is_object() {
@@ -131,13 +142,21 @@ pub(crate) fn read<T: DeserializeOwned>(text: &str, kind: &str, what: &str) -> R
     }
     let header: LooseHeader = serde_json::from_value(doc.clone()).map_err(bad_model)?;
     let missing = |key: &str| Error::BadModel(format!("missing field \"{key}\""));
-    let format = header.format.ok_or_else(|| missing("format"))?;
+    let format = match header.format {
+        Some(f) => f,
+        None if !strict => Value::from(MODEL_FORMAT),
+        None => return Err(missing("format")),
+    };
     if format.as_str() != Some(MODEL_FORMAT) {
         return Err(Error::BadModel(format!(
             "field \"format\" must be \"{MODEL_FORMAT}\""
         )));
     }
-    let version = header.version.ok_or_else(|| missing("version"))?;
+    let version = match header.version {
+        Some(v) => v,
+        None if !strict => Value::from(MODEL_VERSION),
+        None => return Err(missing("version")),
+    };
     if !version
         .as_u64()
         .is_some_and(|v| (1..=MODEL_VERSION).contains(&v))

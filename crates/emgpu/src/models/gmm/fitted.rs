@@ -242,35 +242,15 @@ impl FittedGmm {
         let mut x = Array2::from_shape_vec((n, d), crate::memory::try_zeroed(values, too_many)?)
             .map_err(|e| Error::param(format!("{n} × {d} samples: {e}")))?;
         let mut labels = Array1::from_vec(crate::memory::try_zeroed(n, too_many)?);
+        let sampler = GaussianSampler::new(&self.params)?;
         let mut row = 0;
-        let cov = &self.params.covariances();
         for (c, &count) in counts.iter().enumerate() {
-            let mu = &self.params.means()[c * d..(c + 1) * d];
-            // x = μ + L z, L the Cholesky factor of the covariance (diag/spherical: σ).
-            let l = match self.covariance_type() {
-                CovarianceType::Full => Some(cholesky_lower(&cov[c * d * d..(c + 1) * d * d], d)),
-                CovarianceType::Tied => Some(cholesky_lower(cov, d)),
-                _ => None,
-            }
-            .transpose()
-            .map_err(|e| Error::IllConditioned {
-                component: c,
-                pivot: e.pivot,
-                reg_covar: 0.0,
-            })?;
-            let mut z = vec![0.0; d];
             for _ in 0..count {
-                z.iter_mut()
-                    .for_each(|v| *v = StandardNormal.sample(&mut rng));
-                let mut out = x.row_mut(row);
-                for i in 0..d {
-                    let dev = match (&l, self.covariance_type()) {
-                        (Some(l), _) => (0..=i).map(|j| l[i * d + j] * z[j]).sum::<f64>(),
-                        (None, CovarianceType::Diag) => cov[c * d + i].sqrt() * z[i],
-                        (None, _) => cov[c].sqrt() * z[i],
-                    };
-                    out[i] = mu[i] + dev;
-                }
+                sampler.draw(
+                    c,
+                    &mut rng,
+                    x.row_mut(row).as_slice_mut().unwrap_or(&mut []),
+                );
                 labels[row] = c;
                 row += 1;
             }
@@ -372,4 +352,54 @@ struct GmmFile {
     /// The features' names (a CSV header's); absent in older files and for `.npy` data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     feature_names: Option<Vec<String>>,
+}
+
+/// Draws from the Gaussians of a mixture's components: `x = μ_c + L_c z` with `L_c` the
+/// Cholesky factor of the covariance (diag/spherical: σ) and `z` standard normal (the Gaussian
+/// mixture's and the hidden Markov model's `sample`).
+pub(crate) struct GaussianSampler<'p> {
+    params: &'p GmmParams,
+    factors: Vec<Vec<f64>>,
+}
+
+impl<'p> GaussianSampler<'p> {
+    /// Factors every covariance of `params` once.
+    pub(crate) fn new(params: &'p GmmParams) -> Result<Self> {
+        let (k, d) = (params.n_components(), params.n_features());
+        let cov = params.covariances();
+        let factor = |c: usize, m: &[f64]| {
+            cholesky_lower(m, d).map_err(|e| Error::IllConditioned {
+                component: c,
+                pivot: e.pivot,
+                reg_covar: 0.0,
+            })
+        };
+        let factors = match params.covariance_type() {
+            CovarianceType::Full => (0..k)
+                .map(|c| factor(c, &cov[c * d * d..(c + 1) * d * d]))
+                .collect::<Result<_>>()?,
+            CovarianceType::Tied => vec![factor(0, cov)?],
+            _ => Vec::new(),
+        };
+        Ok(Self { params, factors })
+    }
+
+    /// One draw from component `c` into `out` (`[D]`; a row of a standard-layout array).
+    pub(crate) fn draw(&self, c: usize, rng: &mut ChaCha8Rng, out: &mut [f64]) {
+        let d = self.params.n_features();
+        let (mu, cov) = (
+            &self.params.means()[c * d..(c + 1) * d],
+            self.params.covariances(),
+        );
+        let z: Vec<f64> = (0..d).map(|_| StandardNormal.sample(&mut *rng)).collect();
+        for i in 0..d.min(out.len()) {
+            let dev = match self.params.covariance_type() {
+                CovarianceType::Full => (0..=i).map(|j| self.factors[c][i * d + j] * z[j]).sum(),
+                CovarianceType::Tied => (0..=i).map(|j| self.factors[0][i * d + j] * z[j]).sum(),
+                CovarianceType::Diag => cov[c * d + i].sqrt() * z[i],
+                CovarianceType::Spherical => cov[c].sqrt() * z[i],
+            };
+            out[i] = mu[i] + dev;
+        }
+    }
 }

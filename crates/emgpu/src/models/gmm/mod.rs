@@ -29,6 +29,7 @@ mod stats;
 
 pub use covariance::CovarianceType;
 pub use engine::{GmmEngine, GmmModel, gmm_engine};
+pub(crate) use fitted::GaussianSampler;
 pub use fitted::{FittedGmm, MODEL_FORMAT, MODEL_VERSION};
 pub use m_step::{WeightNorm, estimate_parameters, m_step};
 pub use params::{GmmParams, Prepared};
@@ -44,7 +45,7 @@ use crate::error::{Error, Result};
 use crate::init::{kmeans_plusplus_rng, random_rows, tolerance_from_variances};
 use crate::models::kmeans::KMeansEngine;
 use crate::models::kmeans::lloyd;
-use engine::with_reg;
+pub(crate) use engine::with_reg;
 use init::{InitState, gmm_stats_at_points, gmm_stats_from_labels, gmm_stats_random_resp};
 
 /// How the initial parameters of each EM run are chosen (scikit-learn's `init_params`).
