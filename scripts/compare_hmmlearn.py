@@ -379,6 +379,8 @@ def main():
         print(f"{r['name']:<18} {r['per_iter_s']:>12.4f} {ratio} {ll} {rel}  {r['timing_source']}")
     print()
     if ref is not None:
+        if emgpu_cpu:
+            print("vs emgpu cpu: the row's s/iteration over emgpu cpu's (for hmmlearn: how many times slower it is)")
         print(f"rel. diff: |log-likelihood - {ref['name']}'s| / |{ref['name']}'s|; the log-likelihood is the last "
               f"E-step's (before the last M-step: hmmlearn's monitor_.history[-1]"
               + (f", emgpu's '{em[0]['raw']['loglik_key']}'" if em and em[0]["raw"]["loglik_key"] else "") + ")")

@@ -186,10 +186,11 @@ pub fn run(cmd: BenchCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         let data = args.open()?;
         let init = match load_any_model(init)? {
             AnyModel::Gmm(m) => m.params().clone(),
-            AnyModel::KMeans(_) => {
+            other => {
                 return Err(CliError::usage(format!(
-                    "{}: a k-means model; bench --init needs a Gaussian mixture model",
-                    init.display()
+                    "{}: {}; bench --init needs a Gaussian mixture model",
+                    init.display(),
+                    other.kind()
                 )));
             }
         };

@@ -1,4 +1,5 @@
-//! `emgpu fit`: a Gaussian mixture, or k-means with `--model kmeans`.
+//! `emgpu fit`: a Gaussian mixture, k-means with `--model kmeans`, a hidden Markov model with
+//! `--model hmm`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,7 +34,12 @@ Examples:
   emgpu fit --input more.npy -k 8 --init model.json --output refit.json     (warm start)
   emgpu fit --input data.npy -k 5 --model kmeans --output km.json
   emgpu fit --input faithful.csv -k 2 --output m.json --labels-output labels.csv   (fit-predict)
-  emgpu fit --input data.npy -k 5 --model kmeans --init centers.npy --output km.json")]
+  emgpu fit --input data.npy -k 5 --model kmeans --init centers.npy --output km.json
+  emgpu fit --model hmm --input X.npy --lengths L.npy -k 4 --covariance full --output hmm.json
+
+--model hmm: hmmlearn's GaussianHMM (covariance diag, tol 1e-2 on the total log-likelihood,
+max_iter 10, init kmeans: k-means means, data covariance, uniform start and transitions);
+lower_bound is the total log-likelihood of the last E-step.")]
 pub struct FitCmd {
     #[command(flatten)]
     input: InputArgs,
@@ -83,11 +89,37 @@ pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             outputs.push(("--labels-output", labels.as_path()));
         }
     }
+    if let Some(lengths) = &cmd.input.lengths {
+        inputs.push(("--lengths", lengths.as_path()));
+    }
     check_distinct_files(&inputs, &outputs)?;
     match cmd.fit.model {
         ModelArg::Gmm => fit_gmm(&cmd, ui),
         ModelArg::Kmeans => fit_kmeans(&cmd, ui),
+        ModelArg::Hmm => fit_hmm(&cmd, ui),
     }
+}
+
+fn fit_hmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
+    let hmm = cmd.fit.hmm(cmd.n_init, cmd.backend.into())?;
+    let common = |data: &Dataset, report: Option<&BackendReport>, seconds: f64| {
+        common_json(cmd, data, report, seconds)
+    };
+    let note = |report: Option<&BackendReport>| note_backend(cmd, ui, report);
+    super::hmm::fit(
+        super::hmm::HmmFitRequest {
+            input: &cmd.input,
+            hmm,
+            n_init: cmd.n_init.unwrap_or(1),
+            max_iter: cmd.fit.train.max_iter.unwrap_or(10),
+            output: &cmd.output,
+            labels_output: cmd.labels_output.as_deref(),
+            json: cmd.json,
+            json_common: &common,
+            note_backend: &note,
+        },
+        ui,
+    )
 }
 
 /// The first restart whose result is `best` (the fit keeps the first of equals).
@@ -123,6 +155,7 @@ fn merged(mut base: Value, extra: Value) -> Value {
 }
 
 fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
+    cmd.input.reject_lengths("a Gaussian mixture")?;
     let gmm = cmd.fit.gmm(cmd.n_init, cmd.backend.into())?;
     let (data, names) = open_input(cmd, ui)?;
     let n_init = cmd.n_init.unwrap_or(1);
@@ -171,6 +204,7 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
 }
 
 fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
+    cmd.input.reject_lengths("k-means")?;
     let (data, names) = open_input(cmd, ui)?;
     let km = cmd
         .fit

@@ -101,9 +101,10 @@ impl InitArg {
             ))),
             InitArg::File(path) => match load_any_model(path)? {
                 AnyModel::Gmm(m) => Ok(Init::Params(m.params().clone())),
-                AnyModel::KMeans(_) => Err(CliError::usage(format!(
-                    "--init {}: this is a k-means model; a Gaussian mixture starts from a Gaussian mixture model file or a method ({}; kmeans runs k-means first)",
+                other => Err(CliError::usage(format!(
+                    "--init {}: this is {}; a Gaussian mixture starts from a Gaussian mixture model file or a method ({}; kmeans runs k-means first)",
                     path.display(),
+                    other.kind(),
                     GMM_METHODS.join(", ")
                 ))),
             },
@@ -124,6 +125,7 @@ impl InitArg {
             InitArg::File(path) => Ok(KMeansInit::Centers(match load_any_model(path)? {
                 AnyModel::KMeans(m) => m.cluster_centers(),
                 AnyModel::Gmm(m) => m.means(),
+                AnyModel::Hmm(m) => m.means(),
             })),
         }
     }

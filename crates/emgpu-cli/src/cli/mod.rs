@@ -20,6 +20,7 @@ mod devices;
 mod file;
 mod fit;
 mod gpu_env;
+mod hmm;
 mod init;
 mod options;
 mod output;
@@ -265,6 +266,12 @@ pub struct InputArgs {
     /// Raw float32 input: values per row (implies --format raw for files not named .npy/.csv).
     #[arg(long, value_name = "D")]
     pub dims: Option<usize>,
+
+    /// Hidden Markov models only: the lengths of the sequences the rows form, in order (they
+    /// must add up to the number of rows): a 1-D integer .npy, or a text file with one length
+    /// per line [default: one sequence].
+    #[arg(long, value_name = "L.npy|L.txt")]
+    pub lengths: Option<std::path::PathBuf>,
 }
 
 impl InputArgs {
@@ -275,7 +282,19 @@ impl InputArgs {
             format: None,
             columns: None,
             dims: None,
+            lengths: None,
         }
+    }
+
+    /// `--lengths` is for hidden Markov models: a usage error with another model (`model` names
+    /// it).
+    pub fn reject_lengths(&self, model: &str) -> Result<(), CliError> {
+        if self.lengths.is_some() {
+            return Err(CliError::usage(format!(
+                "--lengths cuts the rows into sequences for a hidden Markov model (--model hmm); {model} treats rows as independent samples: drop --lengths"
+            )));
+        }
+        Ok(())
     }
 
     fn options(&self) -> Result<ReadOptions, CliError> {
@@ -440,6 +459,19 @@ pub enum AnyModel {
     Gmm(FittedGmm),
     /// `"model": "kmeans"`.
     KMeans(FittedKMeans),
+    /// `"model": "hmm"`.
+    Hmm(emgpu::models::hmm::FittedHmm),
+}
+
+impl AnyModel {
+    /// The model's name in messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnyModel::Gmm(_) => "a Gaussian mixture",
+            AnyModel::KMeans(_) => "a k-means model",
+            AnyModel::Hmm(_) => "a hidden Markov model",
+        }
+    }
 }
 
 /// Reads and checks a model file of any kind (by its `model` field).
@@ -460,7 +492,11 @@ pub fn load_any_model(path: &Path) -> Result<AnyModel, CliError> {
         .ok()
         .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_owned));
     // Anything but a k-means model is read as a Gaussian mixture, whose reader says what is wrong.
-    if kind.as_deref() == Some("kmeans") {
+    if kind.as_deref() == Some("hmm") {
+        emgpu::models::hmm::FittedHmm::from_json(&text)
+            .map(AnyModel::Hmm)
+            .map_err(|e| about_file(e, path))
+    } else if kind.as_deref() == Some("kmeans") {
         FittedKMeans::from_json(&text)
             .map(AnyModel::KMeans)
             .map_err(|e| about_file(e, path))
@@ -468,17 +504,6 @@ pub fn load_any_model(path: &Path) -> Result<AnyModel, CliError> {
         FittedGmm::from_json(&text)
             .map(AnyModel::Gmm)
             .map_err(|e| about_file(e, path))
-    }
-}
-
-/// Reads a Gaussian mixture model file for `command`, which has no meaning for k-means (`why`).
-pub fn load_gmm(path: &Path, command: &str, why: &str) -> Result<FittedGmm, CliError> {
-    match load_any_model(path)? {
-        AnyModel::Gmm(m) => Ok(m),
-        AnyModel::KMeans(_) => Err(CliError::error(format!(
-            "{}: this is a k-means model; {command} needs a Gaussian mixture ({why}): fit one with `emgpu fit --model gmm`",
-            path.display()
-        ))),
     }
 }
 

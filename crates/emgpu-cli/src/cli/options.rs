@@ -16,6 +16,9 @@ pub enum ModelArg {
     Gmm,
     /// k-means, Lloyd's algorithm (scikit-learn's KMeans).
     Kmeans,
+    /// A hidden Markov model with Gaussian emissions (hmmlearn's GaussianHMM); sequences cut by
+    /// --lengths.
+    Hmm,
 }
 
 /// The options of a fit that `fit`, `validate` and `select` share.
@@ -30,18 +33,20 @@ pub struct TrainArgs {
     #[arg(long, value_name = "METHOD|FILE")]
     pub init: Option<InitArg>,
 
-    /// Maximum iterations per initialization [default: 100 for gmm, 300 for kmeans].
+    /// Maximum iterations per initialization [default: 100 for gmm, 300 for kmeans, 10 for hmm
+    /// (hmmlearn's n_iter)].
     #[arg(long, value_name = "M")]
     pub max_iter: Option<usize>,
 
     /// Convergence threshold. gmm: on the change of the lower bound (mean log-likelihood per
     /// sample) [default: 1e-3]; 0 runs exactly --max-iter iterations. kmeans: on the squared
     /// shift of the centers, relative to the mean variance of the features [default: 1e-4]; a
-    /// run also stops when no label changes.
+    /// run also stops when no label changes. hmm: on the rise of the total log-likelihood
+    /// (hmmlearn's rule) [default: 1e-2]; 0 runs exactly --max-iter iterations.
     #[arg(long, value_name = "T", allow_negative_numbers = true)]
     pub tol: Option<f64>,
 
-    /// gmm only: added to the diagonal of every covariance, keeping it positive definite
+    /// gmm and hmm: added to the diagonal of every covariance, keeping it positive definite
     /// [default: 1e-6].
     #[arg(long, value_name = "R", allow_negative_numbers = true)]
     pub reg_covar: Option<f64>,
@@ -156,7 +161,8 @@ pub struct FitArgs {
     #[arg(long, value_enum, default_value_t = ModelArg::Gmm, value_name = "MODEL")]
     pub model: ModelArg,
 
-    /// gmm only: the covariance structure (scikit-learn's covariance_type) [default: full].
+    /// gmm and hmm: the covariance structure (scikit-learn's covariance_type) [default: full;
+    /// hmm: diag, hmmlearn's].
     #[arg(long, value_enum, value_name = "TYPE")]
     pub covariance: Option<CovarianceArg>,
 
@@ -178,16 +184,47 @@ impl FitArgs {
         Ok(())
     }
 
-    /// The covariance type (given or scikit-learn's default, full).
+    /// The covariance type (given or the default: scikit-learn's full; hmmlearn's diag for
+    /// hmm).
     pub fn covariance_type(&self) -> CovarianceType {
-        self.covariance
-            .map_or(CovarianceType::Full, CovarianceType::from)
+        let default = match self.model {
+            ModelArg::Hmm => CovarianceType::Diag,
+            _ => CovarianceType::Full,
+        };
+        self.covariance.map_or(default, CovarianceType::from)
+    }
+
+    /// The hidden Markov model builder (an `--init` model file is read here), hmmlearn's
+    /// defaults where an option is not given.
+    pub fn hmm(
+        &self,
+        n_init: Option<usize>,
+        backend: Backend,
+    ) -> Result<emgpu::models::hmm::GaussianHmm, CliError> {
+        let mut hmm = emgpu::models::hmm::GaussianHmm::params(self.components)
+            .covariance(self.covariance_type())
+            .seed(self.train.seed)
+            .backend(backend)
+            .init(super::hmm::hmm_init(self.train.init.as_ref())?);
+        if let Some(t) = self.train.tol {
+            hmm = hmm.tol(t);
+        }
+        if let Some(m) = self.train.max_iter {
+            hmm = hmm.max_iter(m);
+        }
+        if let Some(r) = self.train.reg_covar {
+            hmm = hmm.reg_covar(r);
+        }
+        if let Some(n) = n_init {
+            hmm = hmm.n_init(n);
+        }
+        Ok(hmm)
     }
 
     /// The `--init` given or the model's default.
     pub fn init(&self) -> InitArg {
         match self.model {
-            ModelArg::Gmm => self.train.gmm_init(),
+            ModelArg::Gmm | ModelArg::Hmm => self.train.gmm_init(),
             ModelArg::Kmeans => self.train.kmeans_init(),
         }
     }

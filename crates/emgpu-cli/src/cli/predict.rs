@@ -18,7 +18,9 @@ use super::{
 Writes int64 labels [N] (the most likely component of each sample, scikit-learn's `predict`), or
 with --proba float64 responsibilities [N, K] (scikit-learn's `predict_proba`), as .npy; as CSV with a
 header row (`label`, or `p0,p1,...`) when the output name ends in .csv, and on stdout with `-o -`.
-For a k-means model the label is the nearest center (ties: the lowest index); --proba is an error.")]
+For a k-means model the label is the nearest center (ties: the lowest index); --proba is an error.
+For a hidden Markov model (--lengths L cuts the rows into sequences) the labels are the Viterbi
+states (hmmlearn's `predict`) and --proba writes the state posteriors [N, K] (`predict_proba`).")]
 pub struct PredictCmd {
     /// The model (JSON written by `emgpu fit`: a Gaussian mixture or k-means).
     #[arg(long, short, value_name = "MODEL.json")]
@@ -51,6 +53,15 @@ pub fn run(cmd: PredictCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     }
     let backend = Backend::from(cmd.backend);
     let model = load_any_model(&cmd.model)?;
+    let model = match model {
+        AnyModel::Hmm(m) => {
+            return super::hmm::predict(m, &cmd.input, &cmd.output, cmd.proba, backend, ui);
+        }
+        other => {
+            cmd.input.reject_lengths(other.kind())?;
+            other
+        }
+    };
     if cmd.proba && matches!(model, AnyModel::KMeans(_)) {
         return Err(CliError::usage(format!(
             "--proba: {} is a k-means model, which has no probabilities (each sample belongs to its nearest center); drop --proba for the labels, or fit a Gaussian mixture (--model gmm)",
@@ -60,6 +71,7 @@ pub fn run(cmd: PredictCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     let names = match &model {
         AnyModel::Gmm(m) => m.feature_names(),
         AnyModel::KMeans(m) => m.feature_names(),
+        AnyModel::Hmm(_) => None,
     };
     let (data, _) = cmd.input.open_named(ui, names)?;
     let in_file = |e| about_file(e, &cmd.input.input);
@@ -85,6 +97,7 @@ pub fn run(cmd: PredictCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             let labels = model.predict(&data).map_err(in_file)?;
             (labels, model.n_clusters(), "cluster")
         }
+        AnyModel::Hmm(_) => unreachable!("handled above"),
     };
     let mut counts = vec![0usize; k];
     for &l in &labels {

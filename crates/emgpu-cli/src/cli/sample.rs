@@ -7,14 +7,15 @@ use clap::Args;
 use emgpu::data::{check_output_path, write_npy_atomic};
 use ndarray::Array1;
 
-use super::{CliError, Ui, at_least_one, check_distinct_files, load_gmm};
+use super::{AnyModel, CliError, Ui, at_least_one, check_distinct_files, load_any_model};
 
 /// `emgpu sample --model MODEL.json --n N --output X.npy [--seed S]`
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Writes float64 samples [N, D] as .npy, grouped by component as scikit-learn's `sample` (the count
 of each component is multinomial with the model's weights); --labels-output writes each sample's
-component (int64 [N]).")]
+component (int64 [N]). For a hidden Markov model: one sequence of N steps (hmmlearn's `sample`),
+and --labels-output writes its states.")]
 pub struct SampleCmd {
     /// The Gaussian mixture model (JSON written by `emgpu fit`).
     #[arg(long, short, value_name = "MODEL.json")]
@@ -48,11 +49,25 @@ pub fn run(cmd: SampleCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         outputs.push(("--labels-output", path.as_path()));
     }
     check_distinct_files(&[("--model", &cmd.model)], &outputs)?;
-    let model = load_gmm(
-        &cmd.model,
-        "sample",
-        "k-means defines no distribution to draw from",
-    )?;
+    let model = match load_any_model(&cmd.model)? {
+        AnyModel::Gmm(m) => m,
+        AnyModel::Hmm(m) => {
+            return super::hmm::sample(
+                &m,
+                cmd.n,
+                cmd.seed,
+                &cmd.output,
+                cmd.labels_output.as_deref(),
+                ui,
+            );
+        }
+        AnyModel::KMeans(_) => {
+            return Err(CliError::error(format!(
+                "{}: this is a k-means model; sample needs a Gaussian mixture or a hidden Markov model (k-means defines no distribution to draw from)",
+                cmd.model.display()
+            )));
+        }
+    };
     let (x, labels) = model.sample(cmd.n, cmd.seed)?;
     write_npy_atomic(&cmd.output, &x)?;
     if let Some(path) = &cmd.labels_output {

@@ -20,7 +20,10 @@ of samples, BIC and AIC. With --json, the last line of stdout is one JSON object
 k-means: the score is minus the inertia (the sum of squared distances of the samples to their
 nearest centers, scikit-learn's KMeans.score: higher is better), printed with the inertia and
 the mean squared distance; --json:
-  {\"score\": <float>, \"inertia\": <float>, \"mean_squared_distance\": <float>, \"n_samples\": <int>, ...}")]
+  {\"score\": <float>, \"inertia\": <float>, \"mean_squared_distance\": <float>, \"n_samples\": <int>, ...}
+Hidden Markov model (--lengths L cuts the rows into sequences): the total log-likelihood of the
+sequences (hmmlearn's `score`); --json:
+  {\"score\": <float>, \"n_samples\": <int>, \"n_sequences\": <int>, \"bic\": <float>, \"aic\": <float>, ...}")]
 pub struct ScoreCmd {
     /// The model (JSON written by `emgpu fit`: a Gaussian mixture or k-means).
     #[arg(long, short, value_name = "MODEL.json")]
@@ -40,8 +43,17 @@ pub struct ScoreCmd {
 
 pub fn run(cmd: ScoreCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     match load_any_model(&cmd.model)? {
-        AnyModel::Gmm(model) => score_gmm(&cmd, ui, model),
-        AnyModel::KMeans(model) => score_kmeans(&cmd, ui, model),
+        AnyModel::Hmm(model) => {
+            super::hmm::score(model, &cmd.input, Backend::from(cmd.backend), cmd.json, ui)
+        }
+        AnyModel::Gmm(model) => {
+            cmd.input.reject_lengths("a Gaussian mixture")?;
+            score_gmm(&cmd, ui, model)
+        }
+        AnyModel::KMeans(model) => {
+            cmd.input.reject_lengths("k-means")?;
+            score_kmeans(&cmd, ui, model)
+        }
     }
 }
 

@@ -47,6 +47,7 @@ pub fn run(cmd: ShowCmd, _ui: &Ui) -> Result<ExitCode, CliError> {
             let names = m.feature_names().map(<[String]>::to_vec);
             show_kmeans(&cmd, &m, names)
         }
+        AnyModel::Hmm(m) => super::hmm::show(&m, cmd.json),
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -168,10 +168,16 @@ pub fn run(cmd: ValidateCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             cmd.rtol
         )));
     }
+    if cmd.fit.model == ModelArg::Hmm {
+        return Err(CliError::usage(
+            "validate compares the backends on Gaussian mixtures and k-means; for a hidden Markov model fit with --backend cpu and --backend gpu from the same --init MODEL.json and compare the models",
+        ));
+    }
+    cmd.input.reject_lengths("validate")?;
     let data = cmd.input.open()?;
     let (outcome, start_note) = match cmd.fit.model {
-        ModelArg::Gmm => compare_gmm(&cmd, &data, ui)?,
         ModelArg::Kmeans => compare_kmeans(&cmd, &data, ui)?,
+        _ => compare_gmm(&cmd, &data, ui)?,
     };
     let wanted = Backend::from(cmd.backend);
     let candidate = &outcome.candidate;
@@ -212,17 +218,17 @@ pub fn run(cmd: ValidateCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             "n_samples": data.n_samples(),
             "n_features": data.n_features(),
             "model": match cmd.fit.model {
-                ModelArg::Gmm => "gmm",
                 ModelArg::Kmeans => "kmeans",
+                _ => "gmm",
             },
             "start": start_note,
         });
         match cmd.fit.model {
-            ModelArg::Gmm => {
+            ModelArg::Kmeans => line["n_clusters"] = json!(cmd.fit.components),
+            _ => {
                 line["n_components"] = json!(cmd.fit.components);
                 line["covariance_type"] = json!(cmd.fit.covariance_type().name());
             }
-            ModelArg::Kmeans => line["n_clusters"] = json!(cmd.fit.components),
         }
         print_result(&line.to_string())?;
     } else {
@@ -361,12 +367,12 @@ fn print_table(
     let (reference, candidate) = (&outcome.reference, &outcome.candidate);
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let model = match cmd.fit.model {
-        ModelArg::Gmm => format!(
+        ModelArg::Kmeans => format!("k-means, {} clusters", cmd.fit.components),
+        _ => format!(
             "{} {} components",
             cmd.fit.components,
             cmd.fit.covariance_type()
         ),
-        ModelArg::Kmeans => format!("k-means, {} clusters", cmd.fit.components),
     };
     let mut lines = vec![
         format!(
