@@ -4,7 +4,7 @@
 use emgpu::Dataset;
 use emgpu::models::gmm::CovarianceType;
 use emgpu::models::hmm::forward_backward::{
-    backward, forward, forward_backward_log, posteriors, viterbi,
+    backward, forward, forward_backward_log, posteriors, relative_densities, viterbi,
 };
 use emgpu::models::hmm::{FittedHmm, HmmParams, HmmPrepared};
 
@@ -69,18 +69,12 @@ fn posteriors_and_viterbi_equal_brute_force() {
             // Scaled path.
             let mut alpha = vec![0.0; t * k];
             let mut beta = vec![0.0; t * k];
-            let lp = forward(&p.log_startprob, &p.transmat, &logb, &mut alpha).unwrap();
-            assert!(backward(&p.transmat, &logb, &mut beta));
+            let (mut e, mut shift) = (logb.clone(), vec![0.0; t]);
+            relative_densities(&mut e, k, &mut shift);
+            let lp = forward(&p.startprob, &p.transmat, &e, &shift, &mut alpha).unwrap();
+            assert!(backward(&p.transmat, &e, &mut beta));
             let mut xi_s = vec![0.0; k * k];
-            assert!(posteriors(
-                &p.transmat,
-                &logb,
-                &mut alpha,
-                &beta,
-                0,
-                0..t,
-                &mut xi_s
-            ));
+            assert!(posteriors(&p.transmat, &e, &mut alpha, &beta, 0, 0..t, &mut xi_s));
             assert!(
                 (lp - log_px).abs() < 1e-12 * log_px.abs().max(1.0),
                 "{lp} vs {log_px}"

@@ -32,18 +32,31 @@ Your own data: --input X.npy --init MODEL.json times the fit of X from that mode
 --write-data DIR writes the generated data (DIR/X.npy, float32) and initial parameters
 (DIR/init.json, a model file) and exits: scripts/compare_sklearn.py uses it.")]
 pub struct BenchCmd {
-    /// Number of points.
+    /// The model: gmm (a Gaussian mixture) or hmm (a Gaussian hidden Markov model: Baum-Welch on
+    /// --sequences sequences of --steps steps).
+    #[arg(long, default_value = "gmm", value_name = "gmm|hmm")]
+    model: String,
+    /// Number of points (gmm).
     #[arg(long, default_value_t = 1_000_000)]
     n: usize,
-    /// Number of features.
-    #[arg(long, default_value_t = 16)]
-    d: usize,
-    /// Number of components.
-    #[arg(long, default_value_t = 16)]
-    k: usize,
+    /// Number of features [default: 16; hmm: 4].
+    #[arg(long)]
+    d: Option<usize>,
+    /// Number of components (hmm: states) [default: 16; hmm: 8].
+    #[arg(long)]
+    k: Option<usize>,
     /// Covariance type.
     #[arg(long, default_value = "full", value_name = "full|tied|diag|spherical")]
     covariance: CovarianceType,
+    /// hmm: number of sequences.
+    #[arg(long, default_value_t = 1000)]
+    sequences: usize,
+    /// hmm: steps per sequence.
+    #[arg(long, default_value_t = 1000)]
+    steps: usize,
+    /// hmm: one sequence of sequences × steps steps instead (parallel in time).
+    #[arg(long)]
+    long: bool,
     /// EM iterations per backend.
     #[arg(long, default_value_t = 10)]
     iters: usize,
@@ -132,10 +145,39 @@ pub fn run(cmd: BenchCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         None if cmd.write_data.is_some() => (Vec::new(), None),
         None => default_backends(),
     };
+    if cmd.model == "hmm" {
+        if cmd.input.is_some() || cmd.write_data.is_some() {
+            return Err(CliError::usage(
+                "bench --model hmm times generated sequences; --input and --write-data are for gmm",
+            ));
+        }
+        if let Some(note) = &note {
+            ui.note(note);
+        }
+        let b = super::hmm::HmmBench {
+            sequences: cmd.sequences,
+            steps: cmd.steps,
+            long: cmd.long,
+            d: cmd.d.unwrap_or(4),
+            k: cmd.k.unwrap_or(8),
+            covariance: cmd.covariance,
+            iters: cmd.iters,
+            seed: cmd.seed,
+            backends,
+            chunk: cmd.chunk,
+            json: cmd.json,
+        };
+        return super::hmm::bench(&b, ui);
+    } else if cmd.model != "gmm" {
+        return Err(CliError::usage(format!(
+            "unknown --model {:?}; use gmm or hmm",
+            cmd.model
+        )));
+    }
     let workload = Workload {
         n: cmd.n,
-        d: cmd.d,
-        k: cmd.k,
+        d: cmd.d.unwrap_or(16),
+        k: cmd.k.unwrap_or(16),
         covariance_type: cmd.covariance,
         seed: cmd.seed,
         spread: cmd.spread,

@@ -348,3 +348,216 @@ pub fn show(model: &FittedHmm, json_out: bool) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+/// What `bench --model hmm` times.
+pub struct HmmBench {
+    /// Number of sequences (with `long`: multiplied by `steps` into one sequence).
+    pub sequences: usize,
+    /// Steps per sequence.
+    pub steps: usize,
+    /// One sequence of `sequences × steps` steps instead.
+    pub long: bool,
+    pub d: usize,
+    pub k: usize,
+    pub covariance: emgpu::CovarianceType,
+    pub iters: usize,
+    pub seed: u64,
+    pub backends: Vec<Backend>,
+    pub chunk: Option<usize>,
+    pub json: bool,
+}
+
+/// The HMM the benchmark data are drawn from: K states on a line `spread` apart in every
+/// feature, unit-scale covariances, sticky transitions (0.9 to stay).
+fn bench_truth(b: &HmmBench) -> Result<emgpu::models::hmm::HmmParams, CliError> {
+    let (k, d) = (b.k, b.d);
+    let stay = if k == 1 { 1.0 } else { 0.9 };
+    let mut transmat = vec![(1.0 - stay) / (k.max(2) - 1) as f64; k * k];
+    for i in 0..k {
+        transmat[i * k + i] = stay;
+    }
+    let means: Vec<f64> = (0..k * d)
+        .map(|i| 3.0 * (i / d) as f64 * if (i % d) % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    let covariances = bench_covariances(b.covariance, k, d, 1.0);
+    Ok(emgpu::models::hmm::HmmParams::new(
+        b.covariance,
+        vec![1.0 / k as f64; k],
+        transmat,
+        means,
+        covariances,
+        d,
+    )?)
+}
+
+/// Covariances of `scale` on the diagonal (full and tied: with 0.3·scale between neighbours).
+fn bench_covariances(cov: emgpu::CovarianceType, k: usize, d: usize, scale: f64) -> Vec<f64> {
+    use emgpu::CovarianceType as C;
+    let matrix = || {
+        let mut m = vec![0.0; d * d];
+        for i in 0..d {
+            m[i * d + i] = scale;
+            if i + 1 < d {
+                m[i * d + i + 1] = 0.3 * scale;
+                m[(i + 1) * d + i] = 0.3 * scale;
+            }
+        }
+        m
+    };
+    match cov {
+        C::Full => matrix().repeat(k),
+        C::Tied => matrix(),
+        C::Diag => vec![scale; k * d],
+        C::Spherical => vec![scale; k],
+    }
+}
+
+/// `emgpu bench --model hmm`: Baum-Welch iterations timed on each backend from the same start.
+pub fn bench(b: &HmmBench, ui: &Ui) -> Result<ExitCode, CliError> {
+    use emgpu::em::{Model, run_em};
+    use emgpu::models::hmm::{HmmModel, HmmParams, hmm_engine};
+    let (k, d) = (b.k, b.d);
+    if k == 0 || d == 0 || b.sequences == 0 || b.steps == 0 {
+        return Err(CliError::usage(
+            "--k, --d, --sequences and --steps must be at least 1",
+        ));
+    }
+    let truth = FittedHmm::from_params(bench_truth(b)?)?;
+    let started = std::time::Instant::now();
+    let n = b.sequences.saturating_mul(b.steps);
+    let mut x: Vec<f64> = Vec::with_capacity(n.saturating_mul(d));
+    for s in 0..b.sequences {
+        let (xs, _) = truth.sample(b.steps, b.seed.wrapping_add(s as u64))?;
+        x.extend(xs.iter());
+    }
+    let lengths = if b.long {
+        vec![n]
+    } else {
+        vec![b.steps; b.sequences]
+    };
+    let generate_ms = started.elapsed().as_secs_f64() * 1e3;
+    let data = Dataset::from_slice(&x, n, d)?.with_sequence_lengths(lengths)?;
+    // The start: the true means moved by a state-dependent offset, covariances twice too wide,
+    // transitions and start uniform.
+    let start = {
+        let t = truth.params();
+        let means: Vec<f64> = t
+            .means()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| m + 0.8 * (((i * 7) % 5) as f64 - 2.0) / 2.0)
+            .collect();
+        let uniform = vec![1.0 / k as f64; k];
+        HmmParams::new(
+            b.covariance,
+            uniform.clone(),
+            uniform.repeat(k),
+            means,
+            bench_covariances(b.covariance, k, d, 2.0),
+            d,
+        )?
+    };
+    let model = HmmModel {
+        covariance_type: b.covariance,
+        n_components: k,
+        n_features: d,
+        reg_covar: 1e-6,
+    };
+    let rule = emgpu::em::StopRule {
+        tol: 0.0,
+        max_iter: b.iters,
+    };
+    let options = emgpu::device::EngineOptions {
+        chunk_rows: b.chunk,
+        ..Default::default()
+    };
+    let mut runs = Vec::new();
+    for &backend in &b.backends {
+        let t0 = std::time::Instant::now();
+        let mut engine = hmm_engine(backend, &data, b.covariance, k, options)?;
+        let setup_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let (mut iter_ms, mut e_ms) = (Vec::new(), Vec::new());
+        let run = run_em(&model, engine.as_mut(), start.clone(), rule, 0, &mut |p| {
+            iter_ms.push((p.e_step_seconds + p.m_step_seconds) * 1e3);
+            e_ms.push(p.e_step_seconds * 1e3);
+            Control::Continue(())
+        })?;
+        let report = engine.report();
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (it, es) = (median(&mut iter_ms), median(&mut e_ms));
+        runs.push(json!({
+            "backend": report.backend.to_string(),
+            "device": report.device,
+            "setup_ms": setup_ms,
+            "median_iter_ms": it,
+            "median_e_step_ms": es,
+            "ns_per_step": it * 1e6 / n as f64,
+            "final_log_likelihood": run.lower_bound,
+        }));
+        let _ = model.n_parameters();
+    }
+    let lls: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r["final_log_likelihood"].as_f64())
+        .collect();
+    let max_rel = lls
+        .iter()
+        .map(|v| ((v - lls[0]) / lls[0]).abs())
+        .fold(0.0, f64::max);
+    if b.json {
+        let doc = json!({
+            "model": "hmm",
+            "n_sequences": if b.long { 1 } else { b.sequences },
+            "steps_per_sequence": if b.long { n } else { b.steps },
+            "n": n,
+            "d": d,
+            "k": k,
+            "covariance_type": b.covariance.name(),
+            "iters": b.iters,
+            "generate_ms": generate_ms,
+            "runs": runs,
+            "max_log_likelihood_rel_diff": max_rel,
+        });
+        return print_result(&doc.to_string()).map(|_| ExitCode::SUCCESS);
+    }
+    let shape = if b.long {
+        format!("one sequence of {n} steps")
+    } else {
+        format!("{} sequences × {} steps", b.sequences, b.steps)
+    };
+    ui.note(format!("data generated in {generate_ms:.0} ms"));
+    print_result(&format!(
+        "emgpu bench --model hmm: {shape}, {d} features, {k} states, {} covariances, {} Baum-Welch iterations from the same start (tol 0)",
+        b.covariance, b.iters
+    ))?;
+    print_result("")?;
+    print_result(&format!(
+        "{:<4} {:<44} {:>9} {:>9} {:>9} {:>9} {:>24}",
+        "", "device", "setup ms", "ms/iter", "E-step", "ns/step", "final log-likelihood"
+    ))?;
+    for r in &runs {
+        let mut device = r["device"].as_str().unwrap_or("").to_string();
+        if device.chars().count() > 44 {
+            device = device.chars().take(43).collect::<String>() + "…";
+        }
+        print_result(&format!(
+            "{:<4} {:<44} {:>9.1} {:>9.2} {:>9.2} {:>9.1} {:>24.10}",
+            r["backend"].as_str().unwrap_or(""),
+            device,
+            r["setup_ms"].as_f64().unwrap_or(f64::NAN),
+            r["median_iter_ms"].as_f64().unwrap_or(f64::NAN),
+            r["median_e_step_ms"].as_f64().unwrap_or(f64::NAN),
+            r["ns_per_step"].as_f64().unwrap_or(f64::NAN),
+            r["final_log_likelihood"].as_f64().unwrap_or(f64::NAN),
+        ))?;
+    }
+    if runs.len() > 1 {
+        print_result(&format!(
+            "final log-likelihoods agree to {max_rel:.1e} relative"
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

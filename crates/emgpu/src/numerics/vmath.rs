@@ -172,6 +172,25 @@ with_avx2!(softmax_columns(a: &mut [f64], rows: usize, k: usize, lpx: &mut [f64]
     }
 });
 
+with_avx2!(relative_exp_rows(v: &mut [f64], k: usize, shift: &mut [f64], ln_flush: f64) {
+    // Each row of k values: its maximum m into `shift`, and exp(v − m) in place (so the row's
+    // largest value becomes 1), 0 where v − m < ln_flush. A row of −∞ (every value impossible)
+    // becomes zeros, shift −∞.
+    for (row, s) in v.chunks_exact_mut(k).zip(shift.iter_mut()) {
+        let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        *s = m;
+        if m == f64::NEG_INFINITY {
+            row.fill(0.0);
+            continue;
+        }
+        for x in row.iter_mut() {
+            let r = *x - m;
+            let e = exp_nonpositive::<FMA>(r.max(ln_flush));
+            *x = if r < ln_flush { 0.0 } else { e };
+        }
+    }
+});
+
 with_avx2!(quadratic_features(x: &[f64], rows: usize, d: usize, centre: &[f64], full: bool, phi: &mut [f64]) {
     // φ(x) = [1, z, quadratic terms of z] with z = x − centre, stored column-major (rows × F).
     // Full: z_i·z_j for i ≤ j (row-major upper triangle); diagonal: z_j².

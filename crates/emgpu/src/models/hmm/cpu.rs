@@ -14,12 +14,18 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::forward_backward::{backward, forward, forward_backward_log, posteriors, viterbi};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::forward_backward::{
+    backward, forward, forward_backward_log, posteriors, relative_densities, viterbi,
+};
 use super::{HmmModel, HmmPrepared, HmmStats};
 use crate::data::Dataset;
 use crate::device::{BackendReport, EngineOptions, cpu_report};
 use crate::em::{EStep, Stats};
 use crate::error::{Error, Result};
+use crate::models::gmm::cpu::blocked::WeightedMoments;
 
 /// Rows per group of short sequences.
 pub const GROUP_ROWS: usize = 16_384;
@@ -90,33 +96,47 @@ impl Layout {
     }
 }
 
-/// The scaled forward-backward of one sequence; `gamma` (`[T][K]`) gets the posteriors, `xi`
-/// the summed transition posteriors. Falls back to log space where the scaled form underflows.
+/// The scaled forward-backward of one sequence (relative densities `e`, shifts `shift`, rows
+/// `x`): `gamma` (`[T][K]`) gets the posteriors, `xi` the summed transition posteriors. Where the
+/// scaled form underflows, the sequence is redone in log space from its rows.
+#[allow(clippy::too_many_arguments)]
 fn sequence_posteriors(
     p: &HmmPrepared,
-    logb: &[f64],
+    e: &[f64],
+    shift: &[f64],
+    x: &[f64],
     gamma: &mut [f64],
     beta: &mut [f64],
     xi: &mut [f64],
 ) -> Result<f64> {
-    let t_len = logb.len() / p.n_components();
-    if let Some(log_p) = forward(&p.log_startprob, &p.transmat, logb, gamma)
-        && backward(&p.transmat, logb, beta)
+    let t_len = shift.len();
+    if let Some(log_p) = forward(&p.startprob, &p.transmat, e, shift, gamma)
+        && backward(&p.transmat, e, beta)
+        && posteriors(&p.transmat, e, gamma, beta, 0, 0..t_len, xi)
     {
-        let mut local = vec![0.0; xi.len()];
-        if posteriors(&p.transmat, logb, gamma, beta, 0, 0..t_len, &mut local) {
-            xi.iter_mut().zip(&local).for_each(|(x, v)| *x += v);
-            return Ok(log_p);
-        }
+        return Ok(log_p);
     }
-    forward_backward_log(&p.log_startprob, &p.log_transmat, logb, gamma, xi)
+    log_space(p, x, gamma, xi)
 }
 
-/// Adds rows `x` (`[T][D]`) with posteriors `gamma` (`[T][K]`) to the emission statistics.
-fn add_rows(stats: &mut HmmStats, x: &[f64], gamma: &[f64]) {
-    let (k, d) = (stats.start.len(), stats.emission.n_features);
-    for (row, g) in x.chunks_exact(d).zip(gamma.chunks_exact(k)) {
-        stats.emission.add_point(row, g, 0.0);
+/// Forward-backward of the rows `x` in log space (the exact fallback).
+fn log_space(p: &HmmPrepared, x: &[f64], gamma: &mut [f64], xi: &mut [f64]) -> Result<f64> {
+    let mut logb = vec![0.0; gamma.len()];
+    p.emission_log_densities(x, &mut logb);
+    forward_backward_log(&p.log_startprob, &p.log_transmat, &logb, gamma, xi)
+}
+
+/// The log-likelihood of the rows `x` of one sequence (forward pass only).
+fn sequence_score(
+    p: &HmmPrepared,
+    e: &[f64],
+    shift: &[f64],
+    x: &[f64],
+    alpha: &mut [f64],
+) -> Result<f64> {
+    match forward(&p.startprob, &p.transmat, e, shift, alpha) {
+        Some(log_p) => Ok(log_p),
+        None => log_space(p, x, alpha, &mut vec![0.0; p.transmat.len()]),
     }
 }
 
@@ -124,17 +144,21 @@ fn add_rows(stats: &mut HmmStats, x: &[f64], gamma: &[f64]) {
 #[derive(Default)]
 struct Work {
     x: Vec<f64>,
-    logb: Vec<f64>,
+    e: Vec<f64>,
+    shift: Vec<f64>,
     gamma: Vec<f64>,
     beta: Vec<f64>,
 }
 
-/// What a pass over the data computes per group.
+/// What a pass over the data computes.
 #[derive(Clone, Copy)]
 enum Pass<'o> {
+    /// The statistics of an E-step.
     Stats,
+    /// The log-likelihood only.
     Score,
-    Posteriors(&'o [std::sync::atomic::AtomicU64]),
+    /// The log-likelihood, and the posteriors written to the cells (f64 bits, `[N][K]`).
+    Posteriors(&'o [AtomicU64]),
 }
 
 /// E-steps of a Gaussian HMM on the CPU.
@@ -143,6 +167,19 @@ pub struct CpuHmmEngine<'a> {
     layout: Layout,
     groups: Vec<(Range<usize>, bool)>,
     reason: String,
+    /// The buffers of the long sequences, kept from one E-step to the next (allocating hundreds
+    /// of megabytes anew each time costs more in page faults than the pass itself).
+    long: Mutex<LongBuffers>,
+}
+
+/// `[T][D]` rows and the `[T][K]` buffers of a long sequence.
+#[derive(Default)]
+struct LongBuffers {
+    x: Vec<f64>,
+    e: Vec<f64>,
+    shift: Vec<f64>,
+    gamma: Vec<f64>,
+    beta: Vec<f64>,
 }
 
 impl<'a> CpuHmmEngine<'a> {
@@ -158,117 +195,186 @@ impl<'a> CpuHmmEngine<'a> {
             layout,
             groups,
             reason,
+            long: Mutex::new(LongBuffers::default()),
         }
     }
 
-    /// Statistics of a group of short sequences.
-    fn short_group(&self, p: &HmmPrepared, seqs: &Range<usize>, w: &mut Work) -> Result<HmmStats> {
+    /// `pass` over a group of short sequences, one after the other.
+    fn short_group(
+        &self,
+        p: &HmmPrepared,
+        seqs: &Range<usize>,
+        w: &mut Work,
+        pass: Pass<'_>,
+    ) -> Result<HmmStats> {
         let (k, d) = (p.n_components(), p.n_features());
         let rows = self.layout.offsets[seqs.start]..self.layout.offsets[seqs.end];
-        let mut stats = HmmStats::zeros(p.emission.covariance_type, k, d, &p.emission.means);
-        w.x.resize(rows.len() * d, 0.0);
+        let n = rows.len();
+        let mut moments = WeightedMoments::new(&p.emission);
+        w.x.resize(n * d, 0.0);
         self.data.read_f64(rows.start, &mut w.x)?;
-        w.logb.resize(rows.len() * k, 0.0);
-        p.emission_log_densities(&w.x, &mut w.logb);
+        w.e.resize(n * k, 0.0);
+        w.shift.resize(n, 0.0);
+        moments.log_joint(&w.x, &mut w.e);
+        relative_densities(&mut w.e, k, &mut w.shift);
+        w.gamma.resize(n * k, 0.0);
+        let mut stats = HmmStats::zeros(p.emission.covariance_type, k, d, &p.emission.means);
+        let mut log_likelihood = 0.0;
         for s in seqs.clone() {
             let r = self.layout.rows(s);
             let local = r.start - rows.start..r.end - rows.start;
-            let logb = &w.logb[local.start * k..local.end * k];
-            w.gamma.resize(logb.len(), 0.0);
-            w.beta.resize(logb.len(), 0.0);
-            let log_p = sequence_posteriors(p, logb, &mut w.gamma, &mut w.beta, &mut stats.trans)?;
-            stats.emission.log_likelihood += log_p;
+            let (e, shift) = (&w.e[local.start * k..local.end * k], &w.shift[local.clone()]);
+            let x = &w.x[local.start * d..local.end * d];
+            let gamma = &mut w.gamma[local.start * k..local.end * k];
+            log_likelihood += match pass {
+                Pass::Score => sequence_score(p, e, shift, x, gamma)?,
+                Pass::Stats | Pass::Posteriors(_) => {
+                    w.beta.resize(gamma.len(), 0.0);
+                    let lp = sequence_posteriors(p, e, shift, x, gamma, &mut w.beta, &mut stats.trans)?;
+                    stats.start.iter_mut().zip(&gamma[..k]).for_each(|(a, g)| *a += g);
+                    if let Pass::Posteriors(out) = pass {
+                        for (o, g) in out[r.start * k..r.end * k].iter().zip(gamma.iter()) {
+                            o.store(g.to_bits(), Ordering::Relaxed);
+                        }
+                    }
+                    lp
+                }
+            };
             stats.n_sequences += 1.0;
-            stats
-                .start
-                .iter_mut()
-                .zip(&w.gamma[..k])
-                .for_each(|(a, g)| *a += g);
-            add_rows(&mut stats, &w.x[local.start * d..local.end * d], &w.gamma);
         }
+        if let Pass::Stats = pass {
+            moments.add(&w.x, &w.gamma);
+            stats.emission = moments.finish();
+        }
+        stats.emission.n_samples = n as f64;
+        stats.emission.log_likelihood = log_likelihood;
         Ok(stats)
     }
 
-    /// Statistics of one long sequence, parallel in time.
-    fn long_sequence(&self, p: &HmmPrepared, s: usize) -> Result<HmmStats> {
+    /// `pass` over one long sequence, parallel in time.
+    fn long_sequence(&self, p: &HmmPrepared, s: usize, pass: Pass<'_>) -> Result<HmmStats> {
         let (k, d) = (p.n_components(), p.n_features());
         let rows = self.layout.rows(s);
         let t_len = rows.len();
-        let x = self.read_parallel(rows.start, t_len, d)?;
-        let logb = log_densities_parallel(p, &x);
-        let mut gamma = vec![0.0; t_len * k];
-        let mut beta = vec![0.0; t_len * k];
-        let (log_p, ok) = rayon::join(
-            || forward(&p.log_startprob, &p.transmat, &logb, &mut gamma),
-            || backward(&p.transmat, &logb, &mut beta),
+        let mut guard = self.long.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let LongBuffers {
+            x,
+            e,
+            shift,
+            gamma,
+            beta,
+        } = &mut *guard;
+        x.resize(t_len * d, 0.0);
+        e.resize(t_len * k, 0.0);
+        shift.resize(t_len, 0.0);
+        gamma.resize(t_len * k, 0.0);
+        beta.resize(t_len * k, 0.0);
+        let (x, e, shift, gamma, beta) = (
+            &mut x[..t_len * d],
+            &mut e[..t_len * k],
+            &mut shift[..t_len],
+            &mut gamma[..t_len * k],
+            &mut beta[..t_len * k],
         );
-        let mut trans = vec![0.0; k * k];
+        self.read_parallel(rows.start, x)?;
+        let (x, e, shift) = (&*x, e, shift);
+        e.par_chunks_mut(TIME_BLOCK * k)
+            .zip(shift.par_chunks_mut(TIME_BLOCK))
+            .zip(x.par_chunks(TIME_BLOCK * d))
+            .for_each(|((eb, sb), xb)| {
+                WeightedMoments::new(&p.emission).log_joint(xb, eb);
+                relative_densities(eb, k, sb);
+            });
+        let mut stats = HmmStats::zeros(p.emission.covariance_type, k, d, &p.emission.means);
+        stats.n_sequences = 1.0;
+        stats.emission.n_samples = t_len as f64;
+        if let Pass::Score = pass {
+            stats.emission.log_likelihood = sequence_score(p, e, shift, x, gamma)?;
+            return Ok(stats);
+        }
+        let (e, shift) = (&*e, &*shift);
+        let (log_p, ok) = rayon::join(
+            || forward(&p.startprob, &p.transmat, e, shift, gamma),
+            || backward(&p.transmat, e, beta),
+        );
+        let beta = &*beta;
+        // Posteriors and (for an E-step) the weighted moments block by block, while the block
+        // is in cache.
+        let want_moments = matches!(pass, Pass::Stats);
+        let moments_of = |xb: &[f64], gb: &[f64]| {
+            let mut m = WeightedMoments::new(&p.emission);
+            m.add(xb, gb);
+            m
+        };
         let scaled = match log_p {
             Some(log_p) if ok => {
-                let parts: Vec<Option<Vec<f64>>> = gamma
+                let parts: Vec<Option<(Vec<f64>, Option<WeightedMoments>)>> = gamma
                     .par_chunks_mut(TIME_BLOCK * k)
+                    .zip(x.par_chunks(TIME_BLOCK * d))
                     .enumerate()
-                    .map(|(b, g)| {
+                    .map(|(b, (g, xb))| {
                         let t0 = b * TIME_BLOCK;
-                        let range = t0..t0 + g.len() / k;
                         let mut xi = vec![0.0; k * k];
-                        posteriors(&p.transmat, &logb, g, &beta, t0, range, &mut xi).then_some(xi)
+                        let range = t0..t0 + g.len() / k;
+                        if !posteriors(&p.transmat, e, g, beta, t0, range, &mut xi) {
+                            return None;
+                        }
+                        Some((xi, want_moments.then(|| moments_of(xb, g))))
                     })
                     .collect();
-                parts.into_iter().collect::<Option<Vec<_>>>().map(|xis| {
-                    for xi in xis {
-                        trans.iter_mut().zip(&xi).for_each(|(a, v)| *a += v);
+                parts.into_iter().collect::<Option<Vec<_>>>().map(|parts| {
+                    let mut moments = Vec::with_capacity(parts.len());
+                    for (xi, m) in parts {
+                        stats.trans.iter_mut().zip(&xi).for_each(|(a, v)| *a += v);
+                        moments.extend(m);
                     }
-                    log_p
+                    (log_p, moments)
                 })
             }
             _ => None,
         };
-        let log_p = match scaled {
-            Some(log_p) => log_p,
+        let (log_p, moments) = match scaled {
+            Some(done) => done,
             None => {
-                trans.fill(0.0);
-                forward_backward_log(
-                    &p.log_startprob,
-                    &p.log_transmat,
-                    &logb,
-                    &mut gamma,
-                    &mut trans,
-                )?
+                stats.trans.fill(0.0);
+                let log_p = log_space(p, x, gamma, &mut stats.trans)?;
+                let moments = if want_moments {
+                    x.par_chunks(TIME_BLOCK * d)
+                        .zip(gamma.par_chunks(TIME_BLOCK * k))
+                        .map(|(xb, gb)| moments_of(xb, gb))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                (log_p, moments)
             }
         };
-        let empty = HmmStats::zeros(p.emission.covariance_type, k, d, &p.emission.means);
-        let parts: Vec<HmmStats> = x
-            .par_chunks(TIME_BLOCK * d)
-            .zip(gamma.par_chunks(TIME_BLOCK * k))
-            .map(|(xb, gb)| {
-                let mut st = empty.clone();
-                add_rows(&mut st, xb, gb);
-                st
-            })
-            .collect();
-        let mut stats = parts.iter().fold(empty, |mut acc, part| {
-            acc.merge(part);
-            acc
-        });
-        stats.trans = trans;
         stats.start.copy_from_slice(&gamma[..k]);
+        if let Pass::Posteriors(out) = pass {
+            for (o, g) in out[rows.start * k..rows.end * k].iter().zip(gamma.iter()) {
+                o.store(g.to_bits(), Ordering::Relaxed);
+            }
+        }
+        if want_moments {
+            let mut total = WeightedMoments::new(&p.emission);
+            moments.iter().for_each(|m| total.merge(m));
+            stats.emission = total.finish();
+        }
+        stats.emission.n_samples = t_len as f64;
         stats.emission.log_likelihood = log_p;
-        stats.n_sequences = 1.0;
         Ok(stats)
     }
 
-    /// Rows `[start, start + len)` read in parallel blocks.
-    fn read_parallel(&self, start: usize, len: usize, d: usize) -> Result<Vec<f64>> {
-        let mut x = vec![0.0; len * d];
+    /// Rows from `start` into `x`, read in parallel blocks.
+    fn read_parallel(&self, start: usize, x: &mut [f64]) -> Result<()> {
+        let d = self.data.n_features();
         x.par_chunks_mut(TIME_BLOCK * d)
             .enumerate()
-            .try_for_each(|(b, xb)| self.data.read_f64(start + b * TIME_BLOCK, xb))?;
-        Ok(x)
+            .try_for_each(|(b, xb)| self.data.read_f64(start + b * TIME_BLOCK, xb))
     }
 
-    /// Runs `pass` over every group; returns the statistics of each (only their log-likelihood
-    /// for `Score` and `Posteriors`).
+    /// Runs `pass` over every group: the short groups in parallel, then the long sequences one
+    /// by one (each parallel in time); the statistics merge in group order.
     fn run(&self, p: &HmmPrepared, pass: Pass<'_>) -> Result<HmmStats> {
         check_shape(self.data, p)?;
         let (k, d) = (p.n_components(), p.n_features());
@@ -276,113 +382,21 @@ impl<'a> CpuHmmEngine<'a> {
             .groups
             .par_iter()
             .map_init(Work::default, |w, (seqs, long)| {
-                if *long {
-                    return Ok(None);
-                }
-                match pass {
-                    Pass::Stats => self.short_group(p, seqs, w).map(Some),
-                    Pass::Score => self.score_group(p, seqs, w).map(Some),
-                    Pass::Posteriors(out) => self.posterior_group(p, seqs, w, out).map(Some),
-                }
+                (!*long)
+                    .then(|| self.short_group(p, seqs, w, pass))
+                    .transpose()
             })
             .collect::<Result<_>>()?;
         let mut total = HmmStats::zeros(p.emission.covariance_type, k, d, &p.emission.means);
         for ((seqs, _), part) in self.groups.iter().zip(short) {
             let part = match part {
                 Some(part) => part,
-                None => match pass {
-                    Pass::Stats => self.long_sequence(p, seqs.start)?,
-                    _ => {
-                        let mut w = Work::default();
-                        match pass {
-                            Pass::Posteriors(out) => self.posterior_group(p, seqs, &mut w, out)?,
-                            _ => self.score_group(p, seqs, &mut w)?,
-                        }
-                    }
-                },
+                None => self.long_sequence(p, seqs.start, pass)?,
             };
             total.merge(&part);
         }
         Ok(total)
     }
-
-    /// The log-likelihood (forward pass only) of a group.
-    fn score_group(&self, p: &HmmPrepared, seqs: &Range<usize>, w: &mut Work) -> Result<HmmStats> {
-        self.each_sequence(p, seqs, w, |p, logb, w, _| {
-            w.gamma.resize(logb.len(), 0.0);
-            match forward(&p.log_startprob, &p.transmat, logb, &mut w.gamma) {
-                Some(log_p) => Ok(log_p),
-                None => {
-                    let mut xi = vec![0.0; p.transmat.len()];
-                    forward_backward_log(
-                        &p.log_startprob,
-                        &p.log_transmat,
-                        logb,
-                        &mut w.gamma,
-                        &mut xi,
-                    )
-                }
-            }
-        })
-    }
-
-    /// The log-likelihood of a group, its posteriors written to `out` (f64 bits, `[N][K]`).
-    fn posterior_group(
-        &self,
-        p: &HmmPrepared,
-        seqs: &Range<usize>,
-        w: &mut Work,
-        out: &[std::sync::atomic::AtomicU64],
-    ) -> Result<HmmStats> {
-        let k = p.n_components();
-        self.each_sequence(p, seqs, w, |p, logb, w, rows| {
-            w.gamma.resize(logb.len(), 0.0);
-            w.beta.resize(logb.len(), 0.0);
-            let mut xi = vec![0.0; k * k];
-            let log_p = sequence_posteriors(p, logb, &mut w.gamma, &mut w.beta, &mut xi)?;
-            for (o, g) in out[rows.start * k..rows.end * k].iter().zip(&w.gamma) {
-                o.store(g.to_bits(), std::sync::atomic::Ordering::Relaxed);
-            }
-            Ok(log_p)
-        })
-    }
-
-    /// Runs `f(p, logb, work, rows)` on every sequence of a group; sums the log-likelihoods.
-    fn each_sequence(
-        &self,
-        p: &HmmPrepared,
-        seqs: &Range<usize>,
-        w: &mut Work,
-        mut f: impl FnMut(&HmmPrepared, &[f64], &mut Work, Range<usize>) -> Result<f64>,
-    ) -> Result<HmmStats> {
-        let (k, d) = (p.n_components(), p.n_features());
-        let rows = self.layout.offsets[seqs.start]..self.layout.offsets[seqs.end];
-        let mut stats = HmmStats::zeros(p.emission.covariance_type, k, d, &p.emission.means);
-        w.x.resize(rows.len() * d, 0.0);
-        self.data.read_f64(rows.start, &mut w.x)?;
-        let mut logb = std::mem::take(&mut w.logb);
-        logb.resize(rows.len() * k, 0.0);
-        p.emission_log_densities(&w.x, &mut logb);
-        for s in seqs.clone() {
-            let r = self.layout.rows(s);
-            let local = (r.start - rows.start) * k..(r.end - rows.start) * k;
-            stats.emission.log_likelihood += f(p, &logb[local], w, r.clone())?;
-            stats.emission.n_samples += r.len() as f64;
-            stats.n_sequences += 1.0;
-        }
-        w.logb = logb;
-        Ok(stats)
-    }
-}
-
-/// `log b_k(x_t)` of a long sequence, in parallel blocks.
-fn log_densities_parallel(p: &HmmPrepared, x: &[f64]) -> Vec<f64> {
-    let (k, d) = (p.n_components(), p.n_features());
-    let mut logb = vec![0.0; x.len() / d * k];
-    logb.par_chunks_mut(TIME_BLOCK * k)
-        .zip(x.par_chunks(TIME_BLOCK * d))
-        .for_each(|(o, xb)| p.emission_log_densities(xb, o));
-    logb
 }
 
 /// An error unless the prepared model has the data's number of features.
@@ -449,7 +463,7 @@ impl HmmEngine for CpuHmmEngine<'_> {
                 let mut x = vec![0.0; r.len() * d];
                 self.data.read_f64(r.start, &mut x)?;
                 let mut logb = vec![0.0; r.len() * k];
-                p.emission_log_densities(&x, &mut logb);
+                WeightedMoments::new(&p.emission).log_joint(&x, &mut logb);
                 Ok(viterbi(&p.log_startprob, &p.log_transmat, &logb, out))
             })
             .collect::<Result<_>>()?;

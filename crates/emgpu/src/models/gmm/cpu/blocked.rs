@@ -338,6 +338,13 @@ impl Plan<'_> {
     /// Fills `w.a` with responsibilities and `w.lpx` with `log p(x_n)` for the `rows` rows in
     /// `w.x`.
     fn responsibilities(&self, w: &mut Work, rows: usize) {
+        self.log_joint(w, rows);
+        softmax_columns(&mut w.a, rows, self.k, &mut w.lpx, &mut w.scratch);
+    }
+
+    /// Fills `w.a` with `log p(x_n, k)` (columns in plan order) for the `rows` rows in `w.x`,
+    /// and `w.phi` with their quadratic features.
+    fn log_joint(&self, w: &mut Work, rows: usize) {
         let (d, k, nq, nf) = (self.d, self.k, self.nq, self.nf);
         if nq > 0 {
             quadratic_features(&w.x, rows, d, &self.centre, self.full, &mut w.phi);
@@ -380,7 +387,6 @@ impl Plan<'_> {
                 }
             }
         }
-        softmax_columns(&mut w.a, rows, k, &mut w.lpx, &mut w.scratch);
     }
 
     /// `w.diff = x − μ_c` for the rows of the chunk.
@@ -576,6 +582,81 @@ pub fn e_step_blocked(data: &Dataset, p: &Prepared, chunk_rows: usize) -> Result
         total.add(part);
     }
     Ok(plan.finish(&total))
+}
+
+/// The blocked path with the weights given from outside instead of the responsibilities (a
+/// hidden Markov model's state posteriors γ): the log-densities `log p(x, k)` of rows, and the
+/// weighted moments `Σ g`, `Σ g x`, `Σ g x xᵀ` of rows given their weights — the same products,
+/// centring and precision rule as the Gaussian mixture's E-step.
+pub(crate) struct WeightedMoments<'p> {
+    plan: Plan<'p>,
+    work: Work,
+    acc: Acc,
+    chunk: usize,
+}
+
+impl<'p> WeightedMoments<'p> {
+    /// Nothing summed yet, under `p` (its log-weights are added to the log-densities).
+    pub(crate) fn new(p: &'p Prepared) -> Self {
+        let plan = Plan::new(p);
+        let acc = Acc::zeros(&plan);
+        let chunk = plan.chunk_rows(BLOCKED_CHUNK_ROWS);
+        Self {
+            plan,
+            work: Work::default(),
+            acc,
+            chunk,
+        }
+    }
+
+    /// `log p(x_n, k)` of the rows `x` (`[n][D]`) into `out` (`[n][K]`, row-major).
+    pub(crate) fn log_joint(&mut self, x: &[f64], out: &mut [f64]) {
+        let (d, k) = (self.plan.d, self.plan.k);
+        for (xc, oc) in x.chunks(self.chunk * d).zip(out.chunks_mut(self.chunk * k)) {
+            let rows = xc.len() / d;
+            let w = &mut self.work;
+            w.resize(&self.plan, rows);
+            w.x.copy_from_slice(xc);
+            self.plan.log_joint(w, rows);
+            for (col, &comp) in self.plan.order.iter().enumerate() {
+                for (n, &v) in w.a[col * rows..(col + 1) * rows].iter().enumerate() {
+                    oc[n * k + comp] = v;
+                }
+            }
+        }
+    }
+
+    /// Adds the rows `x` (`[n][D]`) with weights `g` (`[n][K]`, row-major).
+    pub(crate) fn add(&mut self, x: &[f64], g: &[f64]) {
+        let (d, k, nq) = (self.plan.d, self.plan.k, self.plan.nq);
+        for (xc, gc) in x.chunks(self.chunk * d).zip(g.chunks(self.chunk * k)) {
+            let rows = xc.len() / d;
+            let w = &mut self.work;
+            w.resize(&self.plan, rows);
+            w.x.copy_from_slice(xc);
+            if nq > 0 {
+                let (full, centre) = (self.plan.full, &self.plan.centre);
+                quadratic_features(&w.x, rows, d, centre, full, &mut w.phi);
+            }
+            for (col, &comp) in self.plan.order.iter().enumerate() {
+                for (n, a) in w.a[col * rows..(col + 1) * rows].iter_mut().enumerate() {
+                    *a = gc[n * k + comp];
+                }
+            }
+            w.lpx[..rows].fill(0.0);
+            self.plan.accumulate(w, rows, &mut self.acc);
+        }
+    }
+
+    /// Adds what another summed (under the same parameters).
+    pub(crate) fn merge(&mut self, other: &WeightedMoments<'_>) {
+        self.acc.add(&other.acc);
+    }
+
+    /// The statistics about the means (`n_samples`: rows added; `log_likelihood`: 0).
+    pub(crate) fn finish(&self) -> GmmStats {
+        self.plan.finish(&self.acc)
+    }
 }
 
 /// A chunk index with its slices of the per-point outputs.
