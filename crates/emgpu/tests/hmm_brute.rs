@@ -74,7 +74,15 @@ fn posteriors_and_viterbi_equal_brute_force() {
             let lp = forward(&p.startprob, &p.transmat, &e, &shift, &mut alpha).unwrap();
             assert!(backward(&p.transmat, &e, &mut beta));
             let mut xi_s = vec![0.0; k * k];
-            assert!(posteriors(&p.transmat, &e, &mut alpha, &beta, 0, 0..t, &mut xi_s));
+            assert!(posteriors(
+                &p.transmat,
+                &e,
+                &mut alpha,
+                &beta,
+                0,
+                0..t,
+                &mut xi_s
+            ));
             assert!(
                 (lp - log_px).abs() < 1e-12 * log_px.abs().max(1.0),
                 "{lp} vs {log_px}"

@@ -20,10 +20,11 @@ use super::{AnyModel, CliError, InputArgs, Ui, about_file, load_any_model, num, 
 /// one length per line (blank lines skipped). Every length must be at least 1.
 pub fn read_lengths(path: &Path) -> Result<Vec<usize>, CliError> {
     let bad = |what: String| CliError::error(format!("--lengths {}: {what}", path.display()));
-    let values: Vec<i128> = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
-        let open = || {
-            std::fs::File::open(path).map_err(|e| bad(format!("cannot open it ({e})")))
-        };
+    let values: Vec<i128> = if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+    {
+        let open = || std::fs::File::open(path).map_err(|e| bad(format!("cannot open it ({e})")));
         if let Ok(a) = Array1::<i64>::read_npy(open()?) {
             a.iter().map(|v| *v as i128).collect()
         } else if let Ok(a) = Array1::<i32>::read_npy(open()?) {
@@ -67,7 +68,8 @@ pub fn read_lengths(path: &Path) -> Result<Vec<usize>, CliError> {
                     "sequence {i} has length {v}; every sequence needs at least one row"
                 )))
             } else {
-                usize::try_from(v).map_err(|_| bad(format!("sequence {i}: length {v} is too large")))
+                usize::try_from(v)
+                    .map_err(|_| bad(format!("sequence {i}: length {v} is too large")))
             }
         })
         .collect()
@@ -80,8 +82,17 @@ pub fn open_sequences(input: &InputArgs, ui: &Ui) -> Result<Dataset<'static>, Cl
         None => Ok(data),
         Some(path) => {
             let lengths = read_lengths(path)?;
-            data.with_sequence_lengths(lengths)
-                .map_err(|e| CliError::error(format!("--lengths {}: {e}", path.display())))
+            data.with_sequence_lengths(lengths).map_err(|e| {
+                let why = match e {
+                    emgpu::Error::InvalidParameter(m) => m,
+                    other => other.to_string(),
+                };
+                CliError::error(format!(
+                    "--lengths {}: {why} ({}); give one length per sequence, in order, adding up to the number of rows",
+                    path.display(),
+                    input.input.display()
+                ))
+            })
         }
     }
 }
@@ -207,7 +218,9 @@ pub fn score(
 ) -> Result<ExitCode, CliError> {
     let model = model.with_backend(backend);
     let data = open_sequences(input, ui)?;
-    let score = model.score(&data).map_err(|e| about_file(e, &input.input))?;
+    let score = model
+        .score(&data)
+        .map_err(|e| about_file(e, &input.input))?;
     let n = data.n_samples();
     let (bic, aic) = emgpu::em::information_criteria(score, model.n_parameters(), n);
     let n_seq = data.sequence_lengths().map_or(1, |l| l.len());
@@ -302,7 +315,13 @@ pub fn sample(
 /// `show` of an HMM.
 pub fn show(model: &FittedHmm, json_out: bool) -> Result<(), CliError> {
     let (k, d) = (model.n_components(), model.n_features());
-    let finite = |v: f64| if v.is_finite() { json!(v) } else { serde_json::Value::Null };
+    let finite = |v: f64| {
+        if v.is_finite() {
+            json!(v)
+        } else {
+            serde_json::Value::Null
+        }
+    };
     if json_out {
         let line = json!({
             "model": "hmm",
@@ -328,7 +347,11 @@ pub fn show(model: &FittedHmm, json_out: bool) -> Result<(), CliError> {
         print_result(&format!(
             "fit: {} iterations ({}), total log-likelihood {}",
             model.n_iter(),
-            if model.converged() { "converged" } else { "not converged" },
+            if model.converged() {
+                "converged"
+            } else {
+                "not converged"
+            },
             num(model.lower_bound())
         ))?;
     }

@@ -28,9 +28,34 @@ pub fn estimate_parameters(
     reg_covar: f64,
     norm: WeightNorm,
 ) -> Result<GmmParams> {
+    estimate_with(stats, reg_covar, norm, |s0| s0 + NK_EPS)
+}
+
+/// [`estimate_parameters`] dividing by `S0_k` itself (hmmlearn's update: a state with a tiny
+/// occupancy gets exactly its weighted mean), and by `10·eps` only where `S0_k = 0`.
+pub fn estimate_parameters_exact(
+    stats: &GmmStats,
+    reg_covar: f64,
+    norm: WeightNorm,
+) -> Result<GmmParams> {
+    estimate_with(
+        stats,
+        reg_covar,
+        norm,
+        |s0| if s0 > 0.0 { s0 } else { NK_EPS },
+    )
+}
+
+/// The estimate with `n_k = nk(S0_k)`.
+fn estimate_with(
+    stats: &GmmStats,
+    reg_covar: f64,
+    norm: WeightNorm,
+    nk: impl Fn(f64) -> f64,
+) -> Result<GmmParams> {
     let (k, d) = (stats.n_components, stats.n_features);
     let cov_type = stats.covariance_type;
-    let nk: Vec<f64> = stats.s0.iter().map(|s| s + NK_EPS).collect();
+    let nk: Vec<f64> = stats.s0.iter().map(|s| nk(*s)).collect();
     let mut means = vec![0.0; k * d];
     for c in 0..k {
         for j in 0..d {

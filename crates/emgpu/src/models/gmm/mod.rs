@@ -31,7 +31,7 @@ pub use covariance::CovarianceType;
 pub use engine::{GmmEngine, GmmModel, gmm_engine};
 pub(crate) use fitted::GaussianSampler;
 pub use fitted::{FittedGmm, MODEL_FORMAT, MODEL_VERSION};
-pub use m_step::{WeightNorm, estimate_parameters, m_step};
+pub use m_step::{WeightNorm, estimate_parameters, estimate_parameters_exact, m_step};
 pub use params::{GmmParams, Prepared};
 pub use stats::GmmStats;
 

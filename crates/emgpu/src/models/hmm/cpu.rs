@@ -223,15 +223,23 @@ impl<'a> CpuHmmEngine<'a> {
         for s in seqs.clone() {
             let r = self.layout.rows(s);
             let local = r.start - rows.start..r.end - rows.start;
-            let (e, shift) = (&w.e[local.start * k..local.end * k], &w.shift[local.clone()]);
+            let (e, shift) = (
+                &w.e[local.start * k..local.end * k],
+                &w.shift[local.clone()],
+            );
             let x = &w.x[local.start * d..local.end * d];
             let gamma = &mut w.gamma[local.start * k..local.end * k];
             log_likelihood += match pass {
                 Pass::Score => sequence_score(p, e, shift, x, gamma)?,
                 Pass::Stats | Pass::Posteriors(_) => {
                     w.beta.resize(gamma.len(), 0.0);
-                    let lp = sequence_posteriors(p, e, shift, x, gamma, &mut w.beta, &mut stats.trans)?;
-                    stats.start.iter_mut().zip(&gamma[..k]).for_each(|(a, g)| *a += g);
+                    let lp =
+                        sequence_posteriors(p, e, shift, x, gamma, &mut w.beta, &mut stats.trans)?;
+                    stats
+                        .start
+                        .iter_mut()
+                        .zip(&gamma[..k])
+                        .for_each(|(a, g)| *a += g);
                     if let Pass::Posteriors(out) = pass {
                         for (o, g) in out[r.start * k..r.end * k].iter().zip(gamma.iter()) {
                             o.store(g.to_bits(), Ordering::Relaxed);
@@ -256,7 +264,10 @@ impl<'a> CpuHmmEngine<'a> {
         let (k, d) = (p.n_components(), p.n_features());
         let rows = self.layout.rows(s);
         let t_len = rows.len();
-        let mut guard = self.long.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .long
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let LongBuffers {
             x,
             e,

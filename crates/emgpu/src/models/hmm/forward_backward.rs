@@ -252,7 +252,10 @@ fn posteriors_body<const K: usize>(
     for t in range {
         let al = &mut alpha[(t - t0) * k..(t - t0 + 1) * k];
         if t + 1 < t_len {
-            let (en, bn) = (&e[(t + 1) * k..(t + 2) * k], &beta[(t + 1) * k..(t + 2) * k]);
+            let (en, bn) = (
+                &e[(t + 1) * k..(t + 2) * k],
+                &beta[(t + 1) * k..(t + 2) * k],
+            );
             for j in 0..k {
                 w[j] = en[j] * bn[j];
             }

@@ -3,7 +3,7 @@
 use super::{HmmParams, HmmPrepared, HmmStats};
 use crate::em::{Model, Step};
 use crate::error::Result;
-use crate::models::gmm::{CovarianceType, GmmParams, m_step};
+use crate::models::gmm::{CovarianceType, GmmParams, WeightNorm, estimate_parameters_exact};
 
 /// A Gaussian HMM of a given shape as an EM [`Model`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,10 +32,13 @@ impl Model for HmmModel {
 
     /// hmmlearn's update (`startprob_prior = transmat_prior = 1`, `means_weight = 0`,
     /// `covars_prior = 0`): `startprob ∝ Σ γ_0`, `transmat_i· ∝ Σ ξ(i, ·)`, and the emissions are
-    /// the Gaussian mixture's M-step on the γ-weighted moments (`reg_covar` on the diagonal; a
-    /// state with no weight keeps its mean and gets covariance `reg_covar·I`, as a mixture
-    /// component). A state with no expected outgoing transition (never visited before the last
-    /// step) gets a uniform row, where hmmlearn leaves a row of zeros; it changes no likelihood.
+    /// the Gaussian mixture's estimate from the γ-weighted moments, dividing by the occupancy
+    /// `Σ_t γ_tk` itself as hmmlearn (not by occupancy + 10·eps as scikit-learn's mixtures), with
+    /// `reg_covar` on the diagonal. Where hmmlearn produces NaN (0/0) for a state whose occupancy
+    /// is exactly 0 (it cannot be reached), that state gets mean 0 and covariance `reg_covar·I`
+    /// (an error asking for `reg_covar > 0` when it is 0), as an empty mixture component. A state
+    /// with no expected outgoing transition gets a uniform row, where hmmlearn leaves a row of
+    /// zeros (which its own checks then refuse); it changes no likelihood.
     fn m_step(&self, stats: &HmmStats) -> Result<HmmParams> {
         let k = self.n_components;
         let total: f64 = stats.start.iter().sum();
@@ -53,7 +56,7 @@ impl Model for HmmModel {
                 row.fill(1.0 / k as f64);
             }
         }
-        let mixture = m_step(&stats.emission, self.reg_covar)
+        let mixture = estimate_parameters_exact(&stats.emission, self.reg_covar, WeightNorm::Sum)
             .map_err(|e| crate::models::gmm::with_reg(e, self.reg_covar))?;
         let emission = GmmParams::from_parts(
             mixture.covariance_type(),
