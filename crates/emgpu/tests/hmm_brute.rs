@@ -72,13 +72,15 @@ fn posteriors_and_viterbi_equal_brute_force() {
             let (mut e, mut shift) = (logb.clone(), vec![0.0; t]);
             relative_densities(&mut e, k, &mut shift);
             let lp = forward(&p.startprob, &p.transmat, &e, &shift, &mut alpha).unwrap();
-            assert!(backward(&p.transmat, &e, &mut beta));
+            let mut norms = vec![0.0; t];
+            assert!(backward(&p.transmat, &e, &mut beta, &mut norms));
             let mut xi_s = vec![0.0; k * k];
             assert!(posteriors(
                 &p.transmat,
                 &e,
                 &mut alpha,
                 &beta,
+                &norms,
                 0,
                 0..t,
                 &mut xi_s

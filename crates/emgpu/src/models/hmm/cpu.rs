@@ -107,12 +107,13 @@ fn sequence_posteriors(
     x: &[f64],
     gamma: &mut [f64],
     beta: &mut [f64],
+    norms: &mut [f64],
     xi: &mut [f64],
 ) -> Result<f64> {
     let t_len = shift.len();
     if let Some(log_p) = forward(&p.startprob, &p.transmat, e, shift, gamma)
-        && backward(&p.transmat, e, beta)
-        && posteriors(&p.transmat, e, gamma, beta, 0, 0..t_len, xi)
+        && backward(&p.transmat, e, beta, norms)
+        && posteriors(&p.transmat, e, gamma, beta, norms, 0, 0..t_len, xi)
     {
         return Ok(log_p);
     }
@@ -148,6 +149,7 @@ struct Work {
     shift: Vec<f64>,
     gamma: Vec<f64>,
     beta: Vec<f64>,
+    norms: Vec<f64>,
 }
 
 /// What a pass over the data computes.
@@ -180,6 +182,7 @@ struct LongBuffers {
     shift: Vec<f64>,
     gamma: Vec<f64>,
     beta: Vec<f64>,
+    norms: Vec<f64>,
 }
 
 impl<'a> CpuHmmEngine<'a> {
@@ -233,8 +236,17 @@ impl<'a> CpuHmmEngine<'a> {
                 Pass::Score => sequence_score(p, e, shift, x, gamma)?,
                 Pass::Stats | Pass::Posteriors(_) => {
                     w.beta.resize(gamma.len(), 0.0);
-                    let lp =
-                        sequence_posteriors(p, e, shift, x, gamma, &mut w.beta, &mut stats.trans)?;
+                    w.norms.resize(local.len(), 0.0);
+                    let lp = sequence_posteriors(
+                        p,
+                        e,
+                        shift,
+                        x,
+                        gamma,
+                        &mut w.beta,
+                        &mut w.norms,
+                        &mut stats.trans,
+                    )?;
                     stats
                         .start
                         .iter_mut()
@@ -274,12 +286,15 @@ impl<'a> CpuHmmEngine<'a> {
             shift,
             gamma,
             beta,
+            norms,
         } = &mut *guard;
         x.resize(t_len * d, 0.0);
         e.resize(t_len * k, 0.0);
         shift.resize(t_len, 0.0);
         gamma.resize(t_len * k, 0.0);
         beta.resize(t_len * k, 0.0);
+        norms.resize(t_len, 0.0);
+        let norms = &mut norms[..t_len];
         let (x, e, shift, gamma, beta) = (
             &mut x[..t_len * d],
             &mut e[..t_len * k],
@@ -306,9 +321,9 @@ impl<'a> CpuHmmEngine<'a> {
         let (e, shift) = (&*e, &*shift);
         let (log_p, ok) = rayon::join(
             || forward(&p.startprob, &p.transmat, e, shift, gamma),
-            || backward(&p.transmat, e, beta),
+            || backward(&p.transmat, e, beta, norms),
         );
-        let beta = &*beta;
+        let (beta, norms) = (&*beta, &*norms);
         // Posteriors and (for an E-step) the weighted moments block by block, while the block
         // is in cache.
         let want_moments = matches!(pass, Pass::Stats);
@@ -327,7 +342,7 @@ impl<'a> CpuHmmEngine<'a> {
                         let t0 = b * TIME_BLOCK;
                         let mut xi = vec![0.0; k * k];
                         let range = t0..t0 + g.len() / k;
-                        if !posteriors(&p.transmat, e, g, beta, t0, range, &mut xi) {
+                        if !posteriors(&p.transmat, e, g, beta, norms, t0, range, &mut xi) {
                             return None;
                         }
                         Some((xi, want_moments.then(|| moments_of(xb, g))))

@@ -5,7 +5,7 @@
 //! made safe against the underflow of emission densities). The emission log-densities of a step
 //! are turned into relative densities `e_t(k) = exp(log b_k(x_t) − s_t)` with
 //! `s_t = max_k log b_k(x_t)` ([`relative_densities`]: one exponential per state and step, then
-//! none in the recursions). Then, each vector normalized to sum 1:
+//! none in the recursions). Then, with `∝` meaning "up to a positive factor":
 //!
 //! ```text
 //! α̂_0 ∝ π ∘ e_0,   α̂_t ∝ (α̂_{t−1} A) ∘ e_t,   c_t = the normalizer of α̂_t
@@ -14,14 +14,20 @@
 //! log p(x) = Σ_t (s_t + ln c_t)
 //! ```
 //!
-//! `γ_t` and `ξ_t` are distributions, so the scale factors of `β̂` cancel. The forward and
-//! backward passes are independent (a long sequence runs them on two threads), and `γ`, `ξ` are
-//! then local in time (a long sequence splits them over all threads).
+//! `γ_t` and `ξ_t` are distributions, so the factors cancel: the vectors are rescaled only when
+//! their sum falls below 1e-30 (keeping the sum and division off the step-to-step dependency
+//! chain), and the factors taken out are added to `log p(x)`. The forward and backward passes
+//! are independent (a long sequence runs them on two threads), and `γ`, `ξ` are then local in
+//! time (a long sequence splits them over all threads); `Σ_t ξ_t` is one matrix product per span
+//! of steps ([`posteriors`]).
 //!
 //! Where a normalizer falls below [`MIN_NORMALIZER`] (a step that every state the sequence can be
 //! in explains with a density below ~1e-100 of the best state's, e.g. a point near a state that
 //! cannot be reached), the caller redoes the sequence in log space ([`forward_backward_log`],
 //! hmmlearn's `implementation="log"`): exact, slower.
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
 
 use crate::error::{Error, Result};
 use crate::numerics::log_sum_exp;
@@ -29,6 +35,11 @@ use crate::numerics::log_sum_exp;
 /// Smallest normalizer the scaled recursions accept; below it the sequence is redone in log
 /// space.
 pub const MIN_NORMALIZER: f64 = 1e-100;
+
+/// The recursions rescale a vector (to sum 1) only when its sum falls below this, not at every
+/// step: the division and the sum then leave the chain of dependent operations from one step to
+/// the next. Entries stay far above the subnormal range (≥ 1e-30 · 1e-100 · 1e-120).
+const RESCALE_BELOW: f64 = 1e-30;
 
 /// Relative densities below `e^LN_FLUSH` (1e-120) are set to 0: their share of any normalizer
 /// the recursions accept is below 1e-20, and keeping them would bring subnormal numbers (tens of
@@ -89,8 +100,7 @@ macro_rules! simd_variants {
 }
 
 simd_variants!(forward_k, forward_body, (start: &[f64], a: &[f64], e: &[f64], shift: &[f64], alpha: &mut [f64]) -> Option<f64>);
-simd_variants!(backward_k, backward_body, (k: usize, a: &[f64], e: &[f64], beta: &mut [f64]) -> bool);
-simd_variants!(posteriors_k, posteriors_body, (k: usize, a: &[f64], e: &[f64], alpha: &mut [f64], beta: &[f64], t0: usize, range: std::ops::Range<usize>, xi: &mut [f64]) -> bool);
+simd_variants!(backward_k, backward_body, (k: usize, a: &[f64], e: &[f64], beta: &mut [f64], norms: &mut [f64]) -> bool);
 
 /// The number of states: `K` when it is a compile-time size, else `k`.
 #[inline(always)]
@@ -99,7 +109,8 @@ fn states<const K: usize>(k: usize) -> usize {
 }
 
 /// The scaled forward pass over the relative densities `e` (`[T][K]`) and their shifts:
-/// `alpha` (`[T][K]`) gets `α̂_t`. Returns `log p(x)`, or `None` where a normalizer fell below
+/// `alpha` (`[T][K]`) gets `α̂_t` up to a positive factor per step (rescaled lazily; [`posteriors`]
+/// needs only the direction). Returns `log p(x)`, or `None` where a normalizer fell below
 /// [`MIN_NORMALIZER`].
 pub fn forward(
     start: &[f64],
@@ -121,10 +132,11 @@ fn forward_body<const K: usize>(
 ) -> Option<f64> {
     let k = states::<K>(start.len());
     let a = &a[..k * k];
-    // log p = Σ (s_t + ln c_t); the c_t (in [1e-100, 1]) are multiplied together and their
-    // product's logarithm taken when it nears the bottom of the range, not once per step.
+    let mut odd = vec![0.0; k];
+    // The rows are rescaled lazily (see RESCALE_BELOW): `mass` is the sum of the previous row,
+    // `log_p` the log of the scale taken out so far plus the shifts.
     let mut log_p = 0.0;
-    let mut product = 1.0;
+    let mut mass = 1.0;
     let mut prev_row: Option<usize> = None;
     for (t, s) in shift.iter().enumerate() {
         let (done, rest) = alpha.split_at_mut(t * k);
@@ -137,55 +149,84 @@ fn forward_body<const K: usize>(
                 }
             }
             Some(p) => {
+                // (α̂_{t−1} A)_j with two independent sums (even and odd i), which halves the
+                // chain of dependent additions.
                 let prev = &done[p..p + k];
                 row.fill(0.0);
-                for i in 0..k {
-                    let ai = prev[i];
-                    let ar = &a[i * k..(i + 1) * k];
+                odd.fill(0.0);
+                let mut i = 0;
+                while i + 1 < k {
+                    let (a0, a1) = (prev[i], prev[i + 1]);
+                    let (r0, r1) = (&a[i * k..(i + 1) * k], &a[(i + 1) * k..(i + 2) * k]);
                     for j in 0..k {
-                        row[j] += ai * ar[j];
+                        row[j] += a0 * r0[j];
+                        odd[j] += a1 * r1[j];
+                    }
+                    i += 2;
+                }
+                if i < k {
+                    let (a0, r0) = (prev[i], &a[i * k..(i + 1) * k]);
+                    for j in 0..k {
+                        row[j] += a0 * r0[j];
                     }
                 }
                 for j in 0..k {
-                    row[j] *= et[j];
+                    row[j] = (row[j] + odd[j]) * et[j];
                 }
             }
         }
-        let c: f64 = row.iter().sum();
-        if !(c >= MIN_NORMALIZER && c.is_finite()) {
+        // c_t = sum / mass, the normalizer of the scaled recursion, must be ≥ MIN_NORMALIZER.
+        let sum: f64 = row.iter().sum();
+        if !(sum >= MIN_NORMALIZER * mass && sum.is_finite()) {
             return None;
         }
-        let inv = 1.0 / c;
-        row.iter_mut().for_each(|v| *v *= inv);
         log_p += s;
-        product *= c;
-        if product < 1e-150 {
-            log_p += product.ln();
-            product = 1.0;
+        mass = sum;
+        if sum < RESCALE_BELOW {
+            let inv = 1.0 / sum;
+            row.iter_mut().for_each(|v| *v *= inv);
+            log_p += sum.ln();
+            mass = 1.0;
         }
         prev_row = Some(t * k);
     }
-    Some(log_p + product.ln())
+    Some(log_p + mass.ln())
 }
 
 /// The scaled backward pass over the relative densities `e` (`[T][K]`): `beta` (`[T][K]`) gets
-/// `β̂_t`, each step normalized to sum 1. `false` where a normalizer fell below
-/// [`MIN_NORMALIZER`].
-pub fn backward(a: &[f64], e: &[f64], beta: &mut [f64]) -> bool {
+/// `β_t = A (e_{t+1} ∘ β_{t+1}) / norms_t`, where `norms_t` is 1 except at the steps where the
+/// vector was rescaled to sum 1 (then its sum), which [`posteriors`] needs. `false`
+/// where a normalizer fell below [`MIN_NORMALIZER`].
+pub fn backward(a: &[f64], e: &[f64], beta: &mut [f64], norms: &mut [f64]) -> bool {
     let k = (a.len() as f64).sqrt().round() as usize;
-    by_states!(k, backward_k(k, a, e, beta))
+    by_states!(k, backward_k(k, a, e, beta, norms))
 }
 
 #[inline(always)]
-fn backward_body<const K: usize>(k: usize, a: &[f64], e: &[f64], beta: &mut [f64]) -> bool {
+fn backward_body<const K: usize>(
+    k: usize,
+    a: &[f64],
+    e: &[f64],
+    beta: &mut [f64],
+    norms: &mut [f64],
+) -> bool {
     let k = states::<K>(k);
     let a = &a[..k * k];
     let t_len = e.len() / k;
     if t_len == 0 {
         return true;
     }
+    // Aᵀ, so that A w is a sum of columns (vectorized over i) rather than K dot products.
+    let mut at = vec![0.0; k * k];
+    for i in 0..k {
+        for j in 0..k {
+            at[j * k + i] = a[i * k + j];
+        }
+    }
     beta[(t_len - 1) * k..t_len * k].fill(1.0 / k as f64);
-    let mut w = vec![0.0; k];
+    norms[t_len - 1] = 1.0;
+    let mut mass = 1.0;
+    let (mut w, mut odd) = (vec![0.0; k], vec![0.0; k]);
     for t in (0..t_len - 1).rev() {
         let (head, tail) = beta.split_at_mut((t + 1) * k);
         let en = &e[(t + 1) * k..(t + 2) * k];
@@ -194,109 +235,158 @@ fn backward_body<const K: usize>(k: usize, a: &[f64], e: &[f64], beta: &mut [f64
             w[j] = en[j] * bn[j];
         }
         let out = &mut head[t * k..(t + 1) * k];
+        out.fill(0.0);
+        odd.fill(0.0);
+        let mut j = 0;
+        while j + 1 < k {
+            let (w0, w1) = (w[j], w[j + 1]);
+            let (c0, c1) = (&at[j * k..(j + 1) * k], &at[(j + 1) * k..(j + 2) * k]);
+            for i in 0..k {
+                out[i] += w0 * c0[i];
+                odd[i] += w1 * c1[i];
+            }
+            j += 2;
+        }
+        if j < k {
+            let (w0, c0) = (w[j], &at[j * k..(j + 1) * k]);
+            for i in 0..k {
+                out[i] += w0 * c0[i];
+            }
+        }
         let mut sum = 0.0;
         for i in 0..k {
-            let ar = &a[i * k..(i + 1) * k];
-            let mut v = 0.0;
-            for j in 0..k {
-                v += ar[j] * w[j];
-            }
-            out[i] = v;
-            sum += v;
+            out[i] += odd[i];
+            sum += out[i];
         }
-        if !(sum >= MIN_NORMALIZER && sum.is_finite()) {
+        if !(sum >= MIN_NORMALIZER * mass && sum.is_finite()) {
             return false;
         }
-        let inv = 1.0 / sum;
-        out.iter_mut().for_each(|v| *v *= inv);
+        norms[t] = 1.0;
+        mass = sum;
+        if sum < RESCALE_BELOW {
+            norms[t] = sum;
+            let inv = 1.0 / sum;
+            out.iter_mut().for_each(|v| *v *= inv);
+            mass = 1.0;
+        }
     }
     true
 }
 
 /// Posteriors of the steps `range` (`t0 = range.start`): `alpha` holds `α̂_t` of those steps
-/// (`[len][K]`, as [`forward`] wrote them) and is overwritten with `γ_t`; `e` and `beta` are the
-/// whole sequence's (as [`relative_densities`] and [`backward`] wrote them). `Σ ξ_t` over the `t`
-/// in `range` with `t + 1 < T` is added into `xi` (`[K][K]`) when every step succeeded. `false`
-/// where a normalizer vanished (then `alpha` is partly overwritten and `xi` unchanged).
+/// (`[len][K]`, as [`forward`] wrote them) and is overwritten with `γ_t`; `e`, `beta` and
+/// `norms` are the whole sequence's (as [`relative_densities`] and [`backward`] wrote them).
+/// `Σ ξ_t` over the `t` in `range` with `t + 1 < T` is added into `xi` (`[K][K]`) when every step
+/// succeeded. `false` where a normalizer vanished (then `alpha` is partly overwritten and `xi`
+/// unchanged).
+///
+/// With `z_t = Σ_ij α̂_t(i) A_ij w_{t+1}(j) = norms_t · Σ_i α̂_t(i) β̂_t(i)` and
+/// `w_{t+1} = e_{t+1} ∘ β̂_{t+1}`, `Σ_t ξ_t(i, j) = A_ij · Σ_t (α̂_t(i) / z_t) w_{t+1}(j)`: the sum
+/// is one matrix product `Cᵀ W` over the span (C, W: `[len][K]`), then scaled by `A`.
+#[allow(clippy::too_many_arguments)]
 pub fn posteriors(
     a: &[f64],
     e: &[f64],
     alpha: &mut [f64],
     beta: &[f64],
+    norms: &[f64],
     t0: usize,
     range: std::ops::Range<usize>,
     xi: &mut [f64],
 ) -> bool {
     let k = (a.len() as f64).sqrt().round() as usize;
-    by_states!(k, posteriors_k(k, a, e, alpha, beta, t0, range, xi))
+    by_states!(k, posteriors_k(a, e, alpha, beta, norms, t0, range, xi))
 }
 
+/// The element-wise part of [`posteriors`]: `γ_t` into `alpha`, and `C`, `W` into `cw`
+/// (`[2][len][K]`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn posteriors_body<const K: usize>(
+fn posteriors_rows<const K: usize>(
     k: usize,
-    a: &[f64],
     e: &[f64],
     alpha: &mut [f64],
     beta: &[f64],
+    norms: &[f64],
     t0: usize,
     range: std::ops::Range<usize>,
-    xi: &mut [f64],
+    cw: &mut [f64],
 ) -> bool {
     let k = states::<K>(k);
-    let a = &a[..k * k];
     let t_len = e.len() / k;
-    let mut w = vec![0.0; k];
-    let mut aw = vec![0.0; k * k];
-    let mut xi_acc = vec![0.0; k * k];
+    let len = range.len();
+    let (c, w) = cw.split_at_mut(len * k);
     for t in range {
-        let al = &mut alpha[(t - t0) * k..(t - t0 + 1) * k];
+        let l = t - t0;
+        let al = &mut alpha[l * k..(l + 1) * k];
+        let be = &beta[t * k..(t + 1) * k];
+        let mut g = 0.0;
+        for j in 0..k {
+            g += al[j] * be[j];
+        }
+        if !(g > 0.0 && g.is_finite()) {
+            return false;
+        }
+        let (cl, wl) = (&mut c[l * k..(l + 1) * k], &mut w[l * k..(l + 1) * k]);
         if t + 1 < t_len {
+            let z = norms[t] * g;
+            if !(z > 0.0 && z.is_finite()) {
+                return false;
+            }
+            let inv_z = 1.0 / z;
             let (en, bn) = (
                 &e[(t + 1) * k..(t + 2) * k],
                 &beta[(t + 1) * k..(t + 2) * k],
             );
             for j in 0..k {
-                w[j] = en[j] * bn[j];
+                cl[j] = al[j] * inv_z;
+                wl[j] = en[j] * bn[j];
             }
-            // aw_ij = A_ij w_j; z = Σ_i α_i Σ_j aw_ij; ξ_t(i, j) = α_i aw_ij / z.
-            let mut z = 0.0;
-            for i in 0..k {
-                let ar = &a[i * k..(i + 1) * k];
-                let out = &mut aw[i * k..(i + 1) * k];
-                let mut v = 0.0;
-                for j in 0..k {
-                    out[j] = ar[j] * w[j];
-                    v += out[j];
-                }
-                z += al[i] * v;
-            }
-            if !(z > 0.0 && z.is_finite()) {
-                return false;
-            }
-            let inv = 1.0 / z;
-            for i in 0..k {
-                let ai = al[i] * inv;
-                let src = &aw[i * k..(i + 1) * k];
-                let out = &mut xi_acc[i * k..(i + 1) * k];
-                for j in 0..k {
-                    out[j] += ai * src[j];
-                }
-            }
+        } else {
+            cl.fill(0.0);
+            wl.fill(0.0);
         }
-        let be = &beta[t * k..(t + 1) * k];
-        let mut sum = 0.0;
+        let inv_g = 1.0 / g;
         for j in 0..k {
-            al[j] *= be[j];
-            sum += al[j];
+            al[j] = al[j] * be[j] * inv_g;
         }
-        if !(sum > 0.0 && sum.is_finite()) {
-            return false;
-        }
-        let inv = 1.0 / sum;
-        al.iter_mut().for_each(|v| *v *= inv);
     }
-    xi.iter_mut().zip(&xi_acc).for_each(|(x, v)| *x += v);
+    true
+}
+
+simd_variants!(posteriors_rows_k, posteriors_rows, (k: usize, e: &[f64], alpha: &mut [f64], beta: &[f64], norms: &[f64], t0: usize, range: std::ops::Range<usize>, cw: &mut [f64]) -> bool);
+
+#[allow(clippy::too_many_arguments)]
+fn posteriors_k<const K: usize>(
+    a: &[f64],
+    e: &[f64],
+    alpha: &mut [f64],
+    beta: &[f64],
+    norms: &[f64],
+    t0: usize,
+    range: std::ops::Range<usize>,
+    xi: &mut [f64],
+) -> bool {
+    let k = (a.len() as f64).sqrt().round() as usize;
+    let len = range.len();
+    let mut cw = vec![0.0; 2 * len * k];
+    if !posteriors_rows_k::<K>(k, e, alpha, beta, norms, t0, range, &mut cw) {
+        return false;
+    }
+    let (c, w) = cw.split_at(len * k);
+    // xi += A ∘ (Cᵀ W).
+    let mut m = vec![0.0; k * k];
+    matmul(
+        MatMut::from_row_major_slice_mut(&mut m, k, k),
+        Accum::Replace,
+        MatRef::from_row_major_slice(c, len, k).transpose(),
+        MatRef::from_row_major_slice(w, len, k),
+        1.0,
+        Par::Seq,
+    );
+    for ((x, v), a) in xi.iter_mut().zip(&m).zip(a) {
+        *x += a * v;
+    }
     true
 }
 
