@@ -51,9 +51,6 @@ use crate::models::gmm::{CovarianceType, GmmModel, GmmStats, Prepared};
 use crate::models::kmeans::KMeansEngine;
 use crate::models::kmeans::gpu::GpuKMeansEngine;
 
-/// `ln(2π)`.
-const LN_2PI: f64 = 1.837_877_066_409_345_5;
-
 /// The statistics kernel and reduction pass of one chunk, bound to its buffers.
 struct ChunkBinds {
     /// Workgroups of the statistics kernel (x).
@@ -384,23 +381,7 @@ impl<'a> GpuGmmEngine<'a> {
     /// Writes the parameter buffer from `p` and returns the shifts the GPU uses, in the data's
     /// coordinates (the f32-rounded means plus the centre), `[K][D]`.
     fn write_params(&self, p: &Prepared) -> Vec<f64> {
-        let s = &self.kernels.shape;
-        let centre = &self.gd.centre;
-        let (k, d, dp) = (s.k, s.d, s.dp);
-        let mut v = vec![0f32; s.params_len()];
-        let mut shift = vec![0f64; k * d];
-        for c in 0..k {
-            for i in 0..d {
-                let m = (p.means[c * d + i] - centre[i]) as f32;
-                v[c * dp + i] = m;
-                shift[c * d + i] = m as f64 + centre[i];
-            }
-            v[s.off_logc() + c] =
-                (p.log_weights[c] + p.log_det[c] - 0.5 * d as f64 * LN_2PI) as f32;
-        }
-        for (dst, src) in v[s.off_prec()..].iter_mut().zip(&p.prec_chol) {
-            *dst = *src as f32;
-        }
+        let (v, shift) = self.kernels.shape.params_f32(&self.gd.centre, p);
         self.gd
             .ctx
             .queue()
@@ -469,50 +450,8 @@ impl<'a> GpuGmmEngine<'a> {
     /// Statistics from the summed partial row `v`, about the GPU's shifts `gpu_shift`, moved
     /// to the exact shifts `p.means`.
     fn unpack(&self, v: &[f64], p: &Prepared, gpu_shift: &[f64]) -> GmmStats {
-        let s = &self.kernels.shape;
-        let (k, d) = (s.k, s.d);
-        let mut st = GmmStats::zeros(s.cov, k, d, gpu_shift);
-        st.n_samples = self.gd.data.n_samples() as f64;
-        let t = s.tile;
-        // Σ log p(x): one column per invocation of a tile.
-        st.log_likelihood = v[..t].iter().sum();
-        if s.full_s2() {
-            // Layout of gmm_stats_full.wgsl: the S2 blocks, then the row pieces.
-            let (nb, nb2) = (s.nb(), d.div_ceil(4));
-            let nbt = nb2 * (nb2 + 1) / 2;
-            let rows = t + 16 * k * nbt;
-            // Entry (i, j), i ≤ j < D, of component c's S2.
-            let s2 = |c: usize, i: usize, j: usize| -> f64 {
-                let (ib, jb) = (i / 4, j / 4);
-                let local = ib * nb2 - ib * (ib.saturating_sub(1)) / 2 + (jb - ib);
-                v[t + 16 * (c * nbt + local) + 4 * (i % 4) + j % 4]
-            };
-            // Σ r·(x̃ − s̃)_i, i ≤ D (i = D: Σ r).
-            let row = |c: usize, i: usize| -> f64 { v[rows + 4 * (c * nb + i / 4) + i % 4] };
-            for c in 0..k {
-                st.s0[c] = row(c, d);
-                for i in 0..d {
-                    st.s1[c * d + i] = row(c, i);
-                    for j in i..d {
-                        let m = s2(c, i, j);
-                        st.s2[c * d * d + i * d + j] = m;
-                        st.s2[c * d * d + j * d + i] = m;
-                    }
-                }
-            }
-        } else {
-            for c in 0..k {
-                let e = |i: usize| t + 2 * (c * (d + 1) + i);
-                st.s0[c] = v[e(d)];
-                for i in 0..d {
-                    st.s1[c * d + i] = v[e(i)];
-                    st.s2[c * d + i] = v[e(i) + 1];
-                }
-            }
-        }
-        // Summed about the f32 shifts the GPU used; moved to the exact f64 means.
-        st.reshift(&p.means);
-        st
+        let n = self.gd.data.n_samples() as f64;
+        self.kernels.shape.unpack(v, n, &p.means, gpu_shift)
     }
 
     fn points_state(&mut self) -> Result<()> {

@@ -29,7 +29,8 @@ struct Chunk {
     row_offset: u32,
     // ceil(n_rows / T).
     n_tiles: u32,
-    // gmm_points: bit 0 set → write responsibilities too. Unused elsewhere.
+    // gmm_points: bit 0 set → write responsibilities too; bit 1 set → write the log-joint
+    // log p(x, k) instead. Unused elsewhere.
     flags: u32,
 }
 

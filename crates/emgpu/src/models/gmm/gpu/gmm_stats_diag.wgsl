@@ -1,6 +1,6 @@
 // E-step and sufficient statistics, fused, for the diag and spherical covariance types (only
 // the diagonal of the second moments is needed).
-// Needs gmm_common.wgsl and a gmm_lse_*.wgsl (prepended) and the constants they list, plus
+// Needs gmm_common.wgsl, a gmm_lse_*.wgsl and a gmm_resp_*.wgsl (prepended) and the constants they list, plus
 //   NE  = K·(D+1)   statistic entries (k, i), i ≤ D; entry (k, D) uses the constant-1 feature
 //   EPT             entries per invocation in one pass
 //   P   = T + 2·NE  floats per workgroup partial
@@ -36,9 +36,7 @@ fn main(
         workgroupBarrier();
         load_tile(lid, tile);
         workgroupBarrier();
-        log_joint_tile(lid);
-        workgroupBarrier();
-        let lpx = lse_tile(slot, tile_rows(tile));
+        let lpx = tile_responsibilities(lid, slot, tile);
         let lls = ll + lpx;
         llc += select((lpx - lls) + ll, (ll - lls) + lpx, abs(ll) >= abs(lpx));
         ll = lls;

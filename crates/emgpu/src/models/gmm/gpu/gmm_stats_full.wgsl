@@ -1,5 +1,5 @@
 // E-step and sufficient statistics, fused, for the full and tied covariance types.
-// Needs gmm_common.wgsl and a gmm_lse_*.wgsl (prepended) and the constants they list, plus
+// Needs gmm_common.wgsl, a gmm_lse_*.wgsl and a gmm_resp_*.wgsl (prepended) and the constants they list, plus
 //   NB2   = ceil(D / 4)         4-wide blocks of the D features
 //   NBT   = NB2·(NB2+1)/2       4×4 blocks in the upper block triangle of one component's S2
 //   NBLK  = K·NBT               S2 blocks over all components
@@ -70,9 +70,7 @@ fn main(
         workgroupBarrier();
         load_tile(lid, tile);
         workgroupBarrier();
-        log_joint_tile(lid);
-        workgroupBarrier();
-        let lpx = lse_tile(slot, tile_rows(tile));
+        let lpx = tile_responsibilities(lid, slot, tile);
         let lls = ll + lpx;
         llc += select((lpx - lls) + ll, (ll - lls) + lpx, abs(ll) >= abs(lpx));
         ll = lls;

@@ -78,9 +78,7 @@ fn main(
         workgroupBarrier();
         load_tile(lid, tile);
         workgroupBarrier();
-        log_joint_tile(lid);
-        workgroupBarrier();
-        let lpx = lse_tile(slot, tile_rows(tile));
+        let lpx = tile_responsibilities(lid, slot, tile);
         let lls = ll + lpx;
         llc += select((lpx - lls) + ll, (ll - lls) + lpx, abs(ll) >= abs(lpx));
         ll = lls;

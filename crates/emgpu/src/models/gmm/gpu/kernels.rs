@@ -19,7 +19,10 @@ use bytemuck::{Pod, Zeroable};
 use crate::device::gpu::kernels::{KernelPipeline, Slot, WG, build_kernel};
 use crate::device::gpu::{GpuContext, GpuVariant};
 use crate::error::{Error, Result};
-use crate::models::gmm::CovarianceType;
+use crate::models::gmm::{CovarianceType, GmmStats, Prepared};
+
+/// `ln(2π)`.
+const LN_2PI: f64 = 1.837_877_066_409_345_5;
 
 const GMM_COMMON: &str = include_str!("gmm_common.wgsl");
 const GMM_STATS_FULL: &str = include_str!("gmm_stats_full.wgsl");
@@ -29,6 +32,8 @@ const GMM_LSE_WG: &str = include_str!("gmm_lse_wg.wgsl");
 const GMM_LSE_SG: &str = include_str!("gmm_lse_sg.wgsl");
 const GMM_STATS_DIAG: &str = include_str!("gmm_stats_diag.wgsl");
 const GMM_POINTS: &str = include_str!("gmm_points.wgsl");
+const GMM_RESP_ESTEP: &str = include_str!("gmm_resp_estep.wgsl");
+const GMM_RESP_WEIGHTS: &str = include_str!("gmm_resp_weights.wgsl");
 
 /// Points per tile unless the caller asks otherwise. Large enough that the workgroup barriers of
 /// a tile are amortized over many points and that every invocation of the E-step has work for
@@ -69,8 +74,34 @@ pub(crate) struct ChunkUniform {
     pub row_offset: u32,
     /// `ceil(n_rows / T)`.
     pub n_tiles: u32,
-    /// `gmm_points`: bit 0 → also write responsibilities.
+    /// `gmm_points`: bit 0 → also write responsibilities; bit 1 → write the log-joint
+    /// `log p(x, k)` instead ([`POINTS_LOG_JOINT`]).
     pub flags: u32,
+}
+
+/// [`ChunkUniform::flags`] bit of `gmm_points`: write the log-joint `log p(x_n, k)` of every row
+/// and component (before the log-sum-exp) where the responsibilities would go. With zero
+/// log-weights these are the component log-densities (a hidden Markov model's emissions).
+pub(crate) const POINTS_LOG_JOINT: u32 = 2;
+
+/// Where the statistics kernels take the responsibilities of a tile from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Weights {
+    /// Computed from the parameters (the mixture's E-step; `gmm_resp_estep.wgsl`).
+    EStep,
+    /// Read from a buffer of `[N][K]` weights bound at binding 4 (`gmm_resp_weights.wgsl`): the
+    /// weighted moments of any weights (a hidden Markov model's state posteriors); the
+    /// log-likelihood columns of the partials are then 0.
+    Buffer,
+}
+
+impl Weights {
+    fn source(self) -> &'static str {
+        match self {
+            Weights::EStep => GMM_RESP_ESTEP,
+            Weights::Buffer => GMM_RESP_WEIGHTS,
+        }
+    }
 }
 
 /// Which log-sum-exp the E-step kernels are built with (`gmm_lse_*.wgsl`).
@@ -318,6 +349,77 @@ impl GmmShape {
         }
     }
 
+    /// The parameter buffer of `p` (see `gmm_common.wgsl`: means minus `centre`, log-constants,
+    /// precision factors, as f32) and the shifts the GPU uses, in the data's coordinates (the
+    /// f32-rounded means plus the centre), `[K][D]`.
+    pub fn params_f32(&self, centre: &[f64], p: &Prepared) -> (Vec<f32>, Vec<f64>) {
+        let (k, d, dp) = (self.k, self.d, self.dp);
+        let mut v = vec![0f32; self.params_len()];
+        let mut shift = vec![0f64; k * d];
+        for c in 0..k {
+            for i in 0..d {
+                let m = (p.means[c * d + i] - centre[i]) as f32;
+                v[c * dp + i] = m;
+                shift[c * d + i] = m as f64 + centre[i];
+            }
+            v[self.off_logc() + c] =
+                (p.log_weights[c] + p.log_det[c] - 0.5 * d as f64 * LN_2PI) as f32;
+        }
+        for (dst, src) in v[self.off_prec()..].iter_mut().zip(&p.prec_chol) {
+            *dst = *src as f32;
+        }
+        (v, shift)
+    }
+
+    /// The statistics of `n_samples` points from the summed partial row `v` of a statistics
+    /// kernel (its layout: `gmm_stats_full.wgsl` or `gmm_stats_diag.wgsl`), summed about the
+    /// GPU's shifts `gpu_shift` and moved to the exact shifts `means` (`[K][D]`).
+    pub fn unpack(&self, v: &[f64], n_samples: f64, means: &[f64], gpu_shift: &[f64]) -> GmmStats {
+        let (k, d) = (self.k, self.d);
+        let mut st = GmmStats::zeros(self.cov, k, d, gpu_shift);
+        st.n_samples = n_samples;
+        let t = self.tile;
+        // Σ log p(x): one column per invocation of a tile.
+        st.log_likelihood = v[..t].iter().sum();
+        if self.full_s2() {
+            // Layout of gmm_stats_full.wgsl: the S2 blocks, then the row pieces.
+            let (nb, nb2) = (self.nb(), d.div_ceil(4));
+            let nbt = nb2 * (nb2 + 1) / 2;
+            let rows = t + 16 * k * nbt;
+            // Entry (i, j), i ≤ j < D, of component c's S2.
+            let s2 = |c: usize, i: usize, j: usize| -> f64 {
+                let (ib, jb) = (i / 4, j / 4);
+                let local = ib * nb2 - ib * (ib.saturating_sub(1)) / 2 + (jb - ib);
+                v[t + 16 * (c * nbt + local) + 4 * (i % 4) + j % 4]
+            };
+            // Σ r·(x̃ − s̃)_i, i ≤ D (i = D: Σ r).
+            let row = |c: usize, i: usize| -> f64 { v[rows + 4 * (c * nb + i / 4) + i % 4] };
+            for c in 0..k {
+                st.s0[c] = row(c, d);
+                for i in 0..d {
+                    st.s1[c * d + i] = row(c, i);
+                    for j in i..d {
+                        let m = s2(c, i, j);
+                        st.s2[c * d * d + i * d + j] = m;
+                        st.s2[c * d * d + j * d + i] = m;
+                    }
+                }
+            }
+        } else {
+            for c in 0..k {
+                let e = |i: usize| t + 2 * (c * (d + 1) + i);
+                st.s0[c] = v[e(d)];
+                for i in 0..d {
+                    st.s1[c * d + i] = v[e(i)];
+                    st.s2[c * d + i] = v[e(i) + 1];
+                }
+            }
+        }
+        // Summed about the f32 shifts the GPU used; moved to the exact f64 means.
+        st.reshift(means);
+        st
+    }
+
     /// The WGSL `const` declarations of `gmm_common.wgsl`.
     fn header(&self) -> String {
         format!(
@@ -453,17 +555,28 @@ pub(crate) struct StatsKernel {
 }
 
 impl StatsKernel {
-    /// The kernel for `shape`.
+    /// The kernel for `shape` (responsibilities from the E-step).
     pub fn new(ctx: &GpuContext, shape: &GmmShape) -> Result<Self> {
+        Self::with_weights(ctx, shape, Weights::EStep)
+    }
+
+    /// The kernel for `shape` with the responsibilities from `weights`; with
+    /// [`Weights::Buffer`] its bind group has a fifth binding, the `[N][K]` weights.
+    pub fn with_weights(ctx: &GpuContext, shape: &GmmShape, weights: Weights) -> Result<Self> {
         let StatsSpec {
             name,
             source,
             consts,
             partial_len,
             passes,
-            loops_per_tile,
+            mut loops_per_tile,
             loops_fixed,
         } = StatsSpec::new(shape);
+        if weights == Weights::Buffer {
+            // The copy of the tile's weights (fewer loops than the E-step it replaces, which
+            // stays counted).
+            loops_per_tile += (shape.tile * shape.k).div_ceil(WG as usize) as u64;
+        }
         let max_tiles =
             tiles_within_loop_budget(ctx, shape, name, loops_per_tile, loops_fixed, 64)?;
         if passes > ctx.limits().max_compute_workgroups_per_dimension as usize {
@@ -475,14 +588,14 @@ impl StatsKernel {
             )));
         }
         let header = format!("{}{consts}", shape.header());
-        let kernel = ctx.pipeline(&format!("{name}\n{header}"), || {
-            let source = format!("{header}{GMM_COMMON}{}{source}", shape.lse_source());
-            build_kernel(
-                ctx,
-                name,
-                &source,
-                &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite],
-            )
+        let mut slots = vec![Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite];
+        if weights == Weights::Buffer {
+            slots.push(Slot::Read);
+        }
+        let key = format!("{name} {weights:?}\n{header}");
+        let kernel = ctx.pipeline(&key, || {
+            let source = stats_source(shape, &header, source, weights);
+            build_kernel(ctx, name, &source, &slots)
         })?;
         Ok(Self {
             kernel,
@@ -492,6 +605,16 @@ impl StatsKernel {
             tiles_bounded: ctx.loop_budget().is_some(),
         })
     }
+}
+
+/// The full source of a statistics kernel: constants, the common part, the log-sum-exp, where
+/// the responsibilities come from, the kernel.
+fn stats_source(shape: &GmmShape, header: &str, kernel: &str, weights: Weights) -> String {
+    format!(
+        "{header}{GMM_COMMON}{}{}{kernel}",
+        shape.lse_source(),
+        weights.source()
+    )
 }
 
 /// The per-point kernel (`gmm_points.wgsl`): log p(x) and responsibilities.
@@ -550,10 +673,15 @@ pub(crate) fn sources_for_tests(shape: &GmmShape) -> Vec<(&'static str, String)>
     let h = shape.header();
     let lse = shape.lse_source();
     let stats = StatsSpec::new(shape);
+    let stats_header = format!("{h}{}", stats.consts);
     vec![
         (
             stats.name,
-            format!("{h}{}{GMM_COMMON}{lse}{}", stats.consts, stats.source),
+            stats_source(shape, &stats_header, stats.source, Weights::EStep),
+        ),
+        (
+            stats.name,
+            stats_source(shape, &stats_header, stats.source, Weights::Buffer),
         ),
         ("gmm_points", format!("{h}{GMM_COMMON}{lse}{GMM_POINTS}")),
     ]
