@@ -149,6 +149,11 @@ pub fn fit(req: HmmFitRequest<'_>, ui: &Ui) -> Result<ExitCode, CliError> {
             .map_err(in_file)
     })?;
     (req.note_backend)(model.backend_report());
+    if let Some(r) = model.backend_report()
+        && r.reason.contains("redone by the CPU")
+    {
+        ui.note(super::describe_backend(r));
+    }
     emgpu::data::write_text_atomic(req.output, &model.to_json())?;
     if let Some(path) = req.labels_output {
         let states = model.predict(&data).map_err(in_file)?;

@@ -1020,11 +1020,23 @@ impl EStep<HmmModel> for GpuHmmEngine<'_> {
         }
     }
 
+    /// Says how many passes the CPU redid (a sequence whose probability underflowed f32): not
+    /// a silent fallback.
     fn report(&self) -> BackendReport {
+        let mut reason = self.reason.clone();
+        if self.fallbacks > 0 {
+            if !reason.is_empty() {
+                reason.push_str("; ");
+            }
+            reason.push_str(&format!(
+                "{} pass(es) redone by the CPU engine where f32 underflowed (a sequence too improbable for f32 under the model)",
+                self.fallbacks
+            ));
+        }
         BackendReport {
             backend: Backend::Gpu,
             device: self.gd.ctx.device_label(),
-            reason: self.reason.clone(),
+            reason,
         }
     }
 }
