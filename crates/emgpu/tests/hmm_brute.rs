@@ -78,11 +78,10 @@ fn posteriors_and_viterbi_equal_brute_force() {
             assert!(posteriors(
                 &p.transmat,
                 &e,
-                &mut alpha,
                 &beta,
                 &norms,
-                0,
-                0..t,
+                None,
+                &mut alpha,
                 &mut xi_s
             ));
             assert!(

@@ -60,9 +60,21 @@ fn close(what: &str, a: &[f64], b: &[f64], rtol: f64) {
 
 #[test]
 fn a_long_sequence_split_in_time_equals_the_serial_run() {
-    let n = 20_000;
+    // Two threads run the fused schedule, four the phased one (FUSED_MAX_THREADS = 3).
+    for threads in [1, 2, 4] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(split_equals_serial);
+    }
+}
+
+fn split_equals_serial() {
+    let n = 40_000;
     let x = data(n);
-    let lengths = vec![3, 17_000, 1, 2_996];
+    // A sequence of 30 000 steps: 4 blocks of 8 192 (uneven halves); one of 9 000: 2 blocks.
+    let lengths = vec![3, 30_000, 1, 996, 9_000];
     let ds = Dataset::from_slice(&x, n, 2)
         .unwrap()
         .with_sequence_lengths(lengths)
@@ -87,7 +99,7 @@ fn a_long_sequence_split_in_time_equals_the_serial_run() {
         close(&format!("{cov}: score"), &[sa], &[lb], 1e-12);
         close(&format!("{cov}: score"), &[sb], &[lb], 1e-12);
         assert_eq!(a.n_samples(), n as f64);
-        assert_eq!(a.n_sequences, 4.0);
+        assert_eq!(a.n_sequences, 5.0);
     }
 }
 

@@ -5,10 +5,19 @@
 //! reads its rows, computes the emission log-densities, runs forward-backward per sequence and
 //! sums the statistics) and merge in order, so the result does not depend on the number of
 //! threads. A sequence longer than `long_rows` (by default [`LONG_ROWS`]) is not left to one
-//! thread: its emission densities, posteriors and statistics are computed over blocks of
-//! [`TIME_BLOCK`] steps in parallel, and its forward and backward passes run at the same time on
-//! two threads (they are independent in the scaled form, see [`super::forward_backward`]).
-//! Memory: a few `T × K` buffers per sequence in flight (a long sequence: four of them).
+//! thread: in the scaled form its forward and backward passes are independent (see
+//! [`super::forward_backward`]) and resume block by block ([`TIME_BLOCK`] steps), and the
+//! posteriors of a block need only its rows. Two schedules use that: on up to
+//! [`FUSED_MAX_THREADS`] threads the fused schedule (one thread runs the forward pass over the first half
+//! while the other runs the backward pass over the second, each computing the emission
+//! densities of its blocks as it goes; then each crosses into the other half and turns every
+//! block into posteriors and moments as soon as both passes have covered it), on more threads
+//! the phased one (emissions on all threads, forward ∥ backward, posteriors on all threads).
+//! Either way the work is the same as for short sequences; the long sequence's `T × K` buffers
+//! (emission densities, forward and backward rows; kept across E-steps) are read back from
+//! memory once where short sequences stay in cache, which costs about 10 % per step on the
+//! development machine. Memory: a few `T × K` buffers per sequence in flight (a long sequence:
+//! four of them).
 
 use std::ops::Range;
 
@@ -18,7 +27,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::forward_backward::{
-    backward, forward, forward_backward_log, posteriors, relative_densities, viterbi,
+    backward, backward_block, forward, forward_backward_log, forward_block, posteriors,
+    relative_densities, viterbi,
 };
 use super::{HmmModel, HmmPrepared, HmmStats};
 use crate::data::Dataset;
@@ -113,7 +123,7 @@ fn sequence_posteriors(
     let t_len = shift.len();
     if let Some(log_p) = forward(&p.startprob, &p.transmat, e, shift, gamma)
         && backward(&p.transmat, e, beta, norms)
-        && posteriors(&p.transmat, e, gamma, beta, norms, 0, 0..t_len, xi)
+        && posteriors(&p.transmat, e, beta, &norms[..t_len], None, gamma, xi)
     {
         return Ok(log_p);
     }
@@ -271,7 +281,8 @@ impl<'a> CpuHmmEngine<'a> {
         Ok(stats)
     }
 
-    /// `pass` over one long sequence, parallel in time.
+    /// `pass` over one long sequence, parallel in time (see the module docs): with up to
+    /// [`FUSED_MAX_THREADS`] threads the fused two-thread schedule, with more the phased one.
     fn long_sequence(&self, p: &HmmPrepared, s: usize, pass: Pass<'_>) -> Result<HmmStats> {
         let (k, d) = (p.n_components(), p.n_features());
         let rows = self.layout.rows(s);
@@ -280,111 +291,75 @@ impl<'a> CpuHmmEngine<'a> {
             .long
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let LongBuffers {
-            x,
-            e,
-            shift,
-            gamma,
-            beta,
-            norms,
-        } = &mut *guard;
-        x.resize(t_len * d, 0.0);
-        e.resize(t_len * k, 0.0);
-        shift.resize(t_len, 0.0);
-        gamma.resize(t_len * k, 0.0);
-        beta.resize(t_len * k, 0.0);
-        norms.resize(t_len, 0.0);
-        let norms = &mut norms[..t_len];
-        let (x, e, shift, gamma, beta) = (
-            &mut x[..t_len * d],
-            &mut e[..t_len * k],
-            &mut shift[..t_len],
-            &mut gamma[..t_len * k],
-            &mut beta[..t_len * k],
-        );
-        self.read_parallel(rows.start, x)?;
-        let (x, e, shift) = (&*x, e, shift);
-        e.par_chunks_mut(TIME_BLOCK * k)
-            .zip(shift.par_chunks_mut(TIME_BLOCK))
-            .zip(x.par_chunks(TIME_BLOCK * d))
-            .for_each(|((eb, sb), xb)| {
-                WeightedMoments::new(&p.emission).log_joint(xb, eb);
-                relative_densities(eb, k, sb);
-            });
+        let buf = &mut *guard;
+        buf.x.resize(t_len * d, 0.0);
+        buf.e.resize(t_len * k, 0.0);
+        buf.shift.resize(t_len, 0.0);
+        buf.gamma.resize(t_len * k, 0.0);
+        buf.beta.resize(t_len * k, 0.0);
+        buf.norms.resize(t_len, 0.0);
+        let mut b = Buffers {
+            x: &mut buf.x[..t_len * d],
+            e: &mut buf.e[..t_len * k],
+            shift: &mut buf.shift[..t_len],
+            gamma: &mut buf.gamma[..t_len * k],
+            beta: &mut buf.beta[..t_len * k],
+            norms: &mut buf.norms[..t_len],
+        };
+        self.read_parallel(rows.start, b.x)?;
         let mut stats = HmmStats::zeros(p.emission.covariance_type, k, d, &p.emission.means);
         stats.n_sequences = 1.0;
-        stats.emission.n_samples = t_len as f64;
-        if let Pass::Score = pass {
-            stats.emission.log_likelihood = sequence_score(p, e, shift, x, gamma)?;
-            return Ok(stats);
-        }
-        let (e, shift) = (&*e, &*shift);
-        let (log_p, ok) = rayon::join(
-            || forward(&p.startprob, &p.transmat, e, shift, gamma),
-            || backward(&p.transmat, e, beta, norms),
-        );
-        let (beta, norms) = (&*beta, &*norms);
-        // Posteriors and (for an E-step) the weighted moments block by block, while the block
-        // is in cache.
         let want_moments = matches!(pass, Pass::Stats);
-        let moments_of = |xb: &[f64], gb: &[f64]| {
-            let mut m = WeightedMoments::new(&p.emission);
-            m.add(xb, gb);
-            m
+        let outcome = if let Pass::Score = pass {
+            emissions(p, b.x, b.e, b.shift);
+            forward(&p.startprob, &p.transmat, b.e, b.shift, b.gamma)
+                .map(|lp| (lp, Vec::new(), Vec::new()))
+        } else if rayon::current_num_threads() <= FUSED_MAX_THREADS {
+            fused(p, &mut b, want_moments)
+        } else {
+            phased(p, &mut b, want_moments)
         };
-        let scaled = match log_p {
-            Some(log_p) if ok => {
-                let parts: Vec<Option<(Vec<f64>, Option<WeightedMoments>)>> = gamma
-                    .par_chunks_mut(TIME_BLOCK * k)
-                    .zip(x.par_chunks(TIME_BLOCK * d))
-                    .enumerate()
-                    .map(|(b, (g, xb))| {
-                        let t0 = b * TIME_BLOCK;
-                        let mut xi = vec![0.0; k * k];
-                        let range = t0..t0 + g.len() / k;
-                        if !posteriors(&p.transmat, e, g, beta, norms, t0, range, &mut xi) {
-                            return None;
-                        }
-                        Some((xi, want_moments.then(|| moments_of(xb, g))))
-                    })
-                    .collect();
-                parts.into_iter().collect::<Option<Vec<_>>>().map(|parts| {
-                    let mut moments = Vec::with_capacity(parts.len());
-                    for (xi, m) in parts {
-                        stats.trans.iter_mut().zip(&xi).for_each(|(a, v)| *a += v);
-                        moments.extend(m);
-                    }
-                    (log_p, moments)
-                })
+        let log_p = match outcome {
+            Some((log_p, xis, moments)) => {
+                for xi in xis {
+                    stats.trans.iter_mut().zip(&xi).for_each(|(a, v)| *a += v);
+                }
+                if want_moments {
+                    let mut total = WeightedMoments::new(&p.emission);
+                    moments.iter().for_each(|m| total.merge(m));
+                    stats.emission = total.finish();
+                }
+                log_p
             }
-            _ => None,
-        };
-        let (log_p, moments) = match scaled {
-            Some(done) => done,
             None => {
+                // The scaled recursion underflowed somewhere: the whole sequence in log space.
                 stats.trans.fill(0.0);
+                let (x, gamma) = (&*b.x, &mut *b.gamma);
                 let log_p = log_space(p, x, gamma, &mut stats.trans)?;
-                let moments = if want_moments {
+                if want_moments {
+                    let mut total = WeightedMoments::new(&p.emission);
                     x.par_chunks(TIME_BLOCK * d)
                         .zip(gamma.par_chunks(TIME_BLOCK * k))
-                        .map(|(xb, gb)| moments_of(xb, gb))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                (log_p, moments)
+                        .map(|(xb, gb)| {
+                            let mut m = WeightedMoments::new(&p.emission);
+                            m.add(xb, gb);
+                            m
+                        })
+                        .collect::<Vec<_>>()
+                        .iter()
+                        .for_each(|m| total.merge(m));
+                    stats.emission = total.finish();
+                }
+                log_p
             }
         };
-        stats.start.copy_from_slice(&gamma[..k]);
+        if !matches!(pass, Pass::Score) {
+            stats.start.copy_from_slice(&b.gamma[..k]);
+        }
         if let Pass::Posteriors(out) = pass {
-            for (o, g) in out[rows.start * k..rows.end * k].iter().zip(gamma.iter()) {
+            for (o, g) in out[rows.start * k..rows.end * k].iter().zip(b.gamma.iter()) {
                 o.store(g.to_bits(), Ordering::Relaxed);
             }
-        }
-        if want_moments {
-            let mut total = WeightedMoments::new(&p.emission);
-            moments.iter().for_each(|m| total.merge(m));
-            stats.emission = total.finish();
         }
         stats.emission.n_samples = t_len as f64;
         stats.emission.log_likelihood = log_p;
@@ -423,6 +398,237 @@ impl<'a> CpuHmmEngine<'a> {
         }
         Ok(total)
     }
+}
+
+/// Up to this many threads, a long sequence runs the fused schedule (the fused schedule), which keeps
+/// two threads busy and reads every large buffer about once less; with more threads the phased
+/// one (`phased`), whose emission and posterior phases use them all.
+pub const FUSED_MAX_THREADS: usize = 3;
+
+/// The `[T]…` buffers of one long sequence.
+struct Buffers<'b> {
+    x: &'b mut [f64],
+    e: &'b mut [f64],
+    shift: &'b mut [f64],
+    gamma: &'b mut [f64],
+    beta: &'b mut [f64],
+    norms: &'b mut [f64],
+}
+
+/// What the passes of a long sequence give: `log p(x)`, the ξ sums and the weighted moments of
+/// each block (merged in a fixed order by the caller); `None` where the scaled recursion
+/// underflowed.
+type LongOutcome<'p> = Option<(f64, Vec<Vec<f64>>, Vec<WeightedMoments<'p>>)>;
+
+/// The relative emission densities and shifts of the rows `x`, block by block in parallel.
+fn emissions(p: &HmmPrepared, x: &[f64], e: &mut [f64], shift: &mut [f64]) {
+    let (k, d) = (p.n_components(), p.n_features());
+    e.par_chunks_mut(TIME_BLOCK * k)
+        .zip(shift.par_chunks_mut(TIME_BLOCK))
+        .zip(x.par_chunks(TIME_BLOCK * d))
+        .for_each(|((eb, sb), xb)| {
+            WeightedMoments::new(&p.emission).log_joint(xb, eb);
+            relative_densities(eb, k, sb);
+        });
+}
+
+/// The relative densities of one block of rows.
+fn emission_block(p: &HmmPrepared, x: &[f64], e: &mut [f64], shift: &mut [f64]) {
+    WeightedMoments::new(&p.emission).log_joint(x, e);
+    relative_densities(e, p.n_components(), shift);
+}
+
+/// The row after a block of lo: the next block's first (`in_lo`), else hi's first (when hi is
+/// not empty), else none (the end of the sequence).
+fn first_row_after<'s>(
+    in_lo: bool,
+    has_hi: bool,
+    k: usize,
+    lo_rows: &'s [f64],
+    hi_rows: &'s [f64],
+) -> Option<&'s [f64]> {
+    if in_lo {
+        Some(&lo_rows[..k])
+    } else if has_hi {
+        Some(&hi_rows[..k])
+    } else {
+        None
+    }
+}
+
+/// The phased schedule: emissions (all threads), forward ∥ backward (two threads), then
+/// posteriors and moments (all threads, block by block).
+fn phased<'p>(p: &'p HmmPrepared, b: &mut Buffers<'_>, want_moments: bool) -> LongOutcome<'p> {
+    let (k, d) = (p.n_components(), p.n_features());
+    emissions(p, b.x, b.e, b.shift);
+    let (e, shift, x) = (&*b.e, &*b.shift, &*b.x);
+    let (gamma, beta, norms) = (&mut *b.gamma, &mut *b.beta, &mut *b.norms);
+    let (log_p, ok) = rayon::join(
+        || forward(&p.startprob, &p.transmat, e, shift, gamma),
+        || backward(&p.transmat, e, beta, norms),
+    );
+    let (log_p, beta, norms) = (log_p.filter(|_| ok)?, &*beta, &*norms);
+    let t_len = shift.len();
+    let parts: Vec<Option<(Vec<f64>, Option<WeightedMoments>)>> = gamma
+        .par_chunks_mut(TIME_BLOCK * k)
+        .zip(x.par_chunks(TIME_BLOCK * d))
+        .enumerate()
+        .map(|(blk, (g, xb))| {
+            let r = blk * TIME_BLOCK..(blk * TIME_BLOCK + g.len() / k);
+            let next = (r.end < t_len).then(|| {
+                (
+                    &e[r.end * k..(r.end + 1) * k],
+                    &beta[r.end * k..(r.end + 1) * k],
+                )
+            });
+            let mut xi = vec![0.0; k * k];
+            let (eb, bb) = (&e[r.start * k..r.end * k], &beta[r.start * k..r.end * k]);
+            if !posteriors(&p.transmat, eb, bb, &norms[r], next, g, &mut xi) {
+                return None;
+            }
+            let m = want_moments.then(|| {
+                let mut m = WeightedMoments::new(&p.emission);
+                m.add(xb, g);
+                m
+            });
+            Some((xi, m))
+        })
+        .collect();
+    let parts = parts.into_iter().collect::<Option<Vec<_>>>()?;
+    let (xis, moments): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    Some((log_p, xis, moments.into_iter().flatten().collect()))
+}
+
+/// The fused schedule for two threads. The blocks are split in two halves, lo and hi.
+/// Phase A: one thread computes the emissions of lo and runs the forward pass over them while
+/// they are in cache; the other does the same for hi, backwards. Phase B: the first thread
+/// continues the forward pass over hi and, block by block, turns it into posteriors and moments
+/// (hi's backward pass is done); the second continues the backward pass over lo, and does the
+/// same there. The work equals the phased schedule's, and every block of the emissions, the
+/// forward and the backward rows is read once while hot.
+fn fused<'p>(p: &'p HmmPrepared, b: &mut Buffers<'_>, want_moments: bool) -> LongOutcome<'p> {
+    let (k, d) = (p.n_components(), p.n_features());
+    let t_len = b.shift.len();
+    let n_blocks = t_len.div_ceil(TIME_BLOCK);
+    let split = (n_blocks / 2).max(1).min(n_blocks) * TIME_BLOCK;
+    let split = split.min(t_len);
+    let (x_lo, x_hi) = b.x.split_at(split * d);
+    let (e_lo, e_hi) = b.e.split_at_mut(split * k);
+    let (s_lo, s_hi) = b.shift.split_at_mut(split);
+    let (g_lo, g_hi) = b.gamma.split_at_mut(split * k);
+    let (b_lo, b_hi) = b.beta.split_at_mut(split * k);
+    let (n_lo, n_hi) = b.norms.split_at_mut(split);
+    let blocks = |len: usize| {
+        (0..len.div_ceil(TIME_BLOCK)).map(move |i| i * TIME_BLOCK..((i + 1) * TIME_BLOCK).min(len))
+    };
+    // Phase A.
+    let (fwd, bwd) = rayon::join(
+        || {
+            let mut carry = None;
+            for r in blocks(split) {
+                let (e, sh) = (&mut e_lo[r.start * k..r.end * k], &mut s_lo[r.clone()]);
+                emission_block(p, &x_lo[r.start * d..r.end * d], e, sh);
+                let g = &mut g_lo[r.start * k..r.end * k];
+                if !forward_block(&p.startprob, &p.transmat, e, sh, g, &mut carry) {
+                    return None;
+                }
+            }
+            Some(carry)
+        },
+        || {
+            let mut carry = None;
+            let hi_len = t_len - split;
+            for r in blocks(hi_len).collect::<Vec<_>>().into_iter().rev() {
+                let (e_here, e_after) = e_hi.split_at_mut(r.end * k);
+                let e = &mut e_here[r.start * k..];
+                emission_block(p, &x_hi[r.start * d..r.end * d], e, &mut s_hi[r.clone()]);
+                let e_next = (r.end < hi_len).then(|| &e_after[..k]);
+                let (bb, nb) = (&mut b_hi[r.start * k..r.end * k], &mut n_hi[r.clone()]);
+                if !backward_block(&p.transmat, e, e_next, bb, nb, &mut carry) {
+                    return None;
+                }
+            }
+            Some(carry)
+        },
+    );
+    let (mut fwd_carry, mut bwd_carry) = (fwd?, bwd?);
+    let (e_lo, e_hi, s_hi) = (&*e_lo, &*e_hi, &*s_hi);
+    let (b_hi, n_hi) = (&*b_hi, &*n_hi);
+    let moments_of = |xb: &[f64], g: &[f64]| {
+        want_moments.then(|| {
+            let mut m = WeightedMoments::new(&p.emission);
+            m.add(xb, g);
+            m
+        })
+    };
+    // Phase B.
+    let (hi, lo) = rayon::join(
+        || {
+            let hi_len = t_len - split;
+            let (mut xis, mut moments) = (Vec::new(), Vec::new());
+            for r in blocks(hi_len) {
+                let (e, g) = (
+                    &e_hi[r.start * k..r.end * k],
+                    &mut g_hi[r.start * k..r.end * k],
+                );
+                if !forward_block(
+                    &p.startprob,
+                    &p.transmat,
+                    e,
+                    &s_hi[r.clone()],
+                    g,
+                    &mut fwd_carry,
+                ) {
+                    return None;
+                }
+                let next = (r.end < hi_len).then(|| {
+                    (
+                        &e_hi[r.end * k..(r.end + 1) * k],
+                        &b_hi[r.end * k..(r.end + 1) * k],
+                    )
+                });
+                let mut xi = vec![0.0; k * k];
+                let bb = &b_hi[r.start * k..r.end * k];
+                if !posteriors(&p.transmat, e, bb, &n_hi[r.clone()], next, g, &mut xi) {
+                    return None;
+                }
+                xis.push(xi);
+                moments.extend(moments_of(&x_hi[r.start * d..r.end * d], g));
+            }
+            let log_p = fwd_carry.as_ref().map_or(0.0, |c| c.log_likelihood());
+            Some((log_p, xis, moments))
+        },
+        || {
+            let (mut xis, mut moments) = (Vec::new(), Vec::new());
+            for r in blocks(split).collect::<Vec<_>>().into_iter().rev() {
+                let (b_here, b_after) = b_lo.split_at_mut(r.end * k);
+                let bb = &mut b_here[r.start * k..];
+                let e = &e_lo[r.start * k..r.end * k];
+                let e_next =
+                    first_row_after(r.end < split, t_len > split, k, &e_lo[r.end * k..], e_hi);
+                let nb = &mut n_lo[r.clone()];
+                if !backward_block(&p.transmat, e, e_next, bb, nb, &mut bwd_carry) {
+                    return None;
+                }
+                let b_next = first_row_after(r.end < split, t_len > split, k, b_after, b_hi);
+                let next = e_next.zip(b_next);
+                let mut xi = vec![0.0; k * k];
+                let g = &mut g_lo[r.start * k..r.end * k];
+                if !posteriors(&p.transmat, e, bb, nb, next, g, &mut xi) {
+                    return None;
+                }
+                xis.push(xi);
+                moments.extend(moments_of(&x_lo[r.start * d..r.end * d], g));
+            }
+            xis.reverse();
+            moments.reverse();
+            Some((xis, moments))
+        },
+    );
+    let ((log_p, xi_hi, m_hi), (mut xis, mut moments)) = (hi?, lo?);
+    xis.extend(xi_hi);
+    moments.extend(m_hi);
+    Some((log_p, xis, moments))
 }
 
 /// An error unless the prepared model has the data's number of features.

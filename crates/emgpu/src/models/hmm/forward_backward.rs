@@ -99,13 +99,42 @@ macro_rules! simd_variants {
     };
 }
 
-simd_variants!(forward_k, forward_body, (start: &[f64], a: &[f64], e: &[f64], shift: &[f64], alpha: &mut [f64]) -> Option<f64>);
-simd_variants!(backward_k, backward_body, (k: usize, a: &[f64], e: &[f64], beta: &mut [f64], norms: &mut [f64]) -> bool);
+simd_variants!(forward_k, forward_body, (start: &[f64], a: &[f64], e: &[f64], shift: &[f64], alpha: &mut [f64], carry: &mut Option<ForwardCarry>) -> bool);
+simd_variants!(backward_k, backward_body, (k: usize, a: &[f64], e: &[f64], e_next: Option<&[f64]>, beta: &mut [f64], norms: &mut [f64], carry: &mut Option<BackwardCarry>) -> bool);
 
 /// The number of states: `K` when it is a compile-time size, else `k`.
 #[inline(always)]
 fn states<const K: usize>(k: usize) -> usize {
     if K > 0 { K } else { k }
+}
+
+/// The number of states of a `[K][K]` transition matrix.
+fn states_of(a: &[f64]) -> usize {
+    (1..=a.len()).find(|k| k * k >= a.len()).unwrap_or(0)
+}
+
+/// Where a forward pass stopped between two blocks of steps: the last row (up to a factor), its
+/// sum, and the log of the factors taken out so far plus the shifts.
+#[derive(Debug, Clone)]
+pub struct ForwardCarry {
+    row: Vec<f64>,
+    mass: f64,
+    log_p: f64,
+}
+
+impl ForwardCarry {
+    /// `log p(x_0, …, x_t)` of the steps so far.
+    pub fn log_likelihood(&self) -> f64 {
+        self.log_p + self.mass.ln()
+    }
+}
+
+/// Where a backward pass stopped: the first row of the block after (`β`, up to a factor) and
+/// its sum.
+#[derive(Debug, Clone)]
+pub struct BackwardCarry {
+    row: Vec<f64>,
+    mass: f64,
 }
 
 /// The scaled forward pass over the relative densities `e` (`[T][K]`) and their shifts:
@@ -119,7 +148,25 @@ pub fn forward(
     shift: &[f64],
     alpha: &mut [f64],
 ) -> Option<f64> {
-    by_states!(start.len(), forward_k(start, a, e, shift, alpha))
+    let mut carry = None;
+    if !forward_block(start, a, e, shift, alpha, &mut carry) {
+        return None;
+    }
+    Some(carry.map_or(0.0, |c| c.log_likelihood()))
+}
+
+/// [`forward`] over one block of steps (`e`, `shift`, `alpha`: the block's rows), continuing
+/// from `carry` (`None`: the block starts the sequence), which it updates. `false` where a
+/// normalizer fell below [`MIN_NORMALIZER`].
+pub fn forward_block(
+    start: &[f64],
+    a: &[f64],
+    e: &[f64],
+    shift: &[f64],
+    alpha: &mut [f64],
+    carry: &mut Option<ForwardCarry>,
+) -> bool {
+    by_states!(start.len(), forward_k(start, a, e, shift, alpha, carry))
 }
 
 #[inline(always)]
@@ -129,29 +176,32 @@ fn forward_body<const K: usize>(
     e: &[f64],
     shift: &[f64],
     alpha: &mut [f64],
-) -> Option<f64> {
+    carry: &mut Option<ForwardCarry>,
+) -> bool {
     let k = states::<K>(start.len());
     let a = &a[..k * k];
     let mut odd = vec![0.0; k];
     // The rows are rescaled lazily (see RESCALE_BELOW): `mass` is the sum of the previous row,
-    // `log_p` the log of the scale taken out so far plus the shifts.
-    let mut log_p = 0.0;
-    let mut mass = 1.0;
-    let mut prev_row: Option<usize> = None;
+    // `log_p` the log of the factors taken out so far plus the shifts.
+    let (mut log_p, mut mass) = carry.as_ref().map_or((0.0, 1.0), |c| (c.log_p, c.mass));
     for (t, s) in shift.iter().enumerate() {
         let (done, rest) = alpha.split_at_mut(t * k);
         let row = &mut rest[..k];
         let et = &e[t * k..(t + 1) * k];
-        match prev_row {
+        let prev = if t > 0 {
+            Some(&done[(t - 1) * k..t * k])
+        } else {
+            carry.as_ref().map(|c| &c.row[..k])
+        };
+        match prev {
             None => {
                 for j in 0..k {
                     row[j] = start[j] * et[j];
                 }
             }
-            Some(p) => {
+            Some(prev) => {
                 // (α̂_{t−1} A)_j with two independent sums (even and odd i), which halves the
                 // chain of dependent additions.
-                let prev = &done[p..p + k];
                 row.fill(0.0);
                 odd.fill(0.0);
                 let mut i = 0;
@@ -178,7 +228,7 @@ fn forward_body<const K: usize>(
         // c_t = sum / mass, the normalizer of the scaled recursion, must be ≥ MIN_NORMALIZER.
         let sum: f64 = row.iter().sum();
         if !(sum >= MIN_NORMALIZER * mass && sum.is_finite()) {
-            return None;
+            return false;
         }
         log_p += s;
         mass = sum;
@@ -188,18 +238,38 @@ fn forward_body<const K: usize>(
             log_p += sum.ln();
             mass = 1.0;
         }
-        prev_row = Some(t * k);
     }
-    Some(log_p + mass.ln())
+    if let Some(last) = alpha.len().checked_sub(k).filter(|_| !shift.is_empty()) {
+        *carry = Some(ForwardCarry {
+            row: alpha[last..last + k].to_vec(),
+            mass,
+            log_p,
+        });
+    }
+    true
 }
 
 /// The scaled backward pass over the relative densities `e` (`[T][K]`): `beta` (`[T][K]`) gets
 /// `β_t = A (e_{t+1} ∘ β_{t+1}) / norms_t`, where `norms_t` is 1 except at the steps where the
-/// vector was rescaled to sum 1 (then its sum), which [`posteriors`] needs. `false`
-/// where a normalizer fell below [`MIN_NORMALIZER`].
+/// vector was rescaled to sum 1 (then its sum), which [`posteriors`] needs. `false` where a
+/// normalizer fell below [`MIN_NORMALIZER`].
 pub fn backward(a: &[f64], e: &[f64], beta: &mut [f64], norms: &mut [f64]) -> bool {
-    let k = (a.len() as f64).sqrt().round() as usize;
-    by_states!(k, backward_k(k, a, e, beta, norms))
+    backward_block(a, e, None, beta, norms, &mut None)
+}
+
+/// [`backward`] over one block of steps (`e`, `beta`, `norms`: the block's rows), continuing
+/// from `carry` (the block after it; `None`: the block ends the sequence), which it updates;
+/// `e_next` is the first row of `e` after the block (`None` at the end of the sequence).
+pub fn backward_block(
+    a: &[f64],
+    e: &[f64],
+    e_next: Option<&[f64]>,
+    beta: &mut [f64],
+    norms: &mut [f64],
+    carry: &mut Option<BackwardCarry>,
+) -> bool {
+    let k = states_of(a);
+    by_states!(k, backward_k(k, a, e, e_next, beta, norms, carry))
 }
 
 #[inline(always)]
@@ -207,8 +277,10 @@ fn backward_body<const K: usize>(
     k: usize,
     a: &[f64],
     e: &[f64],
+    e_next: Option<&[f64]>,
     beta: &mut [f64],
     norms: &mut [f64],
+    carry: &mut Option<BackwardCarry>,
 ) -> bool {
     let k = states::<K>(k);
     let a = &a[..k * k];
@@ -223,14 +295,27 @@ fn backward_body<const K: usize>(
             at[j * k + i] = a[i * k + j];
         }
     }
-    beta[(t_len - 1) * k..t_len * k].fill(1.0 / k as f64);
-    norms[t_len - 1] = 1.0;
-    let mut mass = 1.0;
     let (mut w, mut odd) = (vec![0.0; k], vec![0.0; k]);
-    for t in (0..t_len - 1).rev() {
+    let mut mass = match (carry.as_ref(), e_next) {
+        (None, _) => {
+            beta[(t_len - 1) * k..t_len * k].fill(1.0 / k as f64);
+            norms[t_len - 1] = 1.0;
+            1.0
+        }
+        (Some(c), Some(_)) => c.mass,
+        (Some(_), None) => return false,
+    };
+    let last = if carry.is_none() { t_len - 1 } else { t_len };
+    for t in (0..last).rev() {
         let (head, tail) = beta.split_at_mut((t + 1) * k);
-        let en = &e[(t + 1) * k..(t + 2) * k];
-        let bn = &tail[..k];
+        let (en, bn) = if t + 1 < t_len {
+            (&e[(t + 1) * k..(t + 2) * k], &tail[..k])
+        } else {
+            match (e_next, carry.as_ref()) {
+                (Some(en), Some(c)) => (&en[..k], &c.row[..k]),
+                _ => return false,
+            }
+        };
         for j in 0..k {
             w[j] = en[j] * bn[j];
         }
@@ -270,56 +355,54 @@ fn backward_body<const K: usize>(
             mass = 1.0;
         }
     }
+    *carry = Some(BackwardCarry {
+        row: beta[..k].to_vec(),
+        mass,
+    });
     true
 }
 
-/// Posteriors of the steps `range` (`t0 = range.start`): `alpha` holds `α̂_t` of those steps
-/// (`[len][K]`, as [`forward`] wrote them) and is overwritten with `γ_t`; `e`, `beta` and
-/// `norms` are the whole sequence's (as [`relative_densities`] and [`backward`] wrote them).
-/// `Σ ξ_t` over the `t` in `range` with `t + 1 < T` is added into `xi` (`[K][K]`) when every step
-/// succeeded. `false` where a normalizer vanished (then `alpha` is partly overwritten and `xi`
-/// unchanged).
+/// Posteriors of a block of steps: `alpha` holds the block's `α̂_t` (as [`forward`] wrote them)
+/// and is overwritten with `γ_t`; `e`, `beta` and `norms` are the block's rows (as
+/// [`relative_densities`] and [`backward`] wrote them) and `next` the first rows of `e` and
+/// `beta` after the block (`None` at the end of the sequence). `Σ ξ_t` over the block's steps
+/// that have a next step is added into `xi` (`[K][K]`) when every step succeeded. `false` where
+/// a normalizer vanished (then `alpha` is partly overwritten and `xi` unchanged).
 ///
-/// With `z_t = Σ_ij α̂_t(i) A_ij w_{t+1}(j) = norms_t · Σ_i α̂_t(i) β̂_t(i)` and
-/// `w_{t+1} = e_{t+1} ∘ β̂_{t+1}`, `Σ_t ξ_t(i, j) = A_ij · Σ_t (α̂_t(i) / z_t) w_{t+1}(j)`: the sum
-/// is one matrix product `Cᵀ W` over the span (C, W: `[len][K]`), then scaled by `A`.
-#[allow(clippy::too_many_arguments)]
+/// With `z_t = Σ_ij α̂_t(i) A_ij w_{t+1}(j) = norms_t · Σ_i α̂_t(i) β_t(i)` and
+/// `w_{t+1} = e_{t+1} ∘ β_{t+1}`, `Σ_t ξ_t(i, j) = A_ij · Σ_t (α̂_t(i) / z_t) w_{t+1}(j)`: the sum
+/// is one matrix product `Cᵀ W` over the block (C, W: `[len][K]`), then scaled by `A`.
 pub fn posteriors(
     a: &[f64],
     e: &[f64],
-    alpha: &mut [f64],
     beta: &[f64],
     norms: &[f64],
-    t0: usize,
-    range: std::ops::Range<usize>,
+    next: Option<(&[f64], &[f64])>,
+    alpha: &mut [f64],
     xi: &mut [f64],
 ) -> bool {
-    let k = (a.len() as f64).sqrt().round() as usize;
-    by_states!(k, posteriors_k(a, e, alpha, beta, norms, t0, range, xi))
+    let k = states_of(a);
+    by_states!(k, posteriors_k(a, e, beta, norms, next, alpha, xi))
 }
 
 /// The element-wise part of [`posteriors`]: `γ_t` into `alpha`, and `C`, `W` into `cw`
 /// (`[2][len][K]`).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn posteriors_rows<const K: usize>(
     k: usize,
     e: &[f64],
-    alpha: &mut [f64],
     beta: &[f64],
     norms: &[f64],
-    t0: usize,
-    range: std::ops::Range<usize>,
+    next: Option<(&[f64], &[f64])>,
+    alpha: &mut [f64],
     cw: &mut [f64],
 ) -> bool {
     let k = states::<K>(k);
-    let t_len = e.len() / k;
-    let len = range.len();
+    let len = norms.len();
     let (c, w) = cw.split_at_mut(len * k);
-    for t in range {
-        let l = t - t0;
+    for l in 0..len {
         let al = &mut alpha[l * k..(l + 1) * k];
-        let be = &beta[t * k..(t + 1) * k];
+        let be = &beta[l * k..(l + 1) * k];
         let mut g = 0.0;
         for j in 0..k {
             g += al[j] * be[j];
@@ -328,23 +411,30 @@ fn posteriors_rows<const K: usize>(
             return false;
         }
         let (cl, wl) = (&mut c[l * k..(l + 1) * k], &mut w[l * k..(l + 1) * k]);
-        if t + 1 < t_len {
-            let z = norms[t] * g;
-            if !(z > 0.0 && z.is_finite()) {
-                return false;
-            }
-            let inv_z = 1.0 / z;
-            let (en, bn) = (
-                &e[(t + 1) * k..(t + 2) * k],
-                &beta[(t + 1) * k..(t + 2) * k],
-            );
-            for j in 0..k {
-                cl[j] = al[j] * inv_z;
-                wl[j] = en[j] * bn[j];
-            }
+        let following = if l + 1 < len {
+            Some((
+                &e[(l + 1) * k..(l + 2) * k],
+                &beta[(l + 1) * k..(l + 2) * k],
+            ))
         } else {
-            cl.fill(0.0);
-            wl.fill(0.0);
+            next.map(|(en, bn)| (&en[..k], &bn[..k]))
+        };
+        match following {
+            Some((en, bn)) => {
+                let z = norms[l] * g;
+                if !(z > 0.0 && z.is_finite()) {
+                    return false;
+                }
+                let inv_z = 1.0 / z;
+                for j in 0..k {
+                    cl[j] = al[j] * inv_z;
+                    wl[j] = en[j] * bn[j];
+                }
+            }
+            None => {
+                cl.fill(0.0);
+                wl.fill(0.0);
+            }
         }
         let inv_g = 1.0 / g;
         for j in 0..k {
@@ -354,23 +444,21 @@ fn posteriors_rows<const K: usize>(
     true
 }
 
-simd_variants!(posteriors_rows_k, posteriors_rows, (k: usize, e: &[f64], alpha: &mut [f64], beta: &[f64], norms: &[f64], t0: usize, range: std::ops::Range<usize>, cw: &mut [f64]) -> bool);
+simd_variants!(posteriors_rows_k, posteriors_rows, (k: usize, e: &[f64], beta: &[f64], norms: &[f64], next: Option<(&[f64], &[f64])>, alpha: &mut [f64], cw: &mut [f64]) -> bool);
 
-#[allow(clippy::too_many_arguments)]
 fn posteriors_k<const K: usize>(
     a: &[f64],
     e: &[f64],
-    alpha: &mut [f64],
     beta: &[f64],
     norms: &[f64],
-    t0: usize,
-    range: std::ops::Range<usize>,
+    next: Option<(&[f64], &[f64])>,
+    alpha: &mut [f64],
     xi: &mut [f64],
 ) -> bool {
-    let k = (a.len() as f64).sqrt().round() as usize;
-    let len = range.len();
+    let k = states_of(a);
+    let len = norms.len();
     let mut cw = vec![0.0; 2 * len * k];
-    if !posteriors_rows_k::<K>(k, e, alpha, beta, norms, t0, range, &mut cw) {
+    if !posteriors_rows_k::<K>(k, e, beta, norms, next, alpha, &mut cw) {
         return false;
     }
     let (c, w) = cw.split_at(len * k);
