@@ -223,8 +223,8 @@ pub fn score(
 ) -> Result<ExitCode, CliError> {
     let model = model.with_backend(backend);
     let data = open_sequences(input, ui)?;
-    let score = model
-        .score(&data)
+    let (score, report) = model
+        .score_with_report(&data)
         .map_err(|e| about_file(e, &input.input))?;
     let n = data.n_samples();
     let (bic, aic) = emgpu::em::information_criteria(score, model.n_parameters(), n);
@@ -242,7 +242,8 @@ pub fn score(
             "bic": bic,
             "aic": aic,
             "model": "hmm",
-            "backend": backend.to_string(),
+            "backend": report.backend.to_string(),
+            "device": report.device,
         });
         print_result(&line.to_string())?;
     } else {

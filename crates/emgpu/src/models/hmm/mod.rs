@@ -506,6 +506,10 @@ impl FittedHmm {
     pub fn score(&self, x: &impl AsDataset) -> Result<f64> {
         self.with_engine(x, |e, p| e.score(p))
     }
+    /// [`FittedHmm::score`] and what computed it (the device `Backend::Auto` chose, and why).
+    pub fn score_with_report(&self, x: &impl AsDataset) -> Result<(f64, BackendReport)> {
+        self.with_engine(x, |e, p| Ok((e.score(p)?, e.report())))
+    }
     /// The state posteriors `[N, K]` (hmmlearn's `predict_proba`).
     pub fn predict_proba(&self, x: &impl AsDataset) -> Result<Array2<f64>> {
         Ok(self.score_samples(x)?.1)
