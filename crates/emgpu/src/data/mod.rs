@@ -273,7 +273,7 @@ impl<'a> Dataset<'a> {
     /// The same rows as independent samples: no sequence lengths, no missing-value marking (a
     /// hidden Markov model's k-means initialization clusters the rows of its sequences).
     pub fn rows(&self) -> Dataset<'_> {
-        Dataset::from_source(Independent(self.source.as_ref()))
+        Dataset::from_source(Borrowed(self.source.as_ref(), false))
     }
 
     /// Number of rows.
@@ -381,33 +381,16 @@ impl<T: Element, S: Data<Elem = T>> AsDataset for ArrayBase<S, Ix2> {
 impl AsDataset for Dataset<'_> {
     fn as_dataset(&self) -> Dataset<'_> {
         Dataset {
-            source: Box::new(Borrowed(self.source.as_ref())),
+            source: Box::new(Borrowed(self.source.as_ref(), true)),
             sequence_lengths: self.sequence_lengths.clone(),
             missing_values: self.missing_values,
         }
     }
 }
 
-/// Another dataset's rows, as independent samples ([`Dataset::rows`]).
-struct Independent<'a>(&'a dyn DataSource);
-
-impl DataSource for Independent<'_> {
-    fn n_samples(&self) -> usize {
-        self.0.n_samples()
-    }
-    fn n_features(&self) -> usize {
-        self.0.n_features()
-    }
-    fn read_f64(&self, start: usize, out: &mut [f64]) -> Result<()> {
-        self.0.read_f64(start, out)
-    }
-    fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
-        self.0.read_f32(start, out)
-    }
-}
-
-/// A dataset borrowing another's source.
-struct Borrowed<'a>(&'a dyn DataSource);
+/// A dataset borrowing another's source; with `false` its rows as independent samples (the
+/// source's sequence lengths hidden, [`Dataset::rows`]).
+struct Borrowed<'a>(&'a dyn DataSource, bool);
 
 impl DataSource for Borrowed<'_> {
     fn n_samples(&self) -> usize {
@@ -423,7 +406,7 @@ impl DataSource for Borrowed<'_> {
         self.0.read_f32(start, out)
     }
     fn sequence_lengths(&self) -> Option<Vec<usize>> {
-        self.0.sequence_lengths()
+        self.1.then(|| self.0.sequence_lengths()).flatten()
     }
 }
 

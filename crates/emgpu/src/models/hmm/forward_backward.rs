@@ -108,6 +108,35 @@ fn states<const K: usize>(k: usize) -> usize {
     if K > 0 { K } else { k }
 }
 
+/// `out = Σ_i c_i · M_i` (the rows `M_i` of the row-major `[K][K]` matrix `m`), summed as two
+/// independent series (even and odd i, `odd` as scratch), which halves the chain of dependent
+/// additions from one step of a recursion to the next.
+#[inline(always)]
+fn combine_rows(k: usize, c: &[f64], m: &[f64], out: &mut [f64], odd: &mut [f64]) {
+    let (out, odd) = (&mut out[..k], &mut odd[..k]);
+    out.fill(0.0);
+    odd.fill(0.0);
+    let mut i = 0;
+    while i + 1 < k {
+        let (c0, c1) = (c[i], c[i + 1]);
+        let (r0, r1) = (&m[i * k..(i + 1) * k], &m[(i + 1) * k..(i + 2) * k]);
+        for j in 0..k {
+            out[j] += c0 * r0[j];
+            odd[j] += c1 * r1[j];
+        }
+        i += 2;
+    }
+    if i < k {
+        let (c0, r0) = (c[i], &m[i * k..(i + 1) * k]);
+        for j in 0..k {
+            out[j] += c0 * r0[j];
+        }
+    }
+    for j in 0..k {
+        out[j] += odd[j];
+    }
+}
+
 /// The number of states of a `[K][K]` transition matrix.
 fn states_of(a: &[f64]) -> usize {
     (1..=a.len()).find(|k| k * k >= a.len()).unwrap_or(0)
@@ -200,28 +229,10 @@ fn forward_body<const K: usize>(
                 }
             }
             Some(prev) => {
-                // (α̂_{t−1} A)_j with two independent sums (even and odd i), which halves the
-                // chain of dependent additions.
-                row.fill(0.0);
-                odd.fill(0.0);
-                let mut i = 0;
-                while i + 1 < k {
-                    let (a0, a1) = (prev[i], prev[i + 1]);
-                    let (r0, r1) = (&a[i * k..(i + 1) * k], &a[(i + 1) * k..(i + 2) * k]);
-                    for j in 0..k {
-                        row[j] += a0 * r0[j];
-                        odd[j] += a1 * r1[j];
-                    }
-                    i += 2;
-                }
-                if i < k {
-                    let (a0, r0) = (prev[i], &a[i * k..(i + 1) * k]);
-                    for j in 0..k {
-                        row[j] += a0 * r0[j];
-                    }
-                }
+                // (α̂_{t−1} A) ∘ e_t.
+                combine_rows(k, prev, a, row, &mut odd);
                 for j in 0..k {
-                    row[j] = (row[j] + odd[j]) * et[j];
+                    row[j] *= et[j];
                 }
             }
         }
@@ -319,30 +330,10 @@ fn backward_body<const K: usize>(
         for j in 0..k {
             w[j] = en[j] * bn[j];
         }
+        // A w = w Aᵀ.
         let out = &mut head[t * k..(t + 1) * k];
-        out.fill(0.0);
-        odd.fill(0.0);
-        let mut j = 0;
-        while j + 1 < k {
-            let (w0, w1) = (w[j], w[j + 1]);
-            let (c0, c1) = (&at[j * k..(j + 1) * k], &at[(j + 1) * k..(j + 2) * k]);
-            for i in 0..k {
-                out[i] += w0 * c0[i];
-                odd[i] += w1 * c1[i];
-            }
-            j += 2;
-        }
-        if j < k {
-            let (w0, c0) = (w[j], &at[j * k..(j + 1) * k]);
-            for i in 0..k {
-                out[i] += w0 * c0[i];
-            }
-        }
-        let mut sum = 0.0;
-        for i in 0..k {
-            out[i] += odd[i];
-            sum += out[i];
-        }
+        combine_rows(k, &w, &at, out, &mut odd);
+        let sum: f64 = out.iter().sum();
         if !(sum >= MIN_NORMALIZER * mass && sum.is_finite()) {
             return false;
         }
