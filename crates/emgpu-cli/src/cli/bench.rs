@@ -110,7 +110,8 @@ fn default_backends() -> (Vec<Backend>, Option<String>) {
         AutoChoice::Cpu { reason } => (
             vec![Backend::Cpu],
             Some(format!(
-                "no hardware GPU: {reason}; timing the CPU backend only"
+                "no hardware GPU: {}; timing the CPU backend only",
+                super::cli_reason(&reason)
             )),
         ),
     }

@@ -52,7 +52,7 @@ pub fn run(cmd: DevicesCmd, _ui: &Ui) -> Result<ExitCode, CliError> {
     let preferred = preferred_adapter();
     let auto = match auto_choice() {
         AutoChoice::Gpu(ctx) => format!("gpu: {}", ctx.device_label()),
-        AutoChoice::Cpu { reason } => format!("cpu: {reason}"),
+        AutoChoice::Cpu { reason } => format!("cpu: {}", super::cli_reason(&reason)),
     };
     if cmd.json {
         let doc = json!({

@@ -6,7 +6,7 @@ use emgpu::data::npy::NpySource;
 use emgpu::data::raw::RawF32Source;
 use emgpu::{Dataset, Error, Result};
 
-use super::csv::CsvSource;
+use super::csv::{CsvOptions, CsvSource, IndexColumn};
 
 /// The formats [`open_dataset`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ impl FileFormat {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
             "npy" => Some(FileFormat::Npy),
-            "csv" => Some(FileFormat::Csv),
+            "csv" | "tsv" | "tab" => Some(FileFormat::Csv),
             _ => None,
         }
     }
@@ -47,8 +47,11 @@ pub struct ReadOptions {
     /// The format; `None` picks it from the extension (`.npy`, `.csv`), or raw float32 when
     /// `dims` is given.
     pub format: Option<FileFormat>,
-    /// CSV only: the columns to read, by header name, in this order. `None`: all columns.
+    /// CSV only: the columns to read, by header name or 0-based position, in this order.
+    /// `None`: all columns.
     pub columns: Option<Vec<String>>,
+    /// CSV only: how else to read it (`--drop`, `--delimiter`, `--no-header`, `--dropna`).
+    pub csv: CsvOptions,
     /// Raw float32 only: values per row.
     pub dims: Option<usize>,
 }
@@ -67,9 +70,22 @@ impl ReadOptions {
                 ));
             }
         };
-        if self.columns.is_some() && format != FileFormat::Csv {
+        let csv_flag = if self.columns.is_some() {
+            Some("--columns")
+        } else if self.csv.drop.is_some() {
+            Some("--drop")
+        } else if self.csv.delimiter.is_some() {
+            Some("--delimiter")
+        } else if self.csv.no_header {
+            Some("--no-header")
+        } else if self.csv.dropna {
+            Some("--dropna")
+        } else {
+            None
+        };
+        if let (Some(flag), false) = (csv_flag, format == FileFormat::Csv) {
             return Err(Error::param(format!(
-                "--columns applies to CSV files only, but {} is read as {}",
+                "{flag} applies to CSV files only, but {} is read as {}",
                 path.display(),
                 format.name()
             )));
@@ -96,25 +112,77 @@ pub struct Opened {
     pub data: Dataset<'static>,
     /// CSV: the columns read, in order.
     pub columns: Option<Vec<String>>,
-    /// CSV: a leading unnamed column holding 0..N−1 was skipped.
-    pub index_skipped: bool,
+    /// CSV: a leading unnamed index column that was skipped.
+    pub index_skipped: Option<IndexColumn>,
+    /// CSV: rows dropped by `--dropna`.
+    pub rows_dropped: usize,
+}
+
+/// An error unless `path` is a regular file (or does not exist yet: opening says so).
+fn check_regular(path: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let kind = if meta.is_dir() {
+        "a directory"
+    } else if meta.is_file() {
+        return Ok(());
+    } else {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.file_type();
+            if t.is_fifo() {
+                "a FIFO (named pipe)"
+            } else if t.is_char_device() || t.is_block_device() {
+                "a device"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "not a regular file"
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            "not a regular file"
+        }
+    };
+    Err(Error::bad_file(
+        path,
+        format!(
+            "this is {kind}; give a data file (.npy and raw files are memory-mapped, CSV files read whole): save the data to a file first"
+        ),
+    ))
+}
+
+impl ReadOptions {
+    /// The CSV options with the columns.
+    fn csv_options(&self) -> CsvOptions {
+        CsvOptions {
+            columns: self.columns.clone(),
+            ..self.csv.clone()
+        }
+    }
 }
 
 /// [`open_dataset`], with the CSV column names.
 pub fn open_named(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Opened> {
     let path = path.as_ref();
+    check_regular(path)?;
     if options.format_for(path)? == FileFormat::Csv {
-        let source = CsvSource::open(path, options.columns.as_deref())?;
+        let source = CsvSource::open_with(path, &options.csv_options())?;
         return Ok(Opened {
-            columns: Some(source.columns().to_vec()),
+            columns: source.columns().map(<[String]>::to_vec),
             index_skipped: source.index_skipped(),
+            rows_dropped: source.rows_dropped(),
             data: Dataset::from_source(source),
         });
     }
     Ok(Opened {
         data: open_dataset(path, options)?,
         columns: None,
-        index_skipped: false,
+        index_skipped: None,
+        rows_dropped: 0,
     })
 }
 
@@ -124,9 +192,12 @@ pub fn open_named(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Opene
 /// fit runs).
 pub fn open_dataset(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Dataset<'static>> {
     let path = path.as_ref();
+    check_regular(path)?;
     Ok(match options.format_for(path)? {
         FileFormat::Npy => Dataset::from_source(NpySource::open(path)?),
-        FileFormat::Csv => Dataset::from_source(CsvSource::open(path, options.columns.as_deref())?),
+        FileFormat::Csv => {
+            Dataset::from_source(CsvSource::open_with(path, &options.csv_options())?)
+        }
         FileFormat::RawF32 => {
             let d = options.dims.unwrap_or(0);
             // The library names no flag; say which one sets the row length.

@@ -354,9 +354,10 @@ fn gmm_summary(
     seconds: f64,
 ) -> String {
     format!(
-        "fit: {} {} components on {} samples × {}, {}, {} iterations ({}) in {:.3} s, lower bound {} → {}",
+        "fit: {} {} component{} on {} samples × {}, {}, {} iterations ({}) in {:.3} s, lower bound {} → {}",
         model.n_components(),
         model.covariance_type(),
+        if model.n_components() == 1 { "" } else { "s" },
         data.n_samples(),
         features(data.n_features(), names),
         backend_name(model.backend_report(), cmd),

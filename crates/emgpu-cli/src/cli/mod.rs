@@ -259,9 +259,32 @@ pub struct InputArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<FormatArg>,
 
-    /// CSV: the columns to use, by header name [default: all columns, which must all be numeric].
+    /// CSV: the columns to use, in this order, by header name or 0-based position (spaces after
+    /// commas are ignored) [default: all columns, which must all be numeric].
     #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
     pub columns: Option<Vec<String>>,
+
+    /// CSV: use every column but these (names or 0-based positions).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "A,B,...",
+        conflicts_with = "columns"
+    )]
+    pub drop: Option<Vec<String>>,
+
+    /// CSV: the field separator: one character, or `tab` [default: `,`; tab for .tsv/.tab files].
+    #[arg(long, value_name = "C")]
+    pub delimiter: Option<String>,
+
+    /// CSV: the file has no header row (columns are chosen by 0-based position).
+    #[arg(long)]
+    pub no_header: bool,
+
+    /// CSV: drop the rows with a missing cell (empty, NA, NaN, null, ...) in a used column, and
+    /// say how many [default: such a row is an error].
+    #[arg(long)]
+    pub dropna: bool,
 
     /// Raw float32 input: values per row (implies --format raw for files not named .npy/.csv).
     #[arg(long, value_name = "D")]
@@ -281,6 +304,10 @@ impl InputArgs {
             input,
             format: None,
             columns: None,
+            drop: None,
+            delimiter: None,
+            no_header: false,
+            dropna: false,
             dims: None,
             lengths: None,
         }
@@ -301,9 +328,30 @@ impl InputArgs {
         if self.dims == Some(0) {
             return Err(CliError::usage("--dims must be at least 1"));
         }
+        let trimmed = |v: &Option<Vec<String>>| {
+            v.as_ref()
+                .map(|v| v.iter().map(|c| c.trim().to_string()).collect::<Vec<_>>())
+        };
+        let delimiter = match self.delimiter.as_deref() {
+            None => None,
+            Some("tab" | "\\t" | "\t") => Some(b'\t'),
+            Some(c) if c.len() == 1 && c.is_ascii() => Some(c.as_bytes()[0]),
+            Some(other) => {
+                return Err(CliError::usage(format!(
+                    "--delimiter {other:?}: give one ASCII character (e.g. ';' or '|'), or tab"
+                )));
+            }
+        };
         Ok(ReadOptions {
             format: self.format.map(FormatArg::into_format),
-            columns: self.columns.clone(),
+            columns: trimmed(&self.columns),
+            csv: csv::CsvOptions {
+                columns: None,
+                drop: trimmed(&self.drop),
+                delimiter,
+                no_header: self.no_header,
+                dropna: self.dropna,
+            },
             dims: self.dims,
         })
     }
@@ -348,7 +396,7 @@ impl InputArgs {
                     list(names)
                 )));
             }
-            let header = CsvSource::header(&self.input)?;
+            let header = CsvSource::header_with(&self.input, &options.csv)?;
             let missing: Vec<String> = names
                 .iter()
                 .filter(|n| !header.contains(n))
@@ -366,10 +414,23 @@ impl InputArgs {
             options.columns = Some(names.to_vec());
         }
         let opened = open_named(&self.input, &options)?;
-        if opened.index_skipped {
-            ui.note(format!(
+        match opened.index_skipped {
+            Some(csv::IndexColumn::Pandas) => ui.note(format!(
                 "note: {}: the first column has no name and holds 0, 1, ..., N−1 (a pandas index, `to_csv` without `index=False`); skipped",
                 self.input.display()
+            )),
+            Some(csv::IndexColumn::RowNames) => ui.note(format!(
+                "note: {}: the first column has no name and holds row names (R's `write.csv` without `row.names = FALSE`); skipped",
+                self.input.display()
+            )),
+            None => {}
+        }
+        if opened.rows_dropped > 0 {
+            ui.note(format!(
+                "note: {}: --dropna dropped {} of {} rows (a missing cell in a used column)",
+                self.input.display(),
+                opened.rows_dropped,
+                opened.rows_dropped + opened.data.n_samples()
             ));
         }
         Ok((opened.data, opened.columns))
@@ -507,11 +568,19 @@ pub fn load_any_model(path: &Path) -> Result<AnyModel, CliError> {
     }
 }
 
+/// A reason from the library, which names its API (`Backend::Gpu`), in the command line's terms
+/// (`--backend gpu`).
+pub fn cli_reason(reason: &str) -> String {
+    reason
+        .replace("Backend::Gpu", "--backend gpu")
+        .replace("Backend::Cpu", "--backend cpu")
+}
+
 /// One line about which backend and device ran, and why (for `--backend auto`).
 pub fn describe_backend(report: &BackendReport) -> String {
     let mut line = format!("backend: {} on {}", report.backend, report.device);
     if !report.reason.is_empty() {
-        line.push_str(&format!(" ({})", report.reason));
+        line.push_str(&format!(" ({})", cli_reason(&report.reason)));
     }
     line
 }

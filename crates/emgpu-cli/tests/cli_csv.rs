@@ -1,0 +1,239 @@
+//! Tables as users export them (issue 15, "Data in"): R's row names and pandas' index skipped,
+//! `--drop`, `--columns` by position with spaces, TSV and `--delimiter`, header-less files,
+//! missing cells (`NA`) refused with the advice of `--dropna`, which drops and counts them,
+//! non-numeric columns refused with the list of numeric ones, and inputs that are not files.
+
+#[path = "common/cli.rs"]
+mod cli_util;
+
+use cli_util::{fails, ok, read_json, tmp};
+
+/// An R `write.csv` export: a quoted empty first header, row names, a factor column, one NA.
+const R_CSV: &str = "\"\",\"a\",\"b\",\"species\"\n\"1\",1.0,2.0,\"x\"\n\"2\",1.5,2.5,\"y\"\n\"3\",NA,3.0,\"x\"\n\"4\",4.0,5.0,\"y\"\n\"5\",4.5,5.5,\"x\"\n";
+
+/// Asserts `got` equals `want` to 1e-12 (the fit's rounding).
+fn near(got: Vec<f64>, want: &[f64]) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (g - w).abs() < 1e-12 * w.abs().max(1.0),
+            "{got:?} vs {want:?}"
+        );
+    }
+}
+
+fn means(dir: &std::path::Path, model: &str) -> Vec<f64> {
+    let m = read_json(&dir.join(model));
+    m["means"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn r_exports_need_drop_and_dropna_and_say_so() {
+    let dir = tmp();
+    let p = dir.path();
+    std::fs::write(p.join("r.csv"), R_CSV).unwrap();
+    // The factor column: refused, with the numeric columns to pick from.
+    fails(
+        p,
+        &["fit", "-i", "r.csv", "-k", "1", "-o", "m.json"],
+        1,
+        &[
+            "\"x\" is not a number",
+            "the numeric columns are a, b",
+            "--columns a,b",
+            "--drop species",
+        ],
+    );
+    // Dropping it leaves the NA: refused, naming --dropna.
+    fails(
+        p,
+        &[
+            "fit", "-i", "r.csv", "-k", "1", "-o", "m.json", "--drop", "species",
+        ],
+        1,
+        &[
+            "line 4 (data row 2, 0-based), column \"a\" is missing (\"NA\")",
+            "--dropna",
+        ],
+    );
+    // With --dropna: the row names are skipped (noted), one row dropped (counted).
+    let run = ok(
+        p,
+        &[
+            "fit", "-i", "r.csv", "-k", "1", "-o", "m.json", "--drop", "species", "--dropna",
+        ],
+    );
+    assert!(
+        run.stderr.contains("holds row names (R's `write.csv`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("--dropna dropped 1 of 5 rows"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("1 full component on 4 samples × 2 features (a, b)"),
+        "{}",
+        run.stderr
+    );
+    let m = read_json(&p.join("m.json"));
+    assert_eq!(m["feature_names"], serde_json::json!(["a", "b"]));
+    let mu = means(p, "m.json");
+    assert!(
+        (mu[0] - 2.75).abs() < 1e-12 && (mu[1] - 3.75).abs() < 1e-12,
+        "{mu:?}"
+    );
+    // The same columns by 0-based position, with spaces after the comma.
+    ok(
+        p,
+        &[
+            "fit",
+            "-i",
+            "r.csv",
+            "-k",
+            "1",
+            "-o",
+            "n.json",
+            "--columns",
+            "1, 2",
+            "--dropna",
+        ],
+    );
+    near(means(p, "n.json"), &mu);
+}
+
+#[test]
+fn tsv_delimiters_and_headerless_files() {
+    let dir = tmp();
+    let p = dir.path();
+    std::fs::write(p.join("t.tsv"), "x\ty\n1\t2\n3\t4\n5\t9\n").unwrap();
+    ok(p, &["fit", "-i", "t.tsv", "-k", "1", "-o", "t.json"]);
+    near(means(p, "t.json"), &[3.0, 5.0]);
+    std::fs::write(p.join("s.csv"), "x;y\n1;2\n3;4\n5;9\n").unwrap();
+    ok(
+        p,
+        &[
+            "fit",
+            "-i",
+            "s.csv",
+            "-k",
+            "1",
+            "-o",
+            "s.json",
+            "--delimiter",
+            ";",
+        ],
+    );
+    near(means(p, "s.json"), &[3.0, 5.0]);
+    std::fs::write(p.join("h.csv"), "1,2,7\n3,4,7\n5,9,7\n").unwrap();
+    fails(
+        p,
+        &["fit", "-i", "h.csv", "-k", "1", "-o", "h.json"],
+        1,
+        &["looks like data", "--no-header"],
+    );
+    ok(
+        p,
+        &[
+            "fit",
+            "-i",
+            "h.csv",
+            "-k",
+            "1",
+            "-o",
+            "h.json",
+            "--no-header",
+            "--columns",
+            "0,1",
+        ],
+    );
+    near(means(p, "h.json"), &[3.0, 5.0]);
+    let m = read_json(&p.join("h.json"));
+    assert!(
+        m.get("feature_names").is_none(),
+        "positions are not names: {m}"
+    );
+    fails(
+        p,
+        &[
+            "fit",
+            "-i",
+            "h.csv",
+            "-k",
+            "1",
+            "-o",
+            "h2.json",
+            "--no-header",
+            "--columns",
+            "0,5",
+        ],
+        1,
+        &["position 5 is out of range", "3 columns"],
+    );
+    fails(
+        p,
+        &[
+            "fit",
+            "-i",
+            "s.csv",
+            "-k",
+            "1",
+            "-o",
+            "x.json",
+            "--delimiter",
+            "ab",
+        ],
+        2,
+        &["--delimiter", "one ASCII character"],
+    );
+}
+
+#[test]
+fn inputs_that_are_not_files_are_named() {
+    let dir = tmp();
+    let p = dir.path();
+    std::fs::create_dir(p.join("d.npy")).unwrap();
+    fails(
+        p,
+        &["fit", "-i", "d.npy", "-k", "1", "-o", "m.json"],
+        1,
+        &["this is a directory"],
+    );
+    #[cfg(unix)]
+    {
+        let fifo = p.join("f.npy");
+        let status = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if status.is_ok_and(|s| s.success()) {
+            fails(
+                p,
+                &["fit", "-i", "f.npy", "-k", "1", "-o", "m.json"],
+                1,
+                &["this is a FIFO"],
+            );
+        }
+        fails(
+            p,
+            &[
+                "fit",
+                "-i",
+                "/dev/zero",
+                "--format",
+                "npy",
+                "-k",
+                "1",
+                "-o",
+                "m.json",
+            ],
+            1,
+            &["this is a device"],
+        );
+    }
+}
