@@ -237,3 +237,88 @@ fn inputs_that_are_not_files_are_named() {
         );
     }
 }
+
+/// `--threads N` sets the CPU backend's threads (the JSON line's device says how many).
+#[test]
+fn threads_flag_sets_the_cpu_threads() {
+    let dir = tmp();
+    let p = dir.path();
+    std::fs::write(p.join("t.csv"), "x,y\n1,2\n3,4\n5,9\n2,2\n").unwrap();
+    let run = ok(
+        p,
+        &[
+            "--threads",
+            "1",
+            "fit",
+            "-i",
+            "t.csv",
+            "-k",
+            "1",
+            "-o",
+            "t.json",
+            "--backend",
+            "cpu",
+            "--json",
+        ],
+    );
+    let line: serde_json::Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(line["device"], "CPU (1 threads)");
+    fails(
+        p,
+        &[
+            "fit",
+            "-i",
+            "t.csv",
+            "-k",
+            "1",
+            "-o",
+            "u.json",
+            "--threads",
+            "0",
+        ],
+        2,
+        &["--threads must be at least 1"],
+    );
+}
+
+/// Messages of issue 15: a bad tuning variable is an error, not ignored; `bench --input` with
+/// NaN names the non-finite value.
+#[test]
+fn bad_tuning_variables_and_nan_bench_input_are_named() {
+    let dir = tmp();
+    let p = dir.path();
+    std::fs::write(p.join("t.csv"), "x,y\n1,2\n3,4\n5,9\n2,2\n").unwrap();
+    let run = assert_cmd::cargo::cargo_bin_cmd!("emgpu")
+        .current_dir(p)
+        .env("EMGPU_GPU_RESIDENT_BYTES", "abc")
+        .args(["fit", "-i", "t.csv", "-k", "1", "-o", "t.json"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("EMGPU_GPU_RESIDENT_BYTES=\"abc\" is not a whole number"),
+        "{err}"
+    );
+    assert!(!p.join("t.json").exists());
+    ok(p, &["fit", "-i", "t.csv", "-k", "1", "-o", "m.json"]);
+    let x =
+        ndarray::Array2::from_shape_vec((3, 2), vec![1.0, 2.0, f64::NAN, 4.0, 5.0, 9.0]).unwrap();
+    ndarray_npy::write_npy(p.join("nan.npy"), &x).unwrap();
+    fails(
+        p,
+        &[
+            "bench",
+            "--input",
+            "nan.npy",
+            "--init",
+            "m.json",
+            "--backend",
+            "cpu",
+            "--iters",
+            "1",
+        ],
+        1,
+        &["non-finite value (NaN) at row 1, column 0"],
+    );
+}

@@ -189,6 +189,8 @@ pub fn bench_data(
             got: data.n_features(),
         });
     }
+    // Non-finite data is named as such, not found later as a NaN log-likelihood.
+    data.validate()?;
     let (n, d, k) = (data.n_samples(), data.n_features(), init.n_components());
     let mut runs = Vec::with_capacity(backends.len());
     for &backend in backends {

@@ -3,8 +3,8 @@
 //!
 //! - `EMGPU_GPU_VARIANT`: the Gaussian-mixture kernel variant (`GpuVariant`'s flags, e.g.
 //!   `stage+sg`; unset: the recommended one);
-//! - `EMGPU_GPU_RESIDENT_BYTES`: bytes of data kept on the GPU before streaming (unset or not a
-//!   number: 4 GiB on hardware adapters, 1 GiB on software ones);
+//! - `EMGPU_GPU_RESIDENT_BYTES`: bytes of data kept on the GPU before streaming (unset: 4 GiB on
+//!   hardware adapters, 1 GiB on software ones; not a whole number: an error);
 //! - `EMGPU_SHADER_BOUNDS_CHECKS=1`: compile the kernels with bounds checks (a debugging aid).
 
 use emgpu::Error;
@@ -21,9 +21,14 @@ pub fn options_from_env() -> Result<GpuContextOptions, CliError> {
         })?),
         Err(_) => None,
     };
-    let resident_budget = std::env::var("EMGPU_GPU_RESIDENT_BYTES")
-        .ok()
-        .and_then(|v| v.trim().parse().ok());
+    let resident_budget = match std::env::var("EMGPU_GPU_RESIDENT_BYTES") {
+        Ok(v) => Some(v.trim().parse::<u64>().map_err(|_| {
+            CliError::usage(format!(
+                "EMGPU_GPU_RESIDENT_BYTES={v:?} is not a whole number of bytes; set it to e.g. 1073741824 (1 GiB) or unset it"
+            ))
+        })?),
+        Err(_) => None,
+    };
     Ok(GpuContextOptions {
         shader_bounds_checks: std::env::var("EMGPU_SHADER_BOUNDS_CHECKS").is_ok_and(|v| v == "1"),
         engine_defaults: GpuEngineOptions {

@@ -52,6 +52,7 @@ pub const EXIT_MISMATCH: u8 = 3;
 /// scikit-learn's shapes. Results go to stdout or files; progress and summaries go to stderr.
 ///
 /// Exit codes: 0 success, 1 error, 2 bad command line, 3 validate found a difference above --rtol.
+/// CPU threads: --threads N (or the RAYON_NUM_THREADS environment variable).
 // These doc comments are clap's --help text, where brackets are literal ("[N]", "[default]").
 #[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Parser)]
@@ -60,6 +61,11 @@ pub struct Cli {
     /// No progress bar, no summary on stderr (errors are still printed).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+
+    /// CPU threads of the CPU backend and of data preparation [default: the RAYON_NUM_THREADS
+    /// environment variable if set, else one per logical CPU].
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
 
     /// The command.
     #[command(subcommand)]
@@ -94,6 +100,13 @@ pub enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let ui = Ui::new(cli.quiet);
+    if let Some(n) = cli.threads {
+        at_least_one("--threads", n)?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| CliError::error(format!("--threads {n}: {e}")))?;
+    }
     // `devices` only lists adapters and `show` reads a file: a bad tuning variable is no reason
     // for them to fail.
     if !matches!(cli.command, Command::Devices(_) | Command::Show(_)) {
