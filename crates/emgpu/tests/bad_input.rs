@@ -213,6 +213,27 @@ fn invalid_initial_parameters_are_rejected() {
         2,
     );
     assert!(matches!(not_pd, Err(Error::BadModel(m)) if m.contains("not positive definite")));
+    // A non-symmetric covariance would be half ignored by the factorization: refused.
+    let asymmetric = GmmParams::new(
+        CovarianceType::Full,
+        vec![0.5, 0.5],
+        vec![0.0; 4],
+        vec![1.0, 0.0, 0.0, 1.0, 2.0, 0.5, 0.1, 2.0],
+        2,
+    );
+    assert!(
+        matches!(&asymmetric, Err(Error::BadModel(m)) if m.contains("component 1 is not symmetric: [1][0] = 0.1 but [0][1] = 0.5")),
+        "{asymmetric:?}"
+    );
+    // Rounding-level asymmetry (a matrix written with 17 digits) is accepted.
+    let nearly = GmmParams::new(
+        CovarianceType::Tied,
+        vec![1.0],
+        vec![0.0; 2],
+        vec![2.0, 0.3, 0.3 + 1e-15, 1.0],
+        2,
+    );
+    assert!(nearly.is_ok());
 }
 
 #[test]

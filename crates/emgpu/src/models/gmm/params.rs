@@ -111,6 +111,7 @@ impl GmmParams {
                 "means and covariances must be finite".into(),
             ));
         }
+        check_symmetric(covariance_type, &covariances, k, n_features)?;
         let params = Self {
             covariance_type,
             weights,
@@ -230,6 +231,40 @@ impl GmmParams {
             log_weights,
         })
     }
+}
+
+/// Relative tolerance of the symmetry check of covariance matrices from outside:
+/// `|C_ij − C_ji| ≤ SYMMETRY_RTOL · √(C_ii C_jj)`.
+pub const SYMMETRY_RTOL: f64 = 1e-8;
+
+/// An error unless every full (or the tied) covariance matrix is symmetric within
+/// [`SYMMETRY_RTOL`] (the Cholesky factorization reads one triangle only: an asymmetric matrix
+/// would be half ignored).
+fn check_symmetric(cov: CovarianceType, covariances: &[f64], k: usize, d: usize) -> Result<()> {
+    let mats = match cov {
+        CovarianceType::Full => k,
+        CovarianceType::Tied => 1,
+        CovarianceType::Diag | CovarianceType::Spherical => return Ok(()),
+    };
+    for c in 0..mats {
+        let m = &covariances[c * d * d..(c + 1) * d * d];
+        for i in 0..d {
+            for j in 0..i {
+                let (a, b) = (m[i * d + j], m[j * d + i]);
+                let scale = (m[i * d + i].abs() * m[j * d + j].abs()).sqrt();
+                if (a - b).abs() > SYMMETRY_RTOL * scale.max(f64::MIN_POSITIVE) {
+                    let which = match cov {
+                        CovarianceType::Tied => "the tied covariance".to_string(),
+                        _ => format!("the covariance of component {c}"),
+                    };
+                    return Err(Error::BadModel(format!(
+                        "{which} is not symmetric: [{i}][{j}] = {a} but [{j}][{i}] = {b}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What the E-step needs, derived from [`GmmParams`] on the host after each M-step.
