@@ -322,3 +322,30 @@ fn bad_tuning_variables_and_nan_bench_input_are_named() {
         &["non-finite value (NaN) at row 1, column 0"],
     );
 }
+
+/// `validate` says which backend's fit failed.
+#[test]
+fn validate_names_the_backend_that_failed() {
+    let dir = tmp();
+    let p = dir.path();
+    // Two identical columns: singular covariances without regularization.
+    let x: Vec<f64> = (0..40).flat_map(|i| [i as f64, 2.0 * i as f64]).collect();
+    let x = ndarray::Array2::from_shape_vec((40, 2), x).unwrap();
+    ndarray_npy::write_npy(p.join("sing.npy"), &x).unwrap();
+    fails(
+        p,
+        &[
+            "validate",
+            "-i",
+            "sing.npy",
+            "-k",
+            "2",
+            "--reg-covar",
+            "0",
+            "--backend",
+            "cpu",
+        ],
+        1,
+        &["the cpu fit failed: sing.npy:", "ill-defined covariance"],
+    );
+}

@@ -265,7 +265,10 @@ fn timed_fit<M>(
     fit: impl FnOnce(&mut FitProgress) -> Result<(M, FitFacts, (&'static str, f64)), CliError>,
 ) -> Result<(M, Run), CliError> {
     let ((model, (report, n_iter, converged), quality), seconds) =
-        FitProgress::timed(ui, backend.to_string(), max_iter, 1, fit)?;
+        FitProgress::timed(ui, backend.to_string(), max_iter, 1, fit).map_err(|e| CliError {
+            message: format!("the {backend} fit failed: {}", e.message),
+            ..e
+        })?;
     let report = report.ok_or_else(|| CliError::error("the fit did not report its backend"))?;
     let run = Run {
         report,
