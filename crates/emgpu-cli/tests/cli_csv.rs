@@ -349,3 +349,29 @@ fn validate_names_the_backend_that_failed() {
         &["the cpu fit failed: sing.npy:", "ill-defined covariance"],
     );
 }
+
+/// `show` gives BIC and AIC when the model file stores the training size (every fit writes it).
+#[test]
+fn show_gives_bic_and_aic_of_the_training_data() {
+    let dir = tmp();
+    let p = dir.path();
+    let faithful = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/faithful.csv");
+    ok(p, &["fit", "-i", faithful, "-k", "2", "-o", "f.json"]);
+    let m = read_json(&p.join("f.json"));
+    assert_eq!(m["n_samples"], 272);
+    let run = ok(p, &["show", "f.json", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    let run = ok(p, &["score", "-m", "f.json", "-i", faithful, "--json"]);
+    let score: serde_json::Value =
+        serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    // The fit converged: the last lower bound is the final model's score to the fit's tolerance.
+    for key in ["bic", "aic"] {
+        let (a, b) = (doc[key].as_f64().unwrap(), score[key].as_f64().unwrap());
+        assert!((a - b).abs() < 1.0, "{key}: show {a} vs score {b}");
+    }
+    assert!(
+        ok(p, &["show", "f.json"])
+            .stdout
+            .contains("272 training samples")
+    );
+}

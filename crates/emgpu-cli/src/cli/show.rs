@@ -135,6 +135,9 @@ fn show_gmm(cmd: &ShowCmd, m: &FittedGmm, names: Option<Vec<String>>) -> Result<
             "n_iter": m.n_iter(),
             "converged": m.converged(),
             "feature_names": names,
+            "n_samples": m.n_train_samples(),
+            "bic": m.training_information_criteria().map(|c| c.0),
+            "aic": m.training_information_criteria().map(|c| c.1),
         });
         if cmd.full {
             doc["covariances"] =
@@ -155,6 +158,13 @@ fn show_gmm(cmd: &ShowCmd, m: &FittedGmm, names: Option<Vec<String>>) -> Result<
         num(m.lower_bound()),
         fit_line(m.n_iter(), m.converged())
     ))?;
+    if let (Some(n), Some((bic, aic))) = (m.n_train_samples(), m.training_information_criteria()) {
+        print_result(&format!(
+            "BIC {}, AIC {} (from the last lower bound and the {n} training samples; `emgpu score` gives them on any data)",
+            num(bic),
+            num(aic)
+        ))?;
+    }
     print_result("")?;
     let mut rows = vec![
         ["component".to_string(), "weight".to_string()]

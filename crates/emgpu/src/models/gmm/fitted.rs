@@ -29,6 +29,7 @@ pub struct FittedGmm {
     pub(crate) report: Option<BackendReport>,
     pub(crate) predict_backend: Backend,
     feature_names: Option<Vec<String>>,
+    pub(crate) n_train: Option<usize>,
 }
 
 impl FittedGmm {
@@ -46,6 +47,23 @@ impl FittedGmm {
             report: None,
             predict_backend: Backend::Cpu,
             feature_names: None,
+            n_train: None,
+        })
+    }
+
+    /// The number of samples the model was fitted on (stored in its model file), when known.
+    pub fn n_train_samples(&self) -> Option<usize> {
+        self.n_train
+    }
+
+    /// `(BIC, AIC)` on the training data from the fit's last lower bound (the mean
+    /// log-likelihood of the last E-step) and the number of training samples, when the model
+    /// file has both; `bic(X)` on the data gives the exact values under the final parameters.
+    pub fn training_information_criteria(&self) -> Option<(f64, f64)> {
+        let n = self.n_train?;
+        self.lower_bound.is_finite().then(|| {
+            self.params
+                .information_criteria(self.lower_bound * n as f64, n)
         })
     }
 
@@ -291,6 +309,7 @@ impl FittedGmm {
             backend: self.report.as_ref().map(|r| r.backend.to_string()),
             device: self.report.as_ref().map(|r| r.device.clone()),
             feature_names: self.feature_names.clone(),
+            n_samples: self.n_train,
         })
     }
 
@@ -317,6 +336,7 @@ impl FittedGmm {
         model.converged = file.converged;
         model.lower_bound_trace = file.lower_bound_trace;
         model.feature_names = checked_names(file.feature_names, d)?;
+        model.n_train = file.n_samples;
         Ok(model)
     }
 }
@@ -352,6 +372,9 @@ struct GmmFile {
     /// The features' names (a CSV header's); absent in older files and for `.npy` data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     feature_names: Option<Vec<String>>,
+    /// The number of training samples (absent in older files and models made by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    n_samples: Option<usize>,
 }
 
 /// Draws from the Gaussians of a mixture's components: `x = μ_c + L_c z` with `L_c` the

@@ -392,6 +392,7 @@ impl GaussianMixture {
         fitted.lower_bound_trace = best.lower_bound_trace;
         fitted.init_lower_bounds = init_lower_bounds;
         fitted.report = Some(engine.report());
+        fitted.n_train = Some(n);
         fitted.predict_backend = match engine.report().backend {
             Backend::Gpu => Backend::Gpu,
             _ => Backend::Cpu,
