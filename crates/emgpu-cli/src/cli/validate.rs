@@ -24,7 +24,9 @@ k-means run and the responsibilities of its labels), i.e. the start of `emgpu fi
 --seed, or a CENTERS.npy / MODEL.json) and run once. Each number compared is
   |candidate − cpu| / max(|cpu|, 1e-3 · largest |cpu| value of that array)
 (for the lower bound: |candidate − cpu| / max(|cpu|, 1); for the inertia: |candidate − cpu| / |cpu|;
-for k-means labels: the fraction of samples whose labels differ); the largest per array is shown.
+for k-means labels: the fraction of samples whose labels differ, not counting near ties: samples at
+squared distances within 1e-6 of each other from the two centers, where rounding decides); the
+largest per array is shown.
 Exit code 0 when every difference is at most --rtol, 3 when one is larger, 1 on an error
 (e.g. the candidate backend is not available).")]
 pub struct ValidateCmd {
@@ -129,24 +131,62 @@ pub struct KMeansDifferences {
     pub centers: f64,
     /// Of the inertia.
     pub inertia: f64,
-    /// The fraction of training samples whose labels differ.
+    /// The fraction of training samples whose labels differ, not counting near ties (see
+    /// [`KMeansDifferences::between`]).
     pub labels: f64,
+    /// Samples whose labels differ between two centers at nearly the same distance.
+    pub near_ties: usize,
 }
 
+/// Whether `x` is at squared distances from the centers `a` and `b` within [`NEAR_TIE_RTOL`]
+/// of each other.
+fn is_near_tie(x: &[f64], a: &[f64], b: &[f64]) -> bool {
+    let dist = |c: &[f64]| x.iter().zip(c).map(|(x, m)| (x - m) * (x - m)).sum::<f64>();
+    let (da, db) = (dist(a), dist(b));
+    (da - db).abs() <= NEAR_TIE_RTOL * da.max(db)
+}
+
+/// Two squared distances of a sample to two centers closer than this (relative to the larger
+/// one) are a near tie: which center wins depends on rounding, and a backend that picks the
+/// other one is not wrong.
+pub const NEAR_TIE_RTOL: f64 = 1e-6;
+
 impl KMeansDifferences {
-    /// Compares `candidate` with `reference` (fitted from the same centers).
-    pub fn between(candidate: &FittedKMeans, reference: &FittedKMeans) -> Self {
+    /// Compares `candidate` with `reference` (fitted from the same centers on `data`). A sample
+    /// whose two labels' centers (the reference's) are at squared distances within
+    /// [`NEAR_TIE_RTOL`] of each other is a near tie, counted apart and not as a difference.
+    pub fn between(candidate: &FittedKMeans, reference: &FittedKMeans, data: &Dataset) -> Self {
         let flat = |m: &FittedKMeans| m.cluster_centers().iter().copied().collect::<Vec<_>>();
-        let labels = match (candidate.labels(), reference.labels()) {
-            (Some(c), Some(r)) if c.len() == r.len() && !r.is_empty() => {
-                c.iter().zip(r).filter(|(a, b)| a != b).count() as f64 / r.len() as f64
+        let centers = reference.cluster_centers();
+        let d = data.n_features();
+        let mut row = vec![0.0; d];
+        let mut near_tie = |i: usize, a: usize, b: usize| {
+            if centers.ncols() != d || data.read_f64(i, &mut row).is_err() {
+                return false;
             }
-            _ => f64::INFINITY,
+            is_near_tie(&row, &centers.row(a).to_vec(), &centers.row(b).to_vec())
+        };
+        let (labels, near_ties) = match (candidate.labels(), reference.labels()) {
+            (Some(c), Some(r)) if c.len() == r.len() && !r.is_empty() => {
+                let (mut differ, mut ties) = (0usize, 0usize);
+                for (i, (a, b)) in c.iter().zip(r).enumerate() {
+                    if a != b {
+                        if near_tie(i, *a, *b) {
+                            ties += 1;
+                        } else {
+                            differ += 1;
+                        }
+                    }
+                }
+                (differ as f64 / r.len() as f64, ties)
+            }
+            _ => (f64::INFINITY, 0),
         };
         Self {
             centers: max_rel_diff(&flat(candidate), &flat(reference)),
             inertia: rel_diff(candidate.inertia(), reference.inertia(), f64::MIN_POSITIVE),
             labels,
+            near_ties,
         }
     }
 
@@ -347,7 +387,7 @@ fn compare_kmeans(
     };
     let (ref_model, reference) = fit_on(Backend::Cpu)?;
     let (cand_model, candidate) = fit_on(cmd.backend.into())?;
-    let diffs = KMeansDifferences::between(&cand_model, &ref_model)
+    let diffs = KMeansDifferences::between(&cand_model, &ref_model, data)
         .rows()
         .to_vec();
     let note = start_note(&cmd.fit.init(), cmd.fit.train.seed, "centers");
@@ -500,6 +540,13 @@ mod tests {
     }
 
     #[test]
+    fn near_ties_are_points_nearly_equidistant_from_both_centers() {
+        assert!(is_near_tie(&[1.0, 0.0], &[0.0, 0.0], &[2.0, 0.0]));
+        assert!(is_near_tie(&[1.0 + 1e-9, 0.0], &[0.0, 0.0], &[2.0, 0.0]));
+        assert!(!is_near_tie(&[1.01, 0.0], &[0.0, 0.0], &[2.0, 0.0]));
+    }
+
+    #[test]
     fn kmeans_differences_count_labels_and_compare_centers() {
         let x = ndarray::array![[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]];
         let fit = |c: ndarray::Array2<f64>| {
@@ -510,17 +557,18 @@ mod tests {
                 .unwrap()
         };
         let a = fit(ndarray::array![[0.0, 0.0], [5.0, 5.0]]);
-        let same = KMeansDifferences::between(&a, &a);
+        let data = emgpu::Dataset::from_array(&x);
+        let same = KMeansDifferences::between(&a, &a, &data);
         assert_eq!(same.rows().map(|r| r.1), [0.0; 3]);
         // Swapped centers: every label differs, the centers by their full size.
         let b = fit(ndarray::array![[5.0, 5.0], [0.0, 0.0]]);
-        let d = KMeansDifferences::between(&b, &a);
+        let d = KMeansDifferences::between(&b, &a, &data);
         assert_eq!(d.labels, 1.0);
         assert!(d.centers > 0.9, "{d:?}");
         assert_eq!(d.inertia, 0.0);
         // A loaded model has no labels and no inertia: never within.
         let loaded = FittedKMeans::from_centers(&a.cluster_centers()).unwrap();
-        let d = KMeansDifferences::between(&loaded, &a);
+        let d = KMeansDifferences::between(&loaded, &a, &data);
         assert_eq!(d.labels, f64::INFINITY);
         assert!(!within(&d.rows(), 1e9));
     }
