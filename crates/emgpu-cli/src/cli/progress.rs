@@ -36,7 +36,9 @@ impl FitProgress {
             .progress_chars("=> ");
             bar.set_style(style);
             bar.set_prefix(label.clone());
-            bar.set_message("starting");
+            // The initialization (k-means for a Gaussian mixture's default) runs before the first
+            // iteration is reported.
+            bar.set_message("initializing");
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
@@ -63,10 +65,7 @@ impl FitProgress {
         let rate = self.step(p.init, p.iteration);
         self.show(
             p.iteration,
-            format!(
-                "lower bound {:.6}  change {change}  {rate:.1} it/s",
-                p.lower_bound
-            ),
+            format!("lower bound {:.6}  change {change}  {rate}", p.lower_bound),
             format!("lower bound {:.6}", p.lower_bound),
         );
     }
@@ -80,7 +79,7 @@ impl FitProgress {
         self.show(
             p.iteration,
             format!(
-                "inertia {}  center shift {:.2e}  {rate:.1} it/s",
+                "inertia {}  center shift {:.2e}  {rate}",
                 num(p.inertia),
                 p.center_shift
             ),
@@ -88,8 +87,10 @@ impl FitProgress {
         );
     }
 
-    /// Notes a new restart (printing the one that ended) and returns iterations per second.
-    fn step(&mut self, init: usize, iteration: usize) -> f64 {
+    /// Notes a new restart (printing the one that ended) and returns the rate of iterations, as
+    /// measured between this report and the previous one of the same restart (none at the
+    /// first: a rate from one tick is meaningless).
+    fn step(&mut self, init: usize, iteration: usize) -> String {
         if init != self.init || iteration == 1 {
             if init != self.init {
                 self.print_restart();
@@ -102,7 +103,13 @@ impl FitProgress {
                 bar.set_prefix(format!("{} init {}/{}", self.label, init + 1, self.n_init));
             }
         }
-        iteration as f64 / self.init_started.elapsed().as_secs_f64().max(1e-9)
+        // `init_started` is the report of this restart's first iteration.
+        if iteration > 1 {
+            let seconds = self.init_started.elapsed().as_secs_f64().max(1e-9);
+            format!("{:.1} it/s", (iteration - 1) as f64 / seconds)
+        } else {
+            "— it/s".to_string()
+        }
     }
 
     fn show(&mut self, iteration: usize, message: String, reached: String) {
