@@ -375,3 +375,35 @@ fn show_gives_bic_and_aic_of_the_training_data() {
             .contains("272 training samples")
     );
 }
+
+/// A wgpu variable that selects no adapter is named, not answered with "install a driver".
+#[test]
+fn an_adapter_selection_that_matches_nothing_is_named() {
+    let dir = tmp();
+    let p = dir.path();
+    std::fs::write(p.join("t.csv"), "x,y\n1,2\n3,4\n5,9\n2,2\n").unwrap();
+    let run = assert_cmd::cargo::cargo_bin_cmd!("emgpu")
+        .current_dir(p)
+        .env("WGPU_ADAPTER_NAME", "no such adapter")
+        .args([
+            "fit",
+            "-i",
+            "t.csv",
+            "-k",
+            "1",
+            "-o",
+            "t.json",
+            "--backend",
+            "gpu",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("no GPU adapter matches WGPU_ADAPTER_NAME=\"no such adapter\"")
+            && !err.contains("install"),
+        "{err}"
+    );
+    assert!(!p.join("t.json").exists());
+}

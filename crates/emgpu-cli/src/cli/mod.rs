@@ -156,6 +156,12 @@ impl From<Error> for CliError {
     fn from(e: Error) -> Self {
         match e {
             Error::InvalidParameter(m) => CliError::usage(m),
+            // A wgpu variable that selects adapters can be why none was found: say so, not
+            // "install a driver".
+            Error::NoAdapter if wgpu_selection().is_some() => CliError::error(format!(
+                "no GPU adapter matches {}; `emgpu devices` lists the adapters wgpu sees (unset the variable to use any of them), or use the CPU backend (`--backend cpu`)",
+                wgpu_selection().unwrap_or_default()
+            )),
             // The library names no flag; the command line adds the one that helps.
             Error::NoAdapter | Error::NoGpuSupport | Error::Gpu(_) => {
                 CliError::error(format!("{e} (`--backend cpu`)"))
@@ -163,6 +169,16 @@ impl From<Error> for CliError {
             other => CliError::error(other.to_string()),
         }
     }
+}
+
+/// The wgpu environment variables that narrow the adapters (`WGPU_ADAPTER_NAME`,
+/// `WGPU_BACKEND`), as `NAME="value"`, when set.
+fn wgpu_selection() -> Option<String> {
+    let set: Vec<String> = ["WGPU_ADAPTER_NAME", "WGPU_BACKEND"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| format!("{name}={v:?}")))
+        .collect();
+    (!set.is_empty()).then(|| set.join(" and "))
 }
 
 /// Library errors about the contents of a file, named after that file.
