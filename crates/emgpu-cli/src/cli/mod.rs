@@ -159,7 +159,7 @@ impl From<Error> for CliError {
             // A wgpu variable that selects adapters can be why none was found: say so, not
             // "install a driver".
             Error::NoAdapter if wgpu_selection().is_some() => CliError::error(format!(
-                "no GPU adapter matches {}; `emgpu devices` lists the adapters wgpu sees (unset the variable to use any of them), or use the CPU backend (`--backend cpu`)",
+                "{e} (`--backend cpu`); note that {} is set, which limits the adapters wgpu may use: unset it, or see `emgpu devices`",
                 wgpu_selection().unwrap_or_default()
             )),
             // The library names no flag; the command line adds the one that helps.

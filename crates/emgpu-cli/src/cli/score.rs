@@ -60,8 +60,8 @@ pub fn run(cmd: ScoreCmd, ui: &Ui) -> Result<ExitCode, CliError> {
 fn score_gmm(cmd: &ScoreCmd, ui: &Ui, model: FittedGmm) -> Result<ExitCode, CliError> {
     let model = model.with_backend(Backend::from(cmd.backend));
     let (data, _) = cmd.input.open_named(ui, model.feature_names())?;
-    let log_px = model
-        .score_samples(&data)
+    let (log_px, report) = model
+        .score_samples_with_report(&data)
         .map_err(|e| about_file(e, &cmd.input.input))?;
     let n = log_px.len();
     let score = log_px.iter().sum::<f64>() / n as f64;
@@ -77,7 +77,8 @@ fn score_gmm(cmd: &ScoreCmd, ui: &Ui, model: FittedGmm) -> Result<ExitCode, CliE
             "bic": bic,
             "aic": aic,
             "model": "gmm",
-            "backend": cmd.backend_name(),
+            "backend": report.backend.to_string(),
+            "device": report.device,
         });
         print_result(&line.to_string())?;
     } else {

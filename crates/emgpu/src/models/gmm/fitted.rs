@@ -164,12 +164,21 @@ impl FittedGmm {
 
     /// `log p(x)` of every sample (scikit-learn's `score_samples`).
     pub fn score_samples(&self, x: &impl AsDataset) -> Result<Array1<f64>> {
+        Ok(self.score_samples_with_report(x)?.0)
+    }
+
+    /// [`FittedGmm::score_samples`] and what computed them (the device `Backend::Auto` chose,
+    /// and why).
+    pub fn score_samples_with_report(
+        &self,
+        x: &impl AsDataset,
+    ) -> Result<(Array1<f64>, BackendReport)> {
         let data = x.as_dataset();
         self.check_data(&data)?;
         let mut out = vec![0.0; data.n_samples()];
         let mut engine = self.engine(&data)?;
         engine.log_likelihoods(&self.prepared, &mut out)?;
-        Ok(Array1::from(out))
+        Ok((Array1::from(out), engine.report()))
     }
 
     /// Mean log-likelihood per sample (scikit-learn's `score`).
