@@ -142,6 +142,24 @@ fn weighted_gmm_fit_equals_repeated_rows_for_every_covariance_type() {
             let b = gm.fit(&rep).unwrap();
             let what = format!("{cov} seed {seed}");
             assert_eq!(a.n_iter(), 15, "{what}");
+            // Criteria and score on the weighted data are the repeated rows'.
+            let weighted = Dataset::from_array(&x)
+                .with_sample_weights(w.clone())
+                .unwrap();
+            rel_close(
+                &format!("{what} bic, aic, score"),
+                &[
+                    a.bic(&weighted).unwrap(),
+                    a.aic(&weighted).unwrap(),
+                    a.score(&weighted).unwrap(),
+                ],
+                &[
+                    b.bic(&rep).unwrap(),
+                    b.aic(&rep).unwrap(),
+                    b.score(&rep).unwrap(),
+                ],
+                1e-9,
+            );
             rel_close(
                 &what,
                 &params_flat(a.params()),
