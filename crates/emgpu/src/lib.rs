@@ -52,7 +52,7 @@ pub mod numerics;
 pub mod select;
 pub mod synth;
 
-pub use data::{AsDataset, DataSource, Dataset};
+pub use data::{AsDataset, AsWeights, DataSource, Dataset};
 pub use device::{Backend, BackendReport};
 pub use em::{Control, Progress};
 pub use error::{Error, Result};

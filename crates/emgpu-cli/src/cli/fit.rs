@@ -1,7 +1,7 @@
 //! `emgpu fit`: a Gaussian mixture, k-means with `--model kmeans`, a hidden Markov model with
 //! `--model hmm`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -36,10 +36,16 @@ Examples:
   emgpu fit --input faithful.csv -k 2 --output m.json --labels-output labels.csv   (fit-predict)
   emgpu fit --input data.npy -k 5 --model kmeans --init centers.npy --output km.json
   emgpu fit --model hmm --input X.npy --lengths L.npy -k 4 --covariance full --output hmm.json
+  emgpu fit --input data.npy -k 3 --sample-weight w.npy --output m.json   (weighted rows)
 
 --model hmm: hmmlearn's GaussianHMM (covariance diag, tol 1e-2 on the total log-likelihood,
 max_iter 10, init kmeans: k-means means, data covariance, uniform start and transitions);
-lower_bound is the total log-likelihood of the last E-step.")]
+lower_bound is the total log-likelihood of the last E-step.
+
+--sample-weight W.npy (gmm, kmeans): a 1-D float64, float32, int64 or int32 .npy of one weight
+per row, finite, >= 0, not all zero. Integer weights give the model of the rows repeated that
+many times (from the same --init); lower_bound is the weighted mean log-likelihood
+(sum w*log p / sum w), the k-means inertia is weighted as scikit-learn's KMeans(sample_weight).")]
 pub struct FitCmd {
     #[command(flatten)]
     input: InputArgs,
@@ -59,6 +65,11 @@ pub struct FitCmd {
     /// The model file to write (JSON; written atomically).
     #[arg(long, short, value_name = "MODEL.json")]
     output: PathBuf,
+
+    /// A weight per input row (gmm and kmeans): a 1-D float64/float32/int64/int32 .npy of N
+    /// finite, non-negative weights, not all zero.
+    #[arg(long, value_name = "W.npy")]
+    sample_weight: Option<PathBuf>,
 
     /// Also write the label of every training sample under the fitted model (fit-predict):
     /// int64 .npy, or CSV with a `label` header when the name ends in .csv (`-`: CSV on stdout).
@@ -91,6 +102,14 @@ pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     }
     if let Some(lengths) = &cmd.input.lengths {
         inputs.push(("--lengths", lengths.as_path()));
+    }
+    if let Some(weights) = &cmd.sample_weight {
+        if cmd.fit.model == ModelArg::Hmm {
+            return Err(CliError::usage(
+                "--sample-weight weights the rows of a Gaussian mixture or k-means; hidden Markov models (--model hmm) take no sample weights: drop --sample-weight",
+            ));
+        }
+        inputs.push(("--sample-weight", weights.as_path()));
     }
     check_distinct_files(&inputs, &outputs)?;
     match cmd.fit.model {
@@ -127,6 +146,56 @@ fn best_init(results: &[f64], best: f64) -> Option<usize> {
     results.iter().position(|v| *v == best)
 }
 
+/// Reads `--sample-weight`: a 1-D float64, float32, int64 or int32 `.npy` of weights.
+pub fn read_sample_weights(path: &Path) -> Result<Vec<f64>, CliError> {
+    use ndarray::Array1;
+    use ndarray_npy::ReadNpyExt;
+    let bad = |what: String| CliError::error(format!("--sample-weight {}: {what}", path.display()));
+    let open = || std::fs::File::open(path).map_err(|e| bad(format!("cannot open it ({e})")));
+    if let Ok(a) = Array1::<f64>::read_npy(open()?) {
+        Ok(a.to_vec())
+    } else if let Ok(a) = Array1::<f32>::read_npy(open()?) {
+        Ok(a.iter().map(|&v| v as f64).collect())
+    } else if let Ok(a) = Array1::<i64>::read_npy(open()?) {
+        Ok(a.iter().map(|&v| v as f64).collect())
+    } else if let Ok(a) = Array1::<i32>::read_npy(open()?) {
+        Ok(a.iter().map(|&v| v as f64).collect())
+    } else {
+        Err(bad(
+            "not a 1-D .npy of float64, float32, int64 or int32 weights (one per row), or a truncated one".into(),
+        ))
+    }
+}
+
+/// The input with `--sample-weight`'s weights attached (checked: one per row, finite, ≥ 0, not
+/// all zero), or as it is without the option.
+fn with_weights(cmd: &FitCmd, data: Dataset<'static>) -> Result<Dataset<'static>, CliError> {
+    let Some(path) = &cmd.sample_weight else {
+        return Ok(data);
+    };
+    let weights = read_sample_weights(path)?;
+    data.with_sample_weights(weights).map_err(|e| {
+        let why = match e {
+            emgpu::Error::InvalidParameter(m) => m,
+            other => other.to_string(),
+        };
+        CliError::error(format!("--sample-weight {}: {why}", path.display()))
+    })
+}
+
+/// `272 samples` or `272 samples (weighted, Σw = 1022)`.
+fn samples(data: &Dataset) -> String {
+    if data.is_weighted() {
+        format!(
+            "{} samples (weighted, Σw = {})",
+            data.n_samples(),
+            num(data.sum_of_weights())
+        )
+    } else {
+        format!("{} samples", data.n_samples())
+    }
+}
+
 /// What every fit's `--json` line says about the run.
 fn common_json(
     cmd: &FitCmd,
@@ -134,16 +203,24 @@ fn common_json(
     report: Option<&BackendReport>,
     seconds: f64,
 ) -> Value {
-    json!({
-        "backend": report.map(|r| r.backend.to_string()),
-        "device": report.map(|r| r.device.clone()),
-        "fit_seconds": seconds,
-        "n_samples": data.n_samples(),
-        "n_features": data.n_features(),
-        "init": cmd.fit.init().to_string(),
-        "seed": cmd.fit.train.seed,
-        "output": cmd.output.display().to_string(),
-    })
+    let weights = if data.is_weighted() {
+        json!({"weighted": true, "sum_of_weights": data.sum_of_weights()})
+    } else {
+        json!({"weighted": false})
+    };
+    merged(
+        weights,
+        json!({
+            "backend": report.map(|r| r.backend.to_string()),
+            "device": report.map(|r| r.device.clone()),
+            "fit_seconds": seconds,
+            "n_samples": data.n_samples(),
+            "n_features": data.n_features(),
+            "init": cmd.fit.init().to_string(),
+            "seed": cmd.fit.train.seed,
+            "output": cmd.output.display().to_string(),
+        }),
+    )
 }
 
 /// Adds the fields of `extra` to the object `base`.
@@ -158,6 +235,7 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     cmd.input.reject_lengths("a Gaussian mixture")?;
     let gmm = cmd.fit.gmm(cmd.n_init, cmd.backend.into())?;
     let (data, names) = open_input(cmd, ui)?;
+    let data = with_weights(cmd, data)?;
     let n_init = cmd.n_init.unwrap_or(1);
     let max_iter = cmd.fit.train.max_iter.unwrap_or(100);
     let (model, seconds) = FitProgress::timed(ui, "fit", max_iter, n_init, |bar| {
@@ -206,6 +284,7 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
 fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     cmd.input.reject_lengths("k-means")?;
     let (data, names) = open_input(cmd, ui)?;
+    let data = with_weights(cmd, data)?;
     let km = cmd
         .fit
         .kmeans(data.n_features(), cmd.n_init, cmd.backend.into())?;
@@ -249,7 +328,7 @@ fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             json!({
                 "model": "kmeans",
                 "inertia": model.inertia(),
-                "mean_squared_distance": model.inertia() / data.n_samples() as f64,
+                "mean_squared_distance": model.inertia() / data.sum_of_weights(),
                 "n_iter": model.n_iter(),
                 "converged": model.converged(),
                 "n_clusters": model.n_clusters(),
@@ -354,11 +433,11 @@ fn gmm_summary(
     seconds: f64,
 ) -> String {
     format!(
-        "fit: {} {} component{} on {} samples × {}, {}, {} iterations ({}) in {:.3} s, lower bound {} → {}",
+        "fit: {} {} component{} on {} × {}, {}, {} iterations ({}) in {:.3} s, lower bound {} → {}",
         model.n_components(),
         model.covariance_type(),
         if model.n_components() == 1 { "" } else { "s" },
-        data.n_samples(),
+        samples(data),
         features(data.n_features(), names),
         backend_name(model.backend_report(), cmd),
         model.n_iter(),
@@ -378,16 +457,16 @@ fn kmeans_summary(
     seconds: f64,
 ) -> String {
     format!(
-        "fit: k-means, {} clusters on {} samples × {}, {}, {} iterations ({}) in {:.3} s, inertia {} (mean squared distance {}) → {}",
+        "fit: k-means, {} clusters on {} × {}, {}, {} iterations ({}) in {:.3} s, inertia {} (mean squared distance {}) → {}",
         model.n_clusters(),
-        data.n_samples(),
+        samples(data),
         features(data.n_features(), names),
         backend_name(model.backend_report(), cmd),
         model.n_iter(),
         converged_note(model.converged()),
         seconds,
         num(model.inertia()),
-        num(model.inertia() / data.n_samples() as f64),
+        num(model.inertia() / data.sum_of_weights()),
         cmd.output.display()
     )
 }

@@ -4,7 +4,9 @@
 //! to the precision they compute in (f64 on the CPU, f32 on the GPU). That is what lets the same
 //! code run on an in-memory `ndarray`, a memory-mapped `.npy` file larger than RAM, or a stream.
 
-use ndarray::{ArrayBase, ArrayView2, Data, Ix2};
+use std::sync::Arc;
+
+use ndarray::{ArrayBase, ArrayView2, Data, Ix1, Ix2};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -161,13 +163,24 @@ fn rows_of<T>(data: &[T], d: usize, start: usize, len: usize) -> Result<&[T]> {
 /// N samples × D features, read in chunks of rows. Cheap to create; borrows the data.
 ///
 /// Besides the rows it can carry the lengths of the sequences they form
-/// ([`Dataset::with_sequence_lengths`], for models of sequences) and whether NaN marks a missing
-/// entry ([`Dataset::with_missing_values`], for models that handle missing data); models that
-/// handle neither refuse such data with a clear error.
+/// ([`Dataset::with_sequence_lengths`], for models of sequences), whether NaN marks a missing
+/// entry ([`Dataset::with_missing_values`], for models that handle missing data) and a weight per
+/// row ([`Dataset::with_sample_weights`], for the Gaussian mixture and k-means); models that
+/// handle none of these refuse such data with a clear error.
 pub struct Dataset<'a> {
     source: Box<dyn DataSource + 'a>,
     sequence_lengths: Option<Vec<usize>>,
     missing_values: bool,
+    weights: Option<SampleWeights>,
+}
+
+/// Per-row sample weights of a [`Dataset`]: checked (finite, ≥ 0, not all zero, one per row)
+/// and shared cheaply between the datasets that borrow the same rows.
+#[derive(Clone)]
+struct SampleWeights {
+    values: Arc<[f64]>,
+    /// `Σ w`, summed in row order.
+    sum: f64,
 }
 
 impl<'a> Dataset<'a> {
@@ -177,7 +190,109 @@ impl<'a> Dataset<'a> {
             source: Box::new(source),
             sequence_lengths: None,
             missing_values: false,
+            weights: None,
         }
+    }
+
+    /// The same rows with a sample weight per row: `weights[i]` is the weight of row `i`. A
+    /// weighted fit gives the model a fit on the rows repeated their (integer) weight's number of
+    /// times would: every statistic is `Σ w_i · (contribution of row i)`, the sample count is
+    /// `Σ w`, the lower bound `Σ w_i ℓ_i / Σ w`. The weights must be one per row, finite, ≥ 0 and
+    /// not all zero.
+    pub fn with_sample_weights(mut self, weights: impl Into<Arc<[f64]>>) -> Result<Self> {
+        let values: Arc<[f64]> = weights.into();
+        let n = self.n_samples();
+        if values.len() != n {
+            return Err(Error::param(format!(
+                "the sample weights hold {} values but the data has {n} rows",
+                values.len()
+            )));
+        }
+        if let Some(i) = values.iter().position(|w| !w.is_finite()) {
+            return Err(Error::param(format!(
+                "sample weight {i} is {}; weights must be finite",
+                values[i]
+            )));
+        }
+        if let Some(i) = values.iter().position(|w| *w < 0.0) {
+            return Err(Error::param(format!(
+                "sample weight {i} is {}; weights must be ≥ 0",
+                values[i]
+            )));
+        }
+        let sum: f64 = values.iter().sum();
+        if sum <= 0.0 {
+            return Err(Error::param(
+                "the sample weights are all zero; at least one row needs a positive weight",
+            ));
+        }
+        if !sum.is_finite() {
+            return Err(Error::param(
+                "the sample weights add up to more than a float holds; scale them down",
+            ));
+        }
+        self.weights = Some(SampleWeights { values, sum });
+        Ok(self)
+    }
+
+    /// The same rows as the other columns of the source, weighted by column `column` (see
+    /// [`Dataset::with_sample_weights`]): the weight column is read once, in chunks, and kept (one
+    /// f64 per row); the features are the remaining columns, in order.
+    pub fn with_weight_column(source: impl DataSource + 'a, column: usize) -> Result<Self> {
+        let (n, d) = (source.n_samples(), source.n_features());
+        if column >= d || d < 2 {
+            return Err(Error::param(format!(
+                "the weight column {column} is not one of the {d} columns, or no feature column is left"
+            )));
+        }
+        let rows = chunk_rows_for(d, 1 << 16);
+        let mut weights = vec![0.0; n];
+        let mut buf = Vec::new();
+        for (c, w) in weights.chunks_mut(rows).enumerate() {
+            buf.resize(w.len() * d, 0.0);
+            source.read_f64(c * rows, &mut buf)?;
+            for (o, row) in w.iter_mut().zip(buf.chunks_exact(d)) {
+                *o = row[column];
+            }
+        }
+        Dataset::from_source(WithoutColumn { source, column }).with_sample_weights(weights)
+    }
+
+    /// Whether the rows carry sample weights.
+    pub fn is_weighted(&self) -> bool {
+        self.weights.is_some()
+    }
+
+    /// The sample weights (`[N]`), if any.
+    pub fn sample_weights(&self) -> Option<&[f64]> {
+        self.weights.as_ref().map(|w| &w.values[..])
+    }
+
+    /// The weights of rows `[start, start + rows)`, if the dataset is weighted (the range must lie
+    /// inside the data, as reads of the rows do).
+    pub fn weights_of(&self, start: usize, rows: usize) -> Option<&[f64]> {
+        self.weights
+            .as_ref()
+            .map(|w| &w.values[start..start + rows])
+    }
+
+    /// `Σ w` over the rows: the (weighted) number of samples; N without weights.
+    pub fn sum_of_weights(&self) -> f64 {
+        match &self.weights {
+            Some(w) => w.sum,
+            None => self.n_samples() as f64,
+        }
+    }
+
+    /// An error unless the rows are unweighted (the models that have no sample weights call
+    /// this; `model` names the model in the message).
+    pub fn require_unweighted(&self, model: &str) -> Result<()> {
+        if self.weights.is_some() {
+            return Err(Error::param(format!(
+                "{model} does not take sample weights; give the data without them"
+            )));
+        }
+        Ok(())
     }
 
     /// The same rows as sequences of these lengths, in order (they must add up to N, each ≥ 1).
@@ -271,9 +386,12 @@ impl<'a> Dataset<'a> {
     }
 
     /// The same rows as independent samples: no sequence lengths, no missing-value marking (a
-    /// hidden Markov model's k-means initialization clusters the rows of its sequences).
+    /// hidden Markov model's k-means initialization clusters the rows of its sequences); sample
+    /// weights, if any, are kept.
     pub fn rows(&self) -> Dataset<'_> {
-        Dataset::from_source(Borrowed(self.source.as_ref(), false))
+        let mut rows = Dataset::from_source(Borrowed(self.source.as_ref(), false));
+        rows.weights = self.weights.clone();
+        rows
     }
 
     /// Number of rows.
@@ -348,6 +466,7 @@ impl std::fmt::Debug for Dataset<'_> {
                 &self.sequence_lengths.as_ref().map(Vec::len),
             )
             .field("missing_values", &self.missing_values)
+            .field("weighted", &self.weights.is_some())
             .finish()
     }
 }
@@ -384,7 +503,75 @@ impl AsDataset for Dataset<'_> {
             source: Box::new(Borrowed(self.source.as_ref(), true)),
             sequence_lengths: self.sequence_lengths.clone(),
             missing_values: self.missing_values,
+            weights: self.weights.clone(),
         }
+    }
+}
+
+/// Sample weights as a fit takes them: a slice, a vector, or a 1-D ndarray (f64).
+pub trait AsWeights {
+    /// The weights as one shared f64 array.
+    fn to_weights(&self) -> Arc<[f64]>;
+}
+
+impl AsWeights for [f64] {
+    fn to_weights(&self) -> Arc<[f64]> {
+        self.into()
+    }
+}
+
+impl AsWeights for Vec<f64> {
+    fn to_weights(&self) -> Arc<[f64]> {
+        self[..].into()
+    }
+}
+
+impl<S: Data<Elem = f64>> AsWeights for ArrayBase<S, Ix1> {
+    fn to_weights(&self) -> Arc<[f64]> {
+        self.iter().copied().collect()
+    }
+}
+
+/// A source without one of its columns (the weight column of [`Dataset::with_weight_column`]).
+struct WithoutColumn<S> {
+    source: S,
+    column: usize,
+}
+
+impl<S: DataSource> WithoutColumn<S> {
+    fn read<T: Copy + Default>(
+        &self,
+        start: usize,
+        out: &mut [T],
+        read: impl Fn(&S, usize, &mut [T]) -> Result<()>,
+    ) -> Result<()> {
+        let d = self.source.n_features();
+        check_range(self.source.n_samples(), d - 1, start, out.len())?;
+        let mut full = vec![T::default(); out.len() / (d - 1) * d];
+        read(&self.source, start, &mut full)?;
+        for (o, row) in out.chunks_exact_mut(d - 1).zip(full.chunks_exact(d)) {
+            o[..self.column].copy_from_slice(&row[..self.column]);
+            o[self.column..].copy_from_slice(&row[self.column + 1..]);
+        }
+        Ok(())
+    }
+}
+
+impl<S: DataSource> DataSource for WithoutColumn<S> {
+    fn n_samples(&self) -> usize {
+        self.source.n_samples()
+    }
+    fn n_features(&self) -> usize {
+        self.source.n_features() - 1
+    }
+    fn read_f64(&self, start: usize, out: &mut [f64]) -> Result<()> {
+        self.read(start, out, |s, a, o| s.read_f64(a, o))
+    }
+    fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
+        self.read(start, out, |s, a, o| s.read_f32(a, o))
+    }
+    fn sequence_lengths(&self) -> Option<Vec<usize>> {
+        self.source.sequence_lengths()
     }
 }
 

@@ -82,7 +82,9 @@ pub struct KMeansPlusPlusSeeds {
 /// probability proportional to the squared distance to the nearest center so far, the best being
 /// the one that lowers the potential (the sum of those squared distances) the most. The random
 /// numbers come from a ChaCha8 stream seeded with `seed`, so the seeds differ from
-/// scikit-learn's, not their distribution.
+/// scikit-learn's, not their distribution. With sample weights (a weighted [`Dataset`]) every
+/// probability and potential is weighted as scikit-learn's `kmeans_plusplus(sample_weight=w)`:
+/// the first center is drawn with probability `∝ w`, candidates `∝ w·D²`, potentials `Σ w·D²`.
 pub fn kmeans_plusplus(
     x: &impl AsDataset,
     n_clusters: usize,
@@ -113,7 +115,8 @@ pub fn check_k(k: usize, n: usize) -> Result<()> {
 }
 
 /// Sets `closest[i] = min(closest[i], ‖x_i − c‖²)` (or `= ‖x_i − c‖²` when `first`) and returns
-/// the sum of `closest` over each chunk of [`INIT_CHUNK_ROWS`] rows, in chunk order.
+/// the sum of `w_i · closest[i]` (`w` the sample weights, 1 without) over each chunk of
+/// [`INIT_CHUNK_ROWS`] rows, in chunk order.
 fn update_closest(data: &Dataset, closest: &mut [f64], c: &[f64], first: bool) -> Result<Vec<f64>> {
     let d = data.n_features();
     closest
@@ -122,20 +125,28 @@ fn update_closest(data: &Dataset, closest: &mut [f64], c: &[f64], first: bool) -
         .map_init(Vec::new, |buf, (ci, cl)| {
             buf.resize(cl.len() * d, 0.0);
             data.read_f64(ci * INIT_CHUNK_ROWS, buf)?;
+            let weights = data.weights_of(ci * INIT_CHUNK_ROWS, cl.len());
             let mut sum = 0.0;
-            for (row, v) in buf.chunks_exact(d).zip(cl.iter_mut()) {
+            for (i, (row, v)) in buf.chunks_exact(d).zip(cl.iter_mut()).enumerate() {
                 let dist = sq_distance(row, c);
                 *v = if first { dist } else { v.min(dist) };
-                sum += *v;
+                sum += weight_at(weights, i) * *v;
             }
             Ok(sum)
         })
         .collect()
 }
 
-/// numpy's `searchsorted(cumsum(closest), v)` (side "left": the first row whose cumulative sum
-/// reaches `v`), using the chunk sums to skip whole chunks, clipped to the last row.
-fn search_cumsum(closest: &[f64], chunk_sums: &[f64], v: f64) -> usize {
+/// `w[i]`, or 1 without weights (`x · 1.0` is `x` exactly: the unweighted sums are unchanged).
+#[inline]
+fn weight_at(w: Option<&[f64]>, i: usize) -> f64 {
+    w.map_or(1.0, |w| w[i])
+}
+
+/// numpy's `searchsorted(cumsum(w · closest), v)` (side "left": the first row whose cumulative
+/// sum reaches `v`; `w` the sample weights, 1 without), using the chunk sums to skip whole
+/// chunks, clipped to the last row.
+fn search_cumsum(closest: &[f64], w: Option<&[f64]>, chunk_sums: &[f64], v: f64) -> usize {
     let mut acc = 0.0;
     for (ci, &s) in chunk_sums.iter().enumerate() {
         if acc + s >= v {
@@ -143,7 +154,7 @@ fn search_cumsum(closest: &[f64], chunk_sums: &[f64], v: f64) -> usize {
             let end = (start + INIT_CHUNK_ROWS).min(closest.len());
             let mut run = acc;
             for (i, c) in closest[start..end].iter().enumerate() {
-                run += c;
+                run += weight_at(w, start + i) * c;
                 if run >= v {
                     return start + i;
                 }
@@ -166,7 +177,20 @@ pub fn kmeans_plusplus_rng(
     let trials = 2 + (k as f64).ln() as usize;
     let mut centers = vec![0.0; k * d];
     let mut indices = Vec::with_capacity(k);
-    let first = rng.random_range(0..n);
+    let weights = data.sample_weights();
+    let first = match weights {
+        None => rng.random_range(0..n),
+        // np.random.choice(n, p=w / Σw): the first row whose cumulative weight passes u·Σw.
+        Some(w) => {
+            let sums: Vec<f64> = w.chunks(INIT_CHUNK_ROWS).map(|c| c.iter().sum()).collect();
+            let ones = vec![1.0; n];
+            let total: f64 = sums.iter().sum();
+            let u = rng.random::<f64>() * total;
+            // The first row of positive weight whose cumulative sum exceeds u.
+            let i = search_cumsum(&ones, Some(w), &sums, u);
+            (i..n).find(|&j| w[j] > 0.0).unwrap_or(i)
+        }
+    };
     data.read_f64(first, &mut centers[..d])?;
     indices.push(first);
     let mut closest = vec![0.0; n];
@@ -175,7 +199,14 @@ pub fn kmeans_plusplus_rng(
     for c in 1..k {
         let potential: f64 = chunk_sums.iter().sum();
         let ids: Vec<usize> = (0..trials)
-            .map(|_| search_cumsum(&closest, &chunk_sums, rng.random::<f64>() * potential))
+            .map(|_| {
+                search_cumsum(
+                    &closest,
+                    weights,
+                    &chunk_sums,
+                    rng.random::<f64>() * potential,
+                )
+            })
             .collect();
         for (t, &i) in ids.iter().enumerate() {
             data.read_f64(i, &mut cand[t * d..(t + 1) * d])?;
@@ -187,10 +218,12 @@ pub fn kmeans_plusplus_rng(
             .map_init(Vec::new, |buf, (ci, cl)| {
                 buf.resize(cl.len() * d, 0.0);
                 data.read_f64(ci * INIT_CHUNK_ROWS, buf)?;
+                let w = data.weights_of(ci * INIT_CHUNK_ROWS, cl.len());
                 let mut pot = vec![0.0; trials];
-                for (row, &v) in buf.chunks_exact(d).zip(cl) {
+                for (i, (row, &v)) in buf.chunks_exact(d).zip(cl).enumerate() {
+                    let wi = weight_at(w, i);
                     for (t, p) in pot.iter_mut().enumerate() {
-                        *p += v.min(sq_distance(row, &cand[t * d..(t + 1) * d]));
+                        *p += wi * v.min(sq_distance(row, &cand[t * d..(t + 1) * d]));
                     }
                 }
                 Ok(pot)
@@ -211,13 +244,32 @@ pub fn kmeans_plusplus_rng(
 
 /// `k` distinct rows drawn uniformly (scikit-learn's `init="random"` of `KMeans` and
 /// `init_params="random_from_data"` of `GaussianMixture`): the rows `[K][D]` and their indices.
+/// With sample weights, rows are drawn without replacement with probability `∝ w` (as
+/// scikit-learn's `KMeans(init="random")` with `sample_weight`); at least `k` rows then need a
+/// positive weight.
 pub fn random_rows(
     data: &Dataset,
     k: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<(Vec<f64>, Vec<usize>)> {
     let d = data.n_features();
-    let picks = rand::seq::index::sample(rng, data.n_samples(), k).into_vec();
+    let picks = match data.sample_weights() {
+        None => rand::seq::index::sample(rng, data.n_samples(), k).into_vec(),
+        Some(w) => {
+            let mut picks = rand::seq::index::sample_weighted(rng, w.len(), |i| w[i], k)
+                .map_err(|e| Error::param(format!("drawing weighted rows: {e}")))?
+                .into_vec();
+            if picks.len() < k {
+                return Err(Error::param(format!(
+                    "only {} rows have a positive sample weight, fewer than the {k} clusters",
+                    picks.len()
+                )));
+            }
+            // In row order: the draw's order is arbitrary.
+            picks.sort_unstable();
+            picks
+        }
+    };
     let mut rows = vec![0.0; k * d];
     for (c, &i) in picks.iter().enumerate() {
         data.read_f64(i, &mut rows[c * d..(c + 1) * d])?;
@@ -259,7 +311,7 @@ mod tests {
             total,
             total + 5.0,
         ] {
-            assert_eq!(search_cumsum(&v, &sums, x), naive(&v, x), "x = {x}");
+            assert_eq!(search_cumsum(&v, None, &sums, x), naive(&v, x), "x = {x}");
         }
     }
 

@@ -181,10 +181,24 @@ impl FittedGmm {
         Ok((Array1::from(out), engine.report()))
     }
 
-    /// Mean log-likelihood per sample (scikit-learn's `score`).
+    /// Mean log-likelihood per sample (scikit-learn's `score`); on a weighted [`Dataset`] the
+    /// weighted mean `Σ w log p(x) / Σ w`.
     pub fn score(&self, x: &impl AsDataset) -> Result<f64> {
-        let s = self.score_samples(x)?;
-        Ok(s.iter().sum::<f64>() / s.len() as f64)
+        let data = x.as_dataset();
+        let s = self.score_samples(&data)?;
+        Ok(match data.sample_weights() {
+            None => s.iter().sum::<f64>() / s.len() as f64,
+            // Σ w log p(x) / Σ w (rows of weight 0 left out).
+            Some(w) => {
+                let total: f64 = s
+                    .iter()
+                    .zip(w)
+                    .filter(|(_, w)| **w != 0.0)
+                    .map(|(s, w)| w * s)
+                    .sum();
+                total / data.sum_of_weights()
+            }
+        })
     }
 
     /// Responsibilities `[N, K]` (scikit-learn's `predict_proba`).
@@ -226,12 +240,14 @@ impl FittedGmm {
         Ok(self.criteria(x)?.1)
     }
 
-    /// `(BIC, AIC)` on `x` from one pass over it.
+    /// `(BIC, AIC)` on `x` from one pass over it. With sample weights the total log-likelihood
+    /// is `Σ w log p(x)` and the sample count `Σ w` (rounded), as for the repeated rows.
     fn criteria(&self, x: &impl AsDataset) -> Result<(f64, f64)> {
         let data = x.as_dataset();
-        let n = data.n_samples();
+        let total = data.sum_of_weights();
+        let n = total.round().max(1.0) as usize;
         let score = self.score(&data)?;
-        Ok(self.params.information_criteria(score * n as f64, n))
+        Ok(self.params.information_criteria(score * total, n))
     }
 
     /// `n` samples from the mixture and their components, as scikit-learn's `sample`: the count of

@@ -15,7 +15,8 @@ use crate::models::kmeans::{KMeansEngine, kmeans_engine};
 
 /// Statistics of responsibilities that are one at `(indices[c], c)` and zero elsewhere (the
 /// `random_from_data` and `k-means++` initializations of a Gaussian mixture), about the points
-/// themselves; `n_samples` is N as the weights are normalized by it.
+/// themselves; `n_samples` is N as the weights are normalized by it (with sample weights: `Σ w`,
+/// as for the rows repeated their weight's number of times).
 pub(crate) fn gmm_stats_at_points(
     data: &Dataset,
     indices: &[usize],
@@ -28,12 +29,13 @@ pub(crate) fn gmm_stats_at_points(
     }
     let mut stats = GmmStats::zeros(covariance_type, k, d, &shift);
     stats.s0.fill(1.0);
-    stats.n_samples = data.n_samples() as f64;
+    stats.n_samples = data.sum_of_weights();
     Ok(stats)
 }
 
 /// Statistics of one-hot responsibilities from `labels` (`[N]`, each `< k`) about `shift`
-/// (`[K][D]`, e.g. the k-means centers), over all the data.
+/// (`[K][D]`, e.g. the k-means centers), over all the data (each row's one weighted by its sample
+/// weight, if the data have them).
 pub(crate) fn gmm_stats_from_labels(
     data: &Dataset,
     labels: &[u32],
@@ -46,10 +48,14 @@ pub(crate) fn gmm_stats_from_labels(
     map_merge(data, INIT_CHUNK_ROWS, empty.clone(), |start, x| {
         let mut stats = empty.clone();
         let mut resp = vec![0.0; k];
+        let weights = data.weights_of(start, x.len() / d);
         for (i, row) in x.chunks_exact(d).enumerate() {
             let l = labels[start + i] as usize;
             resp[l] = 1.0;
-            stats.add_point(row, &resp, 0.0);
+            match weights {
+                None => stats.add_point(row, &resp, 0.0),
+                Some(w) => stats.add_weighted_point(row, &mut resp, 0.0, w[i]),
+            }
             resp[l] = 0.0;
         }
         stats
@@ -59,7 +65,8 @@ pub(crate) fn gmm_stats_from_labels(
 /// Statistics of random responsibilities (scikit-learn's `init_params="random"`: each row uniform
 /// on [0, 1) then normalized to sum to 1), about `center` (`[D]`, e.g. the data mean) for every
 /// component. Each chunk of [`INIT_CHUNK_ROWS`] rows draws from its own ChaCha8 stream seeded from
-/// `rng` in chunk order.
+/// `rng` in chunk order. With sample weights each row's responsibilities are multiplied by its
+/// weight.
 pub(crate) fn gmm_stats_random_resp(
     data: &Dataset,
     k: usize,
@@ -76,11 +83,15 @@ pub(crate) fn gmm_stats_random_resp(
         let mut chunk_rng = ChaCha8Rng::seed_from_u64(seeds[start / INIT_CHUNK_ROWS]);
         let mut stats = empty.clone();
         let mut resp = vec![0.0; k];
-        for row in x.chunks_exact(d) {
+        let weights = data.weights_of(start, x.len() / d);
+        for (i, row) in x.chunks_exact(d).enumerate() {
             resp.iter_mut().for_each(|r| *r = chunk_rng.random::<f64>());
             let s: f64 = resp.iter().sum();
             resp.iter_mut().for_each(|r| *r /= s);
-            stats.add_point(row, &resp, 0.0);
+            match weights {
+                None => stats.add_point(row, &resp, 0.0),
+                Some(w) => stats.add_weighted_point(row, &mut resp, 0.0, w[i]),
+            }
         }
         stats
     })

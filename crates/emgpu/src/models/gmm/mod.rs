@@ -38,7 +38,7 @@ pub use stats::GmmStats;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::{AsDataset, Dataset};
+use crate::data::{AsDataset, AsWeights, Dataset};
 use crate::device::{Backend, EngineOptions};
 use crate::em::{Control, EmRun, Progress, StopRule, best_of, observe, run_em};
 use crate::error::{Error, Result};
@@ -297,9 +297,39 @@ impl GaussianMixture {
         })
     }
 
-    /// Fits the mixture to `x` (rows are samples).
+    /// Fits the mixture to `x` (rows are samples). A [`Dataset`] with sample weights
+    /// ([`Dataset::with_sample_weights`]) gives a weighted fit.
     pub fn fit(&self, x: &impl AsDataset) -> Result<FittedGmm> {
         self.fit_with_progress(x, &mut |_| {})
+    }
+
+    /// Fits the mixture to `x` with a sample weight per row (`[N]`, finite, ≥ 0, not all
+    /// zero): integer weights give the model of the rows repeated their weight's number of
+    /// times (from the same initial parameters). Every statistic is weighted, the lower bound
+    /// is `Σ w_i log p(x_i) / Σ w`. The initializations are weighted too: the k-means start is
+    /// a weighted k-means (as scikit-learn's `KMeans(sample_weight)`), k-means++ draws with
+    /// probabilities `∝ w·D²`, `random_from_data` draws rows `∝ w`, `random` weights each row's
+    /// random responsibilities (scikit-learn's `GaussianMixture` has no `sample_weight`).
+    ///
+    /// ```
+    /// use emgpu::{Backend, GaussianMixture};
+    /// use ndarray::array;
+    ///
+    /// let x = array![[0.0], [0.2], [5.0], [5.4]];
+    /// let gm = GaussianMixture::params(2).backend(Backend::Cpu);
+    /// let fitted = gm.fit_weighted(&x, &[1.0, 3.0, 2.0, 0.0][..])?;
+    /// assert_eq!(fitted.params().weights().len(), 2);
+    /// # Ok::<(), emgpu::Error>(())
+    /// ```
+    pub fn fit_weighted(
+        &self,
+        x: &impl AsDataset,
+        sample_weight: &(impl AsWeights + ?Sized),
+    ) -> Result<FittedGmm> {
+        let data = x
+            .as_dataset()
+            .with_sample_weights(sample_weight.to_weights())?;
+        self.fit(&data)
     }
 
     /// Fits, calling `progress` after every iteration.

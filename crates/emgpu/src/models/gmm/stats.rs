@@ -152,6 +152,19 @@ impl GmmStats {
         self.log_likelihood += log_px;
     }
 
+    /// Adds one point with sample weight `weight`: [`GmmStats::add_point`] with the
+    /// responsibilities, the log-density and the count multiplied by `weight` (`resp` is
+    /// scaled in place). A zero weight adds nothing (not even a `0 · −∞`).
+    pub fn add_weighted_point(&mut self, x: &[f64], resp: &mut [f64], log_px: f64, weight: f64) {
+        if weight == 0.0 {
+            return;
+        }
+        resp.iter_mut().for_each(|r| *r *= weight);
+        super::params::with_scratch(self.n_features, |diff| self.add_point_with(x, resp, diff));
+        self.n_samples += weight;
+        self.log_likelihood += weight * log_px;
+    }
+
     /// The sums of [`GmmStats::add_point`], with `diff` (`[D]`) as scratch space.
     fn add_point_with(&mut self, x: &[f64], resp: &[f64], diff: &mut [f64]) {
         let d = self.n_features;

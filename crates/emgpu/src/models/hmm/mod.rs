@@ -169,6 +169,7 @@ impl GaussianHmm {
     }
 
     fn validate(&self, data: &Dataset) -> Result<()> {
+        data.require_unweighted("the hidden Markov model")?;
         data.validate()?;
         let (n, d) = (data.n_samples(), data.n_features());
         if self.n_components == 0 {
@@ -489,6 +490,7 @@ impl FittedHmm {
         f: impl FnOnce(&mut dyn HmmEngine, &HmmPrepared) -> Result<R>,
     ) -> Result<R> {
         let data = x.as_dataset();
+        data.require_unweighted("the hidden Markov model")?;
         data.validate()?;
         check_params_fit(&self.params, data.n_features())?;
         let (cov, k) = (self.covariance_type(), self.n_components());

@@ -94,27 +94,45 @@ pub fn assign_chunk_reference(
     labels: &mut [u32],
     dists: &mut [f64],
 ) -> KMeansStats {
+    assign_chunk_reference_weighted(x, None, centers, n_clusters, labels, dists)
+}
+
+/// [`assign_chunk_reference`] with a sample weight per row (`None`: all 1): the sums, counts
+/// and inertia are weighted (scikit-learn's `sample_weight`).
+pub fn assign_chunk_reference_weighted(
+    x: &[f64],
+    weights: Option<&[f64]>,
+    centers: &[f64],
+    n_clusters: usize,
+    labels: &mut [u32],
+    dists: &mut [f64],
+) -> KMeansStats {
     let d = centers.len() / n_clusters;
     let mut stats = KMeansStats::zeros(n_clusters, d, centers);
     let ct = transpose_points(centers, n_clusters);
     let mut dist = vec![0.0; n_clusters];
-    for ((row, label), out) in x
+    for (i, ((row, label), out)) in x
         .chunks_exact(d)
         .zip(labels.iter_mut())
         .zip(dists.iter_mut())
+        .enumerate()
     {
         sq_distances_to(row, &ct, &mut dist);
         let (c, sq) = argmin(&dist);
         let changed = *label != c as u32;
         *label = c as u32;
         *out = sq;
-        stats.add_point(row, c, sq, changed);
+        match weights {
+            None => stats.add_point(row, c, sq, changed),
+            Some(w) => stats.add_weighted_point(row, c, sq, changed, w[i]),
+        }
     }
     stats
 }
 
 /// The whole assignment on the CPU: every point of `data`, in parallel over chunks of
-/// `chunk_rows` rows, chunk statistics merged in order. `labels` and `dists` are `[N]`.
+/// `chunk_rows` rows, chunk statistics merged in order (weighted by the data's sample weights, if
+/// any). `labels` and `dists` are `[N]`.
 pub fn assign_reference(
     data: &Dataset,
     centers: &[f64],
@@ -132,7 +150,10 @@ pub fn assign_reference(
         .map_init(Vec::new, |buf, (c, (l, dd))| {
             buf.resize(l.len() * d, 0.0);
             data.read_f64(c * chunk_rows, buf)?;
-            Ok(assign_chunk_reference(buf, centers, n_clusters, l, dd))
+            let w = data.weights_of(c * chunk_rows, l.len());
+            Ok(assign_chunk_reference_weighted(
+                buf, w, centers, n_clusters, l, dd,
+            ))
         })
         .collect::<Result<_>>()?;
     let mut total = KMeansStats::zeros(n_clusters, d, centers);
@@ -198,6 +219,7 @@ impl<'c> BlockedCenters<'c> {
     fn assign(
         &self,
         w: &mut BlockedScratch,
+        weights: Option<&[f64]>,
         labels: &mut [u32],
         dists: &mut [f64],
         stats: &mut KMeansStats,
@@ -208,24 +230,26 @@ impl<'c> BlockedCenters<'c> {
             unsafe fn avx2(
                 this: &BlockedCenters,
                 w: &mut BlockedScratch,
+                weights: Option<&[f64]>,
                 labels: &mut [u32],
                 dists: &mut [f64],
                 stats: &mut KMeansStats,
             ) {
-                this.assign_body(w, labels, dists, stats)
+                this.assign_body(w, weights, labels, dists, stats)
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has the features `avx2` enables (checked just above).
-                return unsafe { avx2(self, w, labels, dists, stats) };
+                return unsafe { avx2(self, w, weights, labels, dists, stats) };
             }
         }
-        self.assign_body(w, labels, dists, stats)
+        self.assign_body(w, weights, labels, dists, stats)
     }
 
     #[inline(always)]
     fn assign_body(
         &self,
         w: &mut BlockedScratch,
+        weights: Option<&[f64]>,
         labels: &mut [u32],
         dists: &mut [f64],
         stats: &mut KMeansStats,
@@ -265,28 +289,46 @@ impl<'c> BlockedCenters<'c> {
                 *i = if lt { cf } else { *i };
             }
         }
-        for (((row, &cf), label), out) in w.x[..rows * d]
+        for (i, (((row, &cf), label), out)) in w.x[..rows * d]
             .chunks_exact(d)
             .zip(&w.best_index)
             .zip(labels.iter_mut())
             .zip(dists.iter_mut())
+            .enumerate()
         {
             let c = cf as usize;
             // The exact ‖x − c‖² and Σ (x − c) (`KMeansStats::add_point`): two short loops
             // over the row (in L1), each of which vectorizes.
             let center = &self.centers[c * d..(c + 1) * d];
             let sq = sq_distance(row, center);
-            for ((s, &xj), &cj) in stats.sums[c * d..(c + 1) * d]
+            let sums = stats.sums[c * d..(c + 1) * d]
                 .iter_mut()
                 .zip(row)
-                .zip(center)
-            {
-                *s += xj - cj;
+                .zip(center);
+            match weights {
+                None => {
+                    for ((s, &xj), &cj) in sums {
+                        *s += xj - cj;
+                    }
+                    stats.counts[c] += 1.0;
+                    stats.n_samples += 1.0;
+                    stats.inertia += sq;
+                }
+                Some(weights) => {
+                    let wi = weights[i];
+                    for ((s, &xj), &cj) in sums {
+                        *s += wi * (xj - cj);
+                    }
+                    stats.counts[c] += wi;
+                    stats.n_samples += wi;
+                    stats.inertia += wi * sq;
+                    // Points of weight 0 move no center: their label changes do not count.
+                    stats.n_changed += u64::from(*label != c as u32 && wi > 0.0);
+                }
             }
-            stats.counts[c] += 1.0;
-            stats.n_samples += 1.0;
-            stats.inertia += sq;
-            stats.n_changed += u64::from(*label != c as u32);
+            if weights.is_none() {
+                stats.n_changed += u64::from(*label != c as u32);
+            }
             *label = c as u32;
             *out = sq;
         }
@@ -314,7 +356,7 @@ pub fn assign_chunk_blocked(
     {
         w.x.clear();
         w.x.extend_from_slice(xs);
-        prepared.assign(&mut w, l, dd, &mut stats);
+        prepared.assign(&mut w, None, l, dd, &mut stats);
     }
     stats
 }
@@ -345,9 +387,11 @@ pub fn assign_blocked(
                 .zip(dd.chunks_mut(gemm_rows))
                 .enumerate()
             {
+                let start = b * chunk_rows + g * gemm_rows;
                 w.x.resize(lg.len() * d, 0.0);
-                data.read_f64(b * chunk_rows + g * gemm_rows, &mut w.x)?;
-                prepared.assign(w, lg, dg, &mut stats);
+                data.read_f64(start, &mut w.x)?;
+                let weights = data.weights_of(start, lg.len());
+                prepared.assign(w, weights, lg, dg, &mut stats);
             }
             Ok(stats)
         })
@@ -378,6 +422,7 @@ pub fn farthest_reference(labels: &[u32], dists: &[f64], n: usize) -> Vec<FarPoi
             index: i,
             label: labels[i] as usize,
             sq_distance: dists[i],
+            weight: 1.0,
         })
         .collect()
 }

@@ -18,6 +18,9 @@ pub struct FarPoint {
     pub label: usize,
     /// Its squared distance to that cluster's center.
     pub sq_distance: f64,
+    /// Its sample weight (1 without weights; the engines report 1 and
+    /// [`KMeansStats::set_farthest`] reads the data's).
+    pub weight: f64,
 }
 
 /// A k-means assignment engine bound to one dataset for the length of a fit: the backend does the

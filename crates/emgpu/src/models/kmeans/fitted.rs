@@ -142,7 +142,8 @@ impl FittedKMeans {
         Ok(self.assign(x)?.0)
     }
 
-    /// Minus the inertia of `x` under the centers (scikit-learn's `score`: higher is better).
+    /// Minus the inertia of `x` under the centers (scikit-learn's `score`: higher is better;
+    /// on a weighted [`Dataset`] the weighted inertia, as `score(X, sample_weight=w)`).
     pub fn score(&self, x: &impl AsDataset) -> Result<f64> {
         Ok(-self.assign(x)?.1)
     }

@@ -38,7 +38,7 @@ use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::{AsDataset, Dataset};
+use crate::data::{AsDataset, AsWeights, Dataset};
 use crate::device::{Backend, EngineOptions};
 use crate::em::{Control, Progress, StopRule, best_of, run_em};
 use crate::error::{Error, Result};
@@ -199,9 +199,27 @@ impl KMeans {
         Ok(())
     }
 
-    /// Fits k-means to `x` (rows are samples).
+    /// Fits k-means to `x` (rows are samples). A [`Dataset`] with sample weights
+    /// ([`Dataset::with_sample_weights`]) gives a weighted fit.
     pub fn fit(&self, x: &impl AsDataset) -> Result<FittedKMeans> {
         self.fit_with_progress(x, &mut |_| {})
+    }
+
+    /// Fits k-means to `x` with a sample weight per row (`[N]`, finite, ≥ 0, not all zero), as
+    /// scikit-learn's `KMeans.fit(X, sample_weight=w)`: centers are weighted means, the inertia
+    /// is `Σ w ‖x − c‖²`, k-means++ draws with probabilities `∝ w·D²` (the first center `∝ w`),
+    /// `random` draws rows `∝ w`, and an empty cluster (total weight 0) takes the point farthest
+    /// from its center with that point's weight. The tolerance stays relative to the unweighted
+    /// variances of the features (scikit-learn's `_tolerance`).
+    pub fn fit_weighted(
+        &self,
+        x: &impl AsDataset,
+        sample_weight: &(impl AsWeights + ?Sized),
+    ) -> Result<FittedKMeans> {
+        let data = x
+            .as_dataset()
+            .with_sample_weights(sample_weight.to_weights())?;
+        self.fit(&data)
     }
 
     /// Fits, calling `progress` after every iteration.
@@ -329,7 +347,7 @@ pub(crate) fn lloyd(
         n_clusters: k,
         n_features: data.n_features(),
     };
-    let n = data.n_samples() as f64;
+    let n = data.sum_of_weights();
     let mut report = |p: &Progress| {
         progress(&KMeansProgress {
             init: p.init,
@@ -383,14 +401,16 @@ pub(crate) fn update_centers(stats: &KMeansStats) -> Vec<f64> {
     if !empty.is_empty() {
         let far = &stats.farthest;
         if far.first().is_some_and(|(f, _)| f.sq_distance > 0.0) {
+            // With sample weights (scikit-learn's `sample_weight`), the point moves with its
+            // weight: it takes `w·(x − shift)` out of its cluster's sum and `w` out of its count.
             for (&j, (f, x)) in empty.iter().zip(far) {
-                let o = f.label;
+                let (o, w) = (f.label, f.weight);
                 for m in 0..d {
-                    sums[o * d + m] -= x[m] - shift[o * d + m];
-                    sums[j * d + m] = x[m] - shift[j * d + m];
+                    sums[o * d + m] -= w * (x[m] - shift[o * d + m]);
+                    sums[j * d + m] = w * (x[m] - shift[j * d + m]);
                 }
-                counts[o] -= 1.0;
-                counts[j] = 1.0;
+                counts[o] -= w;
+                counts[j] = w;
             }
         }
     }

@@ -23,13 +23,17 @@ pub struct KMeansStats {
     pub n_samples: f64,
     /// Points per cluster (sums of weights), `[K]`.
     pub counts: Vec<f64>,
-    /// `S_k = Σ (x − c_k)` over the points of cluster k, `[K][D]`.
+    /// `S_k = Σ w (x − c_k)` over the points of cluster k (`w` = 1 without weights), `[K][D]`.
     pub sums: Vec<f64>,
     /// The centers of the assignment (the shifts of `sums`), `[K][D]`.
     pub shift: Vec<f64>,
-    /// `Σ ‖x − c_label(x)‖²`: scikit-learn's inertia of these points under these centers.
+    /// `Σ w ‖x − c_label(x)‖²`: scikit-learn's (weighted) inertia of these points under these
+    /// centers.
     pub inertia: f64,
-    /// Points whose label differs from the engine's previous assignment (all of them at the first).
+    /// Points whose label differs from the engine's previous assignment (all of them at the
+    /// first). With sample weights only points of positive weight count: a point of weight 0
+    /// moves no center (scikit-learn's run then stops on a zero center shift instead, at the same
+    /// iteration).
     pub n_changed: u64,
     /// When a cluster is empty: the points farthest from their centers, by decreasing distance
     /// (equal distances in increasing row order), with their rows, for the relocation of empty
@@ -91,8 +95,8 @@ impl KMeansStats {
         }
     }
 
-    /// Attaches `far` (as [`super::KMeansEngine::farthest`] returns them) with their rows read from
-    /// `data`.
+    /// Attaches `far` (as [`super::KMeansEngine::farthest`] returns them) with their rows and
+    /// sample weights read from `data`.
     pub fn set_farthest(&mut self, data: &Dataset, far: Vec<FarPoint>) -> Result<()> {
         let d = self.n_features;
         self.farthest = far
@@ -100,7 +104,8 @@ impl KMeansStats {
             .map(|f| {
                 let mut row = vec![0.0; d];
                 data.read_f64(f.index, &mut row)?;
-                Ok((f, row))
+                let weight = data.weights_of(f.index, 1).map_or(1.0, |w| w[0]);
+                Ok((FarPoint { weight, ..f }, row))
             })
             .collect::<Result<_>>()?;
         Ok(())
@@ -125,6 +130,32 @@ impl KMeansStats {
             *s += self.counts[e / d] * (old - new);
         }
         self.shift.copy_from_slice(new_centers);
+    }
+
+    /// [`KMeansStats::add_point`] for a point of sample weight `weight`: its contribution to the
+    /// sums, the count, the sample count and the inertia multiplied by `weight` (a label change
+    /// counts once, if the weight is positive).
+    pub fn add_weighted_point(
+        &mut self,
+        x: &[f64],
+        label: usize,
+        sq_distance: f64,
+        changed: bool,
+        weight: f64,
+    ) {
+        let d = self.n_features;
+        let s = &self.shift[label * d..(label + 1) * d];
+        for ((acc, xj), sj) in self.sums[label * d..(label + 1) * d]
+            .iter_mut()
+            .zip(x)
+            .zip(s)
+        {
+            *acc += weight * (xj - sj);
+        }
+        self.counts[label] += weight;
+        self.n_samples += weight;
+        self.inertia += weight * sq_distance;
+        self.n_changed += u64::from(changed && weight > 0.0);
     }
 
     /// Adds one point `x` assigned to cluster `label` at squared distance `sq_distance`; `changed`

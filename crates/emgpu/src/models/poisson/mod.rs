@@ -117,6 +117,7 @@ pub fn poisson_engine<'a>(
     model: PoissonMixtureModel,
 ) -> Result<Box<CpuPoissonEngine<'a>>> {
     data.validate_for("the Poisson mixture")?;
+    data.require_unweighted("the Poisson mixture")?;
     let d = data.n_features();
     let bad = map_chunks(data, chunk_rows_for(d, 8192), |start, rows| {
         let p = rows.iter().position(|v| *v < 0.0 || v.fract() != 0.0);

@@ -301,7 +301,8 @@ struct Acc {
     s1: Vec<f64>,
     s2: Vec<f64>,
     log_likelihood: f64,
-    n: u64,
+    /// Points summed (weighted: their weights).
+    n: f64,
 }
 
 impl Acc {
@@ -314,7 +315,7 @@ impl Acc {
             s1: vec![0.0; ne * d],
             s2: vec![0.0; ne * s2],
             log_likelihood: 0.0,
-            n: 0,
+            n: 0.0,
         }
     }
 
@@ -403,11 +404,27 @@ impl Plan<'_> {
         }
     }
 
-    /// Adds the statistics of the chunk in `w` (after [`Plan::responsibilities`]) to `acc`.
-    fn accumulate(&self, w: &mut Work, rows: usize, acc: &mut Acc) {
+    /// Multiplies the responsibilities and log-densities of the `rows` rows in `w` (after
+    /// [`Plan::responsibilities`]) by the rows' sample weights; returns `Σ weights`. A row of
+    /// weight 0 contributes nothing (its log-density is not multiplied: `0 · −∞` is NaN).
+    fn apply_weights(&self, w: &mut Work, rows: usize, weights: &[f64]) -> f64 {
+        for col in w.a[..rows * self.k].chunks_exact_mut(rows) {
+            for (a, &wi) in col.iter_mut().zip(weights) {
+                *a *= wi;
+            }
+        }
+        for (lp, &wi) in w.lpx[..rows].iter_mut().zip(weights) {
+            *lp = if wi == 0.0 { 0.0 } else { wi * *lp };
+        }
+        weights.iter().sum()
+    }
+
+    /// Adds the statistics of the chunk in `w` (after [`Plan::responsibilities`], and
+    /// [`Plan::apply_weights`] if weighted) to `acc`; `count` is the (weighted) number of rows.
+    fn accumulate(&self, w: &mut Work, rows: usize, count: f64, acc: &mut Acc) {
         let (d, k, nq, nf) = (self.d, self.k, self.nq, self.nf);
         acc.log_likelihood += w.lpx[..rows].iter().sum::<f64>();
-        acc.n += rows as u64;
+        acc.n += count;
         if nq > 0 {
             // M += Rᵀ·Φ: Σ r, Σ r z, Σ r z_i z_j of every quadratic-path component (nq × F).
             matmul(
@@ -462,7 +479,7 @@ impl Plan<'_> {
         let p = self.p;
         let (k, d, nq) = (self.k, self.d, self.nq);
         let mut stats = GmmStats::zeros(p.covariance_type, k, d, &p.means);
-        stats.n_samples = acc.n as f64;
+        stats.n_samples = acc.n;
         stats.log_likelihood = acc.log_likelihood;
         let mm = |q: usize, f: usize| acc.m[f * nq + q];
         let mut t = vec![0.0; d];
@@ -544,13 +561,15 @@ fn chunk_stats_with(plan: &Plan, x: &[f64], chunk_rows: usize) -> GmmStats {
         w.resize(plan, rows);
         w.x.copy_from_slice(&x[start * d..(start + rows) * d]);
         plan.responsibilities(&mut w, rows);
-        plan.accumulate(&mut w, rows, &mut acc);
+        plan.accumulate(&mut w, rows, rows as f64, &mut acc);
         start += rows;
     }
     plan.finish(&acc)
 }
 
-/// The whole E-step on the CPU, blocked path: statistics of every point (see the module docs).
+/// The whole E-step on the CPU, blocked path: statistics of every point (see the module docs),
+/// weighted by the dataset's sample weights if it has them (the responsibilities and
+/// log-densities of each row multiplied by its weight before `Rᵀ·Φ`).
 pub fn e_step_blocked(data: &Dataset, p: &Prepared, chunk_rows: usize) -> Result<GmmStats> {
     let plan = Plan::new(p);
     let n = data.n_samples();
@@ -571,7 +590,11 @@ pub fn e_step_blocked(data: &Dataset, p: &Prepared, chunk_rows: usize) -> Result
                 w.resize(&plan, rows);
                 data.read_f64(start, &mut w.x[..rows * d])?;
                 plan.responsibilities(w, rows);
-                plan.accumulate(w, rows, &mut acc);
+                let count = match data.weights_of(start, rows) {
+                    Some(weights) => plan.apply_weights(w, rows, weights),
+                    None => rows as f64,
+                };
+                plan.accumulate(w, rows, count, &mut acc);
                 start += rows;
             }
             Ok(acc)
@@ -644,7 +667,7 @@ impl<'p> WeightedMoments<'p> {
                 }
             }
             w.lpx[..rows].fill(0.0);
-            self.plan.accumulate(w, rows, &mut self.acc);
+            self.plan.accumulate(w, rows, rows as f64, &mut self.acc);
         }
     }
 

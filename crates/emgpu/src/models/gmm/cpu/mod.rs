@@ -8,4 +8,6 @@ pub mod reference;
 
 pub use engine::CpuEngine;
 pub(crate) use reference::{PointOutputs, point_outputs_reference};
-pub use reference::{REFERENCE_CHUNK_ROWS, chunk_stats_reference, e_step_reference};
+pub use reference::{
+    REFERENCE_CHUNK_ROWS, chunk_stats_reference, chunk_stats_reference_weighted, e_step_reference,
+};

@@ -25,25 +25,38 @@ pub(crate) struct PointOutputs<'a> {
 
 /// Statistics of the points in `x` (row-major, f64) under `p`, point by point.
 pub fn chunk_stats_reference(x: &[f64], p: &Prepared) -> GmmStats {
+    chunk_stats_reference_weighted(x, None, p)
+}
+
+/// [`chunk_stats_reference`] with a sample weight per row of `x` (`None`: all 1): each point's
+/// responsibilities, log-density and count are multiplied by its weight.
+pub fn chunk_stats_reference_weighted(x: &[f64], w: Option<&[f64]>, p: &Prepared) -> GmmStats {
     let (k, d) = (p.n_components, p.n_features);
     let mut stats = GmmStats::zeros(p.covariance_type, k, d, &p.means);
     let mut lj = vec![0.0; k];
-    for row in x.chunks_exact(d) {
+    for (i, row) in x.chunks_exact(d).enumerate() {
         p.log_joint_point(row, &mut lj);
         // log-sum-exp over components: log p(x) = log Σ_k exp(log p(x, k)).
         let lpx = log_sum_exp(&lj);
         for v in lj.iter_mut() {
             *v = (*v - lpx).exp();
         }
-        stats.add_point(row, &lj, lpx);
+        match w {
+            None => stats.add_point(row, &lj, lpx),
+            Some(w) => stats.add_weighted_point(row, &mut lj, lpx, w[i]),
+        }
     }
     stats
 }
 
-/// The whole E-step on the CPU, reference path: statistics of every point.
+/// The whole E-step on the CPU, reference path: statistics of every point (weighted by the
+/// dataset's sample weights, if it has them).
 pub fn e_step_reference(data: &Dataset, p: &Prepared, chunk_rows: usize) -> Result<GmmStats> {
     let empty = GmmStats::zeros(p.covariance_type, p.n_components, p.n_features, &p.means);
-    map_merge(data, chunk_rows, empty, |_, x| chunk_stats_reference(x, p))
+    let d = p.n_features;
+    map_merge(data, chunk_rows, empty, |start, x| {
+        chunk_stats_reference_weighted(x, data.weights_of(start, x.len() / d), p)
+    })
 }
 
 /// A chunk index with its slices of the per-point outputs.

@@ -29,12 +29,17 @@
 //!
 //! Per-point outputs (`log_likelihoods`, `responsibilities`) run the `gmm_points` kernel and read
 //! back their N-sized results in slices of bounded size.
+//!
+//! Sample weights: when the dataset is weighted, [`GpuData`] holds each chunk's weights as f32
+//! and the statistics kernel is built with `gmm_resp_estep_weighted.wgsl` (the E-step's
+//! responsibilities and log-density of each point multiplied by its weight); `n_samples` is the
+//! f64 `Σ w` of the host. The per-point outputs are not weighted.
 
 use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::{ChunkUniform, GmmShape, Lse, PointsKernel, StatsKernel};
+use super::kernels::{ChunkUniform, GmmShape, Lse, PointsKernel, StatsKernel, Weights};
 use crate::data::Dataset;
 use crate::device::gpu::data::{GpuData, Scratch};
 use crate::device::gpu::reduce::{ReduceKernel, ReduceUniform};
@@ -124,7 +129,13 @@ impl Kernels {
                 )));
             }
         };
-        let stats = StatsKernel::new(ctx, &shape)?;
+        // Weighted data: the E-step's responsibilities times each row's sample weight.
+        let weights = if gd.is_weighted() {
+            Weights::SampleWeighted
+        } else {
+            Weights::EStep
+        };
+        let stats = StatsKernel::with_weights(ctx, &shape, weights)?;
         // The per-point kernel is built on the first per-point request; whether the device can
         // run it is known now.
         PointsKernel::max_tiles(ctx, &shape)?;
@@ -230,11 +241,18 @@ impl Kernels {
                 }),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-            let stats_bind = bind(
-                device,
-                &stats.kernel,
-                &[&chunk_uniform, gd.buffer(c), &params, &partials],
-            );
+            let stats_bind = match gd.weights(c) {
+                Some(w) => bind(
+                    device,
+                    &stats.kernel,
+                    &[&chunk_uniform, gd.buffer(c), &params, &partials, w],
+                ),
+                None => bind(
+                    device,
+                    &stats.kernel,
+                    &[&chunk_uniform, gd.buffer(c), &params, &partials],
+                ),
+            };
             let reduce_bind = bind(device, &reduce.kernel, &[&reduce_uniform, &partials, &out]);
             binds.push(ChunkBinds {
                 groups,
@@ -450,7 +468,8 @@ impl<'a> GpuGmmEngine<'a> {
     /// Statistics from the summed partial row `v`, about the GPU's shifts `gpu_shift`, moved
     /// to the exact shifts `p.means`.
     fn unpack(&self, v: &[f64], p: &Prepared, gpu_shift: &[f64]) -> GmmStats {
-        let n = self.gd.data.n_samples() as f64;
+        // Σ w in f64 on the host (N without weights): the GPU sums only the weighted moments.
+        let n = self.gd.data.sum_of_weights();
         self.kernels.shape.unpack(v, n, &p.means, gpu_shift)
     }
 

@@ -34,6 +34,7 @@ const GMM_STATS_DIAG: &str = include_str!("gmm_stats_diag.wgsl");
 const GMM_POINTS: &str = include_str!("gmm_points.wgsl");
 const GMM_RESP_ESTEP: &str = include_str!("gmm_resp_estep.wgsl");
 const GMM_RESP_WEIGHTS: &str = include_str!("gmm_resp_weights.wgsl");
+const GMM_RESP_ESTEP_WEIGHTED: &str = include_str!("gmm_resp_estep_weighted.wgsl");
 
 /// Points per tile unless the caller asks otherwise. Large enough that the workgroup barriers of
 /// a tile are amortized over many points and that every invocation of the E-step has work for
@@ -93,6 +94,10 @@ pub(crate) enum Weights {
     /// weighted moments of any weights (a hidden Markov model's state posteriors); the
     /// log-likelihood columns of the partials are then 0.
     Buffer,
+    /// Computed from the parameters and multiplied by a per-row sample weight read from a
+    /// buffer of `[N]` weights bound at binding 4 (`gmm_resp_estep_weighted.wgsl`): the weighted
+    /// mixture's E-step; the log-likelihood columns hold `Σ w·log p(x)`.
+    SampleWeighted,
 }
 
 impl Weights {
@@ -100,7 +105,13 @@ impl Weights {
         match self {
             Weights::EStep => GMM_RESP_ESTEP,
             Weights::Buffer => GMM_RESP_WEIGHTS,
+            Weights::SampleWeighted => GMM_RESP_ESTEP_WEIGHTED,
         }
+    }
+
+    /// Whether the kernel binds a fifth buffer (binding 4).
+    fn binds_buffer(self) -> bool {
+        self != Weights::EStep
     }
 }
 
@@ -555,13 +566,9 @@ pub(crate) struct StatsKernel {
 }
 
 impl StatsKernel {
-    /// The kernel for `shape` (responsibilities from the E-step).
-    pub fn new(ctx: &GpuContext, shape: &GmmShape) -> Result<Self> {
-        Self::with_weights(ctx, shape, Weights::EStep)
-    }
-
     /// The kernel for `shape` with the responsibilities from `weights`; with
-    /// [`Weights::Buffer`] its bind group has a fifth binding, the `[N][K]` weights.
+    /// [`Weights::Buffer`] its bind group has a fifth binding, the `[N][K]` weights, with
+    /// [`Weights::SampleWeighted`] the `[N]` sample weights.
     pub fn with_weights(ctx: &GpuContext, shape: &GmmShape, weights: Weights) -> Result<Self> {
         let StatsSpec {
             name,
@@ -572,9 +579,9 @@ impl StatsKernel {
             mut loops_per_tile,
             loops_fixed,
         } = StatsSpec::new(shape);
-        if weights == Weights::Buffer {
-            // The copy of the tile's weights (fewer loops than the E-step it replaces, which
-            // stays counted).
+        if weights.binds_buffer() {
+            // The copy (or scaling) of the tile's weights (Buffer: fewer loops than the E-step
+            // it replaces, which stays counted).
             loops_per_tile += (shape.tile * shape.k).div_ceil(WG as usize) as u64;
         }
         let max_tiles =
@@ -589,7 +596,7 @@ impl StatsKernel {
         }
         let header = format!("{}{consts}", shape.header());
         let mut slots = vec![Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite];
-        if weights == Weights::Buffer {
+        if weights.binds_buffer() {
             slots.push(Slot::Read);
         }
         let key = format!("{name} {weights:?}\n{header}");
@@ -682,6 +689,10 @@ pub(crate) fn sources_for_tests(shape: &GmmShape) -> Vec<(&'static str, String)>
         (
             stats.name,
             stats_source(shape, &stats_header, stats.source, Weights::Buffer),
+        ),
+        (
+            stats.name,
+            stats_source(shape, &stats_header, stats.source, Weights::SampleWeighted),
         ),
         ("gmm_points", format!("{h}{GMM_COMMON}{lse}{GMM_POINTS}")),
     ]

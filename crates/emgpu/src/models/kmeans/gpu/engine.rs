@@ -92,7 +92,8 @@ impl Kernels {
     ) -> Result<Self> {
         let ctx = &gd.ctx;
         let d = gd.centre.len();
-        let shape = KMeansShape::new(k, d, options.tile_points, ctx.limits())?;
+        let shape =
+            KMeansShape::with_weights(k, d, options.tile_points, ctx.limits(), gd.is_weighted())?;
         let assign = AssignKernel::new(ctx, &shape)?;
         let reduce = ReduceKernel::new(ctx)?;
         ctx.checked("allocating the GPU k-means buffers", || {
@@ -184,19 +185,17 @@ impl Kernels {
                 }),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-            let assign_bind = bind(
-                device,
-                &assign.kernel,
-                &[
-                    &assign_uniform,
-                    gd.buffer(c),
-                    &centers,
-                    &labels[c],
-                    &dists[c],
-                    &partials,
-                    &counts,
-                ],
-            );
+            let mut buffers = vec![
+                &assign_uniform,
+                gd.buffer(c),
+                &centers,
+                &labels[c],
+                &dists[c],
+                &partials,
+                &counts,
+            ];
+            buffers.extend(gd.weights(c));
+            let assign_bind = bind(device, &assign.kernel, &buffers);
             let reduce_bind = bind(device, &reduce.kernel, &[&reduce_uniform, &partials, &out]);
             binds.push(ChunkBinds {
                 groups,
@@ -514,6 +513,7 @@ impl KMeansEngine for GpuKMeansEngine<'_> {
             };
             let gpu_centers = self.write_centers(kn, centers);
             let (tile, slots) = (kn.shape.tile, kn.slots);
+            let (weighted, dw) = (kn.shape.weighted, kn.shape.dw);
             let mut sums = vec![0f64; kn.shape.partial_len()];
             let mut counts = vec![0u64; n_clusters + 1];
             let n_chunks = gd.chunks.len();
@@ -529,13 +529,26 @@ impl KMeansEngine for GpuKMeansEngine<'_> {
                 ));
             }
             let mut st = KMeansStats::zeros(n_clusters, d, &gpu_centers);
-            st.n_samples = n as f64;
             st.inertia = sums[..tile].iter().sum();
             st.n_changed = counts[n_clusters];
-            for (dst, &c) in st.counts.iter_mut().zip(&counts[..n_clusters]) {
-                *dst = c as f64;
+            if weighted {
+                // Per cluster: its D weighted sums, then its weight (summed in f32 per chunk).
+                for (c, entry) in sums[tile..tile + n_clusters * dw]
+                    .chunks_exact(dw)
+                    .enumerate()
+                {
+                    st.sums[c * d..(c + 1) * d].copy_from_slice(&entry[..d]);
+                    // Exactly 0 when the cluster's points all weigh 0: empty, as scikit-learn's.
+                    st.counts[c] = entry[d];
+                }
+                st.n_samples = gd.data.sum_of_weights();
+            } else {
+                st.n_samples = n as f64;
+                for (dst, &c) in st.counts.iter_mut().zip(&counts[..n_clusters]) {
+                    *dst = c as f64;
+                }
+                st.sums.copy_from_slice(&sums[tile..tile + n_clusters * d]);
             }
-            st.sums.copy_from_slice(&sums[tile..tile + n_clusters * d]);
             // Summed about the f32 centers the GPU used; moved to the exact centers.
             st.reshift(centers);
             Ok(st)

@@ -41,27 +41,44 @@ pub(crate) struct KMeansShape {
     pub k: usize,
     /// Features.
     pub d: usize,
-    /// Row stride of the tile in workgroup memory (`D`, or `D + 1` when D is even).
+    /// Columns summed per point: D, or D + 1 with sample weights (the weight).
+    pub dw: usize,
+    /// Row stride of the tile in workgroup memory (`DW`, or `DW + 1` when DW is even).
     pub ds: usize,
     /// Points per tile (one per invocation of the assignment).
     pub tile: usize,
     /// Sum entries per invocation in one pass.
     pub ept: usize,
-    /// Passes (dispatch y) that split the `K·D` sum entries.
+    /// Passes (dispatch y) that split the `K·DW` sum entries.
     pub passes: usize,
+    /// Whether the points carry sample weights (a fifth storage binding, `sample_weights`).
+    pub weighted: bool,
 }
 
 impl KMeansShape {
     /// The shape for `k` clusters of `d` features, with the largest tile of at most `tile`
     /// points (default 256, one per invocation; rounded down to a power of two) whose workgroup
     /// memory fits the device's limit.
+    #[cfg(test)]
     pub fn new(k: usize, d: usize, tile: Option<usize>, limits: &wgpu::Limits) -> Result<Self> {
+        Self::with_weights(k, d, tile, limits, false)
+    }
+
+    /// [`KMeansShape::new`] for points with sample weights (`weighted`) or without.
+    pub fn with_weights(
+        k: usize,
+        d: usize,
+        tile: Option<usize>,
+        limits: &wgpu::Limits,
+        weighted: bool,
+    ) -> Result<Self> {
         if k == 0 || d == 0 {
             return Err(Error::param(format!(
                 "k-means needs at least one cluster and one feature, got {k} and {d}"
             )));
         }
-        let ds = if d % 2 == 0 { d + 1 } else { d };
+        let dw = d + usize::from(weighted);
+        let ds = if dw % 2 == 0 { dw + 1 } else { dw };
         let want = tile.unwrap_or(WG as usize).clamp(1, WG as usize);
         let mut tile = 1usize << want.ilog2();
         let limit = limits.max_compute_workgroup_storage_size as usize;
@@ -75,7 +92,7 @@ impl KMeansShape {
                 bytes(1)
             )));
         }
-        let ne = k * d;
+        let ne = k * dw;
         // Indices into the centers, the partials and the tile are u32 on the GPU.
         if ne + tile > u32::MAX as usize / 4 {
             return Err(Error::DeviceLimits(format!(
@@ -94,28 +111,38 @@ impl KMeansShape {
         Ok(Self {
             k,
             d,
+            dw,
             ds,
             tile,
             ept,
             passes,
+            weighted,
         })
     }
 
-    /// `NE = K·D`: sum entries.
+    /// `NE = K·DW`: sum entries.
     pub fn ne(&self) -> usize {
-        self.k * self.d
+        self.k * self.dw
     }
 
-    /// `P = T + K·D`: floats per workgroup partial (inertia columns, then the sums).
+    /// `P = T + K·DW`: floats per workgroup partial (inertia columns, then the sums; with
+    /// weights each cluster's D sums are followed by its weight).
     pub fn partial_len(&self) -> usize {
         self.tile + self.ne()
     }
 
     /// The WGSL `const` declarations the kernel needs.
     fn header(&self) -> String {
+        let weights = if self.weighted {
+            "@group(0) @binding(7) var<storage, read> sample_weights: array<f32>;\n\
+             fn point_weight(n: u32) -> f32 { return sample_weights[n]; }\n"
+        } else {
+            "fn point_weight(n: u32) -> f32 { return 1.0; }\n"
+        };
         format!(
             "const D: u32 = {}u;\nconst K: u32 = {}u;\nconst WG: u32 = {WG}u;\nconst T: u32 = {}u;\n\
-             const DS: u32 = {}u;\nconst NE: u32 = {}u;\nconst EPT: u32 = {}u;\nconst P: u32 = {}u;\n",
+             const DS: u32 = {}u;\nconst NE: u32 = {}u;\nconst EPT: u32 = {}u;\nconst P: u32 = {}u;\n\
+             const DW: u32 = {}u;\nconst WEIGHTED: bool = {};\n{weights}",
             self.d,
             self.k,
             self.tile,
@@ -123,6 +150,8 @@ impl KMeansShape {
             self.ne(),
             self.ept,
             self.partial_len(),
+            self.dw,
+            self.weighted,
         )
     }
 }
@@ -139,20 +168,19 @@ impl AssignKernel {
         let header = shape.header();
         let kernel = ctx.pipeline(&format!("kmeans_assign\n{header}"), || {
             let source = format!("{header}{KMEANS_ASSIGN}");
-            build_kernel(
-                ctx,
-                "kmeans_assign",
-                &source,
-                &[
-                    Slot::Uniform,
-                    Slot::Read,
-                    Slot::Read,
-                    Slot::ReadWrite,
-                    Slot::ReadWrite,
-                    Slot::ReadWrite,
-                    Slot::ReadWrite,
-                ],
-            )
+            let mut slots = vec![
+                Slot::Uniform,
+                Slot::Read,
+                Slot::Read,
+                Slot::ReadWrite,
+                Slot::ReadWrite,
+                Slot::ReadWrite,
+                Slot::ReadWrite,
+            ];
+            if shape.weighted {
+                slots.push(Slot::Read);
+            }
+            build_kernel(ctx, "kmeans_assign", &source, &slots)
         })?;
         Ok(Self { kernel })
     }
@@ -207,11 +235,13 @@ mod tests {
             (300, 20),
             (1, 400),
         ] {
-            let shape = KMeansShape::new(k, d, None, &limits).unwrap();
-            parse(
-                &format!("kmeans_assign k={k} d={d}"),
-                &source_for_tests(&shape),
-            );
+            for weighted in [false, true] {
+                let shape = KMeansShape::with_weights(k, d, None, &limits, weighted).unwrap();
+                parse(
+                    &format!("kmeans_assign k={k} d={d} weighted={weighted}"),
+                    &source_for_tests(&shape),
+                );
+            }
         }
     }
 

@@ -7,9 +7,11 @@
 // Constants (prepended by models/kmeans/gpu/kernels.rs, one pipeline per value set):
 //   D   features;  K  clusters;  WG  invocations per workgroup (a power of two)
 //   T   points per tile (a power of two ≤ WG: invocation t < T assigns point t of a tile)
-//   DS  row stride of the tile: D, or D + 1 when D is even (rows then start in different
+//   DW  columns summed per point: D, or D + 1 with sample weights (WEIGHTED: column D holds the
+//       point's weight, so entry (k, D) sums the weight of cluster k)
+//   DS  row stride of the tile: DW, or DW + 1 when DW is even (rows then start in different
 //       memory banks when every invocation reads its own row)
-//   NE  = K·D  sum entries e = (k, i), k = e / D, i = e % D
+//   NE  = K·DW  sum entries e = (k, i), k = e / DW, i = e % DW
 //   EPT entries per invocation in one pass
 //   P   = T + NE  floats per workgroup partial (row of `partials`)
 //
@@ -29,6 +31,11 @@
 //      with lt[t] = k.
 // When K·D needs more accumulators than one pass holds, several passes (dispatch y) split the
 // entries and each recomputes the assignment; only pass 0 writes labels, distances, counts.
+//
+// Sample weights (WEIGHTED): point_weight(n) is row n's weight (1 without weights, from the
+// binding prepended by kernels.rs otherwise); step 2 multiplies x − c_label and the distance
+// added to the inertia by it and puts it in column D, so the sums, the inertia and the counts of
+// entry (k, D) are weighted (the u32 counts still count points).
 //
 // Output: partials[wid.x·P + t] = inertia of invocation t's points (t < T, pass 0);
 // partials[wid.x·P + T + e] = the workgroup's Σ (x − c_k)_i over cluster k (entry e = (k, i));
@@ -109,15 +116,28 @@ fn main(
                 for (var i = 0u; i < D; i++) {
                     et[row + i] -= centers[bk * D + i];
                 }
+                var w = 1.0;
+                if (WEIGHTED) {
+                    w = point_weight(tile * T + lid);
+                    for (var i = 0u; i < D; i++) {
+                        et[row + i] *= w;
+                    }
+                    et[row + D] = w;
+                }
                 label = bk;
                 if (wid.y == 0u) {
                     let n = tile * T + lid;
-                    if (labels[n] != bk + 1u) {
+                    // Points of weight 0 move no center: their label changes do not count.
+                    if (labels[n] != bk + 1u && w != 0.0) {
                         changed += 1u;
                     }
                     labels[n] = bk + 1u;
                     dists[n] = best;
-                    inertia += best;
+                    if (WEIGHTED) {
+                        inertia += w * best;
+                    } else {
+                        inertia += best;
+                    }
                     atomicAdd(&wcount[bk], 1u);
                 }
             }
@@ -128,8 +148,8 @@ fn main(
         for (var m = 0u; m < EPT; m++) {
             let e = first + m * WG + lid;
             if (e < NE) {
-                let k = e / D;
-                let i = e % D;
+                let k = e / DW;
+                let i = e % DW;
                 var s = acc[m];
                 for (var t = 0u; t < T; t++) {
                     s += select(0.0, et[t * DS + i], lt[t] == k);
