@@ -131,6 +131,15 @@ pub trait Model {
     /// The number of free parameters (for BIC and AIC).
     fn n_parameters(&self) -> usize;
 
+    /// Statistics of "one point" whose M-step gives `params` back: stepwise EM's starting
+    /// statistics `s_0` (Cappé & Moulines: the statistics of the initial parameters; see
+    /// [`online`]). `None` (the default): stepwise EM starts from the statistics of its first
+    /// mini-batch instead.
+    fn params_as_stats(&self, params: &Self::Params) -> Option<Self::Stats> {
+        let _ = params;
+        None
+    }
+
     /// What to suggest when the lower bound stops being finite (appended to the error; the
     /// default suggests only scaling the data).
     fn numerical_advice(&self) -> &'static str {

@@ -16,11 +16,18 @@
 //! θ     ← M-step(s)                         then the hook (re-seeding), if any
 //! ```
 //!
-//! **The start.** Cappé and Moulines start from `s_0` = the statistics under the initial
-//! parameters. Computing them on all the data would cost a full pass, so `s_0` is their
-//! estimate on the first mini-batch: the statistics of the first mini-batch under the initial
-//! parameters. The first update is then `s = (1 − η_0)·s_b + η_0·s_b = s_b` whatever `η_0`,
-//! and the formula above holds at every `t` as written.
+//! **The start.** As Cappé and Moulines, `s` starts from statistics `s_0` whose M-step gives
+//! the initial parameters ([`Model::params_as_stats`]: for a Gaussian mixture, one point's worth
+//! of weights, means and covariances), so the formula above holds from `t = 0` as written: the
+//! first update keeps `1 − η_0 = 1 − 2^−α` (37 % at α = 0.6) of the initial parameters. That
+//! keeps a component alive when the first mini-batch happens to hold none of its points (rows
+//! stored sorted by cluster), where starting from the first mini-batch alone would empty it for
+//! good. A model without `params_as_stats` starts from the first mini-batch's statistics
+//! (`s = (1 − η_0)·s_b + η_0·s_b = s_b`).
+//!
+//! Mini-batches are contiguous rows, shuffled as blocks: data stored in a meaningful order
+//! (sorted by time or by class) give mini-batches that are not samples of the whole, and
+//! stepwise EM then converges more slowly; shuffle such files once beforehand.
 //!
 //! **Scale.** `s` is a per-point mean, so the M-step sees statistics of "one point". Models
 //! whose M-step depends only on ratios of statistics (a Gaussian mixture's weights `nk / Σ nk`,
@@ -185,7 +192,7 @@ where
     let start = Instant::now();
     let n_batches = options.n_batches(n);
     let orders = pass_orders(n_batches, options.passes, seed);
-    let mut s: Option<M::Stats> = None;
+    let mut s: Option<M::Stats> = model.params_as_stats(&params);
     let mut t = 0usize;
     let mut prev_lb = f64::NEG_INFINITY;
     let mut run = OnlineRun::<M> {

@@ -43,6 +43,48 @@ impl Model for GmmModel {
         "scale the data (values this large or small overflow) or increase reg_covar"
     }
 
+    /// One point's statistics about the means: `S0_k = w_k`, `S1_k = 0`,
+    /// `S2_k = w_k·(Σ_k − reg_covar·I)` (diagonal forms: the variances; spherical: the variance
+    /// on every feature; tied: the shared matrix), so that the M-step (which adds `reg_covar`
+    /// back) returns `params` up to the `10·eps` on `nk`.
+    fn params_as_stats(&self, p: &GmmParams) -> Option<GmmStats> {
+        let (k, d, cov) = (p.n_components(), p.n_features(), p.covariance_type());
+        let mut s = GmmStats::zeros(cov, k, d, p.means());
+        s.n_samples = 1.0;
+        s.s0.copy_from_slice(p.weights());
+        let c = p.covariances();
+        let reg = self.reg_covar;
+        for (k_, &w) in p.weights().iter().enumerate() {
+            match cov {
+                CovarianceType::Full | CovarianceType::Tied => {
+                    let m = if cov == CovarianceType::Full {
+                        &c[k_ * d * d..(k_ + 1) * d * d]
+                    } else {
+                        &c[..d * d]
+                    };
+                    let dst = &mut s.s2[k_ * d * d..(k_ + 1) * d * d];
+                    for i in 0..d {
+                        for j in 0..d {
+                            let r = if i == j { reg } else { 0.0 };
+                            dst[i * d + j] = w * (m[i * d + j] - r);
+                        }
+                    }
+                }
+                CovarianceType::Diag => {
+                    for j in 0..d {
+                        s.s2[k_ * d + j] = w * (c[k_ * d + j] - reg);
+                    }
+                }
+                CovarianceType::Spherical => {
+                    for j in 0..d {
+                        s.s2[k_ * d + j] = w * (c[k_] - reg);
+                    }
+                }
+            }
+        }
+        Some(s)
+    }
+
     fn n_parameters(&self) -> usize {
         let (k, d) = (self.n_components, self.n_features);
         self.covariance_type.n_cov_parameters(k, d) + k * d + k - 1

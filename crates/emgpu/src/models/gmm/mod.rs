@@ -171,8 +171,8 @@ impl GaussianMixture {
 
     /// Re-seed collapsed components (off by default, as scikit-learn): after every M-step a
     /// component whose weight is below [`DEFAULT_RESEED_THRESHOLD`] moves to the worst-explained
-    /// point (see [`reseed`](mod@reseed)); the fitted model lists the moves
-    /// ([`FittedGmm::reseeds`]).
+    /// point with weight `1/K` (renormalized) and the mean of the other covariances (see
+    /// [`reseed`](mod@reseed)); the fitted model lists the moves ([`FittedGmm::reseeds`]).
     pub fn reseed(mut self, on: bool) -> Self {
         self.reseed = on.then_some(self.reseed.unwrap_or(DEFAULT_RESEED_THRESHOLD));
         self

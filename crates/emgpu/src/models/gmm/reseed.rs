@@ -13,11 +13,15 @@
 //!   either backend (the GPU engines do not report per-point minima);
 //! - **shape**: the covariance becomes the mean of the other components' covariances (tied:
 //!   unchanged, it is shared);
-//! - **weight**: the threshold, then all weights are renormalized to sum to 1.
+//! - **weight**: `1/K`, then all weights are renormalized to sum to 1. (A weight near the
+//!   threshold would leave the new component only its one point's worth of responsibility: it
+//!   would fall below the threshold again at the next M-step and be moved again, forever.)
 //!
-//! Each move is recorded as a [`ReseedEvent`]. When no weight is below the threshold nothing
-//! changes. The check runs after every M-step, the last included, so a fitted model has no
-//! weight below about the threshold.
+//! Each move is recorded as a [`ReseedEvent`]. A component is moved at most
+//! [`MAX_RESEEDS_PER_COMPONENT`] times in a run (no endless cycle where the data cannot hold K
+//! components); after that it is left as scikit-learn leaves it. When no weight is below the
+//! threshold nothing changes. The check runs after every M-step, the last included, so a
+//! fitted model has no weight below the threshold unless a component used up its moves.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +38,9 @@ pub const DEFAULT_RESEED_THRESHOLD: f64 = 1e-5;
 
 /// The accepted thresholds.
 pub const RESEED_THRESHOLD_RANGE: (f64, f64) = (1e-6, 1e-3);
+
+/// How many times one component may be re-seeded in a run.
+pub const MAX_RESEEDS_PER_COMPONENT: usize = 3;
 
 /// Rows whose log-densities are computed at once when searching for the worst-explained points.
 pub const SEARCH_ROWS: usize = 65_536;
@@ -82,8 +89,9 @@ pub(crate) fn reseed(
         params.n_features(),
         params.covariance_type(),
     );
+    let moves = |c: usize| events.iter().filter(|e| e.component == c).count();
     let dead: Vec<usize> = (0..k)
-        .filter(|&c| params.weights()[c] < threshold)
+        .filter(|&c| params.weights()[c] < threshold && moves(c) < MAX_RESEEDS_PER_COMPONENT)
         .collect();
     if dead.is_empty() || dead.len() == k || rows.n_samples() == 0 {
         return Ok(false);
@@ -117,7 +125,7 @@ pub(crate) fn reseed(
         });
         means[c * d..(c + 1) * d].copy_from_slice(&x);
         covs[c * per..(c + 1) * per].copy_from_slice(&mean_cov);
-        weights[c] = threshold;
+        weights[c] = 1.0 / k as f64;
     }
     let total: f64 = weights.iter().sum();
     weights.iter_mut().for_each(|w| *w /= total);
