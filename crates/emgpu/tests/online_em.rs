@@ -8,7 +8,7 @@ use emgpu::em::online::{OnlineOptions, pass_orders, step_size};
 use emgpu::em::{Model, Stats};
 use emgpu::models::gmm::{GmmEngine, gmm_engine_batched};
 use emgpu::synth::{Workload, blobs};
-use emgpu::{Backend, CovarianceType, Dataset, GaussianMixture, Init};
+use emgpu::{Backend, CovarianceType, Dataset, FittedGmm, GaussianMixture, Init};
 
 /// Three separated blobs in 2-D (N = 6000).
 fn three_blobs() -> ndarray::Array2<f64> {
@@ -28,6 +28,7 @@ fn online(batch_size: usize, passes: usize, every: bool) -> Option<OnlineOptions
         decay: 0.6,
         passes,
         evaluate_every_pass: every,
+        start_from_params: false,
     })
 }
 
@@ -130,8 +131,18 @@ fn online_reaches_the_batch_optimum() {
         .init(Init::Params(start))
         .backend(Backend::Cpu);
     let batch = base.clone().tol(1e-8).max_iter(500).fit(&x).unwrap();
-    let stepwise = base.online(online(200, 10, true)).fit(&x).unwrap();
-    let (b, o) = (batch.score(&x).unwrap(), stepwise.lower_bound());
+    for start_from_params in [false, true] {
+        let options = OnlineOptions {
+            start_from_params,
+            ..online(200, 10, true).unwrap()
+        };
+        let stepwise = base.clone().online(Some(options)).fit(&x).unwrap();
+        check_near_optimum(&x, &batch, &stepwise);
+    }
+}
+
+fn check_near_optimum(x: &ndarray::Array2<f64>, batch: &FittedGmm, stepwise: &FittedGmm) {
+    let (b, o) = (batch.score(x).unwrap(), stepwise.lower_bound());
     let gap = (b - o) / b.abs();
     assert!(
         gap < 5e-3,
@@ -242,7 +253,7 @@ fn bad_online_options_are_refused() {
                 batch_size,
                 decay,
                 passes,
-                evaluate_every_pass: false,
+                ..OnlineOptions::default()
             }))
             .fit(&x)
             .unwrap_err();

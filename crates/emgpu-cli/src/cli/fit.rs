@@ -155,6 +155,7 @@ impl FitCmd {
             decay: self.decay.unwrap_or(d.decay),
             passes: self.passes.unwrap_or(d.passes),
             evaluate_every_pass: self.eval_every_pass || self.plot.is_some(),
+            start_from_params: false,
         };
         at_least_one("--batch-size", options.batch_size)?;
         at_least_one("--passes", options.passes)?;

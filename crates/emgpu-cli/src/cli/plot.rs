@@ -54,6 +54,11 @@ pub struct PlotCmd {
     /// The title of the plot [default: "lower bound per pass over the data"].
     #[arg(long, value_name = "TEXT")]
     title: Option<String>,
+
+    /// The bottom of the y axis (points below are left out): the first iterations of a batch
+    /// fit often lie far below the rest [default: the lowest point].
+    #[arg(long, value_name = "Y", allow_negative_numbers = true)]
+    y_min: Option<f64>,
 }
 
 /// One line of the plot.
@@ -72,7 +77,11 @@ pub fn run(cmd: PlotCmd, ui: &Ui) -> Result<ExitCode, CliError> {
                 path.display()
             )));
         };
-        traces.push(trace_of(&model, cmd.x, None));
+        let mut trace = trace_of(&model, cmd.x, None);
+        if let Some(y) = cmd.y_min {
+            trace.points.retain(|p| p.1 >= y);
+        }
+        traces.push(trace);
     }
     write_svg(&cmd.output, &traces, cmd.x, cmd.title.as_deref())?;
     ui.note(format!(
@@ -183,7 +192,8 @@ fn render(
                 XAxis::Seconds => "wall time (s)",
             })
             .y_desc("lower bound (mean log-likelihood)")
-            .y_label_formatter(&|v| format!("{v:.4}"))
+            .max_light_lines(0)
+            .y_label_formatter(&|v| format!("{v:.3}"))
             .draw()?;
         let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
         for (i, t) in traces.iter().enumerate() {

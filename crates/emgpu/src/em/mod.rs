@@ -132,9 +132,9 @@ pub trait Model {
     fn n_parameters(&self) -> usize;
 
     /// Statistics of "one point" whose M-step gives `params` back: stepwise EM's starting
-    /// statistics `s_0` (Cappé & Moulines: the statistics of the initial parameters; see
-    /// [`online`]). `None` (the default): stepwise EM starts from the statistics of its first
-    /// mini-batch instead.
+    /// statistics `s_0` with [`online::OnlineOptions::start_from_params`] (Cappé & Moulines:
+    /// the statistics of the initial parameters). `None` (the default): stepwise EM starts from
+    /// the statistics of its first mini-batch.
     fn params_as_stats(&self, params: &Self::Params) -> Option<Self::Stats> {
         let _ = params;
         None

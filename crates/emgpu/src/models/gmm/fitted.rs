@@ -425,6 +425,7 @@ impl From<OnlineFile> for OnlineSummary {
                 decay: f.decay,
                 passes: f.passes,
                 evaluate_every_pass: f.evaluation_passes > 1,
+                start_from_params: false,
             },
             n_batches: f.n_batches,
             evaluation_passes: f.evaluation_passes,
