@@ -18,7 +18,7 @@ fn collapse_case(cov: CovarianceType) -> (ndarray::Array2<f64>, GmmParams) {
     .unwrap();
     let means = vec![0.0, 5.0, 4.5, 7.5, 500.0, -500.0];
     let covs = match cov {
-        CovarianceType::Full => vec![1.0, 0.0, 0.0, 1.0].repeat(3),
+        CovarianceType::Full => [1.0, 0.0, 0.0, 1.0].repeat(3),
         CovarianceType::Tied => vec![1.0, 0.0, 0.0, 1.0],
         CovarianceType::Diag => vec![1.0; 6],
         CovarianceType::Spherical => vec![1.0; 3],

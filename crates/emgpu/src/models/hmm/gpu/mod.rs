@@ -4,7 +4,7 @@
 //!
 //! Built once per fit (or per `score`/`predict` call) over one dataset:
 //!
-//! 1. **Data.** Uploaded once as f32 minus a centre ([`GpuData`], shared with the mixture's
+//! 1. **Data.** Uploaded once as f32 minus a centre (`GpuData`, shared with the mixture's
 //!    engine), in one buffer: the `[N][K]` buffers below must each fit one storage binding too,
 //!    or the engine is refused (`Backend::Auto` then runs the CPU engine and says why).
 //! 2. **Emissions.** `log b_k(x_t)` of all N × K pairs by the mixture's per-point kernel
@@ -21,7 +21,7 @@
 //!    (default [`SEGMENT_LEN`], lowered so that one invocation stays within llvmpipe's loop
 //!    budget) is cut into chunks of L steps, and three passes replace the serial recursion:
 //!    (a) every chunk, in parallel, runs its recursion from each unit vector (K × K lanes:
-//!    K ≤ [`MAX_TRANSFER_STATES`](kernels::MAX_TRANSFER_STATES)), giving its *transfer matrix*:
+//!    K ≤ [`MAX_TRANSFER_STATES`]), giving its *transfer matrix*:
 //!    the normalized image of each unit vector and its log-scale relative to the first, forward
 //!    and backward; (b) a short serial pass per sequence (`hmm_scan.wgsl`, one lane per state,
 //!    one step per *chunk*: L times fewer than the sequence) chains the transfer matrices from
