@@ -180,13 +180,25 @@ fn mini_batch_statistics_add_up_to_the_full_e_step() {
         batch_size: 700,
         ..OnlineOptions::default()
     };
+    // On the GPU also streamed chunks of 300 rows: a mini-batch is then 3 chunks (234 rows).
+    let mut cases = vec![];
     for backend in backends {
+        cases.push((backend, None));
+        if backend == Backend::Gpu {
+            cases.push((backend, Some(300)));
+        }
+    }
+    for (backend, chunk_rows) in cases {
+        let options = emgpu::device::EngineOptions {
+            chunk_rows,
+            ..Default::default()
+        };
         let mut engine = gmm_engine_batched(
             backend,
             &data,
             CovarianceType::Full,
             4,
-            Default::default(),
+            options,
             Some(opts.batch_size),
         )
         .unwrap();
