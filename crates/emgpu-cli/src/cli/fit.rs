@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use emgpu::data::{check_output_path, write_text_atomic};
+use emgpu::em::online::OnlineOptions;
 use emgpu::{Backend, BackendReport, Dataset, FittedGmm, FittedKMeans};
 use serde_json::{Value, json};
 
@@ -76,6 +77,42 @@ pub struct FitCmd {
     #[arg(long, value_name = "LABELS.npy|LABELS.csv")]
     labels_output: Option<PathBuf>,
 
+    /// gmm: fit by stepwise (online) EM (Cappé & Moulines): mini-batches of --batch-size rows
+    /// in a seeded shuffled order, the statistics updated s ← (1−η)·s + η·s_batch with
+    /// η_t = (t+2)^−ALPHA and an M-step after each; --passes passes, then one pass over all the
+    /// data for the lower bound. --tol and --max-iter are not used.
+    #[arg(long)]
+    online: bool,
+
+    /// With --online: rows per mini-batch [default: 100000].
+    #[arg(long, value_name = "B")]
+    batch_size: Option<usize>,
+
+    /// With --online: the decay ALPHA of the step sizes η_t = (t+2)^−ALPHA, 0.5 < ALPHA ≤ 1
+    /// [default: 0.6].
+    #[arg(long, value_name = "ALPHA", allow_negative_numbers = true)]
+    decay: Option<f64>,
+
+    /// With --online: passes over the data [default: 2].
+    #[arg(long, value_name = "P")]
+    passes: Option<usize>,
+
+    /// With --online: compute the full-data lower bound after every pass (one more pass over the
+    /// data each), not only after the last; implied by --plot.
+    #[arg(long)]
+    eval_every_pass: bool,
+
+    /// gmm: re-seed a component whose weight falls below 1e-5 at the worst-explained sample
+    /// (its covariance the mean of the others'). Without it a collapsed component stays at a
+    /// weight of about 1e-18, as in scikit-learn.
+    #[arg(long)]
+    reseed: bool,
+
+    /// gmm: also draw the lower bound of the fit (per iteration; online: per pass) as an SVG
+    /// (written atomically). `emgpu plot` draws several fits on the same axes.
+    #[arg(long, value_name = "PLOT.svg")]
+    plot: Option<PathBuf>,
+
     /// Print one line of JSON about the fit on stdout (gmm: n_iter, converged, lower_bound,
     /// init_lower_bounds, ...; kmeans: inertia, n_iter, converged, init_inertias, ...; both:
     /// backend, device, fit_seconds).
@@ -88,6 +125,7 @@ pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     if let Some(n) = cmd.n_init {
         at_least_one("--n-init", n)?;
     }
+    cmd.check_online()?;
     check_output_path(&cmd.output)?;
     let mut inputs = vec![("--input", cmd.input.input.as_path())];
     if let Some(InitArg::File(path)) = &cmd.fit.train.init {
@@ -99,6 +137,10 @@ pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         if !is_stdout(labels) {
             outputs.push(("--labels-output", labels.as_path()));
         }
+    }
+    if let Some(plot) = &cmd.plot {
+        check_output_path(plot)?;
+        outputs.push(("--plot", plot.as_path()));
     }
     if let Some(lengths) = &cmd.input.lengths {
         inputs.push(("--lengths", lengths.as_path()));
@@ -116,6 +158,65 @@ pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         ModelArg::Gmm => fit_gmm(&cmd, ui),
         ModelArg::Kmeans => fit_kmeans(&cmd, ui),
         ModelArg::Hmm => fit_hmm(&cmd, ui),
+    }
+}
+
+impl FitCmd {
+    /// The stepwise EM options: `None` without `--online`; their flags without it, or with
+    /// another model than a Gaussian mixture, are usage errors, as a decay outside (0.5, 1].
+    fn online_options(&self) -> Result<Option<OnlineOptions>, CliError> {
+        if !self.online {
+            return Ok(None);
+        }
+        let d = OnlineOptions::default();
+        let options = OnlineOptions {
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            decay: self.decay.unwrap_or(d.decay),
+            passes: self.passes.unwrap_or(d.passes),
+            evaluate_every_pass: self.eval_every_pass || self.plot.is_some(),
+            start_from_params: false,
+        };
+        at_least_one("--batch-size", options.batch_size)?;
+        at_least_one("--passes", options.passes)?;
+        if !(options.decay > 0.5 && options.decay <= 1.0) {
+            return Err(CliError::usage(format!(
+                "--decay must satisfy 0.5 < ALPHA ≤ 1 (step sizes (t+2)^−ALPHA), got {}",
+                options.decay
+            )));
+        }
+        Ok(Some(options))
+    }
+
+    /// Range and consistency checks of the stepwise EM, re-seeding and plot flags.
+    fn check_online(&self) -> Result<(), CliError> {
+        if self.fit.model != ModelArg::Gmm {
+            for (given, flag) in [
+                (self.online, "--online"),
+                (self.reseed, "--reseed"),
+                (self.plot.is_some(), "--plot"),
+            ] {
+                if given {
+                    return Err(CliError::usage(format!(
+                        "{flag} is an option of Gaussian mixtures (--model gmm)"
+                    )));
+                }
+            }
+        }
+        if !self.online {
+            for (given, flag) in [
+                (self.batch_size.is_some(), "--batch-size"),
+                (self.decay.is_some(), "--decay"),
+                (self.passes.is_some(), "--passes"),
+                (self.eval_every_pass, "--eval-every-pass"),
+            ] {
+                if given {
+                    return Err(CliError::usage(format!(
+                        "{flag} is an option of stepwise EM: add --online"
+                    )));
+                }
+            }
+        }
+        self.online_options().map(|_| ())
     }
 }
 
@@ -233,12 +334,25 @@ fn merged(mut base: Value, extra: Value) -> Value {
 
 fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     cmd.input.reject_lengths("a Gaussian mixture")?;
-    let gmm = cmd.fit.gmm(cmd.n_init, cmd.backend.into())?;
+    let online = cmd.online_options()?;
+    let gmm = cmd
+        .fit
+        .gmm(cmd.n_init, cmd.backend.into())?
+        .online(online)
+        .reseed(cmd.reseed);
     let (data, names) = open_input(cmd, ui)?;
     let data = with_weights(cmd, data)?;
     let n_init = cmd.n_init.unwrap_or(1);
-    let max_iter = cmd.fit.train.max_iter.unwrap_or(100);
-    let (model, seconds) = FitProgress::timed(ui, "fit", max_iter, n_init, |bar| {
+    let max_iter = match &online {
+        Some(o) => o.passes * o.n_batches(data.n_samples()),
+        None => cmd.fit.train.max_iter.unwrap_or(100),
+    };
+    let what = if online.is_some() {
+        "online fit"
+    } else {
+        "fit"
+    };
+    let (model, seconds) = FitProgress::timed(ui, what, max_iter, n_init, |bar| {
         gmm.fit_with_progress(&data, &mut |p| bar.update(p))
             .map_err(|e| about_file(e, &cmd.input.input))
     })?;
@@ -246,6 +360,11 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     let model = model.with_feature_names(names.clone())?;
     note_backend(cmd, ui, model.backend_report());
     write_text_atomic(&cmd.output, &model.to_json())?;
+    if let Some(path) = &cmd.plot {
+        let trace = super::plot::trace_of(&model, super::plot::XAxis::Passes, None);
+        super::plot::write_svg(path, &[trace], super::plot::XAxis::Passes, None)?;
+        ui.note(format!("plot: lower bound → {}", path.display()));
+    }
     if let Some(path) = &cmd.labels_output {
         let labels = model
             .predict(&data)
@@ -253,6 +372,14 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         write_training_labels(ui, path, labels.iter().copied(), model.n_components())?;
     }
     ui.note(gmm_summary(&model, cmd, &data, names.as_deref(), seconds));
+    if !model.reseeds().is_empty() {
+        let moved: Vec<String> = model
+            .reseeds()
+            .iter()
+            .map(|e| format!("{} at step {} to row {}", e.component, e.step, e.row))
+            .collect();
+        ui.note(format!("reseeded: {}", moved.join(", ")));
+    }
     if model.init_lower_bounds().len() > 1 {
         ui.note(restarts_line(
             "lower bounds",
@@ -273,9 +400,29 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
                 "n_init": n_init,
                 "init_lower_bounds": model.init_lower_bounds(),
                 "best_init": best_init(model.init_lower_bounds(), model.lower_bound()),
+                "reseed": cmd.reseed,
+                "reseeds": model.reseeds().len(),
+                "online": model.online().is_some(),
             }),
             common_json(cmd, &data, model.backend_report(), seconds),
         );
+        let line = match model.online() {
+            // "passes" counts the stepwise passes only; the full-data evaluations are
+            // "evaluation_passes".
+            Some(o) => merged(
+                line,
+                json!({
+                    "passes": o.options.passes,
+                    "evaluation_passes": o.evaluation_passes,
+                    "batch_size": o.options.batch_size,
+                    "n_batches": o.n_batches,
+                    "decay": o.options.decay,
+                    "lower_bound_trace": model.lower_bound_trace(),
+                    "evaluated_passes": o.evaluated_passes,
+                }),
+            ),
+            None => line,
+        };
         print_result(&line.to_string())?;
     }
     Ok(ExitCode::SUCCESS)
@@ -432,6 +579,24 @@ fn gmm_summary(
     names: Option<&[String]>,
     seconds: f64,
 ) -> String {
+    if let Some(o) = model.online() {
+        return format!(
+            "fit: {} {} components on {} samples × {}, {}, stepwise EM: {} passes of {} mini-batches of {} (decay {}) + {} evaluation pass(es) in {:.3} s, lower bound {} → {}",
+            model.n_components(),
+            model.covariance_type(),
+            data.n_samples(),
+            features(data.n_features(), names),
+            backend_name(model.backend_report(), cmd),
+            o.options.passes,
+            o.n_batches,
+            o.options.batch_size,
+            o.options.decay,
+            o.evaluation_passes,
+            seconds,
+            num(model.lower_bound()),
+            cmd.output.display()
+        );
+    }
     format!(
         "fit: {} {} component{} on {} × {}, {}, {} iterations ({}) in {:.3} s, lower bound {} → {}",
         model.n_components(),

@@ -24,6 +24,7 @@ mod hmm;
 mod init;
 mod options;
 mod output;
+mod plot;
 mod predict;
 mod progress;
 mod sample;
@@ -95,6 +96,8 @@ pub enum Command {
     Devices(devices::DevicesCmd),
     /// Time EM iterations per backend on built-in synthetic data (or yours), GPU and CPU side by side.
     Bench(bench::BenchCmd),
+    /// Draw the lower-bound traces of fitted Gaussian mixtures (batch and online) as one SVG.
+    Plot(plot::PlotCmd),
 }
 
 /// Runs a parsed command line.
@@ -109,7 +112,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
     // `devices` only lists adapters and `show` reads a file: a bad tuning variable is no reason
     // for them to fail.
-    if !matches!(cli.command, Command::Devices(_) | Command::Show(_)) {
+    if !matches!(
+        cli.command,
+        Command::Devices(_) | Command::Show(_) | Command::Plot(_)
+    ) {
         gpu_env::configure()?;
     }
     match cli.command {
@@ -122,6 +128,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Select(cmd) => select::run(cmd, &ui),
         Command::Devices(cmd) => devices::run(cmd, &ui),
         Command::Bench(cmd) => bench::run(cmd, &ui),
+        Command::Plot(cmd) => plot::run(cmd, &ui),
     }
 }
 

@@ -394,6 +394,33 @@ impl<'a> Dataset<'a> {
         rows
     }
 
+    /// Rows `[range.start, range.end)` of this dataset as a dataset of their own (row 0 of the
+    /// view is row `range.start` here), as independent samples. Nothing is copied: reads are
+    /// forwarded with the offset. Stepwise EM runs its mini-batches on such views.
+    pub fn row_range(&self, range: std::ops::Range<usize>) -> Result<Dataset<'_>> {
+        let n = self.n_samples();
+        if range.start > range.end || range.end > n {
+            return Err(Error::param(format!(
+                "rows {}..{} are not a range inside {n} rows",
+                range.start, range.end
+            )));
+        }
+        let mut rows = Dataset::from_source(RowRange {
+            inner: self.source.as_ref(),
+            start: range.start,
+            rows: range.end - range.start,
+        });
+        // The range's own weights (a mini-batch may weigh 0 in all: its statistics are then 0).
+        rows.weights = self.weights.as_ref().map(|w| {
+            let values: Arc<[f64]> = w.values[range.clone()].into();
+            SampleWeights {
+                sum: values.iter().sum(),
+                values,
+            }
+        });
+        Ok(rows)
+    }
+
     /// Number of rows.
     pub fn n_samples(&self) -> usize {
         self.source.n_samples()
@@ -520,6 +547,30 @@ impl AsWeights for [f64] {
     }
 }
 
+/// Rows `[start, start + rows)` of another source ([`Dataset::row_range`]).
+struct RowRange<'a> {
+    inner: &'a dyn DataSource,
+    start: usize,
+    rows: usize,
+}
+
+impl DataSource for RowRange<'_> {
+    fn n_samples(&self) -> usize {
+        self.rows
+    }
+    fn n_features(&self) -> usize {
+        self.inner.n_features()
+    }
+    fn read_f64(&self, start: usize, out: &mut [f64]) -> Result<()> {
+        check_range(self.rows, self.n_features(), start, out.len())?;
+        self.inner.read_f64(self.start + start, out)
+    }
+    fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
+        check_range(self.rows, self.n_features(), start, out.len())?;
+        self.inner.read_f32(self.start + start, out)
+    }
+}
+
 impl AsWeights for Vec<f64> {
     fn to_weights(&self) -> Arc<[f64]> {
         self[..].into()
@@ -601,6 +652,24 @@ impl DataSource for Borrowed<'_> {
 mod tests {
     use super::*;
     use ndarray::{Array2, ShapeBuilder};
+
+    #[test]
+    fn row_range_reads_the_rows_it_names_and_nothing_else() {
+        let a = Array2::from_shape_fn((10, 3), |(i, j)| (i * 3 + j) as f64);
+        let data = Dataset::from_array(&a);
+        let view = data.row_range(4..7).unwrap();
+        assert_eq!((view.n_samples(), view.n_features()), (3, 3));
+        assert_eq!(
+            view.to_vec_f64().unwrap(),
+            (12..21).map(f64::from).collect::<Vec<_>>()
+        );
+        let mut one = [0f32; 3];
+        view.read_f32(2, &mut one).unwrap();
+        assert_eq!(one, [18.0, 19.0, 20.0]);
+        assert!(view.read_f64(2, &mut [0.0; 6]).is_err());
+        assert!(data.row_range(8..11).is_err());
+        assert_eq!(data.row_range(10..10).unwrap().n_samples(), 0);
+    }
 
     #[test]
     fn reads_row_major_and_fortran_arrays_alike() {

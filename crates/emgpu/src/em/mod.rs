@@ -30,7 +30,7 @@
 //! exactly `max_iter` iterations run. Restarts ([`best_of`]) and model selection
 //! ([`crate::select`]) are generic over the model as well.
 
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Range};
 use std::time::Instant;
 
 use crate::data::Dataset;
@@ -40,6 +40,7 @@ use crate::error::{Error, Result};
 
 mod fit;
 pub mod mixture;
+pub mod online;
 
 pub use fit::{EmSettings, Fitted, fit_model};
 
@@ -66,6 +67,13 @@ pub trait Stats: Clone + Send {
         let mut a = self.to_flat();
         a.iter_mut().for_each(|x| *x *= factor);
         self.read_flat(&a);
+    }
+    /// Moves the non-additive parts of `self` (a Gaussian mixture's shifts) to those of `like`
+    /// without changing what the statistics describe, so that `self.merge(like)` is valid:
+    /// stepwise EM mixes statistics gathered under different parameters. The default does
+    /// nothing (statistics that are additive through and through).
+    fn rebase(&mut self, like: &Self) {
+        let _ = like;
     }
     /// The total log-likelihood (or the model's objective) of the points summed.
     fn log_likelihood(&self) -> f64;
@@ -123,6 +131,15 @@ pub trait Model {
     /// The number of free parameters (for BIC and AIC).
     fn n_parameters(&self) -> usize;
 
+    /// Statistics of "one point" whose M-step gives `params` back: stepwise EM's starting
+    /// statistics `s_0` with [`online::OnlineOptions::start_from_params`] (Cappé & Moulines:
+    /// the statistics of the initial parameters). `None` (the default): stepwise EM starts from
+    /// the statistics of its first mini-batch.
+    fn params_as_stats(&self, params: &Self::Params) -> Option<Self::Stats> {
+        let _ = params;
+        None
+    }
+
     /// What to suggest when the lower bound stops being finite (appended to the error; the
     /// default suggests only scaling the data).
     fn numerical_advice(&self) -> &'static str {
@@ -146,6 +163,30 @@ pub trait EStep<M: Model + ?Sized> {
     /// What runs this engine.
     fn report(&self) -> BackendReport;
 }
+
+/// An E-step engine that can also run over a block of its rows: the mini-batches of stepwise
+/// EM ([`online`]). `rows` is a range of the engine's data; an engine may accept only the ranges
+/// it was built for (the GPU Gaussian-mixture engine: whole chunks) and refuse others with an
+/// error.
+pub trait RowsEStep<M: Model + ?Sized>: EStep<M> {
+    /// The statistics of the points `rows` of the engine's data under `prepared`.
+    fn e_step_rows(&mut self, prepared: &M::Prepared, rows: Range<usize>) -> Result<M::Stats>;
+}
+
+/// What a hook after an M-step ([`run_em_with`], [`online::run_online`]) is told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AfterMStep {
+    /// The iteration (batch EM) or the mini-batch step (stepwise EM), from 1.
+    pub step: usize,
+    /// The rows whose E-step fed this M-step: `None` for all the data (batch EM), the
+    /// mini-batch's range for stepwise EM.
+    pub rows: Option<Range<usize>>,
+}
+
+/// A hook run after every M-step on the new parameters: it may change them (re-seeding a
+/// collapsed component) and returns whether it did. A batch run does not stop at an iteration
+/// whose parameters a hook changed (unless it is the last one `max_iter` allows).
+pub type MStepHook<'h, P> = dyn FnMut(&AfterMStep, &mut P) -> Result<bool> + 'h;
 
 /// Stopping rule of an EM run.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -220,9 +261,31 @@ pub struct EmRun<M: Model + ?Sized> {
 pub fn run_em<M: Model + ?Sized>(
     model: &M,
     engine: &mut dyn EStep<M>,
+    params: M::Params,
+    rule: StopRule,
+    init: usize,
+    progress: &mut dyn FnMut(&Progress) -> Control,
+) -> Result<EmRun<M>> {
+    run_em_with(
+        model,
+        engine,
+        params,
+        rule,
+        init,
+        &mut |_, _| Ok(false),
+        progress,
+    )
+}
+
+/// [`run_em`] with `hook` run on the parameters of every M-step (see [`MStepHook`]); with a
+/// hook that changes nothing it is [`run_em`].
+pub fn run_em_with<M: Model + ?Sized>(
+    model: &M,
+    engine: &mut dyn EStep<M>,
     mut params: M::Params,
     rule: StopRule,
     init: usize,
+    hook: &mut MStepHook<'_, M::Params>,
     progress: &mut dyn FnMut(&Progress) -> Control,
 ) -> Result<EmRun<M>> {
     rule.validate()?;
@@ -243,12 +306,19 @@ pub fn run_em<M: Model + ?Sized>(
                 model.numerical_advice()
             )));
         }
-        let next = model.m_step(&stats)?;
+        let mut next = model.m_step(&stats)?;
+        let changed = hook(
+            &AfterMStep {
+                step: iteration,
+                rows: None,
+            },
+            &mut next,
+        )?;
         let before = std::mem::replace(&mut params, next);
         let prev = std::mem::replace(&mut lower_bound, lb);
         trace.push(lb);
         n_iter = iteration;
-        let (done, criterion) = model.converged(
+        let (converged_now, criterion) = model.converged(
             &Step {
                 iteration,
                 lower_bound,
@@ -259,6 +329,8 @@ pub fn run_em<M: Model + ?Sized>(
             },
             rule.tol,
         );
+        // Parameters a hook changed have not been through an E-step yet: go on.
+        let done = converged_now && !changed;
         last = Some((before, stats));
         if !done && iteration < rule.max_iter {
             prepared = model.prepare(&params)?;

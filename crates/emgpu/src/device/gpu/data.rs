@@ -133,21 +133,26 @@ impl<'a> GpuData<'a> {
         } else {
             chunk_rows.min(n)
         };
-        let n_chunks = n.div_ceil(chunk_rows);
+        let plan = match options.batch_rows {
+            Some(0) => return Err(Error::param("batch_rows must be at least 1")),
+            Some(b) => plan_in_batches(n, b, chunk_rows.max(1)),
+            None => (0..n.div_ceil(chunk_rows))
+                .map(|c| (c * chunk_rows, chunk_rows.min(n - c * chunk_rows)))
+                .collect(),
+        };
+        let largest = plan.iter().map(|c| c.1).max().unwrap_or(1);
         let stream = if resident {
             None
         } else {
             Some(device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("streamed chunk"),
-                size: chunk_rows as u64 * row_bytes,
+                size: largest as u64 * row_bytes,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }))
         };
-        let mut chunks = Vec::with_capacity(n_chunks);
-        for c in 0..n_chunks {
-            let start = c * chunk_rows;
-            let rows = chunk_rows.min(n - start);
+        let mut chunks = Vec::with_capacity(plan.len());
+        for (start, rows) in plan {
             let buffer = if resident {
                 Some(upload_resident(device, data, &centre, start, rows)?)
             } else {
@@ -255,6 +260,25 @@ impl<'a> GpuData<'a> {
     }
 }
 
+/// Chunks `(start, rows)` of `n` rows, at most `max_rows` each, none straddling a multiple of
+/// `batch` rows: each batch is cut into equal pieces (the last batch may be shorter).
+fn plan_in_batches(n: usize, batch: usize, max_rows: usize) -> Vec<(usize, usize)> {
+    let mut plan = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let end = (start + batch).min(n);
+        let len = end - start;
+        let piece = len.div_ceil(len.div_ceil(max_rows));
+        let mut s = start;
+        while s < end {
+            plan.push((s, piece.min(end - s)));
+            s += piece;
+        }
+        start = end;
+    }
+    plan
+}
+
 /// The f64 mean of up to [`CENTRE_SAMPLE`] rows spread evenly over the data.
 fn data_centre(data: &Dataset) -> Result<Vec<f64>> {
     let (n, d) = (data.n_samples(), data.n_features());
@@ -336,4 +360,24 @@ fn upload_resident(
     }
     buffer.unmap();
     Ok(buffer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan_in_batches;
+
+    #[test]
+    fn chunks_stay_inside_batches_and_cover_the_rows() {
+        for (n, batch, max) in [(10, 4, 100), (10, 4, 3), (7, 10, 2), (100, 7, 7), (1, 1, 1)] {
+            let plan = plan_in_batches(n, batch, max);
+            let mut next = 0;
+            for &(start, rows) in &plan {
+                assert_eq!(start, next, "{n} {batch} {max}: {plan:?}");
+                assert!(rows >= 1 && rows <= max);
+                assert_eq!(start / batch, (start + rows - 1) / batch, "{plan:?}");
+                next = start + rows;
+            }
+            assert_eq!(next, n);
+        }
+    }
 }

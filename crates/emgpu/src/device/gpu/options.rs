@@ -41,6 +41,10 @@ pub struct GpuEngineOptions {
     /// [`GpuVariant::recommended`]. A tuning knob for benchmarks (the command line and the tests
     /// read it from `EMGPU_GPU_VARIANT`, parsed by [`GpuVariant`]'s `FromStr`).
     pub variant: Option<GpuVariant>,
+    /// Mini-batches of stepwise EM: chunks never straddle a multiple of this many rows, so that
+    /// every mini-batch is a set of whole chunks (one chunk when it fits a binding). `None`:
+    /// chunks as above.
+    pub batch_rows: Option<usize>,
 }
 
 /// Forms of the Gaussian-mixture kernels (tuning variants; every one computes the same
@@ -152,6 +156,7 @@ impl From<EngineOptions> for GpuEngineOptions {
             e_step_points: None,
             min_workgroups: None,
             variant: None,
+            batch_rows: None,
         }
     }
 }
@@ -182,6 +187,7 @@ impl GpuEngineOptions {
             e_step_points: self.e_step_points.or(defaults.e_step_points),
             min_workgroups: self.min_workgroups.or(defaults.min_workgroups),
             variant: self.variant.or(defaults.variant),
+            batch_rows: self.batch_rows.or(defaults.batch_rows),
         }
     }
 

@@ -7,7 +7,7 @@ use rand_distr::{Binomial, Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use super::gmm_engine;
-use super::{CovarianceType, GmmParams, Prepared};
+use super::{CovarianceType, GmmParams, OnlineSummary, Prepared, ReseedEvent};
 use crate::data::{AsDataset, Dataset};
 use crate::device::{Backend, BackendReport, EngineOptions};
 use crate::error::{Error, Result};
@@ -30,6 +30,9 @@ pub struct FittedGmm {
     pub(crate) predict_backend: Backend,
     feature_names: Option<Vec<String>>,
     pub(crate) n_train: Option<usize>,
+    pub(crate) trace_seconds: Vec<f64>,
+    pub(crate) reseeds: Vec<ReseedEvent>,
+    pub(crate) online: Option<OnlineSummary>,
 }
 
 impl FittedGmm {
@@ -48,6 +51,9 @@ impl FittedGmm {
             predict_backend: Backend::Cpu,
             feature_names: None,
             n_train: None,
+            trace_seconds: Vec::new(),
+            reseeds: Vec::new(),
+            online: None,
         })
     }
 
@@ -141,6 +147,23 @@ impl FittedGmm {
     /// Lower bound of every iteration of the best run.
     pub fn lower_bound_trace(&self) -> &[f64] {
         &self.lower_bound_trace
+    }
+    /// Wall seconds from the start of the best run to each entry of
+    /// [`FittedGmm::lower_bound_trace`] (E-steps and M-steps; stepwise EM: the end of each
+    /// evaluated pass, its evaluation not counted). Empty for loaded models of older files.
+    pub fn trace_seconds(&self) -> &[f64] {
+        &self.trace_seconds
+    }
+    /// The components re-seeded during the best run, in order (empty without
+    /// [`GaussianMixture::reseed`](super::GaussianMixture::reseed) or when nothing collapsed).
+    pub fn reseeds(&self) -> &[ReseedEvent] {
+        &self.reseeds
+    }
+    /// How stepwise EM went, for an online fit (`None` for batch EM). Its lower-bound trace
+    /// ([`FittedGmm::lower_bound_trace`]) is then the full-data lower bound after the evaluated
+    /// passes, and [`FittedGmm::n_iter`] counts mini-batch steps.
+    pub fn online(&self) -> Option<&OnlineSummary> {
+        self.online.as_ref()
     }
     /// Final lower bound of each initialization, in order.
     pub fn init_lower_bounds(&self) -> &[f64] {
@@ -335,6 +358,9 @@ impl FittedGmm {
             device: self.report.as_ref().map(|r| r.device.clone()),
             feature_names: self.feature_names.clone(),
             n_samples: self.n_train,
+            trace_seconds: self.trace_seconds.clone(),
+            reseeds: self.reseeds.clone(),
+            online: self.online.as_ref().map(OnlineFile::from),
         })
     }
 
@@ -362,6 +388,9 @@ impl FittedGmm {
         model.lower_bound_trace = file.lower_bound_trace;
         model.feature_names = checked_names(file.feature_names, d)?;
         model.n_train = file.n_samples;
+        model.trace_seconds = file.trace_seconds;
+        model.reseeds = file.reseeds;
+        model.online = file.online.map(OnlineSummary::from);
         Ok(model)
     }
 }
@@ -400,6 +429,57 @@ struct GmmFile {
     /// The number of training samples (absent in older files and models made by hand).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     n_samples: Option<usize>,
+    /// Wall seconds at each entry of `lower_bound_trace` (absent in older files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    trace_seconds: Vec<f64>,
+    /// The re-seedings of the fit (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reseeds: Vec<ReseedEvent>,
+    /// Stepwise EM's settings (absent for batch EM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    online: Option<OnlineFile>,
+}
+
+/// The `online` object of a model file: how stepwise EM ran. `lower_bound_trace` is then the
+/// full-data lower bound after the passes `evaluated_passes`.
+#[derive(Debug, Serialize, Deserialize)]
+struct OnlineFile {
+    batch_size: usize,
+    decay: f64,
+    passes: usize,
+    n_batches: usize,
+    evaluation_passes: usize,
+    evaluated_passes: Vec<usize>,
+}
+
+impl From<&OnlineSummary> for OnlineFile {
+    fn from(o: &OnlineSummary) -> Self {
+        Self {
+            batch_size: o.options.batch_size,
+            decay: o.options.decay,
+            passes: o.options.passes,
+            n_batches: o.n_batches,
+            evaluation_passes: o.evaluation_passes,
+            evaluated_passes: o.evaluated_passes.clone(),
+        }
+    }
+}
+
+impl From<OnlineFile> for OnlineSummary {
+    fn from(f: OnlineFile) -> Self {
+        Self {
+            options: crate::em::online::OnlineOptions {
+                batch_size: f.batch_size,
+                decay: f.decay,
+                passes: f.passes,
+                evaluate_every_pass: f.evaluation_passes > 1,
+                start_from_params: false,
+            },
+            n_batches: f.n_batches,
+            evaluation_passes: f.evaluation_passes,
+            evaluated_passes: f.evaluated_passes,
+        }
+    }
 }
 
 /// Draws from the Gaussians of a mixture's components: `x = μ_c + L_c z` with `L_c` the

@@ -25,14 +25,16 @@ pub mod gpu;
 mod init;
 pub mod m_step;
 mod params;
+pub mod reseed;
 mod stats;
 
 pub use covariance::CovarianceType;
-pub use engine::{GmmEngine, GmmModel, gmm_engine};
+pub use engine::{GmmEngine, GmmModel, gmm_engine, gmm_engine_batched};
 pub(crate) use fitted::GaussianSampler;
 pub use fitted::{FittedGmm, MODEL_FORMAT, MODEL_VERSION};
 pub use m_step::{WeightNorm, estimate_parameters, estimate_parameters_exact, m_step};
 pub use params::{GmmParams, Prepared};
+pub use reseed::{DEFAULT_RESEED_THRESHOLD, ReseedEvent};
 pub use stats::GmmStats;
 
 use rand::SeedableRng;
@@ -40,7 +42,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::data::{AsDataset, AsWeights, Dataset};
 use crate::device::{Backend, EngineOptions};
-use crate::em::{Control, EmRun, Progress, StopRule, best_of, observe, run_em};
+use crate::em::online::{OnlineOptions, run_online};
+use crate::em::{AfterMStep, Control, Progress, StopRule, best_of, observe, run_em_with};
 use crate::error::{Error, Result};
 use crate::init::{kmeans_plusplus_rng, random_rows, tolerance_from_variances};
 use crate::models::kmeans::KMeansEngine;
@@ -117,6 +120,33 @@ pub struct GaussianMixture {
     seed: u64,
     backend: Backend,
     engine: EngineOptions,
+    reseed: Option<f64>,
+    online: Option<OnlineOptions>,
+}
+
+/// How stepwise EM went (in [`FittedGmm::online`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineSummary {
+    /// The options it ran with.
+    pub options: OnlineOptions,
+    /// Mini-batches per pass.
+    pub n_batches: usize,
+    /// Full-data E-steps run (not counted in the passes).
+    pub evaluation_passes: usize,
+    /// The pass (from 1) of each entry of the lower-bound trace.
+    pub evaluated_passes: Vec<usize>,
+}
+
+/// One restart's result, batch or stepwise.
+struct RunResult {
+    params: GmmParams,
+    lower_bound: f64,
+    trace: Vec<f64>,
+    trace_seconds: Vec<f64>,
+    n_iter: usize,
+    converged: bool,
+    reseeds: Vec<ReseedEvent>,
+    online: Option<OnlineSummary>,
 }
 
 impl GaussianMixture {
@@ -134,7 +164,34 @@ impl GaussianMixture {
             seed: 0,
             backend: Backend::Auto,
             engine: EngineOptions::default(),
+            reseed: None,
+            online: None,
         }
+    }
+
+    /// Re-seed collapsed components (off by default, as scikit-learn): after every M-step a
+    /// component whose weight is below [`DEFAULT_RESEED_THRESHOLD`] moves to the worst-explained
+    /// point with weight `1/K` (renormalized) and the mean of the other covariances (see
+    /// [`reseed`](mod@reseed)); the fitted model lists the moves ([`FittedGmm::reseeds`]).
+    pub fn reseed(mut self, on: bool) -> Self {
+        self.reseed = on.then_some(self.reseed.unwrap_or(DEFAULT_RESEED_THRESHOLD));
+        self
+    }
+    /// Re-seed components whose weight falls below `threshold` (1e-6 to 1e-3); turns
+    /// re-seeding on.
+    pub fn reseed_threshold(mut self, threshold: f64) -> Self {
+        self.reseed = Some(threshold);
+        self
+    }
+    /// Fit by stepwise (online) EM with these options instead of batch EM (see
+    /// [`crate::em::online`]); `tol` and `max_iter` are then not used. `None`: batch EM.
+    pub fn online(mut self, options: Option<OnlineOptions>) -> Self {
+        self.online = options;
+        self
+    }
+    /// The stepwise EM options, when the fit is online.
+    pub fn online_options(&self) -> Option<&OnlineOptions> {
+        self.online.as_ref()
     }
 
     /// The covariance structure.
@@ -250,6 +307,12 @@ impl GaussianMixture {
             max_iter: self.max_iter,
         }
         .validate()?;
+        if let Some(t) = self.reseed {
+            reseed::check_threshold(t)?;
+        }
+        if let Some(o) = &self.online {
+            o.validate()?;
+        }
         if self.n_components > n {
             return Err(Error::TooManyComponents {
                 n_components: self.n_components,
@@ -352,12 +415,13 @@ impl GaussianMixture {
         data.validate_for("the Gaussian mixture")?;
         let (n, d) = (data.n_samples(), data.n_features());
         self.validate(n, d)?;
-        let mut engine = gmm_engine(
+        let mut engine = gmm_engine_batched(
             self.backend,
             &data,
             self.covariance_type,
             self.n_components,
             self.engine,
+            self.online.map(|o| o.batch_size),
         )?;
         let mut state = self.init_state();
         self.fit_engine_with(&data, engine.as_mut(), &mut state, progress)
@@ -409,9 +473,9 @@ impl GaussianMixture {
             self.n_init,
             |init| {
                 let params = self.draw_initial_params(data, &mut rng, engine, state)?;
-                run_em(&model, engine, params, rule, init, progress)
+                self.run_one(data, &model, engine, params, rule, init, progress)
             },
-            |run: &EmRun<GmmModel>, best| run.lower_bound > best.lower_bound,
+            |run: &RunResult, best| run.lower_bound > best.lower_bound,
             |run| run.lower_bound,
         )?;
         let mut fitted =
@@ -419,7 +483,10 @@ impl GaussianMixture {
         fitted.lower_bound = best.lower_bound;
         fitted.n_iter = best.n_iter;
         fitted.converged = best.converged;
-        fitted.lower_bound_trace = best.lower_bound_trace;
+        fitted.lower_bound_trace = best.trace;
+        fitted.trace_seconds = best.trace_seconds;
+        fitted.reseeds = best.reseeds;
+        fitted.online = best.online;
         fitted.init_lower_bounds = init_lower_bounds;
         fitted.report = Some(engine.report());
         fitted.n_train = Some(n);
@@ -446,6 +513,79 @@ impl GaussianMixture {
         let mut state = self.init_state();
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         self.draw_initial_params(&data, &mut rng, engine.as_mut(), &mut state)
+    }
+
+    /// One run from `params`: batch EM ([`run_em_with`]) or stepwise EM ([`run_online`]),
+    /// with the re-seeding hook when asked for, timing every step.
+    #[allow(clippy::too_many_arguments)]
+    fn run_one(
+        &self,
+        data: &Dataset,
+        model: &GmmModel,
+        engine: &mut dyn GmmEngine,
+        params: GmmParams,
+        rule: StopRule,
+        init: usize,
+        progress: &mut dyn FnMut(&Progress) -> Control,
+    ) -> Result<RunResult> {
+        let mut reseeds = Vec::new();
+        let threshold = self.reseed;
+        let mut hook = |at: &AfterMStep, p: &mut GmmParams| -> Result<bool> {
+            let Some(threshold) = threshold else {
+                return Ok(false);
+            };
+            let rows = at.rows.clone().unwrap_or(0..data.n_samples());
+            let view = data.row_range(rows.clone())?;
+            reseed::reseed(p, &view, rows.start, threshold, at.step, &mut reseeds)
+        };
+        let mut seconds = Vec::new();
+        let mut elapsed = 0.0;
+        let mut timed = |p: &Progress| {
+            elapsed += p.e_step_seconds + p.m_step_seconds;
+            seconds.push(elapsed);
+            progress(p)
+        };
+        let n = data.n_samples();
+        let result = match &self.online {
+            None => {
+                let run = run_em_with(model, engine, params, rule, init, &mut hook, &mut timed)?;
+                RunResult {
+                    params: run.params,
+                    lower_bound: run.lower_bound,
+                    trace: run.lower_bound_trace,
+                    trace_seconds: seconds,
+                    n_iter: run.n_iter,
+                    converged: run.converged,
+                    reseeds: Vec::new(),
+                    online: None,
+                }
+            }
+            Some(options) => {
+                let run = run_online(
+                    model, engine, n, params, options, self.seed, init, &mut hook, &mut timed,
+                )?;
+                let converged = match run.pass_lower_bounds.as_slice() {
+                    [.., a, b] => (b - a).abs() < self.tol,
+                    _ => false,
+                };
+                RunResult {
+                    params: run.params,
+                    lower_bound: run.lower_bound,
+                    trace: run.pass_lower_bounds,
+                    trace_seconds: run.pass_seconds,
+                    n_iter: run.n_steps,
+                    converged,
+                    reseeds: Vec::new(),
+                    online: Some(OnlineSummary {
+                        options: *options,
+                        n_batches: options.n_batches(n),
+                        evaluation_passes: run.evaluation_passes,
+                        evaluated_passes: run.evaluated_passes,
+                    }),
+                }
+            }
+        };
+        Ok(RunResult { reseeds, ..result })
     }
 
     /// The starting parameters of one restart, drawn from `rng` (see [`Init`]).

@@ -202,6 +202,12 @@ impl Stats for GmmStats {
     fn merge(&mut self, other: &Self) {
         GmmStats::merge(self, other)
     }
+    /// Moves the statistics to `like`'s shifts ([`GmmStats::reshift`]).
+    fn rebase(&mut self, like: &Self) {
+        if self.shift != like.shift {
+            self.reshift(&like.shift);
+        }
+    }
     fn scale(&mut self, factor: f64) {
         self.n_samples *= factor;
         self.log_likelihood *= factor;

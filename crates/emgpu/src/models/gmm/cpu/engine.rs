@@ -75,6 +75,15 @@ impl EStep<GmmModel> for CpuEngine<'_> {
 }
 
 impl GmmEngine for CpuEngine<'_> {
+    /// The E-step of the engine's path over a view of the rows (any range).
+    fn e_step_rows(&mut self, p: &Prepared, rows: std::ops::Range<usize>) -> Result<GmmStats> {
+        let view = self.data.row_range(rows)?;
+        match self.path {
+            CpuPath::Blocked => e_step_blocked(&view, p, self.chunk_rows),
+            CpuPath::Reference => e_step_reference(&view, p, self.chunk_rows),
+        }
+    }
+
     fn log_likelihoods(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
         self.check_output("log-likelihoods", out.len(), 1)?;
         self.point_outputs(

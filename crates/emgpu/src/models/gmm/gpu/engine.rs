@@ -427,17 +427,20 @@ impl<'a> GpuGmmEngine<'a> {
     }
 
     /// Runs the statistics of chunks `first..first + count` (all in one submit when resident)
-    /// and adds their sums into `sums` in f64.
+    /// and adds their sums into `sums` in f64. Chunk `c` writes output slot `c % slots`: the
+    /// chunks must not wrap around the slots (`first % slots + count ≤ slots`).
     fn run_batch(&mut self, first: usize, count: usize, sums: &mut [f64]) -> Result<()> {
         let p = self.kernels.stats.partial_len;
         let bytes = (count * p * 4) as u64;
+        let offset = ((first % self.kernels.slots) * p * 4) as u64;
+        debug_assert!(first % self.kernels.slots + count <= self.kernels.slots);
         let ctx = &self.gd.ctx;
         if self.is_resident() {
             let mut enc = encoder(ctx, "gmm");
             for c in first..first + count {
                 self.encode_stats(c, &mut enc);
             }
-            enc.copy_buffer_to_buffer(&self.kernels.out, 0, &self.kernels.staging, 0, bytes);
+            enc.copy_buffer_to_buffer(&self.kernels.out, offset, &self.kernels.staging, 0, bytes);
             ctx.queue().submit([enc.finish()]);
         } else {
             for c in first..first + count {
@@ -447,7 +450,7 @@ impl<'a> GpuGmmEngine<'a> {
                 if c + 1 == first + count {
                     enc.copy_buffer_to_buffer(
                         &self.kernels.out,
-                        0,
+                        offset,
                         &self.kernels.staging,
                         0,
                         bytes,
@@ -465,12 +468,40 @@ impl<'a> GpuGmmEngine<'a> {
         })
     }
 
-    /// Statistics from the summed partial row `v`, about the GPU's shifts `gpu_shift`, moved
-    /// to the exact shifts `p.means`.
-    fn unpack(&self, v: &[f64], p: &Prepared, gpu_shift: &[f64]) -> GmmStats {
-        // Σ w in f64 on the host (N without weights): the GPU sums only the weighted moments.
-        let n = self.gd.data.sum_of_weights();
+    /// Statistics of `n` (weighted) points from the summed partial row `v`, about the GPU's
+    /// shifts `gpu_shift`, moved to the exact shifts `p.means`. `n` is Σ w in f64 on the host
+    /// (the number of rows without weights): the GPU sums only the weighted moments.
+    fn unpack(&self, v: &[f64], n: f64, p: &Prepared, gpu_shift: &[f64]) -> GmmStats {
         self.kernels.shape.unpack(v, n, &p.means, gpu_shift)
+    }
+
+    /// The E-step over chunks `chunks` (in as few readbacks as the output slots allow), as
+    /// statistics of `n` (weighted) points.
+    fn e_step_chunks(
+        &mut self,
+        p: &Prepared,
+        chunks: std::ops::Range<usize>,
+        n: f64,
+    ) -> Result<GmmStats> {
+        self.use_shape_of(p)?;
+        let gd = Arc::clone(&self.gd);
+        gd.ctx.checked("GPU E-step", || {
+            let gpu_shift = self.write_params(p);
+            let mut sums = vec![0f64; self.kernels.stats.partial_len];
+            let slots = self.kernels.slots;
+            let mut first = chunks.start;
+            while first < chunks.end {
+                let count = (slots - first % slots).min(chunks.end - first);
+                self.run_batch(first, count, &mut sums)?;
+                first += count;
+            }
+            if !sums.iter().all(|v| v.is_finite()) {
+                return Err(Error::Numerical(
+                    "the GPU E-step produced a non-finite statistic; check the data's scale, increase reg_covar, or use the CPU backend".into(),
+                ));
+            }
+            Ok(self.unpack(&sums, n, p, &gpu_shift))
+        })
     }
 
     fn points_state(&mut self) -> Result<()> {
@@ -640,25 +671,8 @@ impl<'a> GpuGmmEngine<'a> {
 
 impl EStep<GmmModel> for GpuGmmEngine<'_> {
     fn e_step(&mut self, p: &Prepared) -> Result<GmmStats> {
-        self.use_shape_of(p)?;
-        let gd = Arc::clone(&self.gd);
-        gd.ctx.checked("GPU E-step", || {
-            let gpu_shift = self.write_params(p);
-            let mut sums = vec![0f64; self.kernels.stats.partial_len];
-            let n_chunks = gd.chunks.len();
-            let mut first = 0;
-            while first < n_chunks {
-                let count = self.kernels.slots.min(n_chunks - first);
-                self.run_batch(first, count, &mut sums)?;
-                first += count;
-            }
-            if !sums.iter().all(|v| v.is_finite()) {
-                return Err(Error::Numerical(
-                    "the GPU E-step produced a non-finite statistic; check the data's scale, increase reg_covar, or use the CPU backend".into(),
-                ));
-            }
-            Ok(self.unpack(&sums, p, &gpu_shift))
-        })
+        let (n_chunks, n) = (self.gd.chunks.len(), self.gd.data.sum_of_weights());
+        self.e_step_chunks(p, 0..n_chunks, n)
     }
 
     fn report(&self) -> BackendReport {
@@ -671,6 +685,31 @@ impl EStep<GmmModel> for GpuGmmEngine<'_> {
 }
 
 impl<'a> GmmEngine for GpuGmmEngine<'a> {
+    /// The chunks that make up `rows` exactly (build the engine with
+    /// [`GpuEngineOptions::batch_rows`] so that mini-batches are whole chunks); other ranges are
+    /// refused. Streamed chunks are uploaded through the streaming buffer as in a full E-step.
+    fn e_step_rows(&mut self, p: &Prepared, rows: std::ops::Range<usize>) -> Result<GmmStats> {
+        let chunks = &self.gd.chunks;
+        let first = chunks.partition_point(|c| c.start < rows.start);
+        let last = chunks.partition_point(|c| c.start < rows.end);
+        let whole = rows.start < rows.end
+            && chunks.get(first).is_some_and(|c| c.start == rows.start)
+            && chunks[first..last]
+                .last()
+                .is_some_and(|c| c.start + c.rows == rows.end);
+        if !whole {
+            return Err(Error::param(format!(
+                "rows {}..{} are not whole chunks of the GPU engine's data (build it with batch_rows)",
+                rows.start, rows.end
+            )));
+        }
+        let n = match self.gd.data.weights_of(rows.start, rows.end - rows.start) {
+            Some(w) => w.iter().sum(),
+            None => (rows.end - rows.start) as f64,
+        };
+        self.e_step_chunks(p, first..last, n)
+    }
+
     fn log_likelihoods(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
         self.point_outputs(p, Some(out), None)
     }
