@@ -94,8 +94,8 @@ fn score_kmeans(cmd: &ScoreCmd, ui: &Ui, model: FittedKMeans) -> Result<ExitCode
     let model = model.with_backend(Backend::from(cmd.backend));
     let (data, _) = cmd.input.open_named(ui, model.feature_names())?;
     let n = data.n_samples();
-    let score = model
-        .score(&data)
+    let (score, report) = model
+        .score_with_report(&data)
         .map_err(|e| about_file(e, &cmd.input.input))?;
     let inertia = -score;
     let msd = inertia / n as f64;
@@ -109,7 +109,8 @@ fn score_kmeans(cmd: &ScoreCmd, ui: &Ui, model: FittedKMeans) -> Result<ExitCode
             "n_features": model.n_features(),
             "n_clusters": model.n_clusters(),
             "model": "kmeans",
-            "backend": cmd.backend_name(),
+            "backend": report.backend.to_string(),
+            "device": report.device,
         });
         print_result(&line.to_string())?;
     } else {
@@ -119,10 +120,4 @@ fn score_kmeans(cmd: &ScoreCmd, ui: &Ui, model: FittedKMeans) -> Result<ExitCode
         print_result(&format!("n_samples              {n}"))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-impl ScoreCmd {
-    fn backend_name(&self) -> String {
-        Backend::from(self.backend).to_string()
-    }
 }

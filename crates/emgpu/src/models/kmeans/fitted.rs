@@ -126,15 +126,22 @@ impl FittedKMeans {
         Ok(())
     }
 
-    /// Labels and inertia of `x` under the centers.
-    fn assign(&self, x: &impl AsDataset) -> Result<(Array1<usize>, f64)> {
+    /// Labels and inertia of `x` under the centers, and what computed them.
+    fn assign(&self, x: &impl AsDataset) -> Result<(Array1<usize>, f64, BackendReport)> {
         let data = x.as_dataset();
         self.check_data(&data)?;
         let mut engine = kmeans_engine(self.predict_backend, &data, EngineOptions::default())?;
         let stats = engine.assign_and_sum(&self.centers, self.n_clusters)?;
         let mut labels = vec![0u32; data.n_samples()];
         engine.labels(&mut labels)?;
-        Ok((labels.iter().map(|&l| l as usize).collect(), stats.inertia))
+        let labels = labels.iter().map(|&l| l as usize).collect();
+        Ok((labels, stats.inertia, engine.report()))
+    }
+
+    /// [`FittedKMeans::score`] and what computed it (the device `Backend::Auto` chose, and why).
+    pub fn score_with_report(&self, x: &impl AsDataset) -> Result<(f64, BackendReport)> {
+        let (_, inertia, report) = self.assign(x)?;
+        Ok((-inertia, report))
     }
 
     /// The nearest center of every sample (scikit-learn's `predict`; ties to the lowest index).
