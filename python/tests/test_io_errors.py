@@ -61,6 +61,16 @@ def test_cli_reads_python_models_and_python_reads_cli_models(cli, tmp_path):
     np.testing.assert_allclose(back.means_, same.means_, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(back.score(x), same.score(x), rtol=1e-12)
 
+    km = emgpu.KMeans(3, random_state=0, device="cpu").fit(x)
+    (tmp_path / "km.json").write_text(km.to_json())
+    out = subprocess.run(
+        [cli, "score", "--model", str(tmp_path / "km.json"), "--input", str(tmp_path / "X.npy"),
+         "--backend", "cpu", "--json"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    np.testing.assert_allclose(json.loads(out.strip().splitlines()[-1])["score"], km.score(x),
+                               rtol=1e-12)
+
 
 def test_errors_are_python_exceptions_with_the_core_messages():
     x = iris()
