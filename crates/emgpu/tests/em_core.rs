@@ -186,6 +186,27 @@ fn the_progress_callback_cancels_a_fit() {
 }
 
 #[test]
+fn the_progress_callback_cancels_a_kmeans_fit() {
+    let x = data(2000);
+    let mut seen = 0;
+    let err = KMeans::params(3)
+        .tol(0.0)
+        .max_iter(50)
+        .backend(Backend::Cpu)
+        .fit_with_control(&x, &mut |p| {
+            seen = p.iteration;
+            if p.iteration == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Cancelled { iteration: 2 }), "{err}");
+    assert_eq!(seen, 2);
+}
+
+#[test]
 fn flat_views_add_as_the_statistics_merge() {
     let x = data(3000);
     let km = KMeans::params(3).seed(1).backend(Backend::Cpu);

@@ -616,7 +616,9 @@ impl GaussianMixture {
                     None => state.kmeans_engine(data)?,
                 };
                 let seeds = kmeans_plusplus_rng(data, k, rng)?.0;
-                let run = lloyd(km, data, seeds, k, 300, tol, 0, &mut |_| {})?;
+                let run = lloyd(km, data, seeds, k, 300, tol, 0, &mut |_| {
+                    Control::Continue(())
+                })?;
                 let mut labels = vec![0u32; n];
                 km.labels(&mut labels)?;
                 gmm_stats_from_labels(data, &labels, k, cov, &run.centers)?

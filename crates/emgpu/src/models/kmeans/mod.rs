@@ -228,11 +228,24 @@ impl KMeans {
         x: &impl AsDataset,
         progress: &mut dyn FnMut(&KMeansProgress),
     ) -> Result<FittedKMeans> {
+        self.fit_with_control(x, &mut |p| {
+            progress(p);
+            Control::Continue(())
+        })
+    }
+
+    /// Fits, calling `progress` after every iteration; the callback stops the fit by returning
+    /// [`std::ops::ControlFlow::Break`] (the fit then fails with [`Error::Cancelled`]).
+    pub fn fit_with_control(
+        &self,
+        x: &impl AsDataset,
+        progress: &mut dyn FnMut(&KMeansProgress) -> Control,
+    ) -> Result<FittedKMeans> {
         let data = x.as_dataset();
         data.validate_for("k-means")?;
         self.validate(data.n_samples(), data.n_features())?;
         let mut engine = kmeans_engine(self.backend, &data, self.engine)?;
-        self.fit_engine(&data, engine.as_mut(), progress)
+        self.fit_engine_with(&data, engine.as_mut(), progress)
     }
 
     /// The centers the first run of [`KMeans::fit`] starts from, `[K, D]`, with this builder's
@@ -265,6 +278,19 @@ impl KMeans {
         data: &Dataset,
         engine: &mut dyn KMeansEngine,
         progress: &mut dyn FnMut(&KMeansProgress),
+    ) -> Result<FittedKMeans> {
+        self.fit_engine_with(data, engine, &mut |p| {
+            progress(p);
+            Control::Continue(())
+        })
+    }
+
+    /// [`KMeans::fit_engine`] with a progress callback that may stop the fit.
+    fn fit_engine_with(
+        &self,
+        data: &Dataset,
+        engine: &mut dyn KMeansEngine,
+        progress: &mut dyn FnMut(&KMeansProgress) -> Control,
     ) -> Result<FittedKMeans> {
         data.require_plain("k-means")?;
         let (n, d, k) = (data.n_samples(), data.n_features(), self.n_clusters);
@@ -341,7 +367,7 @@ pub(crate) fn lloyd(
     max_iter: usize,
     tol: f64,
     init: usize,
-    progress: &mut dyn FnMut(&KMeansProgress),
+    progress: &mut dyn FnMut(&KMeansProgress) -> Control,
 ) -> Result<LloydRun> {
     let model = KMeansModel {
         n_clusters: k,
@@ -354,8 +380,7 @@ pub(crate) fn lloyd(
             iteration: p.iteration,
             inertia: -p.lower_bound * n,
             center_shift: p.criterion,
-        });
-        Control::Continue(())
+        })
     };
     let rule = StopRule { tol, max_iter };
     let run = run_em(
