@@ -313,14 +313,18 @@ impl<'a> CpuHmmEngine<'a> {
         let outcome = if let Pass::Score = pass {
             emissions(p, b.x, b.e, b.shift);
             forward(&p.startprob, &p.transmat, b.e, b.shift, b.gamma)
-                .map(|lp| (lp, Vec::new(), Vec::new()))
+                .map(|lp| (lp, Vec::new(), Vec::new(), Vec::new()))
         } else if rayon::current_num_threads() <= FUSED_MAX_THREADS {
-            fused(p, &mut b, want_moments)
+            let keep_gamma = matches!(pass, Pass::Posteriors(_));
+            fused(p, &mut b, want_moments, keep_gamma)
         } else {
             phased(p, &mut b, want_moments)
         };
         let log_p = match outcome {
-            Some((log_p, xis, moments)) => {
+            Some((log_p, xis, moments, gamma0)) => {
+                if !matches!(pass, Pass::Score) {
+                    stats.start.copy_from_slice(&gamma0);
+                }
                 for xi in xis {
                     stats.trans.iter_mut().zip(&xi).for_each(|(a, v)| *a += v);
                 }
@@ -350,12 +354,10 @@ impl<'a> CpuHmmEngine<'a> {
                         .for_each(|m| total.merge(m));
                     stats.emission = total.finish();
                 }
+                stats.start.copy_from_slice(&gamma[..k]);
                 log_p
             }
         };
-        if !matches!(pass, Pass::Score) {
-            stats.start.copy_from_slice(&b.gamma[..k]);
-        }
         if let Pass::Posteriors(out) = pass {
             for (o, g) in out[rows.start * k..rows.end * k].iter().zip(b.gamma.iter()) {
                 o.store(g.to_bits(), Ordering::Relaxed);
@@ -416,9 +418,9 @@ struct Buffers<'b> {
 }
 
 /// What the passes of a long sequence give: `log p(x)`, the ξ sums and the weighted moments of
-/// each block (merged in a fixed order by the caller); `None` where the scaled recursion
-/// underflowed.
-type LongOutcome<'p> = Option<(f64, Vec<Vec<f64>>, Vec<WeightedMoments<'p>>)>;
+/// each block (merged in a fixed order by the caller), and the posteriors of the first step;
+/// `None` where the scaled recursion underflowed.
+type LongOutcome<'p> = Option<(f64, Vec<Vec<f64>>, Vec<WeightedMoments<'p>>, Vec<f64>)>;
 
 /// The relative emission densities and shifts of the rows `x`, block by block in parallel.
 fn emissions(p: &HmmPrepared, x: &[f64], e: &mut [f64], shift: &mut [f64]) {
@@ -496,7 +498,8 @@ fn phased<'p>(p: &'p HmmPrepared, b: &mut Buffers<'_>, want_moments: bool) -> Lo
         .collect();
     let parts = parts.into_iter().collect::<Option<Vec<_>>>()?;
     let (xis, moments): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
-    Some((log_p, xis, moments.into_iter().flatten().collect()))
+    let gamma0 = gamma[..k].to_vec();
+    Some((log_p, xis, moments.into_iter().flatten().collect(), gamma0))
 }
 
 /// The fused schedule for two threads. The blocks are split in two halves, lo and hi.
@@ -506,7 +509,12 @@ fn phased<'p>(p: &'p HmmPrepared, b: &mut Buffers<'_>, want_moments: bool) -> Lo
 /// (hi's backward pass is done); the second continues the backward pass over lo, and does the
 /// same there. The work equals the phased schedule's, and every block of the emissions, the
 /// forward and the backward rows is read once while hot.
-fn fused<'p>(p: &'p HmmPrepared, b: &mut Buffers<'_>, want_moments: bool) -> LongOutcome<'p> {
+fn fused<'p>(
+    p: &'p HmmPrepared,
+    b: &mut Buffers<'_>,
+    want_moments: bool,
+    keep_gamma: bool,
+) -> LongOutcome<'p> {
     let (k, d) = (p.n_components(), p.n_features());
     let t_len = b.shift.len();
     let n_blocks = t_len.div_ceil(TIME_BLOCK);
@@ -516,8 +524,8 @@ fn fused<'p>(p: &'p HmmPrepared, b: &mut Buffers<'_>, want_moments: bool) -> Lon
     let (e_lo, e_hi) = b.e.split_at_mut(split * k);
     let (s_lo, s_hi) = b.shift.split_at_mut(split);
     let (g_lo, g_hi) = b.gamma.split_at_mut(split * k);
-    let (b_lo, b_hi) = b.beta.split_at_mut(split * k);
-    let (n_lo, n_hi) = b.norms.split_at_mut(split);
+    let (_, b_hi) = b.beta.split_at_mut(split * k);
+    let (_, n_hi) = b.norms.split_at_mut(split);
     let blocks = |len: usize| {
         (0..len.div_ceil(TIME_BLOCK)).map(move |i| i * TIME_BLOCK..((i + 1) * TIME_BLOCK).min(len))
     };
@@ -566,11 +574,12 @@ fn fused<'p>(p: &'p HmmPrepared, b: &mut Buffers<'_>, want_moments: bool) -> Lon
         || {
             let hi_len = t_len - split;
             let (mut xis, mut moments) = (Vec::new(), Vec::new());
+            // The block's forward rows, then its posteriors, in a block-sized buffer that stays
+            // in cache (copied out only when the posteriors are the output).
+            let mut scratch = vec![0.0; TIME_BLOCK * k];
             for r in blocks(hi_len) {
-                let (e, g) = (
-                    &e_hi[r.start * k..r.end * k],
-                    &mut g_hi[r.start * k..r.end * k],
-                );
+                let e = &e_hi[r.start * k..r.end * k];
+                let g = &mut scratch[..r.len() * k];
                 if !forward_block(
                     &p.startprob,
                     &p.transmat,
@@ -594,41 +603,57 @@ fn fused<'p>(p: &'p HmmPrepared, b: &mut Buffers<'_>, want_moments: bool) -> Lon
                 }
                 xis.push(xi);
                 moments.extend(moments_of(&x_hi[r.start * d..r.end * d], g));
+                if keep_gamma {
+                    g_hi[r.start * k..r.end * k].copy_from_slice(g);
+                }
             }
             let log_p = fwd_carry.as_ref().map_or(0.0, |c| c.log_likelihood());
             Some((log_p, xis, moments))
         },
         || {
             let (mut xis, mut moments) = (Vec::new(), Vec::new());
+            // The block's backward rows and its posteriors in block-sized buffers that stay in
+            // cache; the next block's first backward row is the carry's.
+            let (mut b_scr, mut n_scr, mut g_scr) = (
+                vec![0.0; TIME_BLOCK * k],
+                vec![0.0; TIME_BLOCK],
+                vec![0.0; TIME_BLOCK * k],
+            );
+            let mut gamma0 = Vec::new();
             for r in blocks(split).collect::<Vec<_>>().into_iter().rev() {
-                let (b_here, b_after) = b_lo.split_at_mut(r.end * k);
-                let bb = &mut b_here[r.start * k..];
+                let (bb, nb) = (&mut b_scr[..r.len() * k], &mut n_scr[..r.len()]);
                 let e = &e_lo[r.start * k..r.end * k];
                 let e_next =
                     first_row_after(r.end < split, t_len > split, k, &e_lo[r.end * k..], e_hi);
-                let nb = &mut n_lo[r.clone()];
+                let b_next = bwd_carry.as_ref().map(|c| c.row().to_vec());
                 if !backward_block(&p.transmat, e, e_next, bb, nb, &mut bwd_carry) {
                     return None;
                 }
-                let b_next = first_row_after(r.end < split, t_len > split, k, b_after, b_hi);
-                let next = e_next.zip(b_next);
+                let next = e_next.zip(b_next.as_deref());
                 let mut xi = vec![0.0; k * k];
-                let g = &mut g_lo[r.start * k..r.end * k];
+                let g = &mut g_scr[..r.len() * k];
+                g.copy_from_slice(&g_lo[r.start * k..r.end * k]);
                 if !posteriors(&p.transmat, e, bb, nb, next, g, &mut xi) {
                     return None;
                 }
                 xis.push(xi);
                 moments.extend(moments_of(&x_lo[r.start * d..r.end * d], g));
+                if keep_gamma {
+                    g_lo[r.start * k..r.end * k].copy_from_slice(g);
+                }
+                if r.start == 0 {
+                    gamma0 = g[..k].to_vec();
+                }
             }
             xis.reverse();
             moments.reverse();
-            Some((xis, moments))
+            Some((xis, moments, gamma0))
         },
     );
-    let ((log_p, xi_hi, m_hi), (mut xis, mut moments)) = (hi?, lo?);
+    let ((log_p, xi_hi, m_hi), (mut xis, mut moments, gamma0)) = (hi?, lo?);
     xis.extend(xi_hi);
     moments.extend(m_hi);
-    Some((log_p, xis, moments))
+    Some((log_p, xis, moments, gamma0))
 }
 
 /// An error unless the prepared model has the data's number of features.

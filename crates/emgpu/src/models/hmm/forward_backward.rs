@@ -166,6 +166,14 @@ pub struct BackwardCarry {
     mass: f64,
 }
 
+impl BackwardCarry {
+    /// The backward row of the first step the pass has covered (`β_t` as [`backward`] stores
+    /// it, the `next` row of [`posteriors`] for the block before).
+    pub fn row(&self) -> &[f64] {
+        &self.row
+    }
+}
+
 /// The scaled forward pass over the relative densities `e` (`[T][K]`) and their shifts:
 /// `alpha` (`[T][K]`) gets `α̂_t` up to a positive factor per step (rescaled lazily; [`posteriors`]
 /// needs only the direction). Returns `log p(x)`, or `None` where a normalizer fell below
