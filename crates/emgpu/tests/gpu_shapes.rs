@@ -271,6 +271,54 @@ fn kmeans_assignments_match_the_cpu_at_several_shapes() {
     }
 }
 
+/// A k-means shape whose tile needs K·(D + 1) = 33 280 loop iterations per invocation, with one
+/// workgroup asked for: on llvmpipe (65 535 iterations per invocation, then loops end silently)
+/// the engine must give each workgroup at most one such tile, and the result is the CPU's.
+#[test]
+fn kmeans_tiles_per_workgroup_stay_within_the_loop_budget() {
+    let Some(_) = common::gpu_backend("kmeans_tiles_per_workgroup_stay_within_the_loop_budget")
+    else {
+        return;
+    };
+    let ctx = common::shared_context().unwrap();
+    let (d, k, n) = (64, 512, 2048);
+    let x = data(n, d, 8, 11);
+    let ds = Dataset::from_array(&x);
+    let centers: Vec<f64> = (0..k).flat_map(|c| x.row((c * 37) % n).to_vec()).collect();
+    let mut cpu = CpuKMeansEngine::new(&ds, EngineOptions::default(), String::new());
+    let options = GpuEngineOptions {
+        min_workgroups: Some(1),
+        ..GpuEngineOptions::default()
+    };
+    let mut gpu = GpuKMeansEngine::new(ctx, &ds, options, String::new()).unwrap();
+    let want = cpu.assign_and_sum(&centers, k).unwrap();
+    let got = gpu.assign_and_sum(&centers, k).unwrap();
+    assert_close("inertia", &[got.inertia], &[want.inertia], RTOL, 0.0);
+    assert_close("counts", &got.counts, &want.counts, 0.0, (n / 100) as f64);
+    // A tile that alone needs more than the budget: refused up front on llvmpipe (no silent
+    // wrong numbers); other drivers have no such limit.
+    let ctx = common::shared_context().unwrap();
+    let wide = data(300, 64, 8, 12);
+    let wide = Dataset::from_array(&wide);
+    let engine = GpuKMeansEngine::new(
+        ctx.clone(),
+        &wide,
+        GpuEngineOptions::default(),
+        String::new(),
+    )
+    .and_then(|mut e| {
+        let centers = vec![0.0; 1100 * 64];
+        e.assign_and_sum(&centers, 1100).map(|_| ())
+    });
+    if ctx.loop_budget().is_some() {
+        let err = engine.unwrap_err().to_string();
+        assert!(
+            err.contains("llvmpipe") && err.contains("CPU backend"),
+            "{err}"
+        );
+    }
+}
+
 /// The lower bound (Σ log p(x)) at N = 1M, D = 2, K = 2, against the f64 CPU sum.
 #[test]
 fn the_lower_bound_is_summed_accurately_at_a_million_points() {

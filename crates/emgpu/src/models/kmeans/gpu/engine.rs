@@ -125,10 +125,36 @@ impl Kernels {
                 "the k-means statistics of {k} clusters of {d} features ({p_bytes} bytes per workgroup) exceed the device's storage binding; use the CPU backend"
             )));
         }
-        let max_tiles = (POINTS_PER_WORKGROUP / shape.tile).max(1);
+        let mut max_tiles = (POINTS_PER_WORKGROUP / shape.tile).max(1);
+        // A driver with a loop budget (llvmpipe) ends an invocation's loops silently past it:
+        // no workgroup may walk more tiles than fit (issue 16), or the shape is refused.
+        if let Some(budget) = ctx.loop_budget() {
+            let (per_tile, fixed) = shape.loops();
+            let fit = budget.saturating_sub(fixed) / per_tile.max(1);
+            if fit == 0 {
+                return Err(Error::DeviceLimits(format!(
+                    "the k-means kernel for {k} clusters of {d} features needs about {} loop iterations per invocation, more than the {budget} that this software adapter (llvmpipe) runs before it silently ends a kernel's loops; use the CPU backend",
+                    per_tile + fixed
+                )));
+            }
+            max_tiles = max_tiles.min(usize::try_from(fit).unwrap_or(usize::MAX));
+        }
         let min_groups = Some(options.min_workgroups.unwrap_or(DEFAULT_MIN_WORKGROUPS));
         let groups_of =
             |rows: usize| groups_for(rows, shape.tile, max_tiles, min_groups, max_groups);
+        if ctx.loop_budget().is_some() {
+            // The workgroups of a chunk are also capped by the partials' memory: then they walk
+            // more tiles each.
+            for c in &gd.chunks {
+                let (tiles, groups) = groups_of(c.rows);
+                if (tiles as usize).div_ceil(groups.max(1) as usize) > max_tiles {
+                    return Err(Error::DeviceLimits(format!(
+                        "the k-means kernel for {k} clusters of {d} features on chunks of {} rows would run more loop iterations per invocation than this software adapter (llvmpipe) allows; use smaller chunks or the CPU backend",
+                        c.rows
+                    )));
+                }
+            }
+        }
         let partials = partials_buffer(device, gd, &groups_of, p_bytes, "kmeans partials");
         let nc = k + 1;
         let slot_bytes = p_bytes + 4 * nc as u64;

@@ -120,6 +120,19 @@ impl KMeansShape {
         })
     }
 
+    /// Upper bounds on one invocation's loop iterations per tile of `kmeans_assign.wgsl`, and
+    /// before and after the tiles: `(per_tile, fixed)`. Compared with
+    /// [`crate::device::gpu::GpuContext::loop_budget`] (llvmpipe ends every loop of an invocation
+    /// silently past it).
+    pub fn loops(&self) -> (u64, u64) {
+        let (t, k, d, dw, ept) = (self.tile, self.k, self.d, self.dw, self.ept);
+        let wg = WG as usize;
+        // Load the tile, assign (K centers × D), move by the center (and weight), then sum.
+        let per_tile = (t * dw).div_ceil(wg) + k * (d + 1) + 3 * dw + 4 + ept * (t + 1);
+        let fixed = (k + 1).div_ceil(wg) + 3 * ept + 16;
+        (per_tile as u64, fixed as u64)
+    }
+
     /// `NE = K·DW`: sum entries.
     pub fn ne(&self) -> usize {
         self.k * self.dw
