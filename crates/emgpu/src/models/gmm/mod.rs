@@ -51,6 +51,28 @@ use crate::models::kmeans::lloyd;
 pub(crate) use engine::with_reg;
 use init::{InitState, gmm_stats_at_points, gmm_stats_from_labels, gmm_stats_random_resp};
 
+/// The checks every Gaussian fit (mixture, hidden Markov model) runs on its settings: at least
+/// one component, `reg_covar` finite and ≥ 0, `n_init ≥ 1`, and the stopping rule.
+pub(crate) fn check_fit_settings(
+    n_components: usize,
+    reg_covar: f64,
+    n_init: usize,
+    rule: StopRule,
+) -> Result<()> {
+    if n_components == 0 {
+        return Err(Error::param("n_components must be at least 1"));
+    }
+    if !(reg_covar.is_finite() && reg_covar >= 0.0) {
+        return Err(Error::param(format!(
+            "reg_covar must be a finite number ≥ 0, got {reg_covar}"
+        )));
+    }
+    if n_init == 0 {
+        return Err(Error::param("n_init must be at least 1"));
+    }
+    rule.validate()
+}
+
 /// How the initial parameters of each EM run are chosen (scikit-learn's `init_params`).
 ///
 /// Every method but `Params` starts from responsibilities `resp` `[N, K]` and estimates the
@@ -290,23 +312,11 @@ impl GaussianMixture {
     }
 
     pub(crate) fn validate(&self, n: usize, d: usize) -> Result<()> {
-        if self.n_components == 0 {
-            return Err(Error::param("n_components must be at least 1"));
-        }
-        if !(self.reg_covar.is_finite() && self.reg_covar >= 0.0) {
-            return Err(Error::param(format!(
-                "reg_covar must be a finite number ≥ 0, got {}",
-                self.reg_covar
-            )));
-        }
-        if self.n_init == 0 {
-            return Err(Error::param("n_init must be at least 1"));
-        }
-        StopRule {
+        let rule = StopRule {
             tol: self.tol,
             max_iter: self.max_iter,
-        }
-        .validate()?;
+        };
+        check_fit_settings(self.n_components, self.reg_covar, self.n_init, rule)?;
         if let Some(t) = self.reseed {
             reseed::check_threshold(t)?;
         }

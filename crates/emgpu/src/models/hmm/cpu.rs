@@ -35,6 +35,7 @@ use crate::data::Dataset;
 use crate::device::{BackendReport, EngineOptions, cpu_report};
 use crate::em::{EStep, Stats};
 use crate::error::{Error, Result};
+use crate::models::gmm::GmmStats;
 use crate::models::gmm::cpu::blocked::WeightedMoments;
 
 /// Rows per group of short sequences.
@@ -151,7 +152,8 @@ fn sequence_score(
     }
 }
 
-/// Scratch buffers of one thread.
+/// Scratch buffers: the rows `[T][D]` and the `[T][K]` / `[T]` buffers of a group of short
+/// sequences (one per thread) or of a long sequence (kept in the engine).
 #[derive(Default)]
 struct Work {
     x: Vec<f64>,
@@ -181,18 +183,7 @@ pub struct CpuHmmEngine<'a> {
     reason: String,
     /// The buffers of the long sequences, kept from one E-step to the next (allocating hundreds
     /// of megabytes anew each time costs more in page faults than the pass itself).
-    long: Mutex<LongBuffers>,
-}
-
-/// `[T][D]` rows and the `[T][K]` buffers of a long sequence.
-#[derive(Default)]
-struct LongBuffers {
-    x: Vec<f64>,
-    e: Vec<f64>,
-    shift: Vec<f64>,
-    gamma: Vec<f64>,
-    beta: Vec<f64>,
-    norms: Vec<f64>,
+    long: Mutex<Work>,
 }
 
 impl<'a> CpuHmmEngine<'a> {
@@ -208,7 +199,7 @@ impl<'a> CpuHmmEngine<'a> {
             layout,
             groups,
             reason,
-            long: Mutex::new(LongBuffers::default()),
+            long: Mutex::new(Work::default()),
         }
     }
 
@@ -329,9 +320,7 @@ impl<'a> CpuHmmEngine<'a> {
                     stats.trans.iter_mut().zip(&xi).for_each(|(a, v)| *a += v);
                 }
                 if want_moments {
-                    let mut total = WeightedMoments::new(&p.emission);
-                    moments.iter().for_each(|m| total.merge(m));
-                    stats.emission = total.finish();
+                    stats.emission = merged(p, &moments);
                 }
                 log_p
             }
@@ -341,18 +330,12 @@ impl<'a> CpuHmmEngine<'a> {
                 let (x, gamma) = (&*b.x, &mut *b.gamma);
                 let log_p = log_space(p, x, gamma, &mut stats.trans)?;
                 if want_moments {
-                    let mut total = WeightedMoments::new(&p.emission);
-                    x.par_chunks(TIME_BLOCK * d)
+                    let parts: Vec<_> = x
+                        .par_chunks(TIME_BLOCK * d)
                         .zip(gamma.par_chunks(TIME_BLOCK * k))
-                        .map(|(xb, gb)| {
-                            let mut m = WeightedMoments::new(&p.emission);
-                            m.add(xb, gb);
-                            m
-                        })
-                        .collect::<Vec<_>>()
-                        .iter()
-                        .for_each(|m| total.merge(m));
-                    stats.emission = total.finish();
+                        .map(|(xb, gb)| block_moments(p, xb, gb))
+                        .collect();
+                    stats.emission = merged(p, &parts);
                 }
                 stats.start.copy_from_slice(&gamma[..k]);
                 log_p
@@ -428,10 +411,21 @@ fn emissions(p: &HmmPrepared, x: &[f64], e: &mut [f64], shift: &mut [f64]) {
     e.par_chunks_mut(TIME_BLOCK * k)
         .zip(shift.par_chunks_mut(TIME_BLOCK))
         .zip(x.par_chunks(TIME_BLOCK * d))
-        .for_each(|((eb, sb), xb)| {
-            WeightedMoments::new(&p.emission).log_joint(xb, eb);
-            relative_densities(eb, k, sb);
-        });
+        .for_each(|((eb, sb), xb)| emission_block(p, xb, eb, sb));
+}
+
+/// The γ-weighted moments of one block of rows `x` with posteriors `g`.
+fn block_moments<'p>(p: &'p HmmPrepared, x: &[f64], g: &[f64]) -> WeightedMoments<'p> {
+    let mut m = WeightedMoments::new(&p.emission);
+    m.add(x, g);
+    m
+}
+
+/// The emission statistics of the blocks' moments, merged in order.
+fn merged(p: &HmmPrepared, parts: &[WeightedMoments<'_>]) -> GmmStats {
+    let mut total = WeightedMoments::new(&p.emission);
+    parts.iter().for_each(|m| total.merge(m));
+    total.finish()
 }
 
 /// The relative densities of one block of rows.
@@ -488,12 +482,7 @@ fn phased<'p>(p: &'p HmmPrepared, b: &mut Buffers<'_>, want_moments: bool) -> Lo
             if !posteriors(&p.transmat, eb, bb, &norms[r], next, g, &mut xi) {
                 return None;
             }
-            let m = want_moments.then(|| {
-                let mut m = WeightedMoments::new(&p.emission);
-                m.add(xb, g);
-                m
-            });
-            Some((xi, m))
+            Some((xi, want_moments.then(|| block_moments(p, xb, g))))
         })
         .collect();
     let parts = parts.into_iter().collect::<Option<Vec<_>>>()?;
@@ -562,13 +551,7 @@ fn fused<'p>(
     let (mut fwd_carry, mut bwd_carry) = (fwd?, bwd?);
     let (e_lo, e_hi, s_hi) = (&*e_lo, &*e_hi, &*s_hi);
     let (b_hi, n_hi) = (&*b_hi, &*n_hi);
-    let moments_of = |xb: &[f64], g: &[f64]| {
-        want_moments.then(|| {
-            let mut m = WeightedMoments::new(&p.emission);
-            m.add(xb, g);
-            m
-        })
-    };
+    let moments_of = |xb: &[f64], g: &[f64]| want_moments.then(|| block_moments(p, xb, g));
     // Phase B.
     let (hi, lo) = rayon::join(
         || {

@@ -172,25 +172,14 @@ impl GaussianHmm {
         data.require_unweighted("the hidden Markov model")?;
         data.validate()?;
         let (n, d) = (data.n_samples(), data.n_features());
-        if self.n_components == 0 {
-            return Err(Error::param("n_components must be at least 1"));
-        }
-        if self.n_components > n {
+        let (k, reg) = (self.n_components, self.reg_covar);
+        crate::models::gmm::check_fit_settings(k, reg, self.n_init, self.rule())?;
+        if k > n {
             return Err(Error::TooManyComponents {
-                n_components: self.n_components,
+                n_components: k,
                 n_samples: n,
             });
         }
-        if !(self.reg_covar.is_finite() && self.reg_covar >= 0.0) {
-            return Err(Error::param(format!(
-                "reg_covar must be a finite number ≥ 0, got {}",
-                self.reg_covar
-            )));
-        }
-        if self.n_init == 0 {
-            return Err(Error::param("n_init must be at least 1"));
-        }
-        self.rule().validate()?;
         if let HmmInit::Params(p) = &self.init {
             check_params_fit(p, d)?;
             if p.n_components() != self.n_components || p.covariance_type() != self.covariance_type
