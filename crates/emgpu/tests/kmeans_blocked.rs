@@ -143,3 +143,45 @@ fn blocked_chunk_counts_changes_and_breaks_ties_to_the_lowest_index() {
     assert_eq!(b, r);
     assert_eq!(b.n_changed, 3);
 }
+
+#[test]
+fn near_ties_below_f32_resolution_get_the_f64_label() {
+    // The blocked path screens centers with f32 scores and decides any row whose two best
+    // scores are within the f32 rounding in f64. Rows a relative 1e-9 off the bisector of two
+    // centers (far below f32's 6e-8, far above f64's 1e-16), around the origin and offset by
+    // 1e4, with more centers farther away: every label must be the reference's.
+    for offset in [0.0, 1e4] {
+        let d = 16;
+        let (mut rng, k) = (ChaCha8Rng::seed_from_u64(7), 5);
+        let mut centers = vec![offset; k * d];
+        centers[0] += 1.0; // c0 = offset + e0, c1 = offset − e0
+        centers[d] -= 1.0;
+        for c in 2..k {
+            for j in 0..d {
+                centers[c * d + j] += 50.0 + 10.0 * rng.random::<f64>();
+            }
+        }
+        let n = 1000;
+        let mut x = Array2::<f64>::zeros((n, d));
+        for (i, mut row) in x.rows_mut().into_iter().enumerate() {
+            for v in row.iter_mut() {
+                *v = offset + rng.random::<f64>() - 0.5;
+            }
+            // On the bisector (x0 = offset), then nudged by ±1e-9 relative to the distance².
+            let side = if i % 2 == 0 { 1.0 } else { -1.0 };
+            row[0] = offset + side * 1e-9 * (1.0 + rng.random::<f64>());
+        }
+        assert_eq!(check(&x, &centers, k, 4096, &format!("offset {offset}")), 0);
+        // And the labels really alternate: the f64 decision, not a constant one.
+        let data = Dataset::from_array(&x);
+        let (mut labels, mut dists) = (vec![NO_LABEL; n], vec![0.0; n]);
+        assign_blocked(&data, &centers, k, 4096, &mut labels, &mut dists).unwrap();
+        for (i, &l) in labels.iter().enumerate() {
+            assert_eq!(
+                l,
+                if i % 2 == 0 { 0 } else { 1 },
+                "offset {offset}: row {i}"
+            );
+        }
+    }
+}

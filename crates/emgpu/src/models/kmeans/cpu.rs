@@ -11,9 +11,15 @@
 //!
 //! Numerics of the blocked path: `‖c‖² − 2x·c` cancels when the points are far from the origin
 //! (its terms are `‖x‖‖c‖` large while the distances are small), so points and centers are first
-//! moved by the same origin (the first center; distances do not change), and the distance of the
-//! chosen center is then recomputed directly as `‖x − c‖²` (with [`sq_distance`]), so the inertia,
-//! the distances and the sums `Σ (x − c)` are the reference's up to the rounding of a sum. A point whose two nearest centers are closer than the GEMM's
+//! moved by the same origin (the first center; distances do not change). The GEMM and the argmin
+//! run in f32 (twice the arithmetic per instruction of f64, half the bytes) as a *screening*: each
+//! f32 score is within a proven bound of its exact value (the roundings of the inputs, of a dot
+//! product of D terms and of the sums), so a row whose best score beats the second best by more
+//! than twice that bound has its nearest center; a row that does not (a near-tie, or a score past
+//! f32's range) gets its distances to every center in f64, as the reference computes them. The
+//! distance of the chosen center is then computed directly in f64 as `‖x − c‖²` (with
+//! [`sq_distance`]), so labels, inertia, distances and the sums `Σ (x − c)` are the f64
+//! reference's up to the rounding of a sum, and a point whose two nearest centers are within f64
 //! rounding may take the other one of them (scikit-learn's Lloyd has the same property).
 
 use faer::linalg::matmul::matmul;
@@ -38,6 +44,10 @@ pub const ASSIGN_CHUNK_ROWS: usize = 4096;
 /// Bytes of one GEMM chunk of the blocked assignment (its rows, the rows moved by the origin and
 /// their K products): half of a 1 MiB L2 cache.
 pub const BLOCKED_GEMM_BYTES: usize = 512 * 1024;
+
+/// Rows whose nearest center the blocked assignment looks for together (two AVX2 registers of
+/// f64 for the running minimum, two for its index).
+const ARGMIN_LANES: usize = 8;
 
 /// Rows per GEMM of the blocked assignment for D features and K centers: as many as fit in
 /// [`BLOCKED_GEMM_BYTES`], between 64 and 1024 (1024 at D = K = 16, 128 at D = 128, K = 256).
@@ -163,17 +173,25 @@ pub fn assign_reference(
     Ok(total)
 }
 
-/// The centers as the blocked assignment uses them: moved by an origin, with their squared norms.
+/// The centers as the blocked assignment uses them: moved by an origin, with their squared norms,
+/// in f64 and (for the screening GEMM) in f32.
 struct BlockedCenters<'c> {
     k: usize,
     d: usize,
     centers: &'c [f64],
     /// The first center: points and centers are moved by it before the GEMM.
     origin: Vec<f64>,
-    /// `c − origin`, `[K][D]`.
-    moved: Vec<f64>,
-    /// `‖c − origin‖²`, `[K]`.
-    norms: Vec<f64>,
+    /// `c − origin` in f32, `[K][D]`.
+    moved: Vec<f32>,
+    /// `‖c − origin‖²` in f32, `[K]`.
+    norms: Vec<f32>,
+    /// `max_c ‖c − origin‖²`: the scale of the screening's rounding.
+    max_sq_norm: f64,
+    /// Relative rounding bound of one screening score, `(D + 4)·2⁻²⁴`, doubled for safety: a
+    /// score is within `rounding·(2‖x − o‖·max_c ‖c − o‖ + max_sq_norm)` of its exact value
+    /// (the exact `‖c − o‖² − 2 (x − o)·(c − o)`; Higham's bound for a dot product of D terms
+    /// plus the roundings of the inputs to f32 and of the final sum).
+    rounding: f64,
 }
 
 /// One thread's buffers of the blocked assignment.
@@ -181,36 +199,106 @@ struct BlockedCenters<'c> {
 struct BlockedScratch {
     /// Rows as read, `[rows][D]`.
     x: Vec<f64>,
-    /// Rows moved by the origin, `[rows][D]`.
-    moved: Vec<f64>,
-    /// `−2 (x − o)·(c − o)`, `[K][rows]` (column-major `[rows][K]`).
-    prod: Vec<f64>,
-    /// The smallest `‖c − o‖² − 2 (x − o)·(c − o)` so far, `[rows]`.
-    best: Vec<f64>,
-    /// Its center, `[rows]`.
-    best_index: Vec<f64>,
+    /// Rows moved by the origin, in f32, `[rows][D]`.
+    moved: Vec<f32>,
+    /// `−2 (x − o)·(c − o)` in f32, `[K][rows]` (column-major `[rows][K]`).
+    prod: Vec<f32>,
+    /// The screening's nearest center per row (as f32: exact for K < 2²⁴).
+    best_index: Vec<f32>,
+    /// The gap between the nearest and the second-nearest screening score per row.
+    gap: Vec<f32>,
+    /// `‖x − c‖²` for every center, for a row whose screening is not conclusive.
+    exact: Vec<f64>,
+}
+
+/// The screening's argmin for the rows of `prod` (`[K][rows]`, column-major) in groups of
+/// [`ARGMIN_LANES`], with AVX2: `best_index[r]` is the first column of the smallest
+/// `prod[c][r] + norms[c]`, `gap[r]` its distance to the second smallest (NaN scores are never
+/// chosen; a NaN in column 0 makes the gap NaN). Returns how many rows it did (a multiple of
+/// the lanes; none without AVX2): the caller does the rest one by one.
+#[inline(always)]
+fn screen_lanes(
+    prod: &[f32],
+    rows: usize,
+    norms: &[f32],
+    best_index: &mut [f32],
+    gap: &mut [f32],
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(
+            prod: &[f32],
+            rows: usize,
+            norms: &[f32],
+            best_index: &mut [f32],
+            gap: &mut [f32],
+        ) -> usize {
+            use std::arch::x86_64::*;
+            let k = norms.len();
+            let full = rows - rows % ARGMIN_LANES;
+            assert!(prod.len() >= k * rows && best_index.len() >= rows && gap.len() >= rows);
+            for r0 in (0..full).step_by(ARGMIN_LANES) {
+                // SAFETY: every load reads 8 values from `c * rows + r0` with
+                // `r0 + 8 <= rows` and `c < K`, inside `prod` (asserted above); the stores
+                // write 8 values from `r0` inside `best_index` and `gap`.
+                unsafe {
+                    let mut best = _mm256_add_ps(
+                        _mm256_loadu_ps(prod.as_ptr().add(r0)),
+                        _mm256_set1_ps(norms[0]),
+                    );
+                    let mut second = _mm256_set1_ps(f32::INFINITY);
+                    let mut index = _mm256_setzero_ps();
+                    for (c, &n) in norms.iter().enumerate().skip(1) {
+                        let v = _mm256_add_ps(
+                            _mm256_loadu_ps(prod.as_ptr().add(c * rows + r0)),
+                            _mm256_set1_ps(n),
+                        );
+                        let lt = _mm256_cmp_ps::<_CMP_LT_OQ>(v, best);
+                        // min(v, second) returns `second` when v is NaN.
+                        second = _mm256_blendv_ps(_mm256_min_ps(v, second), best, lt);
+                        best = _mm256_blendv_ps(best, v, lt);
+                        index = _mm256_blendv_ps(index, _mm256_set1_ps(c as f32), lt);
+                    }
+                    _mm256_storeu_ps(best_index.as_mut_ptr().add(r0), index);
+                    _mm256_storeu_ps(gap.as_mut_ptr().add(r0), _mm256_sub_ps(second, best));
+                }
+            }
+            full
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { avx2(prod, rows, norms, best_index, gap) };
+        }
+    }
+    let _ = (prod, rows, norms, best_index, gap);
+    0
 }
 
 impl<'c> BlockedCenters<'c> {
     fn new(centers: &'c [f64], k: usize) -> Self {
         let d = centers.len() / k;
         let origin = centers[..d].to_vec();
-        let moved: Vec<f64> = centers
+        let moved64: Vec<f64> = centers
             .iter()
             .enumerate()
             .map(|(e, c)| c - origin[e % d])
             .collect();
-        let norms = moved
+        let sq_norms: Vec<f64> = moved64
             .chunks_exact(d.max(1))
             .map(|c| c.iter().map(|v| v * v).sum())
             .collect();
+        let max_sq_norm = sq_norms.iter().copied().fold(0.0, f64::max);
         Self {
             k,
             d,
             centers,
             origin,
-            moved,
-            norms,
+            moved: moved64.iter().map(|&v| v as f32).collect(),
+            norms: sq_norms.iter().map(|&v| v as f32).collect(),
+            max_sq_norm,
+            // (D + 4)·u with u = 2⁻²⁴ = ε/2, doubled.
+            rounding: (d as f64 + 4.0) * f64::from(f32::EPSILON),
         }
     }
 
@@ -226,7 +314,7 @@ impl<'c> BlockedCenters<'c> {
     ) {
         #[cfg(target_arch = "x86_64")]
         {
-            #[target_feature(enable = "avx2")]
+            #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2(
                 this: &BlockedCenters,
                 w: &mut BlockedScratch,
@@ -237,12 +325,58 @@ impl<'c> BlockedCenters<'c> {
             ) {
                 this.assign_body(w, weights, labels, dists, stats)
             }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has the features `avx2` enables (checked just above).
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has the features `avx2,fma` enables (checked just above).
                 return unsafe { avx2(self, w, weights, labels, dists, stats) };
             }
         }
         self.assign_body(w, weights, labels, dists, stats)
+    }
+
+    /// The screening: `w.best_index` and `w.gap` of every row from one f32 GEMM.
+    #[inline(always)]
+    fn screen(&self, w: &mut BlockedScratch, rows: usize) {
+        let (k, d) = (self.k, self.d);
+        w.moved.resize(rows * d, 0.0);
+        for (m, x) in w.moved.chunks_exact_mut(d).zip(w.x.chunks_exact(d)) {
+            for ((m, x), o) in m.iter_mut().zip(x).zip(&self.origin) {
+                *m = (x - o) as f32;
+            }
+        }
+        w.prod.resize(rows * k, 0.0);
+        // Column-major: column c holds −2 (x − o)·(c − o) for the rows of the chunk, so that the
+        // argmin below runs over contiguous rows and vectorizes.
+        matmul(
+            MatMut::from_column_major_slice_mut(&mut w.prod, rows, k),
+            Accum::Replace,
+            MatRef::from_row_major_slice(&w.moved, rows, d),
+            MatRef::from_row_major_slice(&self.moved, k, d).transpose(),
+            -2.0f32,
+            Par::Seq,
+        );
+        // ‖x − c‖² − ‖x − o‖² = ‖c − o‖² − 2 (x − o)·(c − o): its argmin over c is the nearest
+        // center. Rows go in groups of ARGMIN_LANES whose running minimum, second minimum and
+        // index stay in registers over the K columns (a conditional store per column would
+        // compile to a slow masked store); a strict `<` over increasing c keeps the lowest
+        // index on ties.
+        w.best_index.resize(rows, 0.0);
+        w.gap.resize(rows, 0.0);
+        let full = screen_lanes(&w.prod, rows, &self.norms, &mut w.best_index, &mut w.gap);
+        for r in full..rows {
+            let (mut best, mut second, mut index) = (w.prod[r] + self.norms[0], f32::INFINITY, 0);
+            for c in 1..k {
+                let v = w.prod[c * rows + r] + self.norms[c];
+                if v < best {
+                    (second, best, index) = (best, v, c);
+                } else {
+                    second = second.min(v);
+                }
+            }
+            w.best_index[r] = index as f32;
+            w.gap[r] = second - best;
+        }
     }
 
     #[inline(always)]
@@ -255,52 +389,47 @@ impl<'c> BlockedCenters<'c> {
         stats: &mut KMeansStats,
     ) {
         let (k, d, rows) = (self.k, self.d, labels.len());
-        w.moved.resize(rows * d, 0.0);
-        for (m, x) in w.moved.chunks_exact_mut(d).zip(w.x.chunks_exact(d)) {
-            for ((m, x), o) in m.iter_mut().zip(x).zip(&self.origin) {
-                *m = x - o;
-            }
-        }
-        w.prod.resize(rows * k, 0.0);
-        // Column-major: column c holds −2 (x − o)·(c − o) for the rows of the chunk, so that the
-        // argmin below runs over contiguous rows and vectorizes.
-        matmul(
-            MatMut::from_column_major_slice_mut(&mut w.prod, rows, k),
-            Accum::Replace,
-            MatRef::from_row_major_slice(&w.moved, rows, d),
-            MatRef::from_row_major_slice(&self.moved, k, d).transpose(),
-            -2.0,
-            Par::Seq,
-        );
-        // ‖x − c‖² − ‖x − o‖² = ‖c − o‖² − 2 (x − o)·(c − o): its argmin over c is the nearest
-        // center. A strict `<` over increasing c keeps the lowest index on ties; the index is
-        // held as an f64 (exact) so that the selects are all of one width.
-        w.best.clear();
-        w.best
-            .extend(w.prod[..rows].iter().map(|q| q + self.norms[0]));
-        w.best_index.clear();
-        w.best_index.resize(rows, 0.0);
-        for (c, col) in w.prod.chunks_exact(rows).enumerate().skip(1) {
-            let (n, cf) = (self.norms[c], c as f64);
-            for ((b, i), &q) in w.best.iter_mut().zip(w.best_index.iter_mut()).zip(col) {
-                let v = q + n;
-                let lt = v < *b;
-                *b = if lt { v } else { *b };
-                *i = if lt { cf } else { *i };
-            }
-        }
-        for (i, (((row, &cf), label), out)) in w.x[..rows * d]
+        self.screen(w, rows);
+        let BlockedScratch {
+            x,
+            best_index,
+            gap,
+            exact,
+            ..
+        } = w;
+        for (i, (((row, (&cf, &g)), label), out)) in x[..rows * d]
             .chunks_exact(d)
-            .zip(&w.best_index)
+            .zip(best_index.iter().zip(gap.iter()))
             .zip(labels.iter_mut())
             .zip(dists.iter_mut())
             .enumerate()
         {
-            let c = cf as usize;
-            // The exact ‖x − c‖² and Σ (x − c) (`KMeansStats::add_point`): two short loops
-            // over the row (in L1), each of which vectorizes.
+            // Each f32 score is within `bound` of its exact value (rounding of x − o and c − o
+            // to f32, of the D products and sums, and of the norm): a gap above twice that
+            // proves the screening's center the nearest. The bound needs ‖x − o‖, which the
+            // exact distance to the screened center bounds: ‖x − o‖ ≤ √sq + max ‖c − o‖, so
+            // 2‖x − o‖·max ‖c − o‖ + max ‖c − o‖² ≤ sq + 4·max ‖c − o‖². Otherwise (near-ties,
+            // or a score that overflowed f32: the comparison is false for NaN) the distances to
+            // every center are computed in f64, exactly as the reference does.
+            let screened = cf as usize;
+            let mut sq = sq_distance(row, &self.centers[screened * d..(screened + 1) * d]);
+            let bound = self.rounding * (sq + 4.0 * self.max_sq_norm);
+            let c = if f64::from(g) > 2.0 * bound {
+                screened
+            } else {
+                exact.clear();
+                exact.extend(
+                    self.centers
+                        .chunks_exact(d)
+                        .map(|center| sq_distance(row, center)),
+                );
+                let (c, s) = argmin(exact);
+                sq = s;
+                c
+            };
+            debug_assert!(c < k);
+            // Σ (x − c) (`KMeansStats::add_point`) with the exact ‖x − c‖² above.
             let center = &self.centers[c * d..(c + 1) * d];
-            let sq = sq_distance(row, center);
             let sums = stats.sums[c * d..(c + 1) * d]
                 .iter_mut()
                 .zip(row)
@@ -313,6 +442,7 @@ impl<'c> BlockedCenters<'c> {
                     stats.counts[c] += 1.0;
                     stats.n_samples += 1.0;
                     stats.inertia += sq;
+                    stats.n_changed += u64::from(*label != c as u32);
                 }
                 Some(weights) => {
                     let wi = weights[i];
@@ -325,9 +455,6 @@ impl<'c> BlockedCenters<'c> {
                     // Points of weight 0 move no center: their label changes do not count.
                     stats.n_changed += u64::from(*label != c as u32 && wi > 0.0);
                 }
-            }
-            if weights.is_none() {
-                stats.n_changed += u64::from(*label != c as u32);
             }
             *label = c as u32;
             *out = sq;
