@@ -105,9 +105,41 @@ fn no_adapter_gpu_fails_with_the_fix_and_auto_says_cpu() {
         ],
     );
     assert_eq!(code, 0, "{stderr}");
+    // 272 × 2 values: too few for a GPU to matter, decided without looking for an adapter.
+    assert!(
+        stderr.contains("backend: cpu")
+            && stderr.contains("too small for a GPU to matter")
+            && stderr.contains("no GPU adapter was probed"),
+        "{stderr}"
+    );
+    assert!(dir.path().join("m.json").exists());
+    // Data large enough for the probe (2 × 40 000 values): it finds no adapter and says so.
+    let big = dir.path().join("big.csv");
+    let mut text = String::from("a,b\n");
+    for i in 0..40_000 {
+        text.push_str(&format!("{},{}\n", (i % 97) as f64 * 0.1, (i % 13) as f64));
+    }
+    std::fs::write(&big, text).unwrap();
+    let (code, _, stderr) = emgpu(
+        dir.path(),
+        &env,
+        &[
+            "fit",
+            "-i",
+            big.to_str().unwrap(),
+            "-k",
+            "2",
+            "--max-iter",
+            "2",
+            "-o",
+            "big.json",
+            "--backend",
+            "auto",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
     assert!(
         stderr.contains("no GPU adapter was found; using the CPU backend"),
         "{stderr}"
     );
-    assert!(dir.path().join("m.json").exists());
 }

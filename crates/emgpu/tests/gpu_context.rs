@@ -43,7 +43,29 @@ fn auto_uses_the_cpu_on_a_software_adapter_and_says_why() {
         return;
     };
     let ctx = common::shared_context().unwrap();
+    // Small data: the CPU, decided without probing the adapters.
     let x = ndarray::Array2::from_shape_fn((50, 2), |(i, j)| (i * 3 + j) as f64 * 0.1);
+    let data = Dataset::from_array(&x);
+    let engine = gmm_engine(
+        Backend::Auto,
+        &data,
+        CovarianceType::Diag,
+        2,
+        EngineOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(engine.report().backend, Backend::Cpu);
+    assert!(
+        engine
+            .report()
+            .reason
+            .contains("too small for a GPU to matter"),
+        "{}",
+        engine.report().reason
+    );
+    // Data large enough (AUTO_MIN_GPU_VALUES values) for the probe to decide.
+    let n = emgpu::device::AUTO_MIN_GPU_VALUES / 2;
+    let x = ndarray::Array2::from_shape_fn((n, 2), |(i, j)| ((i * 3 + j) % 101) as f64 * 0.1);
     let data = Dataset::from_array(&x);
     let engine = gmm_engine(
         Backend::Auto,

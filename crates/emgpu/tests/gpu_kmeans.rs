@@ -608,7 +608,8 @@ fn auto_uses_the_cpu_for_kmeans_on_a_software_adapter() {
     let Some(_) = common::gpu_backend("auto_uses_the_cpu_for_kmeans_on_a_software_adapter") else {
         return;
     };
-    let x = blobs(50, 2, 2, 3.0, 0.0, 41);
+    // Enough values (AUTO_MIN_GPU_VALUES) for `Auto` to probe the adapters.
+    let x = blobs(emgpu::device::AUTO_MIN_GPU_VALUES / 2, 2, 2, 3.0, 0.0, 41);
     let data = Dataset::from_array(&x);
     let engine = kmeans_engine(Backend::Auto, &data, EngineOptions::default()).unwrap();
     let report = engine.report();

@@ -85,15 +85,29 @@ pub type GpuHandle = std::sync::Arc<gpu::GpuContext>;
 #[derive(Debug)]
 pub enum GpuHandle {}
 
-/// The rule every engine factory follows (each model's factory calls it with its two engines):
-/// `Cpu` builds `cpu`; `Gpu` builds `gpu` on the shared context or fails (no silent fallback);
-/// `Auto` builds `gpu` on a hardware adapter and otherwise, or when the GPU cannot take the fit,
-/// `cpu` with the reason, which the fit reports.
+/// Under this many data values (N·D), `Auto` runs the CPU backend without probing the GPU
+/// adapters: finding and opening an adapter takes tens of milliseconds, more than a whole fit of
+/// so little data on the CPU, and a GPU cannot win back its dispatch latency on it.
+pub const AUTO_MIN_GPU_VALUES: usize = 1 << 16;
+
+/// The rule every engine factory follows (each model's factory calls it with its two engines and
+/// the number of values, N·D, of its data): `Cpu` builds `cpu`; `Gpu` builds `gpu` on the shared
+/// context or fails (no silent fallback); `Auto` builds `cpu` without probing any adapter when
+/// the data have fewer than [`AUTO_MIN_GPU_VALUES`] values, else `gpu` on a hardware adapter
+/// and otherwise, or when the GPU cannot take the fit, `cpu`, with the reason, which the fit
+/// reports.
 pub fn choose<'a, E: ?Sized + 'a>(
     backend: Backend,
+    values: usize,
     cpu: impl FnOnce(String) -> Box<E>,
     gpu: impl FnOnce(GpuHandle, String) -> Result<Box<E>>,
 ) -> Result<Box<E>> {
+    if backend == Backend::Auto && values < AUTO_MIN_GPU_VALUES {
+        return Ok(cpu(format!(
+            "the data are too small for a GPU to matter ({values} values, under \
+             {AUTO_MIN_GPU_VALUES}); no GPU adapter was probed; using the CPU backend"
+        )));
+    }
     #[cfg(feature = "gpu")]
     {
         use gpu::{AutoChoice, GpuContext, auto_choice};

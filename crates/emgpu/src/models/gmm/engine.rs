@@ -165,6 +165,7 @@ pub fn gmm_engine_batched<'a>(
 ) -> Result<Box<dyn GmmEngine + 'a>> {
     choose::<dyn GmmEngine + 'a>(
         backend,
+        data.n_samples() * data.n_features(),
         |reason| Box::new(CpuEngine::new(data, options, reason)),
         |ctx, reason| {
             #[cfg(feature = "gpu")]

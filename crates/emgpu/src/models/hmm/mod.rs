@@ -348,6 +348,7 @@ pub fn hmm_engine<'a>(
 ) -> Result<Box<dyn HmmEngine + 'a>> {
     choose::<dyn HmmEngine + 'a>(
         backend,
+        data.n_samples() * data.n_features(),
         |reason| Box::new(CpuHmmEngine::new(data, options, reason)),
         |ctx, reason| {
             #[cfg(feature = "gpu")]

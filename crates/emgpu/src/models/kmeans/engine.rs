@@ -55,6 +55,7 @@ pub fn kmeans_engine<'a>(
 ) -> Result<Box<dyn KMeansEngine + 'a>> {
     choose::<dyn KMeansEngine + 'a>(
         backend,
+        data.n_samples() * data.n_features(),
         |reason| Box::new(CpuKMeansEngine::new(data, options, reason)),
         |ctx, reason| {
             #[cfg(feature = "gpu")]
