@@ -37,6 +37,21 @@ fn the_shared_context_is_one_per_process_with_the_adapters_limits() {
     eprintln!("adapters: {listed:#?}");
 }
 
+/// The diagonal two-component engine of `backend` over `data`.
+fn diag2<'a>(
+    backend: Backend,
+    data: &'a Dataset<'a>,
+) -> Box<dyn emgpu::models::gmm::GmmEngine + 'a> {
+    gmm_engine(
+        backend,
+        data,
+        CovarianceType::Diag,
+        2,
+        EngineOptions::default(),
+    )
+    .unwrap()
+}
+
 #[test]
 fn auto_uses_the_cpu_on_a_software_adapter_and_says_why() {
     let Some(_) = common::gpu_backend("auto_uses_the_cpu_on_a_software_adapter") else {
@@ -46,14 +61,7 @@ fn auto_uses_the_cpu_on_a_software_adapter_and_says_why() {
     // Small data: the CPU, decided without probing the adapters.
     let x = ndarray::Array2::from_shape_fn((50, 2), |(i, j)| (i * 3 + j) as f64 * 0.1);
     let data = Dataset::from_array(&x);
-    let engine = gmm_engine(
-        Backend::Auto,
-        &data,
-        CovarianceType::Diag,
-        2,
-        EngineOptions::default(),
-    )
-    .unwrap();
+    let engine = diag2(Backend::Auto, &data);
     assert_eq!(engine.report().backend, Backend::Cpu);
     assert!(
         engine
@@ -67,14 +75,7 @@ fn auto_uses_the_cpu_on_a_software_adapter_and_says_why() {
     let n = emgpu::device::AUTO_MIN_GPU_VALUES / 2;
     let x = ndarray::Array2::from_shape_fn((n, 2), |(i, j)| ((i * 3 + j) % 101) as f64 * 0.1);
     let data = Dataset::from_array(&x);
-    let engine = gmm_engine(
-        Backend::Auto,
-        &data,
-        CovarianceType::Diag,
-        2,
-        EngineOptions::default(),
-    )
-    .unwrap();
+    let engine = diag2(Backend::Auto, &data);
     let report = engine.report();
     match auto_choice() {
         AutoChoice::Cpu { reason } => {
@@ -90,14 +91,7 @@ fn auto_uses_the_cpu_on_a_software_adapter_and_says_why() {
         }
     }
     // Backend::Gpu takes any adapter, a software one included.
-    let engine = gmm_engine(
-        Backend::Gpu,
-        &data,
-        CovarianceType::Diag,
-        2,
-        EngineOptions::default(),
-    )
-    .unwrap();
+    let engine = diag2(Backend::Gpu, &data);
     assert_eq!(engine.report().backend, Backend::Gpu);
     assert_eq!(engine.report().device, ctx.device_label());
 }

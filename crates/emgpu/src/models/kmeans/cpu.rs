@@ -297,8 +297,14 @@ impl<'c> BlockedCenters<'c> {
             moved: moved64.iter().map(|&v| v as f32).collect(),
             norms: sq_norms.iter().map(|&v| v as f32).collect(),
             max_sq_norm,
-            // (D + 4)·u with u = 2⁻²⁴ = ε/2, doubled.
-            rounding: (d as f64 + 4.0) * f64::from(f32::EPSILON),
+            // (D + 4)·u with u = 2⁻²⁴ = ε/2, doubled. The screening holds center indices as
+            // f32, exact below 2²⁴: with more centers no screening is trusted (every row is
+            // decided in f64).
+            rounding: if k < 1 << 24 {
+                (d as f64 + 4.0) * f64::from(f32::EPSILON)
+            } else {
+                f64::INFINITY
+            },
         }
     }
 
