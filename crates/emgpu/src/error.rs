@@ -37,6 +37,15 @@ pub enum Error {
         value: String,
     },
 
+    /// A row of data marked with missing values has no observed entry (every value NaN).
+    #[error(
+        "row {row} (0-based) has no observed value (every entry is NaN); drop it: a row with nothing observed says nothing about the mixture"
+    )]
+    NothingObserved {
+        /// 0-based row.
+        row: usize,
+    },
+
     /// More components were asked for than there are data points.
     #[error(
         "n_components={n_components} is larger than the number of samples ({n_samples}); use at most {n_samples} components or more data"

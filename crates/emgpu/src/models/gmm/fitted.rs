@@ -6,10 +6,12 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
+use super::GmmEngine as _;
 use super::gmm_engine;
 use super::{CovarianceType, GmmParams, OnlineSummary, Prepared, ReseedEvent};
 use crate::data::{AsDataset, Dataset};
 use crate::device::{Backend, BackendReport, EngineOptions};
+use crate::em::EStep as _;
 use crate::error::{Error, Result};
 use crate::numerics::linalg::cholesky_lower;
 
@@ -175,7 +177,9 @@ impl FittedGmm {
     }
 
     fn check_data(&self, data: &Dataset) -> Result<()> {
-        data.validate_for("the Gaussian mixture")?;
+        if !data.has_missing_values() {
+            data.validate_for("the Gaussian mixture")?;
+        }
         if data.n_features() != self.n_features() {
             return Err(Error::DimensionMismatch {
                 expected: self.n_features(),
@@ -199,6 +203,13 @@ impl FittedGmm {
         let data = x.as_dataset();
         self.check_data(&data)?;
         let mut out = vec![0.0; data.n_samples()];
+        if data.has_missing_values() {
+            // Marginal likelihood of each row's observed entries (CPU).
+            return self.missing_outputs(&data, |e| {
+                e.log_likelihoods(&self.prepared, &mut out)?;
+                Ok((Array1::from(out), e.report()))
+            });
+        }
         let mut engine = self.engine(&data)?;
         engine.log_likelihoods(&self.prepared, &mut out)?;
         Ok((Array1::from(out), engine.report()))
@@ -230,8 +241,12 @@ impl FittedGmm {
         self.check_data(&data)?;
         let (n, k) = (data.n_samples(), self.n_components());
         let mut out = vec![0.0; n * k];
-        let mut engine = self.engine(&data)?;
-        engine.responsibilities(&self.prepared, &mut out)?;
+        if data.has_missing_values() {
+            self.missing_outputs(&data, |e| e.responsibilities(&self.prepared, &mut out))?;
+        } else {
+            let mut engine = self.engine(&data)?;
+            engine.responsibilities(&self.prepared, &mut out)?;
+        }
         Ok(Array2::from_shape_vec((n, k), out).expect("n*k values"))
     }
 

@@ -24,6 +24,7 @@ mod fitted;
 pub mod gpu;
 mod init;
 pub mod m_step;
+pub mod missing;
 mod params;
 pub mod reseed;
 mod stats;
@@ -144,6 +145,7 @@ pub struct GaussianMixture {
     engine: EngineOptions,
     reseed: Option<f64>,
     online: Option<OnlineOptions>,
+    missing_group_rows: Option<usize>,
 }
 
 /// How stepwise EM went (in [`FittedGmm::online`]).
@@ -188,7 +190,17 @@ impl GaussianMixture {
             engine: EngineOptions::default(),
             reseed: None,
             online: None,
+            missing_group_rows: None,
         }
+    }
+
+    /// Data with missing values ([`Dataset::with_missing_values`]): patterns with at least
+    /// `rows` rows run through the backend's complete-data engine, the others through the direct
+    /// CPU path (see [`missing::engine`]); default [`missing::CPU_GROUP_ROWS`] on the CPU,
+    /// [`missing::GPU_GROUP_ROWS`] on the GPU. Mostly for tests and benchmarks.
+    pub fn missing_group_rows(mut self, rows: usize) -> Self {
+        self.missing_group_rows = Some(rows.max(1));
+        self
     }
 
     /// Re-seed collapsed components (off by default, as scikit-learn): after every M-step a
@@ -422,6 +434,9 @@ impl GaussianMixture {
         progress: &mut dyn FnMut(&Progress) -> Control,
     ) -> Result<FittedGmm> {
         let data = x.as_dataset();
+        if data.has_missing_values() {
+            return self.fit_missing(&data, progress);
+        }
         data.validate_for("the Gaussian mixture")?;
         let (n, d) = (data.n_samples(), data.n_features());
         self.validate(n, d)?;

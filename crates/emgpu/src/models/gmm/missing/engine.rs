@@ -1,0 +1,373 @@
+//! The E-step engine of a Gaussian mixture on data with missing entries.
+//!
+//! Rows are grouped by pattern once ([`MissingIndex`]). Each E-step, for the current parameters:
+//!
+//! - a pattern with at least `group_rows` rows (and the complete pattern, always) runs through the
+//!   ordinary complete-data engine of the fit's backend ([`gmm_engine`]: the blocked CPU engine
+//!   or the GPU engine), built once over its observed sub-rows, with the marginal parameters on
+//!   its observed columns; its statistics are expanded on the host ([`expand`]);
+//! - the rows of the other (rare) patterns run on the CPU through a direct per-row path, in
+//!   parallel over blocks of (pattern, rows) items: per item the factors of the pattern are
+//!   computed once, then every row's marginal log-densities, responsibilities and observed
+//!   statistics; then the same expansion.
+//!
+//! The sums are deterministic: items are summed in a fixed order of fixed blocks, whatever the
+//! number of threads. The complete pattern gets exactly the parameters of the complete-data fit,
+//! so a dataset without NaN gives the complete-data statistics.
+
+use rayon::prelude::*;
+
+use super::factors::{PatternFactors, covariance_matrices, expand, marginal_prepared};
+use super::index::{MissingIndex, Pattern};
+use crate::data::Dataset;
+use crate::device::{Backend, BackendReport, EngineOptions};
+use crate::em::EStep;
+use crate::error::{Error, Result};
+use crate::models::gmm::{CovarianceType, GmmEngine, GmmModel, GmmStats, Prepared, gmm_engine};
+use crate::numerics::log_sum_exp;
+
+/// Rows per item of the direct path.
+const ITEM_ROWS: usize = 2048;
+/// Number of blocks the direct items are summed in (fixed: the sums do not depend on threads).
+const BLOCKS: usize = 64;
+
+/// Default `group_rows` on the CPU: patterns with at least this many rows use the blocked engine.
+pub const CPU_GROUP_ROWS: usize = 1024;
+/// Default `group_rows` on the GPU: patterns with at least this many rows run on the GPU.
+pub const GPU_GROUP_ROWS: usize = 65_536;
+
+/// The E-step engine over a [`MissingIndex`] (see the module docs).
+pub struct MissingEngine<'a> {
+    index: &'a MissingIndex,
+    /// (pattern, engine over its observed sub-rows).
+    engines: Vec<(usize, Box<dyn GmmEngine + 'a>)>,
+    /// Direct-path items: (pattern, rows within the pattern).
+    items: Vec<(usize, std::ops::Range<usize>)>,
+    report: BackendReport,
+}
+
+/// The datasets over the observed sub-rows of the patterns that get an engine: patterns with at
+/// least `group_rows` rows, and the complete pattern.
+pub fn group_datasets(
+    index: &MissingIndex,
+    group_rows: usize,
+) -> Result<Vec<(usize, Dataset<'_>)>> {
+    index
+        .patterns()
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.missing.is_empty() || p.rows.len() >= group_rows)
+        .map(|(i, p)| {
+            Ok((
+                i,
+                Dataset::from_slice(p.values(index), p.rows.len(), p.n_observed())?,
+            ))
+        })
+        .collect()
+}
+
+impl<'a> MissingEngine<'a> {
+    /// The engine over `index`, with engines of `backend` over `groups` ([`group_datasets`]).
+    pub fn new(
+        index: &'a MissingIndex,
+        groups: &'a [(usize, Dataset<'a>)],
+        backend: Backend,
+        covariance_type: CovarianceType,
+        n_components: usize,
+        options: EngineOptions,
+    ) -> Result<Self> {
+        let mut engines = Vec::with_capacity(groups.len());
+        for (i, data) in groups {
+            let e = gmm_engine(backend, data, covariance_type, n_components, options)?;
+            engines.push((*i, e));
+        }
+        let mut items = Vec::new();
+        let mut direct_rows = 0;
+        for (i, p) in index.patterns().iter().enumerate() {
+            if engines.iter().any(|(g, _)| *g == i) {
+                continue;
+            }
+            direct_rows += p.rows.len();
+            for s in (0..p.rows.len()).step_by(ITEM_ROWS) {
+                items.push((i, s..(s + ITEM_ROWS).min(p.rows.len())));
+            }
+        }
+        let engine_rows: usize = groups.iter().map(|(_, d)| d.n_samples()).sum();
+        let mut report = match engines
+            .iter()
+            .max_by_key(|(i, _)| index.patterns()[*i].rows.len())
+        {
+            Some((_, e)) => e.report(),
+            None => crate::device::cpu_report(""),
+        };
+        let note = format!(
+            "missing values: {} patterns; {engine_rows} rows in {} pattern groups on the {} engine, {direct_rows} rows of rare patterns on the CPU",
+            index.patterns().len(),
+            engines.len(),
+            report.backend,
+        );
+        report.reason = if report.reason.is_empty() {
+            note
+        } else {
+            format!("{}; {note}", report.reason)
+        };
+        Ok(Self {
+            index,
+            engines,
+            items,
+            report,
+        })
+    }
+
+    /// `E[x | x_o]` of every row under `p`: observed entries copied, each missing entry replaced
+    /// by `Σ_k r_k (μ_km + B_k (x_o − μ_ko))` (`out`: `[N][D]`).
+    pub fn impute(&self, p: &Prepared, out: &mut [f64]) -> Result<()> {
+        let (k, d) = (p.n_components, p.n_features);
+        self.check_len(out.len(), d)?;
+        Direct(self.index).for_each_item(p, out, d, |fac, pat, x, o| {
+            let d_o = pat.n_observed();
+            let d_m = pat.missing.len();
+            let (mut lj, mut u, mut z) = (vec![0.0; k], vec![0.0; k * d_o], vec![0.0; d_o]);
+            for (xr, orow) in x.chunks_exact(d_o).zip(o.chunks_exact_mut(d)) {
+                for (a, &j) in pat.observed.iter().enumerate() {
+                    orow[j] = xr[a];
+                }
+                if d_m == 0 {
+                    continue;
+                }
+                fac.log_joint(p, xr, &mut lj, &mut u, &mut z);
+                let lse = log_sum_exp(&lj);
+                for &j in &pat.missing {
+                    orow[j] = 0.0;
+                }
+                for c in 0..k {
+                    let r = (lj[c] - lse).exp();
+                    if r == 0.0 {
+                        continue;
+                    }
+                    let b = &fac.factor(c).b;
+                    let uc = &u[c * d_o..(c + 1) * d_o];
+                    for (a, &j) in pat.missing.iter().enumerate() {
+                        let cond: f64 = b[a * d_o..(a + 1) * d_o]
+                            .iter()
+                            .zip(uc)
+                            .map(|(b, u)| b * u)
+                            .sum();
+                        orow[j] += r * (fac.mu_m[c * d_m + a] + cond);
+                    }
+                }
+            }
+        })
+    }
+
+    fn check_len(&self, len: usize, per_row: usize) -> Result<()> {
+        let want = self.index.n_samples() * per_row;
+        if len == want {
+            Ok(())
+        } else {
+            Err(Error::param(format!(
+                "the output buffer holds {len} values but the data need {want}"
+            )))
+        }
+    }
+}
+
+/// The direct path over the rows of an index (shared by threads; the engines are not).
+#[derive(Clone, Copy)]
+struct Direct<'i>(&'i MissingIndex);
+
+impl Direct<'_> {
+    fn pattern(&self, i: usize) -> &Pattern {
+        &self.0.patterns()[i]
+    }
+
+    /// The statistics of one direct item, added to `acc`.
+    fn item_stats(
+        &self,
+        p: &Prepared,
+        cov: &[f64],
+        (i, rows): &(usize, std::ops::Range<usize>),
+        acc: &mut GmmStats,
+    ) -> Result<()> {
+        let pat = self.pattern(*i);
+        let f = PatternFactors::new(p, cov, pat)?;
+        let (k, d_o) = (p.n_components, pat.n_observed());
+        let full = acc.has_full_s2();
+        let x_all = pat.values(self.0);
+        let (mut s0, mut s1) = (vec![0.0; k], vec![0.0; k * d_o]);
+        let mut s2 = vec![0.0; if full { k * d_o * d_o } else { k * d_o }];
+        let (mut lj, mut u, mut z) = (vec![0.0; k], vec![0.0; k * d_o], vec![0.0; d_o]);
+        let mut ll = 0.0;
+        for x in x_all[rows.start * d_o..rows.end * d_o].chunks_exact(d_o) {
+            f.log_joint(p, x, &mut lj, &mut u, &mut z);
+            // log p(x_o) = log Σ_k exp(log p(x_o, k)), by log-sum-exp.
+            let lse = log_sum_exp(&lj);
+            ll += lse;
+            for c in 0..k {
+                let r = (lj[c] - lse).exp();
+                s0[c] += r;
+                if r == 0.0 {
+                    continue;
+                }
+                let uc = &u[c * d_o..(c + 1) * d_o];
+                for a in 0..d_o {
+                    s1[c * d_o + a] += r * uc[a];
+                }
+                if full {
+                    let m = &mut s2[c * d_o * d_o..(c + 1) * d_o * d_o];
+                    for a in 0..d_o {
+                        let ra = r * uc[a];
+                        for b in 0..=a {
+                            m[a * d_o + b] += ra * uc[b];
+                        }
+                    }
+                } else {
+                    for a in 0..d_o {
+                        s2[c * d_o + a] += r * uc[a] * uc[a];
+                    }
+                }
+            }
+        }
+        if full {
+            for c in 0..k {
+                let m = &mut s2[c * d_o * d_o..(c + 1) * d_o * d_o];
+                for a in 0..d_o {
+                    for b in 0..a {
+                        m[b * d_o + a] = m[a * d_o + b];
+                    }
+                }
+            }
+        }
+        acc.n_samples += rows.len() as f64;
+        acc.log_likelihood += ll;
+        expand(acc, pat, &f, &s0, &s1, &s2);
+        Ok(())
+    }
+
+    /// Runs `f(item, factors, x_o rows, original rows)` over every row of every pattern (all
+    /// patterns, engine groups included), in parallel over items: the per-row outputs.
+    fn for_each_item<T: Copy + Default + Send>(
+        &self,
+        p: &Prepared,
+        out: &mut [T],
+        per_row: usize,
+        f: impl Fn(&PatternFactors, &Pattern, &[f64], &mut [T]) + Sync,
+    ) -> Result<()> {
+        let cov = covariance_matrices(p);
+        let mut items = Vec::new();
+        for (i, pat) in self.0.patterns().iter().enumerate() {
+            for s in (0..pat.rows.len()).step_by(ITEM_ROWS) {
+                items.push((i, s..(s + ITEM_ROWS).min(pat.rows.len())));
+            }
+        }
+        let results = items
+            .par_iter()
+            .map(|(i, rows)| -> Result<Vec<T>> {
+                let pat = self.pattern(*i);
+                let fac = PatternFactors::new(p, &cov, pat)?;
+                let d_o = pat.n_observed();
+                let x = &pat.values(self.0)[rows.start * d_o..rows.end * d_o];
+                let mut o = vec![T::default(); rows.len() * per_row];
+                f(&fac, pat, x, &mut o);
+                Ok(o)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let perm = self.0.rows();
+        for ((i, rows), vals) in items.iter().zip(results) {
+            let pat = self.pattern(*i);
+            for (r, v) in rows.clone().zip(vals.chunks_exact(per_row)) {
+                let n = perm[pat.rows.start + r];
+                out[n * per_row..(n + 1) * per_row].copy_from_slice(v);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EStep<GmmModel> for MissingEngine<'_> {
+    fn e_step(&mut self, p: &Prepared) -> Result<GmmStats> {
+        let (k, d) = (p.n_components, p.n_features);
+        let cov = covariance_matrices(p);
+        let mut acc = GmmStats::zeros(p.covariance_type, k, d, &p.means);
+        for (i, engine) in &mut self.engines {
+            let pat = &self.index.patterns()[*i];
+            if pat.missing.is_empty() {
+                // The complete pattern: the complete-data E-step on the parameters as they are.
+                let mut s = engine.e_step(p)?;
+                s.rebase_to(&p.means);
+                acc.merge(&s);
+                continue;
+            }
+            let marginal = marginal_prepared(p, &cov, &pat.observed)?;
+            let mut s = engine.e_step(&marginal)?;
+            s.rebase_to(&marginal.means);
+            let f = PatternFactors::new(p, &cov, pat)?;
+            acc.n_samples += s.n_samples;
+            acc.log_likelihood += s.log_likelihood;
+            expand(&mut acc, pat, &f, &s.s0, &s.s1, &s.s2);
+        }
+        if !self.items.is_empty() {
+            let per_block = self.items.len().div_ceil(BLOCKS);
+            let direct = Direct(self.index);
+            let blocks = self
+                .items
+                .par_chunks(per_block)
+                .map(|items| -> Result<GmmStats> {
+                    let mut b = GmmStats::zeros(p.covariance_type, k, d, &p.means);
+                    for item in items {
+                        direct.item_stats(p, &cov, item, &mut b)?;
+                    }
+                    Ok(b)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for b in &blocks {
+                acc.merge(b);
+            }
+        }
+        Ok(acc)
+    }
+
+    fn report(&self) -> BackendReport {
+        self.report.clone()
+    }
+}
+
+impl GmmEngine for MissingEngine<'_> {
+    /// `log p(x_o)`: the marginal density of each row's observed entries.
+    fn log_likelihoods(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
+        self.check_len(out.len(), 1)?;
+        let k = p.n_components;
+        Direct(self.index).for_each_item(p, out, 1, |fac, pat, x, o| {
+            let d_o = pat.n_observed();
+            let (mut lj, mut u, mut z) = (vec![0.0; k], vec![0.0; k * d_o], vec![0.0; d_o]);
+            for (xr, o) in x.chunks_exact(d_o).zip(o.iter_mut()) {
+                fac.log_joint(p, xr, &mut lj, &mut u, &mut z);
+                *o = log_sum_exp(&lj);
+            }
+        })
+    }
+
+    /// Responsibilities under the marginal of each row's observed entries.
+    fn responsibilities(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
+        let k = p.n_components;
+        self.check_len(out.len(), k)?;
+        Direct(self.index).for_each_item(p, out, k, |fac, pat, x, o| {
+            let d_o = pat.n_observed();
+            let (mut u, mut z) = (vec![0.0; k * d_o], vec![0.0; d_o]);
+            for (xr, o) in x.chunks_exact(d_o).zip(o.chunks_exact_mut(k)) {
+                fac.log_joint(p, xr, o, &mut u, &mut z);
+                let lse = log_sum_exp(o);
+                o.iter_mut().for_each(|v| *v = (*v - lse).exp());
+            }
+        })
+    }
+}
+
+impl GmmStats {
+    /// Moves the statistics to `shift` when they are about another one.
+    pub(crate) fn rebase_to(&mut self, shift: &[f64]) {
+        if self.shift != shift {
+            self.reshift(shift);
+        }
+    }
+}
