@@ -39,6 +39,8 @@ pub struct CsvOptions {
     pub no_header: bool,
     /// Drop rows with a missing cell in a used column (counted) instead of refusing them.
     pub dropna: bool,
+    /// Read missing cells as NaN (`--missing em`) instead of refusing them.
+    pub missing: bool,
 }
 
 impl CsvOptions {
@@ -199,6 +201,10 @@ impl CsvSource {
             for (i, &c) in selected.iter().enumerate() {
                 let cell = &record[c];
                 let at = format!("line {line} (data row {row}, 0-based), {}", label(c));
+                if is_na(cell) && options.missing {
+                    cells[i] = f64::NAN;
+                    continue;
+                }
                 if is_na(cell) {
                     if options.dropna {
                         incomplete = true;
@@ -212,7 +218,7 @@ impl CsvSource {
                     return Err(Error::bad_file(
                         path,
                         format!(
-                            "{at} {what}; drop the incomplete rows with --dropna, or leave the column out with --columns/--drop"
+                            "{at} {what}; drop the incomplete rows with --dropna, leave the column out with --columns/--drop, or (Gaussian mixtures) fit with the missing values with --missing em"
                         ),
                     ));
                 }

@@ -21,6 +21,7 @@ mod file;
 mod fit;
 mod gpu_env;
 mod hmm;
+mod impute;
 mod init;
 mod options;
 mod output;
@@ -85,6 +86,9 @@ pub enum Command {
     Predict(predict::PredictCmd),
     /// Draw samples from a Gaussian mixture model (float64 .npy).
     Sample(sample::SampleCmd),
+    /// Replace each missing entry (NaN, or an empty/NA CSV cell) by its conditional mean under a
+    /// Gaussian mixture model (float64 .npy or CSV).
+    Impute(impute::ImputeCmd),
     /// What a model file holds: kind, K, D, weights, means, variances, lower bound (or --json).
     Show(show::ShowCmd),
     /// Fit on the CPU and on another backend (the GPU) from the same start and compare the results.
@@ -123,6 +127,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Score(cmd) => score::run(cmd, &ui),
         Command::Predict(cmd) => predict::run(cmd, &ui),
         Command::Sample(cmd) => sample::run(cmd, &ui),
+        Command::Impute(cmd) => impute::run(cmd, &ui),
         Command::Show(cmd) => show::run(cmd, &ui),
         Command::Validate(cmd) => validate::run(cmd, &ui),
         Command::Select(cmd) => select::run(cmd, &ui),
@@ -201,6 +206,10 @@ pub fn about_file(e: Error, path: &Path) -> CliError {
         | Error::NoGpuSupport
         | Error::Gpu(_)
         | Error::DeviceLimits(_) => e.into(),
+        Error::NonFinite { ref value, .. } if value == "NaN" => CliError::error(format!(
+            "{}: {e}; or, for a Gaussian mixture, treat NaN as missing values with --missing em",
+            path.display()
+        )),
         other => CliError::error(format!("{}: {other}", path.display())),
     }
 }
@@ -326,6 +335,12 @@ pub struct InputArgs {
     #[arg(long, value_name = "D")]
     pub dims: Option<usize>,
 
+    /// Gaussian mixtures: NaN entries (CSV: empty, NA, NaN, ... cells) are missing at random;
+    /// `em` fits by EM with the missing values as latent variables, and score/predict use the
+    /// marginal likelihood of each row's observed entries [default: NaN is an error].
+    #[arg(long, value_enum, value_name = "em", conflicts_with = "dropna")]
+    pub missing: Option<MissingArg>,
+
     /// Hidden Markov models only: the lengths of the sequences the rows form, in order (they
     /// must add up to the number of rows): a 1-D integer .npy, or a text file with one length
     /// per line [default: one sequence].
@@ -345,6 +360,7 @@ impl InputArgs {
             no_header: false,
             dropna: false,
             dims: None,
+            missing: None,
             lengths: None,
         }
     }
@@ -387,6 +403,7 @@ impl InputArgs {
                 delimiter,
                 no_header: self.no_header,
                 dropna: self.dropna,
+                missing: self.missing.is_some(),
             },
             dims: self.dims,
         })
@@ -394,7 +411,16 @@ impl InputArgs {
 
     /// Opens the input file.
     pub fn open(&self) -> Result<Dataset<'static>, CliError> {
-        Ok(open_dataset(&self.input, &self.options()?)?)
+        let data = open_dataset(&self.input, &self.options()?)?;
+        Ok(self.mark_missing(data))
+    }
+
+    /// The data marked with missing values under `--missing em`.
+    fn mark_missing(&self, data: Dataset<'static>) -> Dataset<'static> {
+        match self.missing {
+            Some(MissingArg::Em) => data.with_missing_values(),
+            None => data,
+        }
     }
 
     /// Opens the input file and, for a CSV file, returns the names of the columns used.
@@ -469,8 +495,15 @@ impl InputArgs {
                 opened.rows_dropped + opened.data.n_samples()
             ));
         }
-        Ok((opened.data, opened.columns))
+        Ok((self.mark_missing(opened.data), opened.columns))
     }
+}
+
+/// `--missing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MissingArg {
+    /// EM with the missing values as latent variables (Gaussian mixtures).
+    Em,
 }
 
 /// `--format`.

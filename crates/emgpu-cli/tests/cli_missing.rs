@@ -1,0 +1,221 @@
+//! `--missing em` (issue 12): CSV empty/NA cells and NaN in .npy read as missing values; fit,
+//! score and predict through the library's EM with missing entries (the CLI gives the library's
+//! numbers); `emgpu impute`; without the flag NaN is an error naming it.
+
+#[path = "common/cli.rs"]
+mod cli_util;
+
+use cli_util::{fails, last_json, ok, read_json, tmp};
+use emgpu::{Backend, Dataset, FittedGmm, GaussianMixture};
+use ndarray::Array2;
+use ndarray_npy::{read_npy, write_npy};
+
+/// 200 rows of two clusters in 3-D with holes: every fifth row misses column 1, every seventh
+/// column 2 (row 35 misses both), and row 3 misses column 0.
+fn holey() -> Array2<f64> {
+    Array2::from_shape_fn((200, 3), |(i, j)| {
+        let c = if i % 2 == 0 { 0.0 } else { 6.0 };
+        let v = c + ((i * 7 + j * 13) % 17) as f64 / 8.0 - 1.0 + 0.3 * j as f64;
+        let hole = (j == 1 && i % 5 == 0) || (j == 2 && i % 7 == 0) || (j == 0 && i == 3);
+        if hole { f64::NAN } else { v }
+    })
+}
+
+fn write_csv(path: &std::path::Path, x: &Array2<f64>) {
+    let mut s = String::from("a,b,c\n");
+    for (i, row) in x.rows().into_iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .map(|v| match (v.is_nan(), i % 2) {
+                (true, 0) => String::new(),
+                (true, _) => "NA".to_string(),
+                (false, _) => format!("{v:?}"),
+            })
+            .collect();
+        s.push_str(&cells.join(","));
+        s.push('\n');
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+fn flat(v: &serde_json::Value) -> Vec<f64> {
+    match v {
+        serde_json::Value::Array(a) => a.iter().flat_map(flat).collect(),
+        v => vec![v.as_f64().unwrap()],
+    }
+}
+
+fn near(a: &[f64], b: &[f64]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= 1e-12 * y.abs().max(1.0), "{a:?} vs {b:?}");
+    }
+}
+
+#[test]
+fn fit_score_predict_impute_with_missing_values_give_the_library_numbers() {
+    let dir = tmp();
+    let p = dir.path();
+    let x = holey();
+    write_csv(&p.join("x.csv"), &x);
+    write_npy(p.join("x.npy"), &x).unwrap();
+    let data = Dataset::from_array(&x).with_missing_values();
+    let lib = GaussianMixture::params(2)
+        .backend(Backend::Cpu)
+        .fit(&data)
+        .unwrap();
+    for input in ["x.csv", "x.npy"] {
+        ok(
+            p,
+            &[
+                "fit",
+                "-i",
+                input,
+                "-k",
+                "2",
+                "-o",
+                "m.json",
+                "--missing",
+                "em",
+                "--backend",
+                "cpu",
+            ],
+        );
+        let m = read_json(&p.join("m.json"));
+        near(&flat(&m["means"]), lib.params().means());
+        near(&flat(&m["covariances"]), lib.params().covariances());
+        let run = ok(
+            p,
+            &[
+                "score",
+                "-m",
+                "m.json",
+                "-i",
+                input,
+                "--missing",
+                "em",
+                "--json",
+            ],
+        );
+        let score = last_json(&run)["score"].as_f64().unwrap();
+        near(&[score], &[lib.score(&data).unwrap()]);
+    }
+    let model = FittedGmm::from_json(&std::fs::read_to_string(p.join("m.json")).unwrap()).unwrap();
+    ok(
+        p,
+        &[
+            "predict",
+            "-m",
+            "m.json",
+            "-i",
+            "x.csv",
+            "--missing",
+            "em",
+            "-o",
+            "p.npy",
+            "--proba",
+        ],
+    );
+    let proba: Array2<f64> = read_npy(p.join("p.npy")).unwrap();
+    near(
+        proba.as_slice().unwrap(),
+        model.predict_proba(&data).unwrap().as_slice().unwrap(),
+    );
+    // impute reads the CSV's empty and NA cells as missing without the flag.
+    ok(p, &["impute", "-m", "m.json", "-i", "x.csv", "-o", "y.npy"]);
+    let y: Array2<f64> = read_npy(p.join("y.npy")).unwrap();
+    let want = model.impute(&x).unwrap();
+    for ((a, b), orig) in y.iter().zip(&want).zip(&x) {
+        assert!(a.is_finite());
+        if orig.is_nan() {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0));
+        } else {
+            assert_eq!(a.to_bits(), orig.to_bits(), "observed entries unchanged");
+        }
+    }
+}
+
+#[test]
+fn without_the_flag_nan_and_na_are_errors_that_name_it() {
+    let dir = tmp();
+    let p = dir.path();
+    let x = holey();
+    write_csv(&p.join("x.csv"), &x);
+    write_npy(p.join("x.npy"), &x).unwrap();
+    fails(
+        p,
+        &["fit", "-i", "x.csv", "-k", "2", "-o", "m.json"],
+        1,
+        &["column \"b\" is empty", "--missing em", "--dropna"],
+    );
+    fails(
+        p,
+        &["fit", "-i", "x.npy", "-k", "2", "-o", "m.json"],
+        1,
+        &["non-finite value (NaN) at row 0, column 1", "--missing em"],
+    );
+    ok(
+        p,
+        &[
+            "fit",
+            "-i",
+            "x.npy",
+            "-k",
+            "2",
+            "-o",
+            "m.json",
+            "--missing",
+            "em",
+        ],
+    );
+    for args in [
+        &["score", "-m", "m.json", "-i", "x.npy"][..],
+        &["predict", "-m", "m.json", "-i", "x.npy", "-o", "l.npy"][..],
+    ] {
+        fails(p, args, 1, &["(NaN) at row 0, column 1", "--missing em"]);
+    }
+    // A row with nothing observed, and k-means, which has no missing-value EM.
+    let mut empty = x.clone();
+    empty.row_mut(9).fill(f64::NAN);
+    write_npy(p.join("e.npy"), &empty).unwrap();
+    fails(
+        p,
+        &[
+            "fit",
+            "-i",
+            "e.npy",
+            "-k",
+            "2",
+            "-o",
+            "n.json",
+            "--missing",
+            "em",
+        ],
+        1,
+        &["row 9 (0-based) has no observed value"],
+    );
+    fails(
+        p,
+        &["impute", "-m", "m.json", "-i", "e.npy", "-o", "y.npy"],
+        1,
+        &["row 9 (0-based) has no observed value"],
+    );
+    fails(
+        p,
+        &[
+            "fit",
+            "-i",
+            "x.npy",
+            "-k",
+            "2",
+            "-o",
+            "k.json",
+            "--missing",
+            "em",
+            "--model",
+            "kmeans",
+        ],
+        2,
+        &["k-means does not handle missing values"],
+    );
+}
