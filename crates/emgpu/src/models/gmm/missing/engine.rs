@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use super::factors::{PatternFactors, covariance_matrices, expand, marginal_prepared};
+use super::factors::{PatternFactors, Shared, expand, marginal_prepared};
 use super::index::{MissingIndex, Pattern};
 use crate::data::Dataset;
 use crate::device::{Backend, BackendReport, EngineOptions};
@@ -127,7 +127,7 @@ impl<'a> MissingEngine<'a> {
         Direct(self.index).for_each_item(p, out, d, |fac, pat, x, o| {
             let d_o = pat.n_observed();
             let d_m = pat.missing.len();
-            let (mut lj, mut u, mut z) = (vec![0.0; k], vec![0.0; k * d_o], vec![0.0; d_o]);
+            let (mut lj, mut u, mut z) = (vec![0.0; k], vec![0.0; k * d_o], vec![0.0; 2 * d]);
             for (xr, orow) in x.chunks_exact(d_o).zip(o.chunks_exact_mut(d)) {
                 for (a, &j) in pat.observed.iter().enumerate() {
                     orow[j] = xr[a];
@@ -185,57 +185,89 @@ impl Direct<'_> {
     fn item_stats(
         &self,
         p: &Prepared,
-        cov: &[f64],
+        cov: &Shared,
         (i, rows): &(usize, std::ops::Range<usize>),
         acc: &mut GmmStats,
     ) -> Result<()> {
         let pat = self.pattern(*i);
         let f = PatternFactors::new(p, cov, pat)?;
-        let (k, d_o) = (p.n_components, pat.n_observed());
+        let (k, d, d_o) = (p.n_components, p.n_features, pat.n_observed());
         let full = acc.has_full_s2();
         let x_all = pat.values(self.0);
-        let (mut s0, mut s1) = (vec![0.0; k], vec![0.0; k * d_o]);
-        let mut s2 = vec![0.0; if full { k * d_o * d_o } else { k * d_o }];
-        let (mut lj, mut u, mut z) = (vec![0.0; k], vec![0.0; k * d_o], vec![0.0; d_o]);
+        // Moments about the item's first row `c` (all components at once: per row one product
+        // vector φ = lower triangle of (x − c)(x − c)ᵀ and K contiguous axpys), moved to each
+        // μ_ko afterwards (the shift algebra of `GmmStats::reshift`).
+        let x = &x_all[rows.start * d_o..rows.end * d_o];
+        let shift = x[..d_o].to_vec();
+        let t = if full { d_o * (d_o + 1) / 2 } else { d_o };
+        let (mut s0, mut s1c, mut s2c) = (vec![0.0; k], vec![0.0; k * d_o], vec![0.0; k * t]);
+        let (mut lj, mut u, mut z) = (vec![0.0; k], vec![0.0; k * d_o], vec![0.0; 2 * d]);
+        let (mut xt, mut phi) = (vec![0.0; d_o], vec![0.0; t]);
         let mut ll = 0.0;
-        for x in x_all[rows.start * d_o..rows.end * d_o].chunks_exact(d_o) {
-            f.log_joint(p, x, &mut lj, &mut u, &mut z);
+        for xr in x.chunks_exact(d_o) {
+            f.log_joint(p, xr, &mut lj, &mut u, &mut z);
             // log p(x_o) = log Σ_k exp(log p(x_o, k)), by log-sum-exp.
             let lse = log_sum_exp(&lj);
             ll += lse;
+            for ((v, a), b) in xt.iter_mut().zip(xr).zip(&shift) {
+                *v = a - b;
+            }
+            if full {
+                let mut at = 0;
+                for a in 0..d_o {
+                    let xa = xt[a];
+                    for (ph, xb) in phi[at..at + a + 1].iter_mut().zip(&xt[..=a]) {
+                        *ph = xa * xb;
+                    }
+                    at += a + 1;
+                }
+            } else {
+                for (ph, v) in phi.iter_mut().zip(&xt) {
+                    *ph = v * v;
+                }
+            }
             for c in 0..k {
                 let r = (lj[c] - lse).exp();
                 s0[c] += r;
                 if r == 0.0 {
                     continue;
                 }
-                let uc = &u[c * d_o..(c + 1) * d_o];
-                for a in 0..d_o {
-                    s1[c * d_o + a] += r * uc[a];
+                for (s, v) in s1c[c * d_o..(c + 1) * d_o].iter_mut().zip(&xt) {
+                    *s += r * v;
                 }
-                if full {
-                    let m = &mut s2[c * d_o * d_o..(c + 1) * d_o * d_o];
-                    for a in 0..d_o {
-                        let ra = r * uc[a];
-                        for b in 0..=a {
-                            m[a * d_o + b] += ra * uc[b];
-                        }
-                    }
-                } else {
-                    for a in 0..d_o {
-                        s2[c * d_o + a] += r * uc[a] * uc[a];
-                    }
+                for (s, v) in s2c[c * t..(c + 1) * t].iter_mut().zip(&phi) {
+                    *s += r * v;
                 }
             }
         }
-        if full {
-            for c in 0..k {
+        // About μ_ko: δ = c − μ_ko, S1' = S1 + S0 δ, S2' = S2 + S1 δᵀ + δ S1ᵀ + S0 δ δᵀ.
+        let mut s1 = vec![0.0; k * d_o];
+        let mut s2 = vec![0.0; if full { k * d_o * d_o } else { k * d_o }];
+        for c in 0..k {
+            let delta: Vec<f64> = (0..d_o).map(|a| shift[a] - f.mu_o[c * d_o + a]).collect();
+            let (q0, q1) = (s0[c], &s1c[c * d_o..(c + 1) * d_o]);
+            if full {
                 let m = &mut s2[c * d_o * d_o..(c + 1) * d_o * d_o];
+                let mut at = c * t;
                 for a in 0..d_o {
-                    for b in 0..a {
-                        m[b * d_o + a] = m[a * d_o + b];
+                    for b in 0..=a {
+                        let v = s2c[at + b]
+                            + q1[a] * delta[b]
+                            + delta[a] * q1[b]
+                            + q0 * delta[a] * delta[b];
+                        m[a * d_o + b] = v;
+                        m[b * d_o + a] = v;
                     }
+                    at += a + 1;
                 }
+            } else {
+                for a in 0..d_o {
+                    s2[c * d_o + a] =
+                        s2c[c * t + a] + 2.0 * q1[a] * delta[a] + q0 * delta[a] * delta[a];
+                }
+            }
+            for a in 0..d_o {
+                s1[c * d_o + a] = q1[a] + q0 * delta[a];
             }
         }
         acc.n_samples += rows.len() as f64;
@@ -253,7 +285,7 @@ impl Direct<'_> {
         per_row: usize,
         f: impl Fn(&PatternFactors, &Pattern, &[f64], &mut [T]) + Sync,
     ) -> Result<()> {
-        let cov = covariance_matrices(p);
+        let cov = Shared::new(p);
         let mut items = Vec::new();
         for (i, pat) in self.0.patterns().iter().enumerate() {
             for s in (0..pat.rows.len()).step_by(ITEM_ROWS) {
@@ -287,7 +319,7 @@ impl Direct<'_> {
 impl EStep<GmmModel> for MissingEngine<'_> {
     fn e_step(&mut self, p: &Prepared) -> Result<GmmStats> {
         let (k, d) = (p.n_components, p.n_features);
-        let cov = covariance_matrices(p);
+        let cov = Shared::new(p);
         let mut acc = GmmStats::zeros(p.covariance_type, k, d, &p.means);
         for (i, engine) in &mut self.engines {
             let pat = &self.index.patterns()[*i];
@@ -298,7 +330,7 @@ impl EStep<GmmModel> for MissingEngine<'_> {
                 acc.merge(&s);
                 continue;
             }
-            let marginal = marginal_prepared(p, &cov, &pat.observed)?;
+            let marginal = marginal_prepared(p, &cov.cov, &pat.observed)?;
             let mut s = engine.e_step(&marginal)?;
             s.rebase_to(&marginal.means);
             let f = PatternFactors::new(p, &cov, pat)?;
@@ -336,10 +368,10 @@ impl GmmEngine for MissingEngine<'_> {
     /// `log p(x_o)`: the marginal density of each row's observed entries.
     fn log_likelihoods(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
         self.check_len(out.len(), 1)?;
-        let k = p.n_components;
+        let (k, d) = (p.n_components, p.n_features);
         Direct(self.index).for_each_item(p, out, 1, |fac, pat, x, o| {
             let d_o = pat.n_observed();
-            let (mut lj, mut u, mut z) = (vec![0.0; k], vec![0.0; k * d_o], vec![0.0; d_o]);
+            let (mut lj, mut u, mut z) = (vec![0.0; k], vec![0.0; k * d_o], vec![0.0; 2 * d]);
             for (xr, o) in x.chunks_exact(d_o).zip(o.iter_mut()) {
                 fac.log_joint(p, xr, &mut lj, &mut u, &mut z);
                 *o = log_sum_exp(&lj);
@@ -349,11 +381,11 @@ impl GmmEngine for MissingEngine<'_> {
 
     /// Responsibilities under the marginal of each row's observed entries.
     fn responsibilities(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
-        let k = p.n_components;
+        let (k, d) = (p.n_components, p.n_features);
         self.check_len(out.len(), k)?;
         Direct(self.index).for_each_item(p, out, k, |fac, pat, x, o| {
             let d_o = pat.n_observed();
-            let (mut u, mut z) = (vec![0.0; k * d_o], vec![0.0; d_o]);
+            let (mut u, mut z) = (vec![0.0; k * d_o], vec![0.0; 2 * d]);
             for (xr, o) in x.chunks_exact(d_o).zip(o.chunks_exact_mut(k)) {
                 fac.log_joint(p, xr, o, &mut u, &mut z);
                 let lse = log_sum_exp(o);

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 /// The covariance matrices of `p` as full D×D matrices (row-major): K of them, one for tied.
 /// Diagonal and spherical covariances become diagonal matrices. Recovered from the Cholesky
 /// factor of the precision: `Σ = U⁻ᵀ U⁻¹`.
-pub(crate) fn covariance_matrices(p: &Prepared) -> Vec<f64> {
+fn covariance_matrices(p: &Prepared) -> Vec<f64> {
     let (k, d) = (p.n_components, p.n_features);
     match p.covariance_type {
         CovarianceType::Full | CovarianceType::Tied => {
@@ -71,91 +71,159 @@ pub(crate) fn covariance_matrices(p: &Prepared) -> Vec<f64> {
     }
 }
 
+/// What every pattern's factors read, computed once per E-step from the parameters: the
+/// covariance matrices, and the precision matrices `Λ = U Uᵀ` with their Cholesky factors `U`
+/// (upper), all as full D×D matrices (K of them; one for tied).
+pub(crate) struct Shared {
+    /// Covariances ([`covariance_matrices`]).
+    pub cov: Vec<f64>,
+    /// `U` per matrix (upper triangular, row-major).
+    u: Vec<f64>,
+    /// `Λ = U Uᵀ` per matrix.
+    lam: Vec<f64>,
+    /// `log det U` per matrix.
+    log_det_u: Vec<f64>,
+}
+
+impl Shared {
+    /// The shared inputs of `p`.
+    pub fn new(p: &Prepared) -> Self {
+        let (k, d) = (p.n_components, p.n_features);
+        let mats = if p.covariance_type == CovarianceType::Tied {
+            1
+        } else {
+            k
+        };
+        let mut u = vec![0.0; mats * d * d];
+        for c in 0..mats {
+            let m = &mut u[c * d * d..(c + 1) * d * d];
+            match p.covariance_type {
+                CovarianceType::Full | CovarianceType::Tied => {
+                    m.copy_from_slice(&p.prec_chol[c * d * d..(c + 1) * d * d]);
+                }
+                CovarianceType::Diag => (0..d).for_each(|j| m[j * d + j] = p.prec_chol[c * d + j]),
+                CovarianceType::Spherical => (0..d).for_each(|j| m[j * d + j] = p.prec_chol[c]),
+            }
+        }
+        let mut lam = vec![0.0; mats * d * d];
+        for c in 0..mats {
+            let uc = &u[c * d * d..(c + 1) * d * d];
+            let lc = &mut lam[c * d * d..(c + 1) * d * d];
+            for i in 0..d {
+                for j in 0..=i {
+                    // (U Uᵀ)_ij = Σ_r U_ir U_jr, U upper: r ≥ max(i, j) = i.
+                    let v: f64 = (i..d).map(|r| uc[i * d + r] * uc[j * d + r]).sum();
+                    lc[i * d + j] = v;
+                    lc[j * d + i] = v;
+                }
+            }
+        }
+        Self {
+            cov: covariance_matrices(p),
+            u,
+            lam,
+            log_det_u: p.log_det[..mats].to_vec(),
+        }
+    }
+}
+
 /// The factors of one pattern for one covariance matrix.
 #[derive(Debug, Clone)]
 pub(crate) struct Factor {
-    /// Lower Cholesky factor of `Σ_oo`, `[d_o][d_o]`.
-    pub l: Vec<f64>,
-    /// `Σ ln L_ii` (= ½ log det Σ_oo).
+    /// `½ log det Σ_oo = −log det U + ½ log det Λ_mm` (Σ_oo's Schur complement in Σ is Λ_mm⁻¹).
     pub half_log_det: f64,
-    /// `B = Σ_mo Σ_oo⁻¹`, `[m][d_o]`.
+    /// `B = Σ_mo Σ_oo⁻¹ = −Λ_mm⁻¹ Λ_mo`, `[m][d_o]`.
     pub b: Vec<f64>,
-    /// `C = Σ_mm − B Σ_om`, `[m][m]`.
+    /// `C = Σ_mm − B Σ_om = Λ_mm⁻¹`, `[m][m]`.
     pub c: Vec<f64>,
 }
 
 /// Everything a pattern needs under one set of parameters.
-pub(crate) struct PatternFactors {
+///
+/// Factored through the precision: only the m×m block `Λ_mm` is factored per (pattern,
+/// component), O(m³ + m²·d_o), so that many small patterns with few missing entries cost little;
+/// the Mahalanobis term of `x_o` under the marginal is that of the completed row
+/// `x̂ = [x_o; μ_m + B u]` under the full precision (`x̂_m` minimizes the quadratic over `x_m`):
+/// `‖(x̂ − μ)ᵀ U‖²`.
+pub(crate) struct PatternFactors<'s> {
     /// One per covariance matrix (K; one for tied).
     pub factors: Vec<Factor>,
     /// `μ_o` per component, `[K][d_o]`.
     pub mu_o: Vec<f64>,
     /// `μ_m` per component, `[K][m]`.
     pub mu_m: Vec<f64>,
+    shared: &'s Shared,
+    observed: &'s [usize],
+    missing: &'s [usize],
+    d: usize,
     tied: bool,
 }
 
-impl PatternFactors {
-    /// The factors of `pattern` under `p` with covariances `cov` ([`covariance_matrices`]).
-    pub fn new(p: &Prepared, cov: &[f64], pattern: &Pattern) -> Result<Self> {
+impl<'s> PatternFactors<'s> {
+    /// The factors of `pattern` under `p` ([`Shared`] computed from `p`).
+    pub fn new(p: &Prepared, shared: &'s Shared, pattern: &'s Pattern) -> Result<Self> {
         let (k, d) = (p.n_components, p.n_features);
         let (o, m) = (&pattern.observed, &pattern.missing);
         let (d_o, d_m) = (o.len(), m.len());
         let tied = p.covariance_type == CovarianceType::Tied;
-        let mats = cov.len() / (d * d);
+        let mats = shared.log_det_u.len();
         let mut factors = Vec::with_capacity(mats);
         for c in 0..mats {
-            let s = &cov[c * d * d..(c + 1) * d * d];
-            let mut l = vec![0.0; d_o * d_o];
-            for (a, &i) in o.iter().enumerate() {
-                for (b, &j) in o.iter().enumerate().take(a + 1) {
-                    l[a * d_o + b] = s[i * d + j];
+            let lam = &shared.lam[c * d * d..(c + 1) * d * d];
+            let mut l = vec![0.0; d_m * d_m];
+            for (a, &i) in m.iter().enumerate() {
+                for (bb, &j) in m.iter().enumerate().take(a + 1) {
+                    l[a * d_m + bb] = lam[i * d + j];
                 }
             }
-            cholesky_lower_in_place(&mut l, d_o).map_err(|pivot| Error::IllConditioned {
+            cholesky_lower_in_place(&mut l, d_m).map_err(|pivot| Error::IllConditioned {
                 component: c,
                 pivot,
                 reg_covar: 0.0,
             })?;
-            let half_log_det = (0..d_o).map(|a| l[a * d_o + a].ln()).sum();
-            // W = L⁻¹ Σ_om ([d_o][m]); C = Σ_mm − Wᵀ W; Bᵀ = L⁻ᵀ W.
-            let mut w = vec![0.0; d_o * d_m];
-            for (col, &jm) in m.iter().enumerate() {
-                for (a, &i) in o.iter().enumerate() {
-                    let mut t = s[i * d + jm];
-                    for b in 0..a {
-                        t -= l[a * d_o + b] * w[b * d_m + col];
-                    }
-                    w[a * d_m + col] = t / l[a * d_o + a];
+            let half_log_det_m: f64 = (0..d_m).map(|a| l[a * d_m + a].ln()).sum();
+            // Solves L Lᵀ y = rhs in place.
+            let solve = |y: &mut [f64]| {
+                for a in 0..d_m {
+                    let t: f64 = (0..a).map(|r| l[a * d_m + r] * y[r]).sum();
+                    y[a] = (y[a] - t) / l[a * d_m + a];
+                }
+                for a in (0..d_m).rev() {
+                    let t: f64 = (a + 1..d_m).map(|r| l[r * d_m + a] * y[r]).sum();
+                    y[a] = (y[a] - t) / l[a * d_m + a];
+                }
+            };
+            let mut b = vec![0.0; d_m * d_o];
+            let mut y = vec![0.0; d_m];
+            for (col, &j) in o.iter().enumerate() {
+                for (a, &i) in m.iter().enumerate() {
+                    y[a] = -lam[i * d + j];
+                }
+                solve(&mut y);
+                for a in 0..d_m {
+                    b[a * d_o + col] = y[a];
                 }
             }
             let mut cm = vec![0.0; d_m * d_m];
-            for (a, &i) in m.iter().enumerate() {
-                for (b, &j) in m.iter().enumerate() {
-                    let wtw: f64 = (0..d_o).map(|r| w[r * d_m + a] * w[r * d_m + b]).sum();
-                    cm[a * d_m + b] = s[i * d + j] - wtw;
-                }
-            }
-            let mut bt = w; // solved in place: Bᵀ = L⁻ᵀ W, back substitution per column.
             for col in 0..d_m {
-                for a in (0..d_o).rev() {
-                    let mut t = bt[a * d_m + col];
-                    for b in a + 1..d_o {
-                        t -= l[b * d_o + a] * bt[b * d_m + col];
-                    }
-                    bt[a * d_m + col] = t / l[a * d_o + a];
+                y.fill(0.0);
+                y[col] = 1.0;
+                solve(&mut y);
+                for a in 0..d_m {
+                    cm[a * d_m + col] = y[a];
                 }
             }
-            let mut bm = vec![0.0; d_m * d_o];
-            for a in 0..d_o {
-                for col in 0..d_m {
-                    bm[col * d_o + a] = bt[a * d_m + col];
+            // Exactly symmetric.
+            for a in 0..d_m {
+                for bb in 0..a {
+                    let v = 0.5 * (cm[a * d_m + bb] + cm[bb * d_m + a]);
+                    cm[a * d_m + bb] = v;
+                    cm[bb * d_m + a] = v;
                 }
             }
             factors.push(Factor {
-                l,
-                half_log_det,
-                b: bm,
+                half_log_det: -shared.log_det_u[c] + half_log_det_m,
+                b,
                 c: cm,
             });
         }
@@ -174,17 +242,25 @@ impl PatternFactors {
             factors,
             mu_o,
             mu_m,
+            shared,
+            observed: o,
+            missing: m,
+            d,
             tied,
         })
     }
 
+    fn mat(&self, c: usize) -> usize {
+        if self.tied { 0 } else { c }
+    }
+
     /// The factor of component `c`.
     pub fn factor(&self, c: usize) -> &Factor {
-        &self.factors[if self.tied { 0 } else { c }]
+        &self.factors[self.mat(c)]
     }
 
     /// `log p(x_o, k)` for every component of one observed sub-row `x` (`out`: `[K]`), and
-    /// `u_k = x_o − μ_ko` into `u` (`[K][d_o]`); `z` is scratch (`[d_o]`).
+    /// `u_k = x_o − μ_ko` into `u` (`[K][d_o]`); `z` is scratch (`[2·D]`).
     pub fn log_joint(
         &self,
         p: &Prepared,
@@ -193,20 +269,35 @@ impl PatternFactors {
         u: &mut [f64],
         z: &mut [f64],
     ) {
-        let d_o = x.len();
+        let (d, d_o) = (self.d, x.len());
+        let (w, z) = z.split_at_mut(d);
         for (c, o) in out.iter_mut().enumerate() {
             let f = self.factor(c);
             let uc = &mut u[c * d_o..(c + 1) * d_o];
-            for a in 0..d_o {
-                uc[a] = x[a] - self.mu_o[c * d_o + a];
+            for ((v, x), m) in uc.iter_mut().zip(x).zip(&self.mu_o[c * d_o..(c + 1) * d_o]) {
+                *v = x - m;
             }
-            let mut q = 0.0;
-            for a in 0..d_o {
-                let row = &f.l[a * d_o..a * d_o + a];
-                let t: f64 = row.iter().zip(&z[..a]).map(|(l, z)| l * z).sum();
-                z[a] = (uc[a] - t) / f.l[a * d_o + a];
-                q += z[a] * z[a];
+            // w = x̂ − μ: u on the observed columns, B u on the missing ones.
+            for (a, &j) in self.observed.iter().enumerate() {
+                w[j] = uc[a];
             }
+            for (a, &j) in self.missing.iter().enumerate() {
+                w[j] = f.b[a * d_o..(a + 1) * d_o]
+                    .iter()
+                    .zip(uc.iter())
+                    .map(|(b, u)| b * u)
+                    .sum();
+            }
+            // z = wᵀ U, as a sum of rows of U (contiguous: vectorizes).
+            let um = &self.shared.u[self.mat(c) * d * d..(self.mat(c) + 1) * d * d];
+            z.fill(0.0);
+            for a in 0..d {
+                let wa = w[a];
+                for (zj, uij) in z[a..].iter_mut().zip(&um[a * d + a..(a + 1) * d]) {
+                    *zj += wa * uij;
+                }
+            }
+            let q: f64 = z.iter().map(|v| v * v).sum();
             *o = p.log_weights[c] - 0.5 * (d_o as f64 * LN_2PI + q) - f.half_log_det;
         }
     }
