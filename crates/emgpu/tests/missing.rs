@@ -9,7 +9,7 @@
 //! - Complete data marked as having missing values: the ordinary fit, to 1e-12.
 //! - The lower bound (mean observed-data log-likelihood) never decreases.
 //! - Imputation of a 2-D Gaussian and of a 2-D mixture against the closed form, to 1e-12;
-//!   observed entries bit for bit; imputation from the fitted model within 3 % of the RMSE of
+//!   observed entries bit for bit; imputation from the fitted model within 1 % of the RMSE of
 //!   imputation with the true parameters.
 //! - Errors: a row with nothing observed, NaN without the missing-value marking.
 //! - GPU against CPU (lavapipe in CI) within 2e-3.
@@ -527,7 +527,7 @@ fn fitted_imputation_is_as_good_as_imputing_with_the_true_parameters() {
         "imputation RMSE: fitted {r_fit:.4}, true parameters {r_oracle:.4}, column means {r_mean:.4}"
     );
     assert!(
-        r_fit <= 1.03 * r_oracle,
+        r_fit <= 1.01 * r_oracle,
         "fitted {r_fit} vs oracle {r_oracle}"
     );
     assert!(

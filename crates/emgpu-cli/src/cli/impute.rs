@@ -17,7 +17,7 @@ Writes the input [N, D] as float64 with each missing entry (NaN; in CSV an empty
 cell) replaced by its conditional mean E[x_m | x_o] under the Gaussian mixture: the components'
 conditional means weighted by the responsibilities of the row's observed entries. Observed
 entries are copied unchanged (bit for bit, as float64). A row with no observed entry is an error
-naming it. .npy, or CSV (columns x0, x1, ...) when the name ends in .csv; `-o -` writes CSV to
+naming it. .npy, or CSV (header: the model's feature names, else x0, x1, ...) when the name ends in .csv; `-o -` writes CSV to
 stdout. Runs on the CPU.")]
 pub struct ImputeCmd {
     /// The Gaussian mixture model (JSON written by `emgpu fit`).
@@ -58,7 +58,7 @@ pub fn run(mut cmd: ImputeCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     let filled = model
         .impute(&data)
         .map_err(|e| about_file(e, &cmd.input.input))?;
-    write_imputed(&cmd.output, &filled)?;
+    write_imputed(&cmd.output, &filled, model.feature_names())?;
     ui.note(format!(
         "impute: {} rows × {} features (float64) → {}",
         filled.nrows(),
@@ -68,10 +68,19 @@ pub fn run(mut cmd: ImputeCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The completed data: float64 `.npy`, or CSV with the columns `x0, x1, ...`.
-fn write_imputed(path: &std::path::Path, x: &ndarray::Array2<f64>) -> Result<(), CliError> {
+/// The completed data: float64 `.npy`, or CSV with the model's feature names (else `x0, x1,
+/// ...`) as header.
+fn write_imputed(
+    path: &std::path::Path,
+    x: &ndarray::Array2<f64>,
+    names: Option<&[String]>,
+) -> Result<(), CliError> {
     if output::is_csv(path) {
-        return output::write_matrix_csv(path, x, "x");
+        let header: Vec<String> = match names {
+            Some(n) => n.to_vec(),
+            None => (0..x.ncols()).map(|j| format!("x{j}")).collect(),
+        };
+        return output::write_matrix_csv(path, x, &header);
     }
     write_proba(path, x)
 }

@@ -50,13 +50,17 @@ pub fn write_proba(path: &Path, proba: &Array2<f64>) -> Result<(), CliError> {
     if !is_csv(path) {
         return Ok(write_npy_atomic(path, proba)?);
     }
-    write_matrix_csv(path, proba, "p")
+    let header: Vec<String> = (0..proba.ncols()).map(|k| format!("p{k}")).collect();
+    write_matrix_csv(path, proba, &header)
 }
 
-/// A float64 matrix as CSV with the header `{prefix}0,{prefix}1,...`.
-pub fn write_matrix_csv(path: &Path, proba: &Array2<f64>, prefix: &str) -> Result<(), CliError> {
+/// A float64 matrix as CSV under a header row (one name per column).
+pub fn write_matrix_csv(
+    path: &Path,
+    proba: &Array2<f64>,
+    header: &[String],
+) -> Result<(), CliError> {
     write_csv(path, |w| {
-        let header: Vec<String> = (0..proba.ncols()).map(|k| format!("{prefix}{k}")).collect();
         writeln!(w, "{}", header.join(","))?;
         for row in proba.rows() {
             for (j, v) in row.iter().enumerate() {
