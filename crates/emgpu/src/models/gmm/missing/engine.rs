@@ -5,7 +5,7 @@
 //! - a pattern with at least `group_rows` rows (and the complete pattern, always) runs through the
 //!   ordinary complete-data engine of the fit's backend ([`gmm_engine`]: the blocked CPU engine
 //!   or the GPU engine), built once over its observed sub-rows, with the marginal parameters on
-//!   its observed columns; its statistics are expanded on the host ([`expand`]);
+//!   its observed columns; its statistics are expanded on the host (`factors::expand`);
 //! - the rows of the other (rare) patterns run on the CPU through a direct per-row path, in
 //!   parallel over blocks of (pattern, rows) items: per item the factors of the pattern are
 //!   computed once, then every row's marginal log-densities, responsibilities and observed

@@ -7,7 +7,7 @@
 //! - `Cov[x_m | x_o] = C = Σ_mm − B Σ_om` (independent of `x_o`).
 //!
 //! Both are affine in `x_o`, so the statistics about `μ` of the completed rows follow exactly from
-//! the ordinary statistics of the observed sub-rows about `μ_o` ([`expand`]): with `u = x_o − μ_o`,
+//! the ordinary statistics of the observed sub-rows about `μ_o` (`expand`): with `u = x_o − μ_o`,
 //! `x̂ − μ = [u; B u]`, hence `S1 = [S1_o; B S1_o]`, `S2_oo = S2_o`, `S2_mo = B S2_o`,
 //! `S2_mm = B S2_o Bᵀ + S0·C`. Diagonal and spherical covariances have `B = 0`.
 
