@@ -29,10 +29,15 @@ fn quiet_window_system_probe() {
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     quiet_window_system_probe();
-    match cli::run(args) {
+    let result = cli::run(args);
+    let prints = cli::prints_errors();
+    cli::finish();
+    match result {
         Ok(code) => code,
         Err(e) => {
-            cli::print_error(&e.message);
+            if prints {
+                cli::print_error(&e.message);
+            }
             ExitCode::from(e.code)
         }
     }

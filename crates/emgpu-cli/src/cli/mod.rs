@@ -17,11 +17,14 @@ mod bench;
 mod bench_run;
 mod csv;
 mod devices;
+mod dist;
 mod file;
 mod fit;
 mod gpu_env;
 mod hmm;
 mod init;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod options;
 mod output;
 mod plot;
@@ -98,6 +101,17 @@ pub enum Command {
     Bench(bench::BenchCmd),
     /// Draw the lower-bound traces of fitted Gaussian mixtures (batch and online) as one SVG.
     Plot(plot::PlotCmd),
+}
+
+/// Whether this process prints errors: always, except the ranks other than 0 of a distributed
+/// fit (every rank has the same error; rank 0 prints it).
+pub fn prints_errors() -> bool {
+    dist::is_root()
+}
+
+/// Ends a distributed run (MPI_Finalize on every rank); nothing otherwise.
+pub fn finish() {
+    dist::finish();
 }
 
 /// Runs a parsed command line.
@@ -200,7 +214,8 @@ pub fn about_file(e: Error, path: &Path) -> CliError {
         | Error::NoAdapter
         | Error::NoGpuSupport
         | Error::Gpu(_)
-        | Error::DeviceLimits(_) => e.into(),
+        | Error::DeviceLimits(_)
+        | Error::Remote(_) => e.into(),
         other => CliError::error(format!("{}: {other}", path.display())),
     }
 }
