@@ -190,7 +190,10 @@ mod imp {
     pub fn agree<T>(local: Result<T, CliError>) -> Result<T, CliError> {
         local
     }
-    pub fn shard(data: Dataset<'static>, _path: &std::path::Path) -> Result<Dataset<'static>, CliError> {
+    pub fn shard(
+        data: Dataset<'static>,
+        _path: &std::path::Path,
+    ) -> Result<Dataset<'static>, CliError> {
         Ok(data)
     }
     pub fn reduced<T>(

@@ -469,7 +469,10 @@ fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     cmd.input.reject_lengths("k-means")?;
     let (data, names) = open_input(cmd, ui)?;
     let data = with_weights(cmd, data)?;
-    let km = super::dist::agree(cmd.fit.kmeans(data.n_features(), cmd.n_init, cmd.backend.into()))?;
+    let km = super::dist::agree(
+        cmd.fit
+            .kmeans(data.n_features(), cmd.n_init, cmd.backend.into()),
+    )?;
     let n_init = km.n_init_value();
     let max_iter = cmd.fit.train.max_iter.unwrap_or(300);
     let (model, seconds) = FitProgress::timed(ui, "k-means", max_iter, n_init, |bar| {

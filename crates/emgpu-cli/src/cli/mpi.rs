@@ -28,8 +28,9 @@ pub fn launched_size() -> Option<usize> {
 /// than one process (never otherwise: a one-process run is today's run), finished (MPI_Finalize)
 /// when dropped, at the end of `main`.
 pub struct Mpi {
-    _universe: mpi::environment::Universe,
+    // Fields drop in order: the reducer's MPI objects are freed before MPI_Finalize.
     reducer: MpiReducer,
+    _universe: mpi::environment::Universe,
 }
 
 impl Mpi {
@@ -44,8 +45,8 @@ impl Mpi {
         let world = universe.world();
         let reducer = MpiReducer::new(world);
         Ok(Some(Mpi {
-            _universe: universe,
             reducer,
+            _universe: universe,
         }))
     }
 

@@ -282,7 +282,10 @@ pub fn random_rows(
 /// process's rows, [`Dataset::with_global_rows`]): the column sums and then the squared
 /// deviations are summed across the processes with `reducer`. With one process it is
 /// [`column_mean_var`].
-pub fn column_mean_var_reduced(data: &Dataset, reducer: &dyn Reducer) -> Result<(Vec<f64>, Vec<f64>)> {
+pub fn column_mean_var_reduced(
+    data: &Dataset,
+    reducer: &dyn Reducer,
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let (n, d) = (data.global_rows() as f64, data.n_features());
     let sum_chunks = |mean: Option<&[f64]>| -> Result<Vec<f64>> {
         let parts = map_chunks(data, INIT_CHUNK_ROWS, |_, x| {
@@ -368,7 +371,10 @@ pub fn kmeans_plusplus_reduced(
                 }
                 acc += s;
             }
-            let last = totals.iter().rposition(|&s| s > 0.0).unwrap_or(totals.len() - 1);
+            let last = totals
+                .iter()
+                .rposition(|&s| s > 0.0)
+                .unwrap_or(totals.len() - 1);
             let (q, local_v) = owner.unwrap_or((last, f64::INFINITY));
             if q == reducer.rank() {
                 let i = if n == 0 {

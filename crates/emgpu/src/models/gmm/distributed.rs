@@ -169,7 +169,9 @@ impl GaussianMixture {
             Init::Kmeans => {
                 let built: Result<&mut dyn KMeansEngine> = match engine.kmeans_engine() {
                     Some(km) => Ok(km),
-                    None => state.kmeans_engine(data).map(|km| km as &mut dyn KMeansEngine),
+                    None => state
+                        .kmeans_engine(data)
+                        .map(|km| km as &mut dyn KMeansEngine),
                 };
                 let (km, status) = match built {
                     Ok(km) => (Some(km), Ok(())),

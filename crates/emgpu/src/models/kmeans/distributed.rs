@@ -5,11 +5,11 @@
 //! sends its own farthest points and every process merges the lists the same way (by decreasing
 //! distance, then global row), as one process would.
 
+use super::{FarPoint, FittedKMeans, KMeans, kmeans_engine};
 use super::{
     KMeansEngine, KMeansInit, KMeansModel, KMeansProgress, KMeansStats, LloydRun, same_clustering,
     update_centers,
 };
-use super::{FarPoint, FittedKMeans, KMeans, kmeans_engine};
 use crate::data::Dataset;
 use crate::device::{Backend, BackendReport};
 use crate::em::reduce::{Reducer, reduce_stats};
@@ -43,7 +43,11 @@ impl<'e, 'd, 'r> ReducedKMeansStep<'e, 'd, 'r> {
     }
 
     /// This process's `m` farthest points with their rows (local row numbers).
-    fn local_farthest(&mut self, stats: &KMeansStats, m: usize) -> Result<Vec<(FarPoint, Vec<f64>)>> {
+    fn local_farthest(
+        &mut self,
+        stats: &KMeansStats,
+        m: usize,
+    ) -> Result<Vec<(FarPoint, Vec<f64>)>> {
         if self.data.n_samples() == 0 {
             return Ok(Vec::new());
         }
@@ -260,8 +264,7 @@ impl KMeans {
                 Ok((run, labels))
             },
             |(r, l), (b, bl)| {
-                r.inertia < b.inertia
-                    && !same_clustering_reduced(l, bl, k, reducer).unwrap_or(true)
+                r.inertia < b.inertia && !same_clustering_reduced(l, bl, k, reducer).unwrap_or(true)
             },
             |(r, _)| r.inertia,
         )?;
