@@ -32,6 +32,15 @@ mod imp {
         static MPI: RefCell<Option<Mpi>> = const { RefCell::new(None) };
     }
 
+    pub fn refuse_other_commands() -> Result<(), CliError> {
+        match super::super::mpi::launched_size() {
+            Some(p) if p > 1 => Err(CliError::usage(format!(
+                "only `emgpu fit` runs across processes (mpirun -np {p}); run this command as one process"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     pub fn start() -> Result<(), CliError> {
         let started = Mpi::start()?;
         MPI.with(|m| *m.borrow_mut() = started);
@@ -47,7 +56,14 @@ mod imp {
     }
 
     pub fn is_root() -> bool {
-        with(|m| m.is_none_or(|m| m.reducer().rank() == 0))
+        with(|m| match m {
+            Some(m) => m.reducer().rank() == 0,
+            // Not started (another command under mpirun): the launcher's rank.
+            None => ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok()?.trim().parse::<usize>().ok())
+                .is_none_or(|r| r == 0),
+        })
     }
 
     pub fn is_distributed() -> bool {
@@ -156,7 +172,18 @@ mod imp {
             let m = m?;
             let r = m.reducer();
             r.set_context(path);
-            let result = f(r).map_err(|e| match e {
+            let start = std::time::Instant::now();
+            let result = f(r);
+            // `EMGPU_MPI_TIMING=1`: rank 0 says how long the sums took (scripts/bench_mpi.sh).
+            if r.rank() == 0 && std::env::var_os("EMGPU_MPI_TIMING").is_some() {
+                let (calls, seconds) = r.sum_time();
+                eprintln!(
+                    "mpi: {calls} sums in {seconds:.4} s of {:.4} s ({} ranks)",
+                    start.elapsed().as_secs_f64(),
+                    r.size()
+                );
+            }
+            let result = result.map_err(|e| match e {
                 Error::Remote(message) => CliError {
                     message,
                     code: r.failure_code(),
@@ -178,6 +205,9 @@ mod imp {
     use super::CliError;
 
     pub fn start() -> Result<(), CliError> {
+        Ok(())
+    }
+    pub fn refuse_other_commands() -> Result<(), CliError> {
         Ok(())
     }
     pub fn finish() {}
@@ -204,7 +234,7 @@ mod imp {
     }
 }
 
-pub use imp::{agree, finish, is_distributed, is_root, shard, start};
+pub use imp::{agree, finish, is_distributed, is_root, refuse_other_commands, shard, start};
 
 /// The distributed Gaussian-mixture fit when this run is distributed (`None`: run as always).
 pub fn fit_gmm<'a>(

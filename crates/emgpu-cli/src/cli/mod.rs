@@ -132,6 +132,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     ) {
         gpu_env::configure()?;
     }
+    if !matches!(cli.command, Command::Fit(_)) {
+        dist::refuse_other_commands()?;
+    }
     match cli.command {
         Command::Fit(cmd) => fit::run(cmd, &ui),
         Command::Score(cmd) => score::run(cmd, &ui),

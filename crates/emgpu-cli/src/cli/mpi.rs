@@ -67,6 +67,9 @@ pub struct MpiReducer {
     code: std::cell::Cell<u8>,
     /// The input whose rows this rank fits: library errors about them name it.
     context: std::cell::RefCell<Option<std::path::PathBuf>>,
+    /// Calls of [`Reducer::sum`] and the seconds spent in them (waiting for the other ranks
+    /// included), for `EMGPU_MPI_TIMING`.
+    sums: std::cell::Cell<(u64, f64)>,
 }
 
 /// `inout[i] = in[i] + inout[i]` on double-double pairs (the MPI user function).
@@ -103,7 +106,13 @@ impl MpiReducer {
             op,
             code: std::cell::Cell::new(1),
             context: std::cell::RefCell::new(None),
+            sums: std::cell::Cell::new((0, 0.0)),
         }
+    }
+
+    /// How many sums ran and the seconds they took (the wait for the slowest rank included).
+    pub fn sum_time(&self) -> (u64, f64) {
+        self.sums.get()
     }
 
     /// Library errors agreed on from now are about the rows of `path` (this rank's input).
@@ -167,6 +176,7 @@ impl Reducer for MpiReducer {
         self.world.size() as usize
     }
     fn sum(&self, values: &mut [f64]) -> emgpu::Result<()> {
+        let start = std::time::Instant::now();
         let send: Vec<f64> = values.iter().flat_map(|&v| [v, 0.0]).collect();
         let mut recv = vec![0.0; send.len()];
         let count = values.len() as mpi::Count;
@@ -181,6 +191,8 @@ impl Reducer for MpiReducer {
         for (v, p) in values.iter_mut().zip(recv.chunks_exact(2)) {
             *v = p[0] + p[1];
         }
+        let (n, t) = self.sums.get();
+        self.sums.set((n + 1, t + start.elapsed().as_secs_f64()));
         Ok(())
     }
     fn agree(&self, local: emgpu::Result<()>) -> emgpu::Result<()> {
