@@ -677,7 +677,7 @@ fn kmeans_summary(
         converged_note(model.converged()),
         seconds,
         num(model.inertia()),
-        num(model.inertia() / total_weight(&data)),
+        num(model.inertia() / total_weight(data)),
         cmd.output.display()
     )
 }
