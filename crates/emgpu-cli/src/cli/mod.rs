@@ -256,7 +256,10 @@ impl Ui {
 /// Prints `error: <message>` on stderr; a stderr that cannot be written is ignored (the exit
 /// code still tells).
 pub fn print_error(message: &str) {
-    let _ = writeln!(io::stderr().lock(), "error: {message}");
+    // One write of the whole line: under mpirun, output forwarded in pieces could interleave
+    // with the launcher's own messages.
+    let line = format!("error: {message}\n");
+    let _ = io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// Refuses a command line whose outputs would overwrite one of its inputs, or each other: each
