@@ -137,6 +137,11 @@ pub enum Error {
     /// The memory a request needs (numbers given) cannot be allocated on this machine.
     #[error("not enough memory: {0}")]
     OutOfMemory(String),
+
+    /// Another process of a distributed fit failed; its message, as it would have printed it
+    /// (see [`crate::em::reduce::Reducer::agree`]).
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl Error {

@@ -121,6 +121,21 @@ pub struct FitCmd {
 }
 
 pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
+    // Under `mpirun -np P` (P ≥ 2, feature `mpi`) this is one rank of a distributed fit: every
+    // check below is agreed on by all ranks, and only rank 0 prints and writes (see dist.rs).
+    super::dist::start()?;
+    let quiet = Ui::new(true);
+    let ui = if super::dist::is_root() { ui } else { &quiet };
+    super::dist::agree(check_fit(&cmd))?;
+    match cmd.fit.model {
+        ModelArg::Gmm => fit_gmm(&cmd, ui),
+        ModelArg::Kmeans => fit_kmeans(&cmd, ui),
+        ModelArg::Hmm => fit_hmm(&cmd, ui),
+    }
+}
+
+/// The checks of the command line and of its files' names, before anything is read.
+fn check_fit(cmd: &FitCmd) -> Result<(), CliError> {
     cmd.fit.check()?;
     if let Some(n) = cmd.n_init {
         at_least_one("--n-init", n)?;
@@ -154,11 +169,24 @@ pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         inputs.push(("--sample-weight", weights.as_path()));
     }
     check_distinct_files(&inputs, &outputs)?;
-    match cmd.fit.model {
-        ModelArg::Gmm => fit_gmm(&cmd, ui),
-        ModelArg::Kmeans => fit_kmeans(&cmd, ui),
-        ModelArg::Hmm => fit_hmm(&cmd, ui),
+    if super::dist::is_distributed() {
+        if cmd.fit.model == ModelArg::Hmm {
+            return Err(CliError::usage(
+                "a distributed fit (mpirun) runs Gaussian mixtures and k-means; run --model hmm as one process",
+            ));
+        }
+        if cmd.input.missing.is_some() {
+            return Err(CliError::usage(
+                "--missing em is not supported in a distributed fit (mpirun); run it as one process",
+            ));
+        }
+        if cmd.labels_output.is_some() || cmd.plot.is_some() || cmd.sample_weight.is_some() {
+            return Err(CliError::usage(
+                "--labels-output, --plot and --sample-weight are not supported in a distributed fit (mpirun); run them as one process",
+            ));
+        }
     }
+    Ok(())
 }
 
 impl FitCmd {
@@ -293,7 +321,16 @@ fn samples(data: &Dataset) -> String {
             num(data.sum_of_weights())
         )
     } else {
-        format!("{} samples", data.n_samples())
+        format!("{} samples", data.global_rows())
+    }
+}
+
+/// `Σ w`, or the number of rows of all processes without weights.
+fn total_weight(data: &Dataset) -> f64 {
+    if data.is_weighted() {
+        data.sum_of_weights()
+    } else {
+        data.global_rows() as f64
     }
 }
 
@@ -315,7 +352,7 @@ fn common_json(
             "backend": report.map(|r| r.backend.to_string()),
             "device": report.map(|r| r.device.clone()),
             "fit_seconds": seconds,
-            "n_samples": data.n_samples(),
+            "n_samples": data.global_rows(),
             "n_features": data.n_features(),
             "init": cmd.fit.init().to_string(),
             "seed": cmd.fit.train.seed,
@@ -335,9 +372,7 @@ fn merged(mut base: Value, extra: Value) -> Value {
 fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     cmd.input.reject_lengths("a Gaussian mixture")?;
     let online = cmd.online_options()?;
-    let gmm = cmd
-        .fit
-        .gmm(cmd.n_init, cmd.backend.into())?
+    let gmm = super::dist::agree(cmd.fit.gmm(cmd.n_init, cmd.backend.into()))?
         .online(online)
         .reseed(cmd.reseed);
     let (data, names) = open_input(cmd, ui)?;
@@ -353,13 +388,20 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         "fit"
     };
     let (model, seconds) = FitProgress::timed(ui, what, max_iter, n_init, |bar| {
-        gmm.fit_with_progress(&data, &mut |p| bar.update(p))
-            .map_err(|e| about_file(e, &cmd.input.input))
+        let path = &cmd.input.input;
+        match super::dist::fit_gmm(&gmm, &data, path, &mut |p| bar.update(p)) {
+            Some(fitted) => fitted,
+            None => gmm
+                .fit_with_progress(&data, &mut |p| bar.update(p))
+                .map_err(|e| about_file(e, path)),
+        }
     })?;
 
     let model = model.with_feature_names(names.clone())?;
     note_backend(cmd, ui, model.backend_report());
-    write_text_atomic(&cmd.output, &model.to_json())?;
+    if super::dist::is_root() {
+        write_text_atomic(&cmd.output, &model.to_json())?;
+    }
     if let Some(path) = &cmd.plot {
         let trace = super::plot::trace_of(&model, super::plot::XAxis::Passes, None);
         super::plot::write_svg(path, &[trace], super::plot::XAxis::Passes, None)?;
@@ -388,7 +430,7 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             "the highest",
         ));
     }
-    if cmd.json {
+    if cmd.json && super::dist::is_root() {
         let line = merged(
             json!({
                 "model": "gmm",
@@ -432,19 +474,27 @@ fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     cmd.input.reject_lengths("k-means")?;
     let (data, names) = open_input(cmd, ui)?;
     let data = with_weights(cmd, data)?;
-    let km = cmd
-        .fit
-        .kmeans(data.n_features(), cmd.n_init, cmd.backend.into())?;
+    let km = super::dist::agree(
+        cmd.fit
+            .kmeans(data.n_features(), cmd.n_init, cmd.backend.into()),
+    )?;
     let n_init = km.n_init_value();
     let max_iter = cmd.fit.train.max_iter.unwrap_or(300);
     let (model, seconds) = FitProgress::timed(ui, "k-means", max_iter, n_init, |bar| {
-        km.fit_with_progress(&data, &mut |p| bar.update_kmeans(p))
-            .map_err(|e| about_file(e, &cmd.input.input))
+        let path = &cmd.input.input;
+        match super::dist::fit_kmeans(&km, &data, path, &mut |p| bar.update_kmeans(p)) {
+            Some(fitted) => fitted,
+            None => km
+                .fit_with_progress(&data, &mut |p| bar.update_kmeans(p))
+                .map_err(|e| about_file(e, path)),
+        }
     })?;
 
     let model = model.with_feature_names(names.clone())?;
     note_backend(cmd, ui, model.backend_report());
-    write_text_atomic(&cmd.output, &model.to_json())?;
+    if super::dist::is_root() {
+        write_text_atomic(&cmd.output, &model.to_json())?;
+    }
     if let Some(path) = &cmd.labels_output {
         let labels = match model.labels() {
             Some(labels) => labels.to_vec(),
@@ -470,12 +520,12 @@ fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             "the lowest",
         ));
     }
-    if cmd.json {
+    if cmd.json && super::dist::is_root() {
         let line = merged(
             json!({
                 "model": "kmeans",
                 "inertia": model.inertia(),
-                "mean_squared_distance": model.inertia() / data.sum_of_weights(),
+                "mean_squared_distance": model.inertia() / total_weight(&data),
                 "n_iter": model.n_iter(),
                 "converged": model.converged(),
                 "n_clusters": model.n_clusters(),
@@ -493,7 +543,8 @@ fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
 /// The input, and the names of its columns (a CSV file's) to store in the model; a header that
 /// names a column twice gives a model without names.
 fn open_input(cmd: &FitCmd, ui: &Ui) -> Result<(Dataset<'static>, Option<Vec<String>>), CliError> {
-    let (data, names) = cmd.input.open_named(ui, None)?;
+    let (data, names) = super::dist::agree(cmd.input.open_named(ui, None))?;
+    let data = super::dist::shard(data, &cmd.input.input)?;
     let names = names.filter(|names| {
         let unique: std::collections::HashSet<&String> = names.iter().collect();
         let ok = unique.len() == names.len();
@@ -631,7 +682,7 @@ fn kmeans_summary(
         converged_note(model.converged()),
         seconds,
         num(model.inertia()),
-        num(model.inertia() / data.sum_of_weights()),
+        num(model.inertia() / total_weight(data)),
         cmd.output.display()
     )
 }

@@ -17,12 +17,15 @@ mod bench;
 mod bench_run;
 mod csv;
 mod devices;
+mod dist;
 mod file;
 mod fit;
 mod gpu_env;
 mod hmm;
 mod impute;
 mod init;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod options;
 mod output;
 mod plot;
@@ -104,6 +107,17 @@ pub enum Command {
     Plot(plot::PlotCmd),
 }
 
+/// Whether this process prints errors: always, except the ranks other than 0 of a distributed
+/// fit (every rank has the same error; rank 0 prints it).
+pub fn prints_errors() -> bool {
+    dist::is_root()
+}
+
+/// Ends a distributed run (MPI_Finalize on every rank); nothing otherwise.
+pub fn finish() {
+    dist::finish();
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let ui = Ui::new(cli.quiet);
@@ -121,6 +135,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Devices(_) | Command::Show(_) | Command::Plot(_)
     ) {
         gpu_env::configure()?;
+    }
+    if !matches!(cli.command, Command::Fit(_)) {
+        dist::refuse_other_commands()?;
     }
     match cli.command {
         Command::Fit(cmd) => fit::run(cmd, &ui),
@@ -205,7 +222,8 @@ pub fn about_file(e: Error, path: &Path) -> CliError {
         | Error::NoAdapter
         | Error::NoGpuSupport
         | Error::Gpu(_)
-        | Error::DeviceLimits(_) => e.into(),
+        | Error::DeviceLimits(_)
+        | Error::Remote(_) => e.into(),
         Error::NonFinite { ref value, .. } if value == "NaN" => CliError::error(format!(
             "{}: {e}; or, for a Gaussian mixture, treat NaN as missing values with --missing em",
             path.display()
@@ -247,7 +265,10 @@ impl Ui {
 /// Prints `error: <message>` on stderr; a stderr that cannot be written is ignored (the exit
 /// code still tells).
 pub fn print_error(message: &str) {
-    let _ = writeln!(io::stderr().lock(), "error: {message}");
+    // One write of the whole line: under mpirun, output forwarded in pieces could interleave
+    // with the launcher's own messages.
+    let line = format!("error: {message}\n");
+    let _ = io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// Refuses a command line whose outputs would overwrite one of its inputs, or each other: each

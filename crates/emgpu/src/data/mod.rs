@@ -172,6 +172,9 @@ pub struct Dataset<'a> {
     sequence_lengths: Option<Vec<usize>>,
     missing_values: bool,
     weights: Option<SampleWeights>,
+    /// `(offset, total)`: these rows are rows `offset..offset + N` of `total` rows split across
+    /// processes (see [`Dataset::with_global_rows`]).
+    global: Option<(usize, usize)>,
 }
 
 /// Per-row sample weights of a [`Dataset`]: checked (finite, ≥ 0, not all zero, one per row)
@@ -191,7 +194,34 @@ impl<'a> Dataset<'a> {
             sequence_lengths: None,
             missing_values: false,
             weights: None,
+            global: None,
         }
+    }
+
+    /// Marks these rows as rows `offset..offset + N` of `total` rows split across the processes
+    /// of a distributed fit: errors name global row numbers, and the engines cut their blocks
+    /// of rows at multiples of global row numbers (a block's partial sum is then the same bits
+    /// whatever the split). Without it the rows are all the rows (offset 0, total N).
+    pub fn with_global_rows(mut self, offset: usize, total: usize) -> Result<Self> {
+        let n = self.n_samples();
+        if offset.checked_add(n).is_none_or(|end| end > total) {
+            return Err(Error::param(format!(
+                "rows {offset}..{} are not inside {total} rows",
+                offset.saturating_add(n)
+            )));
+        }
+        self.global = Some((offset, total));
+        Ok(self)
+    }
+
+    /// The global number of this dataset's first row (0 unless [`Dataset::with_global_rows`]).
+    pub fn global_offset(&self) -> usize {
+        self.global.map_or(0, |g| g.0)
+    }
+
+    /// The number of rows of all processes (N unless [`Dataset::with_global_rows`]).
+    pub fn global_rows(&self) -> usize {
+        self.global.map_or_else(|| self.n_samples(), |g| g.1)
     }
 
     /// The same rows with a sample weight per row: `weights[i]` is the weight of row `i`. A
@@ -475,7 +505,7 @@ impl<'a> Dataset<'a> {
         match first_bad {
             None => Ok(()),
             Some((pos, v)) => Err(Error::NonFinite {
-                row: pos / d,
+                row: self.global_offset() + pos / d,
                 column: pos % d,
                 value: format!("{v}"),
             }),
@@ -531,6 +561,7 @@ impl AsDataset for Dataset<'_> {
             sequence_lengths: self.sequence_lengths.clone(),
             missing_values: self.missing_values,
             weights: self.weights.clone(),
+            global: self.global,
         }
     }
 }

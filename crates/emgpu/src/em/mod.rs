@@ -41,6 +41,7 @@ use crate::error::{Error, Result};
 mod fit;
 pub mod mixture;
 pub mod online;
+pub mod reduce;
 
 pub use fit::{EmSettings, Fitted, fit_model};
 

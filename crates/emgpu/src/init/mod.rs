@@ -20,6 +20,7 @@ use rayon::prelude::*;
 
 use crate::data::{AsDataset, Dataset};
 use crate::device::cpu::map_chunks;
+use crate::em::reduce::Reducer;
 use crate::error::{Error, Result};
 use crate::numerics::sq_distance;
 
@@ -275,6 +276,145 @@ pub fn random_rows(
         data.read_f64(i, &mut rows[c * d..(c + 1) * d])?;
     }
     Ok((rows, picks))
+}
+
+/// [`column_mean_var`] of the rows of every process of a distributed fit (`data` holds this
+/// process's rows, [`Dataset::with_global_rows`]): the column sums and then the squared
+/// deviations are summed across the processes with `reducer`. With one process it is
+/// [`column_mean_var`].
+pub fn column_mean_var_reduced(
+    data: &Dataset,
+    reducer: &dyn Reducer,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (n, d) = (data.global_rows() as f64, data.n_features());
+    let sum_chunks = |mean: Option<&[f64]>| -> Result<Vec<f64>> {
+        let parts = map_chunks(data, INIT_CHUNK_ROWS, |_, x| {
+            let mut s = vec![0.0; d];
+            for row in x.chunks_exact(d) {
+                match mean {
+                    None => s.iter_mut().zip(row).for_each(|(a, v)| *a += v),
+                    Some(m) => {
+                        for ((a, v), m) in s.iter_mut().zip(row).zip(m) {
+                            *a += (v - m) * (v - m);
+                        }
+                    }
+                }
+            }
+            s
+        })?;
+        let mut total = vec![0.0; d];
+        for s in &parts {
+            total.iter_mut().zip(s).for_each(|(a, v)| *a += v);
+        }
+        reducer.sum(&mut total)?;
+        Ok(total)
+    };
+    let mut mean = sum_chunks(None)?;
+    mean.iter_mut().for_each(|m| *m /= n);
+    let mut var = sum_chunks(Some(&mean))?;
+    var.iter_mut().for_each(|v| *v /= n);
+    Ok((mean, var))
+}
+
+/// Global row `row` of a distributed dataset on every process: the process holding it reads
+/// it, the others receive it ([`Reducer::broadcast`] by a sum where only it contributes).
+fn global_row(data: &Dataset, reducer: &dyn Reducer, row: usize, out: &mut [f64]) -> Result<()> {
+    let off = data.global_offset();
+    out.iter_mut().for_each(|v| *v = 0.0);
+    if (off..off + data.n_samples()).contains(&row) {
+        data.read_f64(row - off, out)?;
+    }
+    reducer.sum(out)
+}
+
+/// [`kmeans_plusplus_rng`] over the rows of every process of a distributed fit (unweighted):
+/// every process draws the same random numbers; each draw is located in the process whose
+/// rows hold it (from every process's potential, in rank order) and the drawn rows, then the
+/// candidates' potentials, are summed across processes. The centers are those of a
+/// one-process run up to the rounding of the potentials' sums (a draw falls on another row only
+/// if it lands within that rounding of a boundary of the cumulative sum). Returns the centers
+/// `[K][D]` and their global rows.
+pub fn kmeans_plusplus_reduced(
+    data: &Dataset,
+    k: usize,
+    rng: &mut ChaCha8Rng,
+    reducer: &dyn Reducer,
+) -> Result<(Vec<f64>, Vec<usize>)> {
+    if reducer.size() == 1 && data.global_offset() == 0 {
+        return kmeans_plusplus_rng(data, k, rng);
+    }
+    data.require_unweighted("a distributed k-means++")?;
+    let (n_total, off, d) = (data.global_rows(), data.global_offset(), data.n_features());
+    let n = data.n_samples();
+    let trials = 2 + (k as f64).ln() as usize;
+    let mut centers = vec![0.0; k * d];
+    let mut indices = Vec::with_capacity(k);
+    let first = rng.random_range(0..n_total);
+    global_row(data, reducer, first, &mut centers[..d])?;
+    indices.push(first);
+    let mut closest = vec![0.0; n];
+    let mut chunk_sums = update_closest(data, &mut closest, &centers[..d], true)?;
+    let mut cand = vec![0.0; trials * (d + 1)];
+    for c in 1..k {
+        let totals = reducer.gather(&[chunk_sums.iter().sum::<f64>()])?;
+        let potential: f64 = totals.iter().sum();
+        cand.iter_mut().for_each(|v| *v = 0.0);
+        for t in 0..trials {
+            let v = rng.random::<f64>() * potential;
+            // The process whose rows the cumulative sum reaches v in (clipped to the last row).
+            let mut acc = 0.0;
+            let mut owner = None;
+            for (q, &s) in totals.iter().enumerate() {
+                if s > 0.0 && acc + s >= v {
+                    owner = Some((q, v - acc));
+                    break;
+                }
+                acc += s;
+            }
+            let last = totals
+                .iter()
+                .rposition(|&s| s > 0.0)
+                .unwrap_or(totals.len() - 1);
+            let (q, local_v) = owner.unwrap_or((last, f64::INFINITY));
+            if q == reducer.rank() {
+                let i = if n == 0 {
+                    continue;
+                } else {
+                    search_cumsum(&closest, None, &chunk_sums, local_v)
+                };
+                let slot = &mut cand[t * (d + 1)..(t + 1) * (d + 1)];
+                slot[0] = (off + i) as f64;
+                data.read_f64(i, &mut slot[1..])?;
+            }
+        }
+        reducer.sum(&mut cand)?;
+        let row = |t: usize| &cand[t * (d + 1) + 1..(t + 1) * (d + 1)];
+        let parts: Vec<Vec<f64>> = closest
+            .par_chunks(INIT_CHUNK_ROWS)
+            .enumerate()
+            .map_init(Vec::new, |buf, (ci, cl)| {
+                buf.resize(cl.len() * d, 0.0);
+                data.read_f64(ci * INIT_CHUNK_ROWS, buf)?;
+                let mut pot = vec![0.0; trials];
+                for (x, &v) in buf.chunks_exact(d).zip(cl) {
+                    for (t, p) in pot.iter_mut().enumerate() {
+                        *p += v.min(sq_distance(x, row(t)));
+                    }
+                }
+                Ok(pot)
+            })
+            .collect::<Result<_>>()?;
+        let mut pots = vec![0.0; trials];
+        for p in &parts {
+            pots.iter_mut().zip(p).for_each(|(a, v)| *a += v);
+        }
+        reducer.sum(&mut pots)?;
+        let best = (1..trials).fold(0, |b, t| if pots[t] < pots[b] { t } else { b });
+        centers[c * d..(c + 1) * d].copy_from_slice(row(best));
+        indices.push(cand[best * (d + 1)] as usize);
+        chunk_sums = update_closest(data, &mut closest, &centers[c * d..(c + 1) * d], false)?;
+    }
+    Ok((centers, indices))
 }
 
 #[cfg(test)]

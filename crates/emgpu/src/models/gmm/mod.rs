@@ -18,6 +18,7 @@
 
 mod covariance;
 pub mod cpu;
+mod distributed;
 mod engine;
 mod fitted;
 #[cfg(feature = "gpu")]

@@ -24,12 +24,14 @@
 //! ```
 
 pub mod cpu;
+pub(crate) mod distributed;
 mod engine;
 mod fitted;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 mod stats;
 
+pub use distributed::ReducedKMeansStep;
 pub use engine::{FarPoint, KMeansEngine, KMeansModel, KMeansStep, kmeans_engine};
 pub use fitted::FittedKMeans;
 pub use stats::KMeansStats;

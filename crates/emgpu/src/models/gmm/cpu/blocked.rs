@@ -41,7 +41,9 @@
 //! # Order and reproducibility
 //! Chunks of [`BLOCKED_CHUNK_ROWS`] rows are grouped into blocks whose size depends only on N (at
 //! least 32 chunks, at most 256 blocks); each block sums its chunks in order, blocks run in
-//! parallel (rayon) and are summed in block order. The result does not depend on the number of
+//! parallel (rayon) and are summed in block order. (In a distributed fit N is the number of rows
+//! of all processes and blocks are cut at the same global rows, see
+//! [`Dataset::with_global_rows`].) The result does not depend on the number of
 //! threads. Only the per-block sums (K × F values each) are kept: no N × K responsibilities, no
 //! copy of the data beyond one chunk per thread.
 
@@ -577,14 +579,18 @@ pub fn e_step_blocked(data: &Dataset, p: &Prepared, chunk_rows: usize) -> Result
     let chunk_rows = plan.chunk_rows(chunk_rows);
     // Blocks of at least CHUNKS_PER_BLOCK chunks, and at most MAX_BLOCKS of them so that the
     // per-block sums (F × K values each) stay small next to the data; both depend only on N.
+    // In a distributed fit (rows `off..off + n` of `total`), the blocks are those of the whole
+    // data cut at the same global rows: every whole block sums the same rows in the same order
+    // as in a one-process run.
+    let (off, total) = (data.global_offset(), data.global_rows());
     let min_rows = chunk_rows * CHUNKS_PER_BLOCK;
-    let block_rows = min_rows.max(n.div_ceil(MAX_BLOCKS).div_ceil(chunk_rows) * chunk_rows);
-    let parts: Vec<Acc> = (0..n.div_ceil(block_rows))
+    let block_rows = min_rows.max(total.div_ceil(MAX_BLOCKS).div_ceil(chunk_rows) * chunk_rows);
+    let parts: Vec<Acc> = (off / block_rows..(off + n).div_ceil(block_rows))
         .into_par_iter()
         .map_init(Work::default, |w, b| {
             let mut acc = Acc::zeros(&plan);
-            let end = ((b + 1) * block_rows).min(n);
-            let mut start = b * block_rows;
+            let end = ((b + 1) * block_rows).min(off + n) - off;
+            let mut start = (b * block_rows).max(off) - off;
             while start < end {
                 let rows = chunk_rows.min(end - start);
                 w.resize(&plan, rows);
