@@ -22,6 +22,7 @@ mod fit;
 mod gpu_env;
 mod hmm;
 mod init;
+mod lda;
 mod options;
 mod output;
 mod plot;
@@ -558,6 +559,8 @@ pub enum AnyModel {
     KMeans(FittedKMeans),
     /// `"model": "hmm"`.
     Hmm(emgpu::models::hmm::FittedHmm),
+    /// `"model": "lda"`.
+    Lda(emgpu::models::lda::FittedLda),
 }
 
 impl AnyModel {
@@ -567,6 +570,7 @@ impl AnyModel {
             AnyModel::Gmm(_) => "a Gaussian mixture",
             AnyModel::KMeans(_) => "a k-means model",
             AnyModel::Hmm(_) => "a hidden Markov model",
+            AnyModel::Lda(_) => "an LDA model",
         }
     }
 }
@@ -589,7 +593,11 @@ pub fn load_any_model(path: &Path) -> Result<AnyModel, CliError> {
         .ok()
         .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_owned));
     // Anything but a k-means model is read as a Gaussian mixture, whose reader says what is wrong.
-    if kind.as_deref() == Some("hmm") {
+    if kind.as_deref() == Some("lda") {
+        emgpu::models::lda::FittedLda::from_json(&text)
+            .map(AnyModel::Lda)
+            .map_err(|e| about_file(e, path))
+    } else if kind.as_deref() == Some("hmm") {
         emgpu::models::hmm::FittedHmm::from_json(&text)
             .map(AnyModel::Hmm)
             .map_err(|e| about_file(e, path))

@@ -467,7 +467,7 @@ pub fn engine<'a>(
         Backend::Auto => "the LDA GPU engine is not built yet; using the CPU backend".into(),
         Backend::Gpu => {
             return Err(Error::param(
-                "the LDA GPU engine is not built yet: LDA runs on the CPU backend only for now (Backend::Cpu)",
+                "the LDA GPU engine is not built yet: LDA runs on the CPU backend only for now",
             ));
         }
     };
