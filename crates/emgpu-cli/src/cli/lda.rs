@@ -362,3 +362,163 @@ pub fn show(
     }
     Ok(())
 }
+
+/// What `bench --model lda` times.
+pub struct LdaBench {
+    /// Documents.
+    pub docs: usize,
+    /// Terms.
+    pub vocab: usize,
+    /// Mean words per document.
+    pub doc_length: f64,
+    /// Topics.
+    pub k: usize,
+    /// EM iterations per backend.
+    pub iters: usize,
+    /// Seed of the corpus and of the initial λ.
+    pub seed: u64,
+    /// Backends to time (empty: the CPU).
+    pub backends: Vec<Backend>,
+    /// Write the corpus (CSR arrays) and the initial λ here and exit.
+    pub write_data: Option<PathBuf>,
+    /// One line of JSON.
+    pub json: bool,
+}
+
+/// `emgpu bench --model lda`: a synthetic corpus drawn from an LDA (α = 0.1, η = 0.01 over
+/// `k` topics), fitted from a seeded random λ for `iters` iterations per backend; the median
+/// seconds per iteration (prepare + E-step with the bound + M-step).
+pub fn bench(b: &LdaBench, ui: &Ui) -> Result<ExitCode, CliError> {
+    use emgpu::models::lda::random_components;
+    use emgpu::models::lda::synth::{CorpusSpec, corpus};
+    use ndarray_npy::WriteNpyExt;
+    super::at_least_one("--k", b.k)?;
+    super::at_least_one("--docs", b.docs)?;
+    super::at_least_one("--vocab", b.vocab)?;
+    let t0 = Instant::now();
+    let spec = CorpusSpec {
+        n_docs: b.docs,
+        n_terms: b.vocab,
+        n_topics: b.k,
+        mean_length: b.doc_length,
+        alpha: 0.1,
+        eta: 0.01,
+        seed: b.seed,
+    };
+    let c = corpus(&spec)?;
+    let x = c.x;
+    let (alpha, eta) = (1.0 / b.k as f64, 1.0 / b.k as f64);
+    let lda = LatentDirichletAllocation::params(b.k)
+        .doc_topic_prior(alpha)
+        .topic_word_prior(eta)
+        .max_iter(b.iters)
+        .tol(0.0);
+    let model = lda.model(x.n_cols())?;
+    let init = random_components(&model, b.seed);
+    ui.note(format!(
+        "lda bench: {} documents, {} terms, {} words ({} non-zeros), K = {}; generated in {:.1} s",
+        x.n_rows(),
+        x.n_cols(),
+        num(x.total()),
+        x.nnz(),
+        b.k,
+        t0.elapsed().as_secs_f64()
+    ));
+    if let Some(dir) = &b.write_data {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::error(format!("{}: {e}", dir.display())))?;
+        let write =
+            |name: &str, a: &dyn Fn(std::fs::File) -> Result<(), ndarray_npy::WriteNpyError>| {
+                let p = dir.join(name);
+                let f = std::fs::File::create(&p)
+                    .map_err(|e| CliError::error(format!("{}: {e}", p.display())))?;
+                a(f).map_err(|e| CliError::error(format!("{}: {e}", p.display())))
+            };
+        let indptr: Array1<i64> = x.indptr().iter().map(|&v| v as i64).collect();
+        let (mut indices, mut data) = (Vec::with_capacity(x.nnz()), Vec::with_capacity(x.nnz()));
+        for i in 0..x.n_rows() {
+            let (idx, val) = x.row(i);
+            indices.extend(idx.iter().map(|&j| j as i32));
+            data.extend_from_slice(val);
+        }
+        write("indptr.npy", &|f| indptr.write_npy(f))?;
+        write("indices.npy", &|f| {
+            Array1::from(indices.clone()).write_npy(f)
+        })?;
+        write("data.npy", &|f| Array1::from(data.clone()).write_npy(f))?;
+        write("shape.npy", &|f| {
+            ndarray::arr1(&[x.n_rows() as i64, x.n_cols() as i64]).write_npy(f)
+        })?;
+        let m = FittedLda::from_components(b.k, x.n_cols(), alpha, eta, init)?;
+        write_text_atomic(&dir.join("init.json"), &m.to_json())?;
+        ui.note(format!(
+            "wrote {}/{{indptr,indices,data,shape}}.npy (CSR) and init.json",
+            dir.display()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let backends = if b.backends.is_empty() {
+        vec![Backend::Cpu]
+    } else {
+        b.backends.clone()
+    };
+    let mut rows = Vec::new();
+    for backend in backends {
+        let mut times = Vec::new();
+        let started = Instant::now();
+        let mut last = Instant::now();
+        let fit = lda
+            .clone()
+            .backend(backend)
+            .init(LdaInit::Components(init.clone()))
+            .fit_with_progress(&x, &mut |p| {
+                let now = Instant::now();
+                times.push((now - last).as_secs_f64());
+                last = now;
+                ui.note(format!(
+                    "{backend}: iteration {} in {:.3} s (E-step {:.3} s), perplexity {}",
+                    p.iteration,
+                    times[times.len() - 1],
+                    p.e_step_seconds,
+                    num((-p.lower_bound).exp())
+                ));
+                Control::Continue(())
+            });
+        let fit = match fit {
+            Ok(f) => f,
+            Err(e) => {
+                ui.note(format!("{backend}: not timed: {e}"));
+                rows.push(json!({"backend": backend.to_string(), "error": e.to_string()}));
+                continue;
+            }
+        };
+        let mut sorted = times.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        let perp = (-fit.bound_trace().last().copied().unwrap_or(f64::NAN) / x.total()).exp();
+        let report = fit.report().cloned();
+        print_result(&format!(
+            "{backend}: median {median:.3} s per iteration ({} iterations, {:.1} s in all, first {:.3} s), last perplexity {}, {}",
+            times.len(),
+            started.elapsed().as_secs_f64(),
+            times[0],
+            num(perp),
+            report.as_ref().map_or(String::new(), |r| r.device.clone())
+        ))?;
+        rows.push(json!({
+            "backend": backend.to_string(),
+            "device": report.map(|r| r.device),
+            "seconds_per_iteration": median,
+            "iteration_seconds": times,
+            "perplexity_trace": fit.bound_trace().iter().map(|s| (-s / x.total()).exp()).collect::<Vec<_>>(),
+        }));
+    }
+    if b.json {
+        let line = json!({
+            "model": "lda", "n_docs": x.n_rows(), "n_features": x.n_cols(), "nnz": x.nnz(),
+            "n_words": x.total(), "n_components": b.k, "iters": b.iters, "results": rows,
+        });
+        print_result(&line.to_string())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -92,69 +92,160 @@ fn hsum(a: &[f64; 8]) -> f64 {
     ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
 }
 
-/// `dots[j] = block_j · t` for every row `j` of `block` (`m × kp`, `kp` a multiple of 8).
+/// `dots[j] = block_j · t` for every row `j` of `block` (`m × kp`, `kp` a multiple of 8). With
+/// `FMA` (instantiated only where the CPU has AVX2 and FMA) the explicit AVX2 kernel
+/// [`dots_avx2`]; the portable loop otherwise.
 #[inline(always)]
 fn dots<const FMA: bool>(block: &[f64], t: &[f64], kp: usize, out: &mut [f64]) {
-    let m = out.len();
-    let mut j = 0;
-    while j + 4 <= m {
-        let rows = &block[j * kp..(j + 4) * kp];
-        let (b0, rest) = rows.split_at(kp);
-        let (b1, rest) = rest.split_at(kp);
-        let (b2, b3) = rest.split_at(kp);
-        let (mut a0, mut a1, mut a2, mut a3) = ([0.0; 8], [0.0; 8], [0.0; 8], [0.0; 8]);
-        for c in (0..kp).step_by(8) {
-            let tc = &t[c..c + 8];
-            for l in 0..8 {
-                a0[l] = madd::<FMA>(b0[c + l], tc[l], a0[l]);
-                a1[l] = madd::<FMA>(b1[c + l], tc[l], a1[l]);
-                a2[l] = madd::<FMA>(b2[c + l], tc[l], a2[l]);
-                a3[l] = madd::<FMA>(b3[c + l], tc[l], a3[l]);
-            }
-        }
-        out[j] = hsum(&a0);
-        out[j + 1] = hsum(&a1);
-        out[j + 2] = hsum(&a2);
-        out[j + 3] = hsum(&a3);
-        j += 4;
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        assert!(block.len() >= out.len() * kp && t.len() >= kp && kp % 8 == 0);
+        // SAFETY: `FMA` is true only in code compiled for and run on CPUs with AVX2 and FMA
+        // (`run_part_dispatch`, `gammas_dispatch`); the lengths were checked just above.
+        unsafe { dots_avx2(block, t, kp, out) };
+        return;
     }
-    while j < m {
-        let b0 = &block[j * kp..(j + 1) * kp];
-        let mut a0 = [0.0; 8];
+    for (o, row) in out.iter_mut().zip(block.chunks_exact(kp)) {
+        let mut a = [0.0; 8];
         for c in (0..kp).step_by(8) {
             for l in 0..8 {
-                a0[l] = madd::<FMA>(b0[c + l], t[c + l], a0[l]);
+                a[l] = madd::<FMA>(row[c + l], t[c + l], a[l]);
             }
         }
-        out[j] = hsum(&a0);
-        j += 1;
+        *o = hsum(&a);
     }
 }
 
-/// `s = Σ_j r_j · block_j` (`s` has `kp` values).
+/// [`dots`] in AVX2: four rows at a time, two accumulators each (eight independent FMA chains),
+/// vectorised along K; the four sums reduced together with `hadd`.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `block` must hold `out.len()` rows of `kp` values, `t` at
+/// least `kp`, and `kp` must be a multiple of 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn dots_avx2(block: &[f64], t: &[f64], kp: usize, out: &mut [f64]) {
+    use std::arch::x86_64::*;
+    let m = out.len();
+    let bp = block.as_ptr();
+    let tp = t.as_ptr();
+    let mut j = 0;
+    // SAFETY (all pointer reads): rows j..j+4 < m of kp values are inside `block`, c + 8 ≤ kp.
+    unsafe {
+        while j + 4 <= m {
+            let r0 = bp.add(j * kp);
+            let (r1, r2, r3) = (r0.add(kp), r0.add(2 * kp), r0.add(3 * kp));
+            let z = _mm256_setzero_pd();
+            let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+            let (mut b0, mut b1, mut b2, mut b3) = (z, z, z, z);
+            let mut c = 0;
+            while c < kp {
+                let t0 = _mm256_loadu_pd(tp.add(c));
+                let t1 = _mm256_loadu_pd(tp.add(c + 4));
+                a0 = _mm256_fmadd_pd(_mm256_loadu_pd(r0.add(c)), t0, a0);
+                a1 = _mm256_fmadd_pd(_mm256_loadu_pd(r1.add(c)), t0, a1);
+                a2 = _mm256_fmadd_pd(_mm256_loadu_pd(r2.add(c)), t0, a2);
+                a3 = _mm256_fmadd_pd(_mm256_loadu_pd(r3.add(c)), t0, a3);
+                b0 = _mm256_fmadd_pd(_mm256_loadu_pd(r0.add(c + 4)), t1, b0);
+                b1 = _mm256_fmadd_pd(_mm256_loadu_pd(r1.add(c + 4)), t1, b1);
+                b2 = _mm256_fmadd_pd(_mm256_loadu_pd(r2.add(c + 4)), t1, b2);
+                b3 = _mm256_fmadd_pd(_mm256_loadu_pd(r3.add(c + 4)), t1, b3);
+                c += 8;
+            }
+            a0 = _mm256_add_pd(a0, b0);
+            a1 = _mm256_add_pd(a1, b1);
+            a2 = _mm256_add_pd(a2, b2);
+            a3 = _mm256_add_pd(a3, b3);
+            // [a0₀+a0₁, a1₀+a1₁, a0₂+a0₃, a1₂+a1₃] and the same for rows 2, 3.
+            let h01 = _mm256_hadd_pd(a0, a1);
+            let h23 = _mm256_hadd_pd(a2, a3);
+            let lo = _mm256_permute2f128_pd(h01, h23, 0x20);
+            let hi = _mm256_permute2f128_pd(h01, h23, 0x31);
+            _mm256_storeu_pd(out.as_mut_ptr().add(j), _mm256_add_pd(lo, hi));
+            j += 4;
+        }
+        while j < m {
+            let r0 = bp.add(j * kp);
+            let (mut a0, mut b0) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+            let mut c = 0;
+            while c < kp {
+                a0 = _mm256_fmadd_pd(_mm256_loadu_pd(r0.add(c)), _mm256_loadu_pd(tp.add(c)), a0);
+                b0 = _mm256_fmadd_pd(
+                    _mm256_loadu_pd(r0.add(c + 4)),
+                    _mm256_loadu_pd(tp.add(c + 4)),
+                    b0,
+                );
+                c += 8;
+            }
+            let a = _mm256_add_pd(a0, b0);
+            let h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+            out[j] = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+            j += 1;
+        }
+    }
+}
+
+/// `s = Σ_j r_j · block_j` (`s` has `kp` values, a multiple of 8). With `FMA`, the explicit AVX2
+/// kernel [`weighted_rows_avx2`].
 #[inline(always)]
 fn weighted_rows<const FMA: bool>(block: &[f64], r: &[f64], kp: usize, s: &mut [f64]) {
-    s.fill(0.0);
-    let m = r.len();
-    let mut j = 0;
-    while j + 4 <= m {
-        let rows = &block[j * kp..(j + 4) * kp];
-        let (b0, rest) = rows.split_at(kp);
-        let (b1, rest) = rest.split_at(kp);
-        let (b2, b3) = rest.split_at(kp);
-        let (r0, r1, r2, r3) = (r[j], r[j + 1], r[j + 2], r[j + 3]);
-        for c in 0..kp {
-            let v = madd::<FMA>(r0, b0[c], madd::<FMA>(r1, b1[c], s[c]));
-            s[c] = madd::<FMA>(r2, b2[c], madd::<FMA>(r3, b3[c], v));
-        }
-        j += 4;
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        assert!(block.len() >= r.len() * kp && s.len() >= kp && kp % 8 == 0);
+        // SAFETY: as in `dots`; the lengths were checked just above.
+        unsafe { weighted_rows_avx2(block, r, kp, s) };
+        return;
     }
-    while j < m {
-        let b0 = &block[j * kp..(j + 1) * kp];
+    s.fill(0.0);
+    for (row, &rj) in block.chunks_exact(kp).zip(r) {
         for c in 0..kp {
-            s[c] = madd::<FMA>(r[j], b0[c], s[c]);
+            s[c] = madd::<FMA>(rj, row[c], s[c]);
         }
-        j += 1;
+    }
+}
+
+/// [`weighted_rows`] in AVX2: `s` is swept in blocks of 8 values held in two registers while all
+/// rows are added (four rows per step), so `s` is loaded and stored once per block.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `block` must hold `r.len()` rows of `kp` values, `s` at least
+/// `kp`, and `kp` must be a multiple of 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn weighted_rows_avx2(block: &[f64], r: &[f64], kp: usize, s: &mut [f64]) {
+    use std::arch::x86_64::*;
+    let m = r.len();
+    let bp = block.as_ptr();
+    let mut c = 0;
+    // SAFETY (all pointer accesses): rows j < m of kp values are inside `block`, c + 8 ≤ kp ≤
+    // s.len().
+    unsafe {
+        while c < kp {
+            let (mut s0, mut s1) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+            let (mut u0, mut u1) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+            let mut j = 0;
+            while j + 2 <= m {
+                let p0 = bp.add(j * kp + c);
+                let p1 = p0.add(kp);
+                let (w0, w1) = (_mm256_set1_pd(r[j]), _mm256_set1_pd(r[j + 1]));
+                s0 = _mm256_fmadd_pd(w0, _mm256_loadu_pd(p0), s0);
+                s1 = _mm256_fmadd_pd(w0, _mm256_loadu_pd(p0.add(4)), s1);
+                u0 = _mm256_fmadd_pd(w1, _mm256_loadu_pd(p1), u0);
+                u1 = _mm256_fmadd_pd(w1, _mm256_loadu_pd(p1.add(4)), u1);
+                j += 2;
+            }
+            if j < m {
+                let p0 = bp.add(j * kp + c);
+                let w0 = _mm256_set1_pd(r[j]);
+                s0 = _mm256_fmadd_pd(w0, _mm256_loadu_pd(p0), s0);
+                s1 = _mm256_fmadd_pd(w0, _mm256_loadu_pd(p0.add(4)), s1);
+            }
+            _mm256_storeu_pd(s.as_mut_ptr().add(c), _mm256_add_pd(s0, u0));
+            _mm256_storeu_pd(s.as_mut_ptr().add(c + 4), _mm256_add_pd(s1, u1));
+            c += 8;
+        }
     }
 }
 
