@@ -32,9 +32,10 @@ Your own data: --input X.npy --init MODEL.json times the fit of X from that mode
 --write-data DIR writes the generated data (DIR/X.npy, float32) and initial parameters
 (DIR/init.json, a model file) and exits: scripts/compare_sklearn.py uses it.")]
 pub struct BenchCmd {
-    /// The model: gmm (a Gaussian mixture) or hmm (a Gaussian hidden Markov model: Baum-Welch on
-    /// --sequences sequences of --steps steps).
-    #[arg(long, default_value = "gmm", value_name = "gmm|hmm")]
+    /// The model: gmm (a Gaussian mixture), hmm (a Gaussian hidden Markov model: Baum-Welch on
+    /// --sequences sequences of --steps steps) or lda (--docs documents of about --doc-length
+    /// words over --vocab terms, --k topics [default 50]).
+    #[arg(long, default_value = "gmm", value_name = "gmm|hmm|lda")]
     model: String,
     /// Number of points (gmm).
     #[arg(long, default_value_t = 1_000_000)]
@@ -84,6 +85,15 @@ pub struct BenchCmd {
     /// Write the generated data and initial parameters into this folder and exit.
     #[arg(long, value_name = "DIR", conflicts_with = "input")]
     write_data: Option<PathBuf>,
+    /// lda: documents [default: 200000].
+    #[arg(long, value_name = "N")]
+    docs: Option<usize>,
+    /// lda: vocabulary terms [default: 20000].
+    #[arg(long, value_name = "V")]
+    vocab: Option<usize>,
+    /// lda: mean words per document [default: 100].
+    #[arg(long, value_name = "L")]
+    doc_length: Option<f64>,
     /// Print the report as one line of JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -146,6 +156,20 @@ pub fn run(cmd: BenchCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         None if cmd.write_data.is_some() => (Vec::new(), None),
         None => default_backends(),
     };
+    if cmd.model == "lda" {
+        let b = super::lda::LdaBench {
+            docs: cmd.docs.unwrap_or(200_000),
+            vocab: cmd.vocab.unwrap_or(20_000),
+            doc_length: cmd.doc_length.unwrap_or(100.0),
+            k: cmd.k.unwrap_or(50),
+            iters: cmd.iters,
+            seed: cmd.seed,
+            backends,
+            write_data: cmd.write_data.clone(),
+            json: cmd.json,
+        };
+        return super::lda::bench(&b, ui);
+    }
     if cmd.model == "hmm" {
         if cmd.input.is_some() || cmd.write_data.is_some() {
             return Err(CliError::usage(
@@ -171,7 +195,7 @@ pub fn run(cmd: BenchCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         return super::hmm::bench(&b, ui);
     } else if cmd.model != "gmm" {
         return Err(CliError::usage(format!(
-            "unknown --model {:?}; use gmm or hmm",
+            "unknown --model {:?}; use gmm, hmm or lda",
             cmd.model
         )));
     }

@@ -113,6 +113,16 @@ pub struct FitCmd {
     #[arg(long, value_name = "PLOT.svg")]
     plot: Option<PathBuf>,
 
+    /// lda: the Dirichlet prior α of the document-topic distributions (scikit-learn's
+    /// doc_topic_prior) [default: 1/K].
+    #[arg(long, value_name = "A", allow_negative_numbers = true)]
+    doc_topic_prior: Option<f64>,
+
+    /// lda: the Dirichlet prior η of the topic-word distributions (scikit-learn's
+    /// topic_word_prior) [default: 1/K].
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    topic_word_prior: Option<f64>,
+
     /// Print one line of JSON about the fit on stdout (gmm: n_iter, converged, lower_bound,
     /// init_lower_bounds, ...; kmeans: inertia, n_iter, converged, init_inertias, ...; both:
     /// backend, device, fit_seconds).
@@ -131,6 +141,7 @@ pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         ModelArg::Gmm => fit_gmm(&cmd, ui),
         ModelArg::Kmeans => fit_kmeans(&cmd, ui),
         ModelArg::Hmm => fit_hmm(&cmd, ui),
+        ModelArg::Lda => fit_lda(&cmd, ui),
     }
 }
 
@@ -169,10 +180,17 @@ fn check_fit(cmd: &FitCmd) -> Result<(), CliError> {
         inputs.push(("--sample-weight", weights.as_path()));
     }
     check_distinct_files(&inputs, &outputs)?;
+    if cmd.fit.model != ModelArg::Lda
+        && (cmd.doc_topic_prior.is_some() || cmd.topic_word_prior.is_some())
+    {
+        return Err(CliError::usage(
+            "--doc-topic-prior and --topic-word-prior are options of LDA (--model lda)",
+        ));
+    }
     if super::dist::is_distributed() {
-        if cmd.fit.model == ModelArg::Hmm {
+        if matches!(cmd.fit.model, ModelArg::Hmm | ModelArg::Lda) {
             return Err(CliError::usage(
-                "a distributed fit (mpirun) runs Gaussian mixtures and k-means; run --model hmm as one process",
+                "a distributed fit (mpirun) runs Gaussian mixtures and k-means; run --model hmm and --model lda as one process",
             ));
         }
         if cmd.input.missing.is_some() {
@@ -246,6 +264,36 @@ impl FitCmd {
         }
         self.online_options().map(|_| ())
     }
+}
+
+fn fit_lda(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
+    for (given, flag) in [
+        (cmd.n_init.is_some(), "--n-init"),
+        (cmd.sample_weight.is_some(), "--sample-weight"),
+        (cmd.labels_output.is_some(), "--labels-output"),
+    ] {
+        if given {
+            return Err(CliError::usage(format!(
+                "{flag} is not an option of LDA (--model lda); for the topic of each document use `emgpu predict`"
+            )));
+        }
+    }
+    super::lda::fit(
+        super::lda::LdaFitRequest {
+            input: &cmd.input,
+            k: cmd.fit.components,
+            doc_topic_prior: cmd.doc_topic_prior,
+            topic_word_prior: cmd.topic_word_prior,
+            init: cmd.fit.train.init.as_ref(),
+            max_iter: cmd.fit.train.max_iter,
+            tol: cmd.fit.train.tol,
+            seed: cmd.fit.train.seed,
+            backend: cmd.backend,
+            output: &cmd.output,
+            json: cmd.json,
+        },
+        ui,
+    )
 }
 
 fn fit_hmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {

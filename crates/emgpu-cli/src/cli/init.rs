@@ -126,6 +126,12 @@ impl InitArg {
                 AnyModel::KMeans(m) => m.cluster_centers(),
                 AnyModel::Gmm(m) => m.means(),
                 AnyModel::Hmm(m) => m.means(),
+                AnyModel::Lda(_) => {
+                    return Err(CliError::usage(format!(
+                        "--init {}: this is an LDA model; k-means starts from centers (a .npy [K, D] or a k-means or Gaussian mixture model)",
+                        path.display()
+                    )));
+                }
             })),
         }
     }

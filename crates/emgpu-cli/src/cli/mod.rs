@@ -24,6 +24,7 @@ mod gpu_env;
 mod hmm;
 mod impute;
 mod init;
+mod lda;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod options;
@@ -612,6 +613,8 @@ pub enum AnyModel {
     KMeans(FittedKMeans),
     /// `"model": "hmm"`.
     Hmm(emgpu::models::hmm::FittedHmm),
+    /// `"model": "lda"`.
+    Lda(emgpu::models::lda::FittedLda),
 }
 
 impl AnyModel {
@@ -621,6 +624,7 @@ impl AnyModel {
             AnyModel::Gmm(_) => "a Gaussian mixture",
             AnyModel::KMeans(_) => "a k-means model",
             AnyModel::Hmm(_) => "a hidden Markov model",
+            AnyModel::Lda(_) => "an LDA model",
         }
     }
 }
@@ -643,7 +647,11 @@ pub fn load_any_model(path: &Path) -> Result<AnyModel, CliError> {
         .ok()
         .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_owned));
     // Anything but a k-means model is read as a Gaussian mixture, whose reader says what is wrong.
-    if kind.as_deref() == Some("hmm") {
+    if kind.as_deref() == Some("lda") {
+        emgpu::models::lda::FittedLda::from_json(&text)
+            .map(AnyModel::Lda)
+            .map_err(|e| about_file(e, path))
+    } else if kind.as_deref() == Some("hmm") {
         emgpu::models::hmm::FittedHmm::from_json(&text)
             .map(AnyModel::Hmm)
             .map_err(|e| about_file(e, path))

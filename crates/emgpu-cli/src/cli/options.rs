@@ -19,6 +19,9 @@ pub enum ModelArg {
     /// A hidden Markov model with Gaussian emissions (hmmlearn's GaussianHMM); sequences cut by
     /// --lengths.
     Hmm,
+    /// Latent Dirichlet Allocation (scikit-learn's LatentDirichletAllocation, batch variational
+    /// EM) of a document-term count matrix (.npz or .npy).
+    Lda,
 }
 
 /// The options of a fit that `fit`, `validate` and `select` share.
@@ -175,6 +178,18 @@ impl FitArgs {
     pub fn check(&self) -> Result<(), CliError> {
         at_least_one("--components", self.components)?;
         self.train.check()?;
+        if self.model == ModelArg::Lda {
+            for (given, flag) in [
+                (self.covariance.is_some(), "--covariance"),
+                (self.train.reg_covar.is_some(), "--reg-covar"),
+            ] {
+                if given {
+                    return Err(CliError::usage(format!(
+                        "{flag} is an option of Gaussian models; LDA (--model lda) has none: drop {flag}"
+                    )));
+                }
+            }
+        }
         if self.model == ModelArg::Kmeans {
             if self.covariance.is_some() {
                 return Err(not_for_kmeans("--covariance"));
@@ -225,6 +240,7 @@ impl FitArgs {
     pub fn init(&self) -> InitArg {
         match self.model {
             ModelArg::Gmm | ModelArg::Hmm => self.train.gmm_init(),
+            ModelArg::Lda => self.train.init.clone().unwrap_or(InitArg::Method("random")),
             ModelArg::Kmeans => self.train.kmeans_init(),
         }
     }

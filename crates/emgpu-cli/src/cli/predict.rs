@@ -57,6 +57,9 @@ pub fn run(cmd: PredictCmd, ui: &Ui) -> Result<ExitCode, CliError> {
         AnyModel::Hmm(m) => {
             return super::hmm::predict(m, &cmd.input, &cmd.output, cmd.proba, backend, ui);
         }
+        AnyModel::Lda(m) => {
+            return super::lda::predict(m, &cmd.input, &cmd.output, cmd.proba, cmd.backend, ui);
+        }
         other => {
             cmd.input.reject_lengths(other.kind())?;
             other
@@ -71,7 +74,7 @@ pub fn run(cmd: PredictCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     let names = match &model {
         AnyModel::Gmm(m) => m.feature_names(),
         AnyModel::KMeans(m) => m.feature_names(),
-        AnyModel::Hmm(_) => None,
+        AnyModel::Hmm(_) | AnyModel::Lda(_) => None,
     };
     let (data, _) = cmd.input.open_named(ui, names)?;
     let in_file = |e| about_file(e, &cmd.input.input);
@@ -97,7 +100,7 @@ pub fn run(cmd: PredictCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             let labels = model.predict(&data).map_err(in_file)?;
             (labels, model.n_clusters(), "cluster")
         }
-        AnyModel::Hmm(_) => unreachable!("handled above"),
+        AnyModel::Hmm(_) | AnyModel::Lda(_) => unreachable!("handled above"),
     };
     let mut counts = vec![0usize; k];
     for &l in &labels {

@@ -61,6 +61,12 @@ pub fn run(cmd: SampleCmd, ui: &Ui) -> Result<ExitCode, CliError> {
                 ui,
             );
         }
+        AnyModel::Lda(_) => {
+            return Err(CliError::error(format!(
+                "{}: this is an LDA model; sample draws from a Gaussian mixture or a hidden Markov model",
+                cmd.model.display()
+            )));
+        }
         AnyModel::KMeans(_) => {
             return Err(CliError::error(format!(
                 "{}: this is a k-means model; sample needs a Gaussian mixture or a hidden Markov model (k-means defines no distribution to draw from)",

@@ -43,6 +43,7 @@ pub struct ScoreCmd {
 
 pub fn run(cmd: ScoreCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     match load_any_model(&cmd.model)? {
+        AnyModel::Lda(model) => super::lda::score(model, &cmd.input, cmd.backend, cmd.json, ui),
         AnyModel::Hmm(model) => {
             super::hmm::score(model, &cmd.input, Backend::from(cmd.backend), cmd.json, ui)
         }

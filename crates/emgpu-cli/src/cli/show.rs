@@ -35,6 +35,14 @@ pub struct ShowCmd {
     /// Gaussian mixtures: also print the covariance matrices.
     #[arg(long)]
     full: bool,
+
+    /// LDA: the vocabulary, one term per line in column order, to name each topic's top terms.
+    #[arg(long, value_name = "vocab.txt")]
+    vocab: Option<PathBuf>,
+
+    /// LDA: how many top terms (largest λ) to show per topic.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    top: usize,
 }
 
 pub fn run(cmd: ShowCmd, _ui: &Ui) -> Result<ExitCode, CliError> {
@@ -48,6 +56,7 @@ pub fn run(cmd: ShowCmd, _ui: &Ui) -> Result<ExitCode, CliError> {
             show_kmeans(&cmd, &m, names)
         }
         AnyModel::Hmm(m) => super::hmm::show(&m, cmd.json),
+        AnyModel::Lda(m) => super::lda::show(&m, cmd.json, cmd.vocab.as_ref(), cmd.top),
     }?;
     Ok(ExitCode::SUCCESS)
 }

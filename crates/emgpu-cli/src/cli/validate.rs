@@ -208,6 +208,11 @@ pub fn run(cmd: ValidateCmd, ui: &Ui) -> Result<ExitCode, CliError> {
             cmd.rtol
         )));
     }
+    if cmd.fit.model == ModelArg::Lda {
+        return Err(CliError::usage(
+            "validate compares the backends on Gaussian mixtures and k-means; LDA has only a CPU engine for now",
+        ));
+    }
     if cmd.fit.model == ModelArg::Hmm {
         return Err(CliError::usage(
             "validate compares the backends on Gaussian mixtures and k-means; for a hidden Markov model fit with --backend cpu and --backend gpu from the same --init MODEL.json and compare the models",

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 
 pub mod npy;
 pub mod raw;
+pub mod sparse;
 pub mod write;
 
 pub use write::{check_output_path, same_file, write_atomic, write_npy_atomic, write_text_atomic};

@@ -3,5 +3,6 @@
 pub mod gmm;
 pub mod hmm;
 pub mod kmeans;
+pub mod lda;
 pub mod model_file;
 pub mod poisson;

@@ -3,6 +3,7 @@
 //! ([`vmath`]), and the log-sum-exp used wherever responsibilities are normalized.
 
 pub mod linalg;
+pub mod special;
 pub mod vmath;
 
 /// `log Σ exp(v)`, stable: the maximum is taken out before exponentiating.
