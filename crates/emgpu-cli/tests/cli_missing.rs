@@ -218,4 +218,25 @@ fn without_the_flag_nan_and_na_are_errors_that_name_it() {
         2,
         &["k-means does not handle missing values"],
     );
+    // select and validate do not run with missing values yet: a usage error that says so.
+    fails(
+        p,
+        &[
+            "select",
+            "-i",
+            "x.npy",
+            "--components",
+            "1..2",
+            "--missing",
+            "em",
+        ],
+        2,
+        &["select does not run with --missing em yet"],
+    );
+    fails(
+        p,
+        &["validate", "-i", "x.npy", "-k", "2", "--missing", "em"],
+        2,
+        &["validate does not run with --missing em yet"],
+    );
 }

@@ -187,6 +187,11 @@ fn row_json(r: &SelectionRow) -> Value {
 
 /// Runs `emgpu select`.
 pub fn run(cmd: SelectCmd, ui: &Ui) -> Result<ExitCode, CliError> {
+    if cmd.input.missing.is_some() {
+        return Err(CliError::usage(
+            "select does not run with --missing em yet; fit each K with `emgpu fit --missing em` and compare their BIC with `emgpu show`",
+        ));
+    }
     let components = Components::parse(&cmd.components)?;
     let covariances = parse_covariances(&cmd.covariance)?;
     let criterion: Criterion = cmd

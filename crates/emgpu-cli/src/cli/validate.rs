@@ -202,6 +202,11 @@ impl KMeansDifferences {
 
 pub fn run(cmd: ValidateCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     cmd.fit.check()?;
+    if cmd.input.missing.is_some() {
+        return Err(CliError::usage(
+            "validate does not run with --missing em yet; compare `emgpu fit --missing em --backend gpu` with `--backend cpu` by hand",
+        ));
+    }
     if !(cmd.rtol.is_finite() && cmd.rtol >= 0.0) {
         return Err(CliError::usage(format!(
             "--rtol must be a finite number ≥ 0 (got {})",
