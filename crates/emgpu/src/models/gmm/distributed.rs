@@ -13,7 +13,6 @@ use super::{
     estimate_parameters, gmm_engine, with_reg,
 };
 use crate::data::Dataset;
-use crate::device::Backend;
 use crate::em::reduce::{Reduced, Reducer, reduce_stats};
 use crate::em::{Control, Progress, StopRule, best_of, run_em_with};
 use crate::error::{Error, Result};
@@ -126,21 +125,7 @@ impl GaussianMixture {
             |run: &RunResult, best| run.lower_bound > best.lower_bound,
             |run| run.lower_bound,
         )?;
-        let mut fitted =
-            FittedGmm::from_params(best.params).map_err(|e| with_reg(e, self.reg_covar))?;
-        fitted.lower_bound = best.lower_bound;
-        fitted.n_iter = best.n_iter;
-        fitted.converged = best.converged;
-        fitted.lower_bound_trace = best.trace;
-        fitted.trace_seconds = best.trace_seconds;
-        fitted.init_lower_bounds = init_lower_bounds;
-        fitted.report = Some(engine.report());
-        fitted.n_train = Some(n);
-        fitted.predict_backend = match engine.report().backend {
-            Backend::Gpu => Backend::Gpu,
-            _ => Backend::Cpu,
-        };
-        Ok(fitted)
+        self.fitted_from(best, init_lower_bounds, engine.report(), n)
     }
 
     /// The starting parameters of one restart of a distributed fit (see

@@ -43,7 +43,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::{AsDataset, AsWeights, Dataset};
-use crate::device::{Backend, EngineOptions};
+use crate::device::{Backend, BackendReport, EngineOptions};
 use crate::em::online::{OnlineOptions, run_online};
 use crate::em::{AfterMStep, Control, Progress, StopRule, best_of, observe, run_em_with};
 use crate::error::{Error, Result};
@@ -504,6 +504,19 @@ impl GaussianMixture {
             |run: &RunResult, best| run.lower_bound > best.lower_bound,
             |run| run.lower_bound,
         )?;
+        self.fitted_from(best, init_lower_bounds, engine.report(), n)
+    }
+
+    /// The fitted mixture of the best run of a fit over `n` rows (every fit path ends here):
+    /// its parameters, trace and restarts' lower bounds, and the backend that ran (`predict`
+    /// then runs on the GPU only if the fit did).
+    fn fitted_from(
+        &self,
+        best: RunResult,
+        init_lower_bounds: Vec<f64>,
+        report: BackendReport,
+        n: usize,
+    ) -> Result<FittedGmm> {
         let mut fitted =
             FittedGmm::from_params(best.params).map_err(|e| with_reg(e, self.reg_covar))?;
         fitted.lower_bound = best.lower_bound;
@@ -514,12 +527,12 @@ impl GaussianMixture {
         fitted.reseeds = best.reseeds;
         fitted.online = best.online;
         fitted.init_lower_bounds = init_lower_bounds;
-        fitted.report = Some(engine.report());
-        fitted.n_train = Some(n);
-        fitted.predict_backend = match engine.report().backend {
+        fitted.predict_backend = match report.backend {
             Backend::Gpu => Backend::Gpu,
             _ => Backend::Cpu,
         };
+        fitted.report = Some(report);
+        fitted.n_train = Some(n);
         Ok(fitted)
     }
 

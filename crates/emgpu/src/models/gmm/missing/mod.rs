@@ -28,7 +28,7 @@ pub use index::{MissingIndex, Pattern};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{FittedGmm, GaussianMixture, RunResult, with_reg};
+use super::{FittedGmm, GaussianMixture, RunResult};
 use crate::data::{DataSource, Dataset};
 use crate::device::Backend;
 use crate::em::{Control, Progress, StopRule, best_of};
@@ -143,22 +143,12 @@ impl GaussianMixture {
             |run: &RunResult, best| run.lower_bound > best.lower_bound,
             |run| run.lower_bound,
         )?;
-        let mut fitted =
-            FittedGmm::from_params(best.params).map_err(|e| with_reg(e, self.reg_covar))?;
-        fitted.lower_bound = best.lower_bound;
-        fitted.n_iter = best.n_iter;
-        fitted.converged = best.converged;
-        fitted.lower_bound_trace = best.trace;
-        fitted.trace_seconds = best.trace_seconds;
-        fitted.init_lower_bounds = init_lower_bounds;
-        let report = crate::em::EStep::report(&engine);
-        fitted.predict_backend = match report.backend {
-            Backend::Gpu => Backend::Gpu,
-            _ => Backend::Cpu,
-        };
-        fitted.report = Some(report);
-        fitted.n_train = Some(n);
-        Ok(fitted)
+        self.fitted_from(
+            best,
+            init_lower_bounds,
+            crate::em::EStep::report(&engine),
+            n,
+        )
     }
 }
 
