@@ -36,6 +36,32 @@ pub trait DataSource: Send + Sync {
     fn sequence_lengths(&self) -> Option<Vec<usize>> {
         None
     }
+    /// Rows `[start, start + rows)` in place, row-major, when the source holds them so (a
+    /// row-major slice, a C-order `.npy` map): a fast path that reads them without a copy.
+    /// `None` (the default) when it does not; callers then copy with `read_f64`/`read_f32`.
+    fn borrow_rows(&self, start: usize, rows: usize) -> Option<RowsRef<'_>> {
+        let _ = (start, rows);
+        None
+    }
+}
+
+/// Rows held in place by a source, in their stored precision ([`DataSource::borrow_rows`]).
+#[derive(Debug, Clone, Copy)]
+pub enum RowsRef<'a> {
+    /// float32 values, row-major.
+    F32(&'a [f32]),
+    /// float64 values, row-major.
+    F64(&'a [f64]),
+}
+
+impl<'a> RowsRef<'a> {
+    /// The values of `rows` rows of `d` features from row `start` of `values`, or `None` when they
+    /// are not all there.
+    fn of<T: Element>(values: &'a [T], d: usize, start: usize, rows: usize) -> Option<Self> {
+        let from = start.checked_mul(d)?;
+        let to = from.checked_add(rows.checked_mul(d)?)?;
+        T::rows_ref(values.get(from..to)?)
+    }
 }
 
 /// Anything that converts losslessly (or by rounding, for f64 → f32) to both f32 and f64.
@@ -44,6 +70,11 @@ pub trait Element: Copy + Send + Sync + 'static {
     fn to_f64(self) -> f64;
     /// As f32 (rounded).
     fn to_f32(self) -> f32;
+    /// `values` as a [`RowsRef`] when the type is one it holds (f32 or f64); `None` by default.
+    fn rows_ref(values: &[Self]) -> Option<RowsRef<'_>> {
+        let _ = values;
+        None
+    }
 }
 impl Element for f64 {
     #[inline]
@@ -54,6 +85,9 @@ impl Element for f64 {
     fn to_f32(self) -> f32 {
         self as f32
     }
+    fn rows_ref(values: &[Self]) -> Option<RowsRef<'_>> {
+        Some(RowsRef::F64(values))
+    }
 }
 impl Element for f32 {
     #[inline]
@@ -63,6 +97,9 @@ impl Element for f32 {
     #[inline]
     fn to_f32(self) -> f32 {
         self
+    }
+    fn rows_ref(values: &[Self]) -> Option<RowsRef<'_>> {
+        Some(RowsRef::F32(values))
     }
 }
 
@@ -107,6 +144,9 @@ impl<T: Element> DataSource for SliceSource<'_, T> {
         }
         Ok(())
     }
+    fn borrow_rows(&self, start: usize, rows: usize) -> Option<RowsRef<'_>> {
+        RowsRef::of(self.data, self.d, start, rows)
+    }
 }
 
 /// Rows of an ndarray view of any layout (strided, Fortran order).
@@ -145,7 +185,7 @@ impl<T: Element> DataSource for ViewSource<'_, T> {
 
 /// An error unless `len` values from row `start` are whole rows of `d` inside `n` rows.
 pub fn check_range(n: usize, d: usize, start: usize, len: usize) -> Result<()> {
-    let whole = d > 0 && len % d == 0;
+    let whole = d > 0 && len.is_multiple_of(d);
     if whole && start.checked_add(len / d).is_some_and(|end| end <= n) {
         Ok(())
     } else {
@@ -472,6 +512,12 @@ impl<'a> Dataset<'a> {
         self.source.read_f32(start, out)
     }
 
+    /// Rows `[start, start + rows)` without a copy, when the source holds them row-major in
+    /// place ([`DataSource::borrow_rows`]); `None` otherwise (read them with `read_f64`).
+    pub fn borrow_rows(&self, start: usize, rows: usize) -> Option<RowsRef<'_>> {
+        self.source.borrow_rows(start, rows)
+    }
+
     /// All rows as a new row-major f64 vector (for small data and tests).
     pub fn to_vec_f64(&self) -> Result<Vec<f64>> {
         let mut out = vec![0.0; self.n_samples() * self.n_features()];
@@ -601,6 +647,12 @@ impl DataSource for RowRange<'_> {
         check_range(self.rows, self.n_features(), start, out.len())?;
         self.inner.read_f32(self.start + start, out)
     }
+    fn borrow_rows(&self, start: usize, rows: usize) -> Option<RowsRef<'_>> {
+        if start.checked_add(rows)? > self.rows {
+            return None;
+        }
+        self.inner.borrow_rows(self.start + start, rows)
+    }
 }
 
 impl AsWeights for Vec<f64> {
@@ -674,6 +726,9 @@ impl DataSource for Borrowed<'_> {
     }
     fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
         self.0.read_f32(start, out)
+    }
+    fn borrow_rows(&self, start: usize, rows: usize) -> Option<RowsRef<'_>> {
+        self.0.borrow_rows(start, rows)
     }
     fn sequence_lengths(&self) -> Option<Vec<usize>> {
         self.1.then(|| self.0.sequence_lengths()).flatten()

@@ -18,7 +18,7 @@ use ndarray::ArrayViewD;
 use ndarray_npy::npy::header::Header;
 use ndarray_npy::{ViewNpyError, ViewNpyExt};
 
-use super::{DataSource, Element};
+use super::{DataSource, Element, RowsRef};
 use crate::error::{Error, Result};
 
 /// The element type of a `.npy` file emgpu reads.
@@ -176,6 +176,15 @@ impl DataSource for NpySource {
     fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
         self.read(start, out, Element::to_f32, Element::to_f32)
     }
+    fn borrow_rows(&self, start: usize, rows: usize) -> Option<RowsRef<'_>> {
+        if self.fortran {
+            return None;
+        }
+        match self.dtype {
+            NpyDtype::F64 => RowsRef::of(self.values::<f64>(), self.d, start, rows),
+            NpyDtype::F32 => RowsRef::of(self.values::<f32>(), self.d, start, rows),
+        }
+    }
 }
 
 /// ndarray-npy's error as one sentence about `path` that says what to do.
@@ -214,7 +223,7 @@ fn describe(path: &Path, e: ViewNpyError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::Dataset;
+    use crate::data::{Dataset, RowsRef};
     use ndarray::{Array1, Array2};
     use ndarray_npy::write_npy;
 
@@ -258,6 +267,42 @@ mod tests {
             Dataset::open_npy(&p64).unwrap().to_vec_f64().unwrap(),
             x.into_raw_vec_and_offset().0
         );
+    }
+
+    #[test]
+    fn c_order_rows_are_borrowed_in_place_and_fortran_order_rows_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = Array2::from_shape_fn((50, 3), |(i, j)| i as f64 + 0.5 * j as f64);
+        let (p64, p32, pf) = (
+            dir.path().join("x64.npy"),
+            dir.path().join("x32.npy"),
+            dir.path().join("xf.npy"),
+        );
+        write_npy(&p64, &x).unwrap();
+        write_npy(&p32, &x.mapv(|v| v as f32)).unwrap();
+        write_npy(&pf, &x.t().as_standard_layout().t()).unwrap();
+        let a = Dataset::open_npy(&p64).unwrap();
+        match a.borrow_rows(10, 2) {
+            Some(RowsRef::F64(r)) => assert_eq!(r, &[10.0, 10.5, 11.0, 11.0, 11.5, 12.0]),
+            other => panic!("f64 rows 10..12: {other:?}"),
+        }
+        match Dataset::open_npy(&p32).unwrap().borrow_rows(49, 1) {
+            Some(RowsRef::F32(r)) => assert_eq!(r, &[49.0, 49.5, 50.0]),
+            other => panic!("f32 row 49: {other:?}"),
+        }
+        // Past the end: nothing (not a panic). Through a range of rows: offset.
+        assert!(a.borrow_rows(49, 2).is_none());
+        assert!(a.borrow_rows(usize::MAX, 2).is_none());
+        let range = a.row_range(20..30).unwrap();
+        assert!(matches!(
+            range.borrow_rows(0, 1),
+            Some(RowsRef::F64(&[20.0, 20.5, 21.0]))
+        ));
+        assert!(range.borrow_rows(5, 6).is_none());
+        // Fortran order: the rows are not contiguous; the source says so and copies.
+        let f = Dataset::open_npy(&pf).unwrap();
+        assert!(f.borrow_rows(0, 1).is_none());
+        assert_eq!(f.to_vec_f64().unwrap(), a.to_vec_f64().unwrap());
     }
 
     #[test]

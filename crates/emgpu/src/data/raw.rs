@@ -6,7 +6,7 @@ use std::path::Path;
 
 use memmap2::Mmap;
 
-use super::DataSource;
+use super::{DataSource, RowsRef};
 use crate::error::{Error, Result};
 
 /// A memory-mapped file of little-endian f32 values seen as rows of `d` features.
@@ -94,5 +94,36 @@ impl DataSource for RawF32Source {
             *o = v;
         }
         Ok(())
+    }
+    fn borrow_rows(&self, start: usize, rows: usize) -> Option<RowsRef<'_>> {
+        // The map starts on a page boundary, so its values are aligned for f32; their bytes are
+        // the file's little-endian ones, the in-memory layout only on a little-endian CPU.
+        if cfg!(target_endian = "little") {
+            let values: &[f32] = bytemuck::try_cast_slice(&self.map[..]).ok()?;
+            RowsRef::of(values, self.d, start, rows)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_borrowed_from_the_map_and_equal_the_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.f32");
+        let values: Vec<f32> = (0..12).map(|v| v as f32 * 0.5).collect();
+        std::fs::write(&path, bytemuck::cast_slice::<f32, u8>(&values)).unwrap();
+        let src = RawF32Source::open(&path, 3).unwrap();
+        let mut copy = vec![0.0f32; 6];
+        src.read_f32(1, &mut copy).unwrap();
+        match src.borrow_rows(1, 2) {
+            Some(RowsRef::F32(r)) => assert_eq!(r, &copy[..]),
+            other => panic!("rows 1..3: {other:?}"),
+        }
+        assert!(src.borrow_rows(3, 2).is_none());
     }
 }
