@@ -57,7 +57,7 @@ def main():
     if args.worker:
         return sklearn_worker(args)
     exe = ROOT / "target/release/examples/kmeans_timing"
-    subprocess.run(["cargo", "build", "--release", "-p", "emgpu", "--example", "kmeans_timing"],
+    subprocess.run(["cargo", "build", "--release", "--example", "kmeans_timing"],
                    cwd=ROOT, check=True)
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, DUMP=tmp, NO_GPU="1")

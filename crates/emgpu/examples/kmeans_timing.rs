@@ -4,7 +4,7 @@
 //!
 //! `kmeans_timing N D K ITERS` (default 100000 16 16 10); `TILES=64,256` sweeps the tile. Without a
 //! GPU adapter (or with `NO_GPU=1`) only the CPU engines are timed (the blocked and the reference assignment).
-//! `DUMP=dir` writes the data (`X.f32`, `[N][D]` little-endian f32) and the start centers
+//! `BLOCKED_ONLY=1` times only the blocked CPU assignment. `DUMP=dir` writes the data (`X.f32`, `[N][D]` little-endian f32) and the start centers
 //! (`C.f64`, `[K][D]` f64) for `scripts/compare_sklearn_kmeans.py`.
 use std::time::Instant;
 
@@ -99,7 +99,14 @@ fn main() {
             1e3 * s
         );
     }
-    for path in [CpuPath::Blocked, CpuPath::Reference] {
+    // `BLOCKED_ONLY=1`: only the blocked assignment (for profiling it).
+    let blocked_only = std::env::var_os("BLOCKED_ONLY").is_some();
+    let paths = if blocked_only {
+        vec![CpuPath::Blocked]
+    } else {
+        vec![CpuPath::Blocked, CpuPath::Reference]
+    };
+    for path in paths {
         let options = EngineOptions {
             cpu_path: path,
             ..Default::default()
@@ -113,6 +120,9 @@ fn main() {
             rayon::current_num_threads(),
             1e3 * s
         );
+    }
+    if blocked_only {
+        return;
     }
     // Whole fits from the same centers, fixed iterations (tol 0), per iteration.
     let centers = Array2::from_shape_vec((k, d), start).expect("[K][D]");

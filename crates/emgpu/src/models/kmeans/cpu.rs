@@ -20,7 +20,15 @@
 //! distance of the chosen center is then computed directly in f64 as `‖x − c‖²` (with
 //! [`sq_distance`]), so labels, inertia, distances and the sums `Σ (x − c)` are the f64
 //! reference's up to the rounding of a sum, and a point whose two nearest centers are within f64
-//! rounding may take the other one of them (scikit-learn's Lloyd has the same property).
+//! rounding may take the other one of them (scikit-learn's Lloyd has the same property). A score
+//! that is not finite (f32 overflows past ~1.8e19 in a coordinate) proves nothing: its row is
+//! decided in f64.
+//!
+//! Speed: rows the data hold in place (a row-major array, a C-order `.npy` map, f32 or f64) are
+//! read there, with no copy; the f64 arithmetic of each row (its exact distance and its share of
+//! the sums) runs with AVX2 where the CPU has it, in the same order as the portable code (the
+//! same bits). With at most 16 centers on a CPU with AVX-512F the screening needs no GEMM: each
+//! row's 16 scores fill one register (`avx512_screen`), which halves the time of that part.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -28,7 +36,7 @@ use rayon::prelude::*;
 
 use super::KMeansStats;
 use super::{FarPoint, KMeansEngine};
-use crate::data::Dataset;
+use crate::data::{Dataset, Element, RowsRef};
 use crate::device::{BackendReport, CpuPath, EngineOptions, cpu_report};
 use crate::error::{Error, Result};
 
@@ -192,6 +200,12 @@ struct BlockedCenters<'c> {
     /// (the exact `‖c − o‖² − 2 (x − o)·(c − o)`; Higham's bound for a dot product of D terms
     /// plus the roundings of the inputs to f32 and of the final sum).
     rounding: f64,
+    /// With at most 16 centers on a CPU with AVX-512F: `−2 (c − o)` transposed, `[D][16]` f32,
+    /// then the 16 norms (`f32::MAX` past K: a padding lane is never nearest, as a real score is
+    /// either below it, equal to it and of a lower index, or not finite), for the fused
+    /// screening (one register of scores per row, no GEMM).
+    #[cfg(target_arch = "x86_64")]
+    fused16: Option<Vec<f32>>,
 }
 
 /// One thread's buffers of the blocked assignment.
@@ -213,9 +227,10 @@ struct BlockedScratch {
 
 /// The screening's argmin for the rows of `prod` (`[K][rows]`, column-major) in groups of
 /// [`ARGMIN_LANES`], with AVX2: `best_index[r]` is the first column of the smallest
-/// `prod[c][r] + norms[c]`, `gap[r]` its distance to the second smallest (NaN scores are never
-/// chosen; a NaN in column 0 makes the gap NaN). Returns how many rows it did (a multiple of
-/// the lanes; none without AVX2): the caller does the rest one by one.
+/// `prod[c][r] + norms[c]`, `gap[r]` its distance to the second smallest, or NaN when any of the
+/// row's scores is not finite (an f32 overflow: its exact value is then unknown, so nothing is
+/// proved and the row is decided in f64). Returns how many rows it did (a multiple of the lanes;
+/// none without AVX2): the caller does the rest one by one.
 #[inline(always)]
 fn screen_lanes(
     prod: &[f32],
@@ -249,10 +264,18 @@ fn screen_lanes(
                     );
                     let mut second = _mm256_set1_ps(f32::INFINITY);
                     let mut index = _mm256_setzero_ps();
+                    // Lanes with a score that is ±∞ or NaN: |v| > f32::MAX, or unordered.
+                    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+                    let max = _mm256_set1_ps(f32::MAX);
+                    let mut bad = _mm256_cmp_ps::<_CMP_NLE_UQ>(_mm256_and_ps(best, abs), max);
                     for (c, &n) in norms.iter().enumerate().skip(1) {
                         let v = _mm256_add_ps(
                             _mm256_loadu_ps(prod.as_ptr().add(c * rows + r0)),
                             _mm256_set1_ps(n),
+                        );
+                        bad = _mm256_or_ps(
+                            bad,
+                            _mm256_cmp_ps::<_CMP_NLE_UQ>(_mm256_and_ps(v, abs), max),
                         );
                         let lt = _mm256_cmp_ps::<_CMP_LT_OQ>(v, best);
                         // min(v, second) returns `second` when v is NaN.
@@ -260,8 +283,13 @@ fn screen_lanes(
                         best = _mm256_blendv_ps(best, v, lt);
                         index = _mm256_blendv_ps(index, _mm256_set1_ps(c as f32), lt);
                     }
+                    let g = _mm256_blendv_ps(
+                        _mm256_sub_ps(second, best),
+                        _mm256_set1_ps(f32::NAN),
+                        bad,
+                    );
                     _mm256_storeu_ps(best_index.as_mut_ptr().add(r0), index);
-                    _mm256_storeu_ps(gap.as_mut_ptr().add(r0), _mm256_sub_ps(second, best));
+                    _mm256_storeu_ps(gap.as_mut_ptr().add(r0), g);
                 }
             }
             full
@@ -273,6 +301,303 @@ fn screen_lanes(
     }
     let _ = (prod, rows, norms, best_index, gap);
     0
+}
+
+/// The per-row arithmetic of the blocked assignment, in f64, on rows in their stored precision:
+/// portable Rust ([`Portable`]) or AVX2 (`Avx2`, x86-64). Both round alike (the same operations in
+/// the same order: no fused multiply-add), so a fit's numbers do not depend on the CPU.
+trait RowOps {
+    /// `‖x − c‖²` with four partial sums, as [`sq_distance`] (the same bits for an f64 row).
+    fn sq_distance<E: Row>(x: &[E], c: &[f64]) -> f64;
+    /// `sums += w·(x − c)` (`w = None`: `sums += x − c`).
+    fn add_difference<E: Row>(sums: &mut [f64], x: &[E], c: &[f64], w: Option<f64>);
+    /// `out = (x − o) as f32`.
+    fn moved<E: Row>(out: &mut [f32], x: &[E], o: &[f64]);
+}
+
+/// The precisions rows are read in by the blocked assignment (those of [`RowsRef`]).
+trait Row: Element {
+    /// Whether the type is f32 (else f64).
+    const F32: bool;
+}
+impl Row for f32 {
+    const F32: bool = true;
+}
+impl Row for f64 {
+    const F32: bool = false;
+}
+
+/// [`RowOps`] in portable Rust.
+struct Portable;
+
+impl RowOps for Portable {
+    #[inline(always)]
+    fn sq_distance<E: Row>(x: &[E], c: &[f64]) -> f64 {
+        let mut acc = [0.0f64; 4];
+        let (x4, xr) = x.split_at(x.len() - x.len() % 4);
+        let (c4, cr) = c.split_at(x4.len());
+        for (x, y) in x4.chunks_exact(4).zip(c4.chunks_exact(4)) {
+            for l in 0..4 {
+                let t = x[l].to_f64() - y[l];
+                acc[l] += t * t;
+            }
+        }
+        let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        for (x, y) in xr.iter().zip(cr) {
+            let t = x.to_f64() - y;
+            s += t * t;
+        }
+        s
+    }
+
+    #[inline(always)]
+    fn add_difference<E: Row>(sums: &mut [f64], x: &[E], c: &[f64], w: Option<f64>) {
+        let terms = sums.iter_mut().zip(x).zip(c);
+        match w {
+            None => {
+                for ((s, xj), cj) in terms {
+                    *s += xj.to_f64() - cj;
+                }
+            }
+            Some(w) => {
+                for ((s, xj), cj) in terms {
+                    *s += w * (xj.to_f64() - cj);
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn moved<E: Row>(out: &mut [f32], x: &[E], o: &[f64]) {
+        for ((m, x), o) in out.iter_mut().zip(x).zip(o) {
+            *m = (x.to_f64() - o) as f32;
+        }
+    }
+}
+
+/// [`RowOps`] with AVX2 intrinsics, four f64 lanes (the four partial sums of
+/// [`sq_distance`]); callable only where the CPU has AVX2 (the blocked assignment checks).
+#[cfg(target_arch = "x86_64")]
+struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2_ops {
+    use std::arch::x86_64::*;
+
+    use super::Row;
+
+    /// Four values from `p` as f64.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load4<E: Row>(p: *const E) -> __m256d {
+        // SAFETY: the caller passes a pointer with 4 values of E readable from it.
+        unsafe {
+            if E::F32 {
+                _mm256_cvtps_pd(_mm_loadu_ps(p.cast::<f32>()))
+            } else {
+                _mm256_loadu_pd(p.cast::<f64>())
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn sq_distance<E: Row>(x: &[E], c: &[f64]) -> f64 {
+        let d = x.len().min(c.len());
+        let d4 = d - d % 4;
+        // SAFETY: every 4-value load starts at j < d4 ≤ d − 3 in both slices.
+        let mut s = unsafe {
+            let mut acc = _mm256_setzero_pd();
+            for j in (0..d4).step_by(4) {
+                let t = _mm256_sub_pd(load4(x.as_ptr().add(j)), _mm256_loadu_pd(c.as_ptr().add(j)));
+                acc = _mm256_add_pd(acc, _mm256_mul_pd(t, t));
+            }
+            // (a0 + a1) + (a2 + a3)
+            let pairs = _mm_hadd_pd(_mm256_castpd256_pd128(acc), _mm256_extractf128_pd::<1>(acc));
+            _mm_cvtsd_f64(_mm_add_sd(pairs, _mm_unpackhi_pd(pairs, pairs)))
+        };
+        for j in d4..d {
+            let t = x[j].to_f64() - c[j];
+            s += t * t;
+        }
+        s
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn add_difference<E: Row>(sums: &mut [f64], x: &[E], c: &[f64], w: Option<f64>) {
+        let d = sums.len().min(x.len()).min(c.len());
+        let d4 = d - d % 4;
+        // SAFETY: every 4-value load and store starts at j < d4 ≤ d − 3 in all three slices.
+        unsafe {
+            let weight = _mm256_set1_pd(w.unwrap_or(1.0));
+            for j in (0..d4).step_by(4) {
+                let t = _mm256_sub_pd(load4(x.as_ptr().add(j)), _mm256_loadu_pd(c.as_ptr().add(j)));
+                let t = if w.is_some() {
+                    _mm256_mul_pd(weight, t)
+                } else {
+                    t
+                };
+                let p = sums.as_mut_ptr().add(j);
+                _mm256_storeu_pd(p, _mm256_add_pd(_mm256_loadu_pd(p), t));
+            }
+        }
+        for j in d4..d {
+            let t = x[j].to_f64() - c[j];
+            sums[j] += w.map_or(t, |w| w * t);
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn moved<E: Row>(out: &mut [f32], x: &[E], o: &[f64]) {
+        let d = out.len().min(x.len()).min(o.len());
+        let d4 = d - d % 4;
+        // SAFETY: every 4-value load and store starts at j < d4 ≤ d − 3 in all three slices.
+        unsafe {
+            for j in (0..d4).step_by(4) {
+                let t = _mm256_sub_pd(load4(x.as_ptr().add(j)), _mm256_loadu_pd(o.as_ptr().add(j)));
+                _mm_storeu_ps(out.as_mut_ptr().add(j), _mm256_cvtpd_ps(t));
+            }
+        }
+        for j in d4..d {
+            out[j] = (x[j].to_f64() - o[j]) as f32;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl RowOps for Avx2 {
+    #[inline(always)]
+    fn sq_distance<E: Row>(x: &[E], c: &[f64]) -> f64 {
+        // SAFETY: `Avx2` is used only on CPUs with AVX2 (see `BlockedCenters::assign`).
+        unsafe { avx2_ops::sq_distance(x, c) }
+    }
+    #[inline(always)]
+    fn add_difference<E: Row>(sums: &mut [f64], x: &[E], c: &[f64], w: Option<f64>) {
+        // SAFETY: as above.
+        unsafe { avx2_ops::add_difference(sums, x, c, w) }
+    }
+    #[inline(always)]
+    fn moved<E: Row>(out: &mut [f32], x: &[E], o: &[f64]) {
+        // SAFETY: as above.
+        unsafe { avx2_ops::moved(out, x, o) }
+    }
+}
+
+/// Tests set it to run the GEMM screening where the fused AVX-512 one would run, to compare them.
+#[cfg(target_arch = "x86_64")]
+static FORCE_GEMM_SCREEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The screening of at most 16 centers with AVX-512F, without a GEMM: each row moved by the
+/// origin (in f64, then rounded to f32, as the GEMM path does), its 16 scores
+/// `‖c − o‖² − 2 (x − o)·(c − o)` in one register by D fused multiply-adds (a few rows at a time,
+/// whose chains overlap), and the first smallest and the gap to the second smallest by two
+/// reductions. The same bound holds as for the GEMM (a sum of D + 1 rounded terms in any order);
+/// a score that is not finite (an f32 overflow) makes the gap NaN, which sends the row to the
+/// exact path.
+#[cfg(target_arch = "x86_64")]
+mod avx512_screen {
+    use std::arch::x86_64::*;
+
+    use super::Row;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn screen16<E: Row>(
+        x: &[E],
+        origin: &[f64],
+        ct: &[f32],
+        moved: &mut [f32],
+        best_index: &mut [f32],
+        gap: &mut [f32],
+    ) {
+        let d = origin.len();
+        assert!(d > 0 && ct.len() == (d + 1) * 16 && moved.len() >= GROUP * d);
+        assert!(x.len() == best_index.len() * d && gap.len() == best_index.len());
+        let rows = best_index.len();
+        let full = rows - rows % GROUP;
+        for r in (0..full).step_by(GROUP) {
+            group::<GROUP, E>(
+                &x[r * d..(r + GROUP) * d],
+                origin,
+                ct,
+                moved,
+                &mut best_index[r..r + GROUP],
+                &mut gap[r..r + GROUP],
+            );
+        }
+        for r in full..rows {
+            group::<1, E>(
+                &x[r * d..(r + 1) * d],
+                origin,
+                ct,
+                moved,
+                &mut best_index[r..r + 1],
+                &mut gap[r..r + 1],
+            );
+        }
+    }
+
+    /// Rows screened together: their D-term chains of multiply-adds are independent, so they
+    /// overlap in the pipeline (one row's chain alone waits on each add's latency).
+    pub(super) const GROUP: usize = 8;
+
+    /// [`screen16`] of `G` rows (`x` is `[G][D]`; `moved` has room for `G·D`).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn group<const G: usize, E: Row>(
+        x: &[E],
+        origin: &[f64],
+        ct: &[f32],
+        moved: &mut [f32],
+        best_index: &mut [f32],
+        gap: &mut [f32],
+    ) {
+        let d = origin.len();
+        let d8 = d - d % 8;
+        debug_assert!(x.len() == G * d && moved.len() >= G * d && ct.len() == (d + 1) * 16);
+        for (row, m) in x.chunks_exact(d).zip(moved.chunks_exact_mut(d)) {
+            // SAFETY: the loads read 8 values from j < d8 ≤ d − 7 of the row and the origin;
+            // the stores write 8 values from j < d8 into the row's D values of `moved`.
+            unsafe {
+                for j in (0..d8).step_by(8) {
+                    let v = if E::F32 {
+                        _mm512_cvtps_pd(_mm256_loadu_ps(row.as_ptr().add(j).cast::<f32>()))
+                    } else {
+                        _mm512_loadu_pd(row.as_ptr().add(j).cast::<f64>())
+                    };
+                    let t = _mm512_sub_pd(v, _mm512_loadu_pd(origin.as_ptr().add(j)));
+                    _mm256_storeu_ps(m.as_mut_ptr().add(j), _mm512_cvtpd_ps(t));
+                }
+            }
+            for j in d8..d {
+                m[j] = (row[j].to_f64() - origin[j]) as f32;
+            }
+        }
+        // SAFETY: `ct` holds (D + 1)·16 values: the loads read 16 from j·16 ≤ D·16.
+        let norms = unsafe { _mm512_loadu_ps(ct.as_ptr().add(d * 16)) };
+        let mut acc = [norms; G];
+        for j in 0..d {
+            // SAFETY: as above.
+            let c = unsafe { _mm512_loadu_ps(ct.as_ptr().add(j * 16)) };
+            for (g, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(_mm512_set1_ps(moved[g * d + j]), c, *a);
+            }
+        }
+        let (inf, max) = (_mm512_set1_ps(f32::INFINITY), _mm512_set1_ps(f32::MAX));
+        for ((a, b), gp) in acc.iter().zip(best_index.iter_mut()).zip(gap.iter_mut()) {
+            // A score past f32's range (±∞ or NaN: |v| > f32::MAX, or unordered) proves
+            // nothing; the padding lanes hold f32::MAX, finite.
+            if _mm512_cmp_ps_mask::<_CMP_NLE_UQ>(_mm512_abs_ps(*a), max) != 0 {
+                (*b, *gp) = (0.0, f32::NAN);
+                continue;
+            }
+            let best = _mm512_reduce_min_ps(*a);
+            let first = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(*a, _mm512_set1_ps(best)).trailing_zeros();
+            let second = _mm512_reduce_min_ps(_mm512_mask_blend_ps(1 << first, *a, inf));
+            (*b, *gp) = (first as f32, second - best);
+        }
+    }
 }
 
 impl<'c> BlockedCenters<'c> {
@@ -296,6 +621,23 @@ impl<'c> BlockedCenters<'c> {
             origin,
             moved: moved64.iter().map(|&v| v as f32).collect(),
             norms: sq_norms.iter().map(|&v| v as f32).collect(),
+            #[cfg(target_arch = "x86_64")]
+            fused16: (k <= 16
+                && d > 0
+                && !FORCE_GEMM_SCREEN.load(std::sync::atomic::Ordering::Relaxed)
+                && std::arch::is_x86_feature_detected!("avx512f"))
+            .then(|| {
+                let mut ct = vec![0.0f32; (d + 1) * 16];
+                for (c, m) in moved64.chunks_exact(d).enumerate() {
+                    for (j, &v) in m.iter().enumerate() {
+                        ct[j * 16 + c] = -2.0 * v as f32;
+                    }
+                }
+                for c in 0..16 {
+                    ct[d * 16 + c] = sq_norms.get(c).map_or(f32::MAX, |&v| v as f32);
+                }
+                ct
+            }),
             max_sq_norm,
             // (D + 4)·u with u = 2⁻²⁴ = ε/2, doubled. The screening holds center indices as
             // f32, exact below 2²⁴: with more centers no screening is trusted (every row is
@@ -308,10 +650,12 @@ impl<'c> BlockedCenters<'c> {
         }
     }
 
-    /// Assigns the rows of `w.x` (`[rows][D]`), adding them to `stats`; with AVX2 when the CPU
-    /// has it (the selects of the argmin need it to vectorize; the arithmetic is the same).
+    /// Assigns `rows` (`[labels.len()][D]`, as the source holds them or as copied into `w.x`),
+    /// adding them to `stats`; with AVX2 when the CPU has it (the selects of the argmin need it
+    /// to vectorize; the arithmetic is the same).
     fn assign(
         &self,
+        rows: RowsRef,
         w: &mut BlockedScratch,
         weights: Option<&[f64]>,
         labels: &mut [u32],
@@ -323,33 +667,61 @@ impl<'c> BlockedCenters<'c> {
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2(
                 this: &BlockedCenters,
+                rows: RowsRef,
                 w: &mut BlockedScratch,
                 weights: Option<&[f64]>,
                 labels: &mut [u32],
                 dists: &mut [f64],
                 stats: &mut KMeansStats,
             ) {
-                this.assign_body(w, weights, labels, dists, stats)
+                match rows {
+                    RowsRef::F32(x) => {
+                        this.assign_body::<Avx2, _>(x, w, weights, labels, dists, stats)
+                    }
+                    RowsRef::F64(x) => {
+                        this.assign_body::<Avx2, _>(x, w, weights, labels, dists, stats)
+                    }
+                }
             }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: the CPU has the features `avx2,fma` enables (checked just above).
-                return unsafe { avx2(self, w, weights, labels, dists, stats) };
+                return unsafe { avx2(self, rows, w, weights, labels, dists, stats) };
             }
         }
-        self.assign_body(w, weights, labels, dists, stats)
+        match rows {
+            RowsRef::F32(x) => self.assign_body::<Portable, _>(x, w, weights, labels, dists, stats),
+            RowsRef::F64(x) => self.assign_body::<Portable, _>(x, w, weights, labels, dists, stats),
+        }
     }
 
-    /// The screening: `w.best_index` and `w.gap` of every row from one f32 GEMM.
+    /// The screening: `w.best_index` and `w.gap` of every row of `x` from one f32 GEMM.
     #[inline(always)]
-    fn screen(&self, w: &mut BlockedScratch, rows: usize) {
+    fn screen<R: RowOps, E: Row>(&self, x: &[E], w: &mut BlockedScratch, rows: usize) {
         let (k, d) = (self.k, self.d);
         w.moved.resize(rows * d, 0.0);
-        for (m, x) in w.moved.chunks_exact_mut(d).zip(w.x.chunks_exact(d)) {
-            for ((m, x), o) in m.iter_mut().zip(x).zip(&self.origin) {
-                *m = (x - o) as f32;
-            }
+        w.best_index.resize(rows, 0.0);
+        w.gap.resize(rows, 0.0);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(ct) = &self.fused16 {
+            w.moved
+                .resize(w.moved.len().max(avx512_screen::GROUP * d), 0.0);
+            // SAFETY: `fused16` exists only on CPUs with AVX-512F (`BlockedCenters::new`).
+            unsafe {
+                avx512_screen::screen16(
+                    &x[..rows * d],
+                    &self.origin,
+                    ct,
+                    &mut w.moved,
+                    &mut w.best_index[..rows],
+                    &mut w.gap[..rows],
+                )
+            };
+            return;
+        }
+        for (m, xr) in w.moved.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+            R::moved(m, xr, &self.origin);
         }
         w.prod.resize(rows * k, 0.0);
         // Column-major: column c holds −2 (x − o)·(c − o) for the rows of the chunk, so that the
@@ -367,13 +739,13 @@ impl<'c> BlockedCenters<'c> {
         // index stay in registers over the K columns (a conditional store per column would
         // compile to a slow masked store); a strict `<` over increasing c keeps the lowest
         // index on ties.
-        w.best_index.resize(rows, 0.0);
-        w.gap.resize(rows, 0.0);
         let full = screen_lanes(&w.prod, rows, &self.norms, &mut w.best_index, &mut w.gap);
         for r in full..rows {
             let (mut best, mut second, mut index) = (w.prod[r] + self.norms[0], f32::INFINITY, 0);
+            let mut finite = best.is_finite();
             for c in 1..k {
                 let v = w.prod[c * rows + r] + self.norms[c];
+                finite &= v.is_finite();
                 if v < best {
                     (second, best, index) = (best, v, c);
                 } else {
@@ -381,13 +753,30 @@ impl<'c> BlockedCenters<'c> {
                 }
             }
             w.best_index[r] = index as f32;
-            w.gap[r] = second - best;
+            w.gap[r] = if finite { second - best } else { f32::NAN };
         }
     }
 
     #[inline(always)]
-    fn assign_body(
+    fn assign_body<R: RowOps, E: Row>(
         &self,
+        x: &[E],
+        w: &mut BlockedScratch,
+        weights: Option<&[f64]>,
+        labels: &mut [u32],
+        dists: &mut [f64],
+        stats: &mut KMeansStats,
+    ) {
+        self.screen::<R, E>(x, w, labels.len());
+        self.finish_rows::<R, E>(x, w, weights, labels, dists, stats);
+    }
+
+    /// The rows of `x` after their screening (`w.best_index`, `w.gap`): each one's nearest
+    /// center proved or found exactly, its exact distance, and its share of the statistics.
+    #[inline(always)]
+    fn finish_rows<R: RowOps, E: Row>(
+        &self,
+        x: &[E],
         w: &mut BlockedScratch,
         weights: Option<&[f64]>,
         labels: &mut [u32],
@@ -395,9 +784,7 @@ impl<'c> BlockedCenters<'c> {
         stats: &mut KMeansStats,
     ) {
         let (k, d, rows) = (self.k, self.d, labels.len());
-        self.screen(w, rows);
         let BlockedScratch {
-            x,
             best_index,
             gap,
             exact,
@@ -418,7 +805,7 @@ impl<'c> BlockedCenters<'c> {
             // or a score that overflowed f32: the comparison is false for NaN) the distances to
             // every center are computed in f64, exactly as the reference does.
             let screened = cf as usize;
-            let mut sq = sq_distance(row, &self.centers[screened * d..(screened + 1) * d]);
+            let mut sq = R::sq_distance(row, &self.centers[screened * d..(screened + 1) * d]);
             let bound = self.rounding * (sq + 4.0 * self.max_sq_norm);
             let c = if f64::from(g) > 2.0 * bound {
                 screened
@@ -427,7 +814,7 @@ impl<'c> BlockedCenters<'c> {
                 exact.extend(
                     self.centers
                         .chunks_exact(d)
-                        .map(|center| sq_distance(row, center)),
+                        .map(|center| R::sq_distance(row, center)),
                 );
                 let (c, s) = argmin(exact);
                 sq = s;
@@ -436,15 +823,10 @@ impl<'c> BlockedCenters<'c> {
             debug_assert!(c < k);
             // Σ (x − c) (`KMeansStats::add_point`) with the exact ‖x − c‖² above.
             let center = &self.centers[c * d..(c + 1) * d];
-            let sums = stats.sums[c * d..(c + 1) * d]
-                .iter_mut()
-                .zip(row)
-                .zip(center);
+            let sums = &mut stats.sums[c * d..(c + 1) * d];
             match weights {
                 None => {
-                    for ((s, &xj), &cj) in sums {
-                        *s += xj - cj;
-                    }
+                    R::add_difference(sums, row, center, None);
                     stats.counts[c] += 1.0;
                     stats.n_samples += 1.0;
                     stats.inertia += sq;
@@ -452,9 +834,7 @@ impl<'c> BlockedCenters<'c> {
                 }
                 Some(weights) => {
                     let wi = weights[i];
-                    for ((s, &xj), &cj) in sums {
-                        *s += wi * (xj - cj);
-                    }
+                    R::add_difference(sums, row, center, Some(wi));
                     stats.counts[c] += wi;
                     stats.n_samples += wi;
                     stats.inertia += wi * sq;
@@ -487,9 +867,7 @@ pub fn assign_chunk_blocked(
         .zip(labels.chunks_mut(gemm_rows))
         .zip(dists.chunks_mut(gemm_rows))
     {
-        w.x.clear();
-        w.x.extend_from_slice(xs);
-        prepared.assign(&mut w, None, l, dd, &mut stats);
+        prepared.assign(RowsRef::F64(xs), &mut w, None, l, dd, &mut stats);
     }
     stats
 }
@@ -521,10 +899,18 @@ pub fn assign_blocked(
                 .enumerate()
             {
                 let start = b * chunk_rows + g * gemm_rows;
-                w.x.resize(lg.len() * d, 0.0);
-                data.read_f64(start, &mut w.x)?;
                 let weights = data.weights_of(start, lg.len());
-                prepared.assign(w, weights, lg, dg, &mut stats);
+                // Rows held in place (a row-major array, a mapped file) are read there, in their
+                // own precision; others are copied as f64 first.
+                if let Some(rows) = data.borrow_rows(start, lg.len()) {
+                    prepared.assign(rows, w, weights, lg, dg, &mut stats);
+                } else {
+                    let mut x = std::mem::take(&mut w.x);
+                    x.resize(lg.len() * d, 0.0);
+                    data.read_f64(start, &mut x)?;
+                    prepared.assign(RowsRef::F64(&x), w, weights, lg, dg, &mut stats);
+                    w.x = x;
+                }
             }
             Ok(stats)
         })
@@ -659,6 +1045,97 @@ impl KMeansEngine for CpuKMeansEngine<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Random rows around `k` centers (spread `scale`, moved by `offset`), as f64 and as f32
+    /// (the f32 rows are the f64 ones rounded; each is assigned as its own data).
+    fn rows(n: usize, d: usize, k: usize, scale: f64, offset: f64) -> (Vec<f64>, Vec<f64>) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64((n * 31 + d * 7 + k) as u64);
+        let centers: Vec<f64> = (0..k * d)
+            .map(|_| offset + scale * (rng.random::<f64>() - 0.5))
+            .collect();
+        let x = (0..n * d)
+            .map(|e| {
+                let c = (e / d) % k;
+                centers[c * d + e % d] + 0.3 * scale * (rng.random::<f64>() - 0.5)
+            })
+            .collect();
+        (x, centers)
+    }
+
+    /// The blocked assignment of `data`, with the screening chosen by `force_gemm`.
+    fn blocked(
+        data: &Dataset,
+        centers: &[f64],
+        k: usize,
+        force_gemm: bool,
+    ) -> (Vec<u32>, Vec<f64>, KMeansStats) {
+        let n = data.n_samples();
+        let (mut labels, mut dists) = (vec![NO_LABEL; n], vec![0.0; n]);
+        #[cfg(target_arch = "x86_64")]
+        FORCE_GEMM_SCREEN.store(force_gemm, std::sync::atomic::Ordering::Relaxed);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = force_gemm;
+        let stats = assign_blocked(data, centers, k, 700, &mut labels, &mut dists).unwrap();
+        #[cfg(target_arch = "x86_64")]
+        FORCE_GEMM_SCREEN.store(false, std::sync::atomic::Ordering::Relaxed);
+        (labels, dists, stats)
+    }
+
+    #[test]
+    fn both_screenings_and_the_reference_agree_on_f32_and_f64_rows() {
+        // The fused AVX-512 screening (K ≤ 16, where the CPU has it) and the GEMM screening
+        // only propose centers: the f64 pass after them decides, so both give the same bits;
+        // and those are the reference's labels, distances (to its rounding) and statistics.
+        for &(d, k) in &[(1, 1), (5, 3), (8, 16), (16, 16), (19, 7), (16, 17)] {
+            for &(scale, offset) in &[(10.0, 0.0), (1.0, 1e4), (1e20, 0.0)] {
+                let n = 1237;
+                let (x64, centers) = rows(n, d, k, scale, offset);
+                let x32: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+                let what = format!("D {d} K {k} scale {scale} offset {offset}");
+                for data in [
+                    Dataset::from_slice(&x64, n, d).unwrap(),
+                    Dataset::from_slice(&x32, n, d).unwrap(),
+                ] {
+                    assert!(data.borrow_rows(0, n).is_some());
+                    let fused = blocked(&data, &centers, k, false);
+                    let gemm = blocked(&data, &centers, k, true);
+                    assert_eq!(fused.0, gemm.0, "{what}: labels");
+                    assert_eq!(fused.1, gemm.1, "{what}: distances");
+                    assert_eq!(fused.2, gemm.2, "{what}: statistics");
+                    let (mut lr, mut dr) = (vec![NO_LABEL; n], vec![0.0; n]);
+                    let r = assign_reference(&data, &centers, k, 700, &mut lr, &mut dr).unwrap();
+                    assert_eq!(fused.0, lr, "{what}: labels against the reference");
+                    for (a, b) in fused.1.iter().zip(&dr) {
+                        assert!((a - b).abs() <= 1e-12 * b.abs(), "{what}: {a} vs {b}");
+                    }
+                    assert_eq!(fused.2.counts, r.counts, "{what}: counts");
+                    let tol = 1e-12 * r.sums.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                    for (a, b) in fused.2.sums.iter().zip(&r.sums) {
+                        assert!((a - b).abs() <= tol, "{what}: sums {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_read_in_place_or_copied_give_the_same_assignment() {
+        // A strided (Fortran-order) array has no rows in place: they are copied as f64 first.
+        let (n, d, k) = (999, 6, 4);
+        let (x, centers) = rows(n, d, k, 5.0, 2.0);
+        let c_order = ndarray::Array2::from_shape_vec((n, d), x.clone()).unwrap();
+        let mut f_order = ndarray::Array2::zeros(ndarray::ShapeBuilder::f((n, d)));
+        f_order.assign(&c_order);
+        assert!(f_order.as_slice().is_none());
+        let a = Dataset::from_array(&c_order);
+        let b = Dataset::from_array(&f_order);
+        assert!(a.borrow_rows(0, n).is_some() && b.borrow_rows(0, n).is_none());
+        assert_eq!(
+            blocked(&a, &centers, k, false),
+            blocked(&b, &centers, k, false)
+        );
+    }
 
     #[test]
     fn distances_and_argmin_follow_the_reference_formulas() {

@@ -99,7 +99,7 @@ fn hsum(a: &[f64; 8]) -> f64 {
 fn dots<const FMA: bool>(block: &[f64], t: &[f64], kp: usize, out: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     if FMA {
-        assert!(block.len() >= out.len() * kp && t.len() >= kp && kp % 8 == 0);
+        assert!(block.len() >= out.len() * kp && t.len() >= kp && kp.is_multiple_of(8));
         // SAFETY: `FMA` is true only in code compiled for and run on CPUs with AVX2 and FMA
         // (`run_part_dispatch`, `gammas_dispatch`); the lengths were checked just above.
         unsafe { dots_avx2(block, t, kp, out) };
@@ -192,7 +192,7 @@ unsafe fn dots_avx2(block: &[f64], t: &[f64], kp: usize, out: &mut [f64]) {
 fn weighted_rows<const FMA: bool>(block: &[f64], r: &[f64], kp: usize, s: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     if FMA {
-        assert!(block.len() >= r.len() * kp && s.len() >= kp && kp % 8 == 0);
+        assert!(block.len() >= r.len() * kp && s.len() >= kp && kp.is_multiple_of(8));
         // SAFETY: as in `dots`; the lengths were checked just above.
         unsafe { weighted_rows_avx2(block, r, kp, s) };
         return;

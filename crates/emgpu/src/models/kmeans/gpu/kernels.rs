@@ -78,7 +78,7 @@ impl KMeansShape {
             )));
         }
         let dw = d + usize::from(weighted);
-        let ds = if dw % 2 == 0 { dw + 1 } else { dw };
+        let ds = if dw.is_multiple_of(2) { dw + 1 } else { dw };
         let want = tile.unwrap_or(WG as usize).clamp(1, WG as usize);
         let mut tile = 1usize << want.ilog2();
         let limit = limits.max_compute_workgroup_storage_size as usize;
