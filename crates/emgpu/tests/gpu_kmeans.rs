@@ -753,7 +753,13 @@ fn unit_params(x: &Array2<f64>, k: usize, cov: CovarianceType) -> GmmParams {
     let means: Vec<f64> = rows_of(x, k, 71 + k as u64).iter().copied().collect();
     let covariances = match cov {
         CovarianceType::Full => (0..k * d * d)
-            .map(|e| if (e % (d * d)).is_multiple_of(d + 1) { 1.0 } else { 0.0 })
+            .map(|e| {
+                if (e % (d * d)).is_multiple_of(d + 1) {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
             .collect(),
         CovarianceType::Tied => (0..d * d)
             .map(|e| if e % (d + 1) == 0 { 1.0 } else { 0.0 })

@@ -514,27 +514,19 @@ mod avx512_screen {
         let d = origin.len();
         assert!(d > 0 && ct.len() == (d + 1) * 16 && moved.len() >= GROUP * d);
         assert!(x.len() == best_index.len() * d && gap.len() == best_index.len());
-        let rows = best_index.len();
-        let full = rows - rows % GROUP;
-        for r in (0..full).step_by(GROUP) {
-            group::<GROUP, E>(
-                &x[r * d..(r + GROUP) * d],
-                origin,
-                ct,
-                moved,
-                &mut best_index[r..r + GROUP],
-                &mut gap[r..r + GROUP],
-            );
-        }
-        for r in full..rows {
-            group::<1, E>(
-                &x[r * d..(r + 1) * d],
-                origin,
-                ct,
-                moved,
-                &mut best_index[r..r + 1],
-                &mut gap[r..r + 1],
-            );
+        for ((xs, b), g) in x
+            .chunks(GROUP * d)
+            .zip(best_index.chunks_mut(GROUP))
+            .zip(gap.chunks_mut(GROUP))
+        {
+            if b.len() == GROUP {
+                group::<GROUP, E>(xs, origin, ct, moved, b, g);
+            } else {
+                // The last rows of the chunk, one at a time.
+                for ((xr, b), g) in xs.chunks(d).zip(b.chunks_mut(1)).zip(g.chunks_mut(1)) {
+                    group::<1, E>(xr, origin, ct, moved, b, g);
+                }
+            }
         }
     }
 
