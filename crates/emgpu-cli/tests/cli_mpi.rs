@@ -1,5 +1,6 @@
-//! `emgpu fit` under `mpirun` (feature `mpi`): the same fit as one process, rank 0 alone prints
-//! and writes, a failure on any rank is one `error:` line and a nonzero exit within seconds.
+//! `emgpu fit` and `emgpu select` under `mpirun` (feature `mpi`): the same fits as one process,
+//! rank 0 alone prints and writes, a failure on any rank is one `error:` line and a nonzero exit
+//! within seconds.
 //!
 //! Run with `cargo test --release -p emgpu-cli --features mpi --test cli_mpi` (needs Open MPI's
 //! `mpirun`). The comparisons are against the same binary run as one process, without mpirun.
@@ -264,7 +265,13 @@ fn kmeans_from_centers_and_kmeans_plus_plus_equal_one_process() {
     let c = Array2::from_shape_fn((4, 5), |(i, j)| f64::from(x[[i * 97, j]]));
     write_npy(f.path("c.npy"), &c).unwrap();
     let cp = f.p("c.npy");
-    for init in [vec!["--init", cp.as_str()], vec![]] {
+    // Given centers; k-means++; three k-means++ restarts (the same sequence of draws on every
+    // rank, the same restart kept).
+    for init in [
+        vec!["--init", cp.as_str()],
+        vec![],
+        vec!["--n-init", "3", "--seed", "4"],
+    ] {
         let mut args = vec!["-k", "4", "--model", "kmeans", "--backend", "cpu"];
         args.extend(init.iter().copied());
         let one = f.one(&args, "k1.json");
@@ -344,4 +351,118 @@ fn a_missing_input_on_one_rank_and_a_bad_init_file_fail_on_every_rank() {
     assert_eq!(errors.len(), 1, "{}", String::from_utf8_lossy(&o.stderr));
     assert!(errors[0].contains("bad.json"), "{}", errors[0]);
     assert!(!f.path("out.json").exists());
+}
+
+/// The rows of `select --json` by (covariance type, K).
+fn select_rows(json: &Value) -> Vec<&Value> {
+    json["rows"].as_array().unwrap().iter().collect()
+}
+
+#[test]
+fn select_on_two_and_three_ranks_equals_one_process() {
+    let f = Fixture::new(12_001);
+    let x = f.p("x.npy");
+    let args = [
+        "select",
+        "--input",
+        x.as_str(),
+        "-k",
+        "1..5",
+        "--covariance",
+        "full,diag",
+        "--backend",
+        "cpu",
+        "--n-init",
+        "2",
+    ];
+    let o = Command::new(BIN)
+        .args(args)
+        .args(["--json", "--quiet", "--output", &f.p("one.json")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let one: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for np in ["2", "3"] {
+        let mut c = mpirun();
+        c.args(["-np", np, BIN])
+            .args(args)
+            .args(["--json", "--output", &f.p("many.json")]);
+        let o = run_within(c, Duration::from_secs(120));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // Rank 0 alone prints: one JSON line, one summary line.
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "stdout: {stdout}");
+        assert_eq!(stderr_lines(&o, "select:").len(), 1);
+        let many: Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(many["n_samples"], 12_001);
+        assert_eq!(
+            one["best_index"], many["best_index"],
+            "np {np}: the chosen model"
+        );
+        let (a, b) = (select_rows(&one), select_rows(&many));
+        assert_eq!(a.len(), 10);
+        assert_eq!(a.len(), b.len());
+        for (ra, rb) in a.iter().zip(&b) {
+            let what = format!(
+                "np {np}, K = {}, {}",
+                ra["n_components"], ra["covariance_type"]
+            );
+            for key in ["n_components", "covariance_type", "n_iter", "converged"] {
+                assert_eq!(ra[key], rb[key], "{what}: {key}");
+            }
+            for key in ["bic", "aic", "lower_bound"] {
+                let r = max_rel(&ra[key], &rb[key]);
+                assert!(r <= 1e-9, "{what}: {key} differ by {r:e} relative");
+            }
+        }
+        // The written best model is the one-process one.
+        assert_same_gmm(
+            &read_json(&f.path("one.json")),
+            &read_json(&f.path("many.json")),
+            &format!("select np {np}"),
+        );
+    }
+    // The table (without --json) is printed once, by rank 0.
+    let mut c = mpirun();
+    c.args(["-np", "2", BIN]).args(args);
+    let o = run_within(c, Duration::from_secs(120));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("best:")).count(),
+        1,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("<- best")).count(),
+        1,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn commands_other_than_fit_and_select_are_refused_under_mpirun() {
+    let f = Fixture::new(500);
+    let mut c = mpirun();
+    c.args([
+        "-np",
+        "2",
+        BIN,
+        "sample",
+        "--model",
+        &f.p("x.npy"),
+        "-n",
+        "3",
+    ])
+    .args(["--output", &f.p("s.npy")]);
+    let o = run_within(c, Duration::from_secs(60));
+    assert!(!o.status.success());
+    let errors = stderr_lines(&o, "error:");
+    assert_eq!(errors.len(), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        errors[0].contains("only `emgpu fit` and `emgpu select` run across processes"),
+        "{}",
+        errors[0]
+    );
 }

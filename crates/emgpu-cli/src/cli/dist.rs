@@ -1,6 +1,6 @@
-//! `emgpu fit` across processes: what `fit` asks of a distributed run, with or without the
-//! `mpi` feature. Without it (or outside `mpirun`, or with one process) every function here is
-//! the identity and `fit` runs as always.
+//! `emgpu fit` and `emgpu select` across processes: what they ask of a distributed run, with or
+//! without the `mpi` feature. Without it (or outside `mpirun`, or with one process) every
+//! function here is the identity and the commands run as always.
 //!
 //! Under `mpirun -np P` (P ≥ 2, feature `mpi`): every rank opens its own `--input`
 //! (memory-mapped). If every rank's file holds the same rows (same shape and the same
@@ -11,7 +11,10 @@
 //! of the rows) is agreed on before the next collective call, and the lowest failed rank's
 //! message is the one `error:` line, printed by rank 0. Rank 0 alone prints and writes.
 
-use emgpu::{Dataset, FittedGmm, FittedKMeans, GaussianMixture, KMeans, Progress};
+use emgpu::{
+    CovarianceType, Criterion, Dataset, FittedGmm, FittedKMeans, GaussianMixture, KMeans, Progress,
+    Selection, SelectionRow,
+};
 
 use super::CliError;
 use emgpu::models::kmeans::KMeansProgress;
@@ -35,7 +38,7 @@ mod imp {
     pub fn refuse_other_commands() -> Result<(), CliError> {
         match super::super::mpi::launched_size() {
             Some(p) if p > 1 => Err(CliError::usage(format!(
-                "only `emgpu fit` runs across processes (mpirun -np {p}); run this command as one process"
+                "only `emgpu fit` and `emgpu select` run across processes (mpirun -np {p}); run this command as one process"
             ))),
             _ => Ok(()),
         }
@@ -254,4 +257,19 @@ pub fn fit_kmeans(
     progress: &mut dyn FnMut(&KMeansProgress),
 ) -> Option<Result<FittedKMeans, CliError>> {
     imp::reduced(path, |r| km.fit_distributed(data, r, progress))
+}
+
+/// The distributed model selection when this run is distributed (`None`: run as always).
+pub fn select_gmm<'a>(
+    data: &'a Dataset<'a>,
+    ks: Vec<usize>,
+    covariance_types: &[CovarianceType],
+    criterion: Criterion,
+    base: &GaussianMixture,
+    path: &std::path::Path,
+    on_row: &mut dyn FnMut(&SelectionRow),
+) -> Option<Result<Selection, CliError>> {
+    imp::reduced(path, |r| {
+        emgpu::select_gmm_distributed(data, ks, covariance_types, criterion, base, r, on_row)
+    })
 }

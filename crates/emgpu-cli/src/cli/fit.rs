@@ -133,7 +133,6 @@ pub struct FitCmd {
 pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     // Under `mpirun -np P` (P ≥ 2, feature `mpi`) this is one rank of a distributed fit: every
     // check below is agreed on by all ranks, and only rank 0 prints and writes (see dist.rs).
-    super::dist::start()?;
     let quiet = Ui::new(true);
     let ui = if super::dist::is_root() { ui } else { &quiet };
     super::dist::agree(check_fit(&cmd))?;

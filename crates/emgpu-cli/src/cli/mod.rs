@@ -129,6 +129,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             .build_global()
             .map_err(|e| CliError::error(format!("--threads {n}: {e}")))?;
     }
+    // Under `mpirun -np P` (P ≥ 2, feature `mpi`) `fit` and `select` run as one rank of a
+    // distributed run (see dist.rs); MPI starts before the GPU context is configured.
+    if matches!(cli.command, Command::Fit(_) | Command::Select(_)) {
+        dist::start()?;
+    } else {
+        dist::refuse_other_commands()?;
+    }
     // `devices` only lists adapters and `show` reads a file: a bad tuning variable is no reason
     // for them to fail.
     if !matches!(
@@ -136,9 +143,6 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Devices(_) | Command::Show(_) | Command::Plot(_)
     ) {
         gpu_env::configure()?;
-    }
-    if !matches!(cli.command, Command::Fit(_)) {
-        dist::refuse_other_commands()?;
     }
     match cli.command {
         Command::Fit(cmd) => fit::run(cmd, &ui),

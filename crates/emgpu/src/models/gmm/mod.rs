@@ -18,7 +18,7 @@
 
 mod covariance;
 pub mod cpu;
-mod distributed;
+pub(crate) mod distributed;
 mod engine;
 mod fitted;
 #[cfg(feature = "gpu")]
