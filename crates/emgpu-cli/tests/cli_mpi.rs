@@ -466,3 +466,73 @@ fn commands_other_than_fit_and_select_are_refused_under_mpirun() {
         errors[0]
     );
 }
+
+/// The largest difference relative to the largest magnitude of the array (so that near-zero
+/// covariance entries are compared at the array's scale).
+fn max_rel_scaled(a: &Value, b: &Value) -> f64 {
+    let (a, b) = (flat(a), flat(b));
+    assert_eq!(a.len(), b.len());
+    let scale = a.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs() / scale)
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn gpu_backend_on_two_ranks_binds_an_adapter_per_rank_and_matches_the_cpu() {
+    let f = Fixture::new(4_001);
+    let args = ["-k", "3", "--max-iter", "8", "--tol", "0"];
+    let gpu_one = Command::new(BIN)
+        .args([
+            "fit",
+            "--input",
+            &f.p("x.npy"),
+            "--backend",
+            "gpu",
+            "--quiet",
+        ])
+        .args(["--output", &f.p("g1.json")])
+        .args(args)
+        .output()
+        .unwrap();
+    if !gpu_one.status.success() {
+        let e = String::from_utf8_lossy(&gpu_one.stderr);
+        assert!(
+            std::env::var("EMGPU_REQUIRE_GPU").is_err(),
+            "EMGPU_REQUIRE_GPU is set but the GPU fit failed: {e}"
+        );
+        eprintln!("skipped: no GPU adapter ({e})");
+        return;
+    }
+    let mut cpu_args = args.to_vec();
+    cpu_args.extend(["--backend", "cpu"]);
+    let cpu = f.one(&cpu_args, "cpu.json");
+    let mut gpu_args = args.to_vec();
+    gpu_args.extend(["--backend", "gpu"]);
+    let o = f.many(2, &gpu_args, "g2.json");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Rank 0 says where the ranks run: llvmpipe is no hardware adapter, so both share it; on a
+    // machine with GPUs each rank takes (its rank on the node) mod their number.
+    let lines = stderr_lines(&o, "backend: gpu on ");
+    assert_eq!(lines.len(), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(lines[0].contains("2 ranks"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("no hardware GPU on rank 0's node")
+            || lines[0].contains("rank 0 on adapter 0 of"),
+        "{}",
+        lines[0]
+    );
+    // f32 on the GPU against f64 on the CPU: 1e-4 of each array's scale.
+    let gpu = read_json(&f.path("g2.json"));
+    for key in ["weights", "means", "covariances"] {
+        let r = max_rel_scaled(
+            &by_first_mean(&cpu, &cpu[key]),
+            &by_first_mean(&gpu, &gpu[key]),
+        );
+        assert!(r <= 1e-4, "{key} differ by {r:e} of their scale");
+    }
+    let r = max_rel(&cpu["lower_bound"], &gpu["lower_bound"]);
+    assert!(r <= 1e-4, "lower bound differs by {r:e}");
+    assert_eq!(gpu["n_iter"], 8);
+}

@@ -6,7 +6,9 @@
 //! (memory-mapped). If every rank's file holds the same rows (same shape and the same
 //! fingerprint of its first, middle and last rows: one shared file, or a copy per node), rank r
 //! takes rows `[⌊r·N/P⌋, ⌊(r+1)·N/P⌋)`; otherwise (MPMD launches with a shard per rank) each
-//! rank's file is its block of rows, in rank order, N the sum. Every step that can fail on one
+//! rank's file is its block of rows, in rank order, N the sum. With `--backend gpu|auto` each
+//! rank takes hardware adapter (its rank on its node) mod (their number), unless
+//! `WGPU_ADAPTER_NAME` names one (gpu_env.rs). Every step that can fail on one
 //! rank only (the checks of the command line, opening the input, reading `--init`, the checks
 //! of the rows) is agreed on before the next collective call, and the lowest failed rank's
 //! message is the one `error:` line, printed by rank 0. Rank 0 alone prints and writes.
@@ -25,8 +27,9 @@ mod imp {
     use std::path::Path;
 
     use emgpu::data::DataSource;
+    use emgpu::device::gpu::GpuContext;
     use emgpu::em::reduce::{Reducer, split_rows};
-    use emgpu::{Dataset, Error};
+    use emgpu::{Backend, BackendReport, Dataset, Error};
 
     use super::super::mpi::Mpi;
     use super::CliError;
@@ -71,6 +74,32 @@ mod imp {
 
     pub fn is_distributed() -> bool {
         with(|m| m.is_some())
+    }
+
+    pub fn local_rank() -> Option<usize> {
+        with(|m| m.map(|m| m.local_rank().0))
+    }
+
+    pub fn gpu_binding(report: &BackendReport) -> Option<String> {
+        let (local, on_node) = with(|m| m.map(Mpi::local_rank))?;
+        if report.backend != Backend::Gpu {
+            return None;
+        }
+        let size = with(|m| m.map_or(1, |m| m.reducer().size()));
+        let ranks = format!("{size} ranks, {on_node} on rank 0's node");
+        Some(match std::env::var("WGPU_ADAPTER_NAME") {
+            Ok(name) => {
+                format!("{ranks}: every rank on the adapter WGPU_ADAPTER_NAME={name:?} names")
+            }
+            Err(_) => match GpuContext::shared().ok().and_then(|c| c.hardware_slot()) {
+                Some((j, n)) => format!(
+                    "{ranks}: each rank on hardware adapter (its rank on the node) mod {n}, rank {local} on adapter {j} of {n}"
+                ),
+                None => format!(
+                    "{ranks}: no hardware GPU on rank 0's node, so its ranks share this adapter"
+                ),
+            },
+        })
     }
 
     pub fn agree<T>(local: Result<T, CliError>) -> Result<T, CliError> {
@@ -220,6 +249,12 @@ mod imp {
     pub fn is_distributed() -> bool {
         false
     }
+    pub fn local_rank() -> Option<usize> {
+        None
+    }
+    pub fn gpu_binding(_report: &emgpu::BackendReport) -> Option<String> {
+        None
+    }
     pub fn agree<T>(local: Result<T, CliError>) -> Result<T, CliError> {
         local
     }
@@ -237,7 +272,10 @@ mod imp {
     }
 }
 
-pub use imp::{agree, finish, is_distributed, is_root, refuse_other_commands, shard, start};
+pub use imp::{
+    agree, finish, gpu_binding, is_distributed, is_root, local_rank, refuse_other_commands, shard,
+    start,
+};
 
 /// The distributed Gaussian-mixture fit when this run is distributed (`None`: run as always).
 pub fn fit_gmm<'a>(

@@ -15,7 +15,7 @@ use super::output::{self, check_output, is_stdout, write_labels};
 use super::progress::FitProgress;
 use super::{
     BackendArg, CliError, FitArgs, InputArgs, ModelArg, Ui, about_file, at_least_one,
-    check_distinct_files, describe_backend, num, print_result,
+    check_distinct_files, num, print_result,
 };
 
 /// `emgpu fit --input X --components K ... --output MODEL.json`
@@ -640,11 +640,7 @@ fn write_training_labels(
 
 /// With `--backend auto`, which device ran and why.
 fn note_backend(cmd: &FitCmd, ui: &Ui, report: Option<&BackendReport>) {
-    if cmd.backend == BackendArg::Auto
-        && let Some(report) = report
-    {
-        ui.note(describe_backend(report));
-    }
+    super::note_backend(cmd.backend, ui, report);
 }
 
 /// `restarts: lower bounds -4.2199, -4.2201, -4.2199; kept 1 (the highest)`

@@ -679,6 +679,20 @@ pub fn cli_reason(reason: &str) -> String {
 }
 
 /// One line about which backend and device ran, and why (for `--backend auto`).
+/// The `backend:` line after a fit: with `--backend auto` (what ran, and why), and in a
+/// distributed run on the GPU (how the ranks were bound to adapters; rank 0 prints it).
+pub fn note_backend(arg: BackendArg, ui: &Ui, report: Option<&BackendReport>) {
+    let Some(report) = report else { return };
+    let binding = dist::gpu_binding(report);
+    if arg == BackendArg::Auto || binding.is_some() {
+        let mut line = describe_backend(report);
+        if let Some(binding) = binding {
+            line.push_str(&format!("; {binding}"));
+        }
+        ui.note(line);
+    }
+}
+
 pub fn describe_backend(report: &BackendReport) -> String {
     let mut line = format!("backend: {} on {}", report.backend, report.device);
     if !report.reason.is_empty() {

@@ -30,6 +30,8 @@ pub fn launched_size() -> Option<usize> {
 pub struct Mpi {
     // Fields drop in order: the reducer's MPI objects are freed before MPI_Finalize.
     reducer: MpiReducer,
+    /// This process's rank among the processes on its node, and their number.
+    local: (usize, usize),
     _universe: mpi::environment::Universe,
 }
 
@@ -43,11 +45,22 @@ impl Mpi {
             CliError::error("MPI could not be initialized (was it already initialized?)")
         })?;
         let world = universe.world();
+        // The processes that share this node's memory (MPI_Comm_split_type with
+        // MPI_COMM_TYPE_SHARED), in world-rank order: this process's place among them.
+        let node = world.split_shared(world.rank());
+        let local = (node.rank() as usize, node.size() as usize);
+        drop(node);
         let reducer = MpiReducer::new(world);
         Ok(Some(Mpi {
             reducer,
+            local,
             _universe: universe,
         }))
+    }
+
+    /// This process's rank among the processes on its node, and their number.
+    pub fn local_rank(&self) -> (usize, usize) {
+        self.local
     }
 
     /// The reducer over all the processes.

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::init::{GMM_METHODS, InitArg};
 use super::{
     BackendArg, CliError, InputArgs, TrainArgs, Ui, about_file, at_least_one, check_distinct_files,
-    describe_backend, num, print_result,
+    num, print_result,
 };
 
 /// `emgpu select --input X --components 1..12 [--covariance full,diag|all] [--criterion bic|aic]`
@@ -273,11 +273,7 @@ pub fn run(cmd: SelectCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     }
 
     let report = selection.best_model().backend_report().cloned();
-    if cmd.backend == BackendArg::Auto
-        && let Some(r) = &report
-    {
-        ui.note(describe_backend(r));
-    }
+    super::note_backend(cmd.backend, ui, report.as_ref());
     if let Some(path) = &cmd.output {
         let best = selection.best_model().clone();
         // A CSV's column names, unless the header repeats one (then the model has none).
