@@ -536,3 +536,44 @@ fn gpu_backend_on_two_ranks_binds_an_adapter_per_rank_and_matches_the_cpu() {
     assert!(r <= 1e-4, "lower bound differs by {r:e}");
     assert_eq!(gpu["n_iter"], 8);
 }
+
+#[test]
+fn ranks_started_with_other_options_fail_at_once_instead_of_hanging() {
+    // Rank 1 would run a second k-means++ restart (a collective sequence) that rank 0 never
+    // joins: before the check of the options, rank 0 finished and rank 1 waited forever.
+    // `timeout 60` ends the test's mpirun if it hangs all the same.
+    let f = Fixture::new(3_000);
+    let mut c = Command::new("timeout");
+    c.args(["60", "mpirun", "--allow-run-as-root", "--oversubscribe"]);
+    let rank = |n_init: &'static str| {
+        [
+            "-np",
+            "1",
+            BIN,
+            "fit",
+            "--model",
+            "kmeans",
+            "-k",
+            "3",
+            "--backend",
+            "cpu",
+            "--n-init",
+            n_init,
+        ]
+    };
+    c.args(rank("1"))
+        .args(["--input", &f.p("a.npy"), "--output", &f.p("out.json"), ":"])
+        .args(rank("2"))
+        .args(["--input", &f.p("b.npy"), "--output", &f.p("out.json")]);
+    let o = run_within(c, Duration::from_secs(70));
+    assert_ne!(o.status.code(), Some(124), "mpirun hung (ended by timeout)");
+    assert!(!o.status.success());
+    let errors = stderr_lines(&o, "error:");
+    assert_eq!(errors.len(), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        errors[0].contains("rank 1 was started with other options than rank 0"),
+        "{}",
+        errors[0]
+    );
+    assert!(!f.path("out.json").exists());
+}

@@ -25,6 +25,7 @@ use emgpu::models::kmeans::KMeansProgress;
 mod imp {
     use std::cell::RefCell;
     use std::path::Path;
+    use std::process::ExitCode;
 
     use emgpu::data::DataSource;
     use emgpu::device::gpu::GpuContext;
@@ -50,7 +51,53 @@ mod imp {
     pub fn start() -> Result<(), CliError> {
         let started = Mpi::start()?;
         MPI.with(|m| *m.borrow_mut() = started);
-        Ok(())
+        same_options_everywhere()
+    }
+
+    /// The command line without the value of `--input` (the one option ranks may differ in).
+    fn options_but_input() -> Vec<String> {
+        let mut out = Vec::new();
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            if a == "--input" || a == "-i" {
+                args.next();
+            } else if !(a.starts_with("--input=") || (a.starts_with("-i") && a.len() > 2)) {
+                out.push(a);
+            }
+        }
+        out
+    }
+
+    /// An error unless every rank was started with the same options (but `--input`): ranks
+    /// with another `--n-init`, `--max-iter`, `-k`, ... would run other sequences of
+    /// collective calls and wait for each other forever.
+    fn same_options_everywhere() -> Result<(), CliError> {
+        with(|m| {
+            let Some(m) = m else { return Ok(()) };
+            let mut h: u32 = 0x811c_9dc5;
+            for b in options_but_input().join("\0").bytes() {
+                h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+            }
+            let all = m.reducer().gather(&[f64::from(h)])?;
+            let differs = all.iter().position(|&x| x != all[0]);
+            agree(match differs {
+                None => Ok(()),
+                Some(q) => Err(CliError::usage(format!(
+                    "rank {q} was started with other options than rank 0; give every rank the same options (only --input may differ between ranks)"
+                ))),
+            })
+        })
+    }
+
+    pub fn agree_outcome(result: Result<ExitCode, CliError>) -> Result<ExitCode, CliError> {
+        with(|m| {
+            let Some(m) = m else { return result };
+            let local = result.as_ref().err().map(|e| (e.message.clone(), e.code));
+            match m.agree_outcome(local) {
+                None => result,
+                Some((message, code)) => Err(CliError { message, code }),
+            }
+        })
     }
 
     pub fn finish() {
@@ -157,11 +204,13 @@ mod imp {
             let (n, d) = (data.n_samples(), data.n_features());
             let all = r.gather(&[n as f64, d as f64, fp])?;
             let ranks: Vec<&[f64]> = all.chunks_exact(3).collect();
+            // Every rank finds the same errors from the same numbers; agreed on all the same,
+            // so that the run ends as one agreed failure.
             if let Some(q) = ranks.iter().position(|x| x[1] != d as f64) {
-                return Err(CliError::error(format!(
+                return agree(Err(CliError::error(format!(
                     "the inputs of the processes differ in their number of columns: rank 0 has {}, rank {q} has {}; every rank's --input must have the same columns",
                     ranks[0][1], ranks[q][1]
-                )));
+                ))));
             }
             let shared = ranks.iter().all(|x| x[0] == n as f64 && x[2] == fp);
             let (p, rank) = (r.size(), r.rank());
@@ -183,16 +232,20 @@ mod imp {
                 })
                 .collect();
             if let Some(q) = sizes.iter().position(|&s| s == 0) {
-                return Err(CliError::error(format!(
+                return agree(Err(CliError::error(format!(
                     "rank {q} of {p} has no rows ({total} rows in all): run fewer processes than rows"
-                )));
+                ))));
             }
             let shard = Dataset::from_source(Shard {
                 inner: data,
                 start,
                 rows,
             });
-            Ok(shard.with_global_rows(offset, total)?)
+            agree(
+                shard
+                    .with_global_rows(offset, total)
+                    .map_err(CliError::from),
+            )
         })
     }
 
@@ -230,6 +283,7 @@ mod imp {
 #[cfg(not(feature = "mpi"))]
 mod imp {
     use std::path::Path;
+    use std::process::ExitCode;
 
     use emgpu::Dataset;
     use emgpu::em::reduce::Reducer;
@@ -258,6 +312,9 @@ mod imp {
     pub fn agree<T>(local: Result<T, CliError>) -> Result<T, CliError> {
         local
     }
+    pub fn agree_outcome(result: Result<ExitCode, CliError>) -> Result<ExitCode, CliError> {
+        result
+    }
     pub fn shard(
         data: Dataset<'static>,
         _path: &std::path::Path,
@@ -273,8 +330,8 @@ mod imp {
 }
 
 pub use imp::{
-    agree, finish, gpu_binding, is_distributed, is_root, local_rank, refuse_other_commands, shard,
-    start,
+    agree, agree_outcome, finish, gpu_binding, is_distributed, is_root, local_rank,
+    refuse_other_commands, shard, start,
 };
 
 /// The distributed Gaussian-mixture fit when this run is distributed (`None`: run as always).

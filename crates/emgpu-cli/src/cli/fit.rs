@@ -417,13 +417,21 @@ fn merged(mut base: Value, extra: Value) -> Value {
 }
 
 fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
-    cmd.input.reject_lengths("a Gaussian mixture")?;
+    let gmm = super::dist::agree(
+        cmd.input
+            .reject_lengths("a Gaussian mixture")
+            .and_then(|()| cmd.online_options())
+            .and_then(|online| {
+                Ok(cmd
+                    .fit
+                    .gmm(cmd.n_init, cmd.backend.into())?
+                    .online(online)
+                    .reseed(cmd.reseed))
+            }),
+    )?;
     let online = cmd.online_options()?;
-    let gmm = super::dist::agree(cmd.fit.gmm(cmd.n_init, cmd.backend.into()))?
-        .online(online)
-        .reseed(cmd.reseed);
     let (data, names) = open_input(cmd, ui)?;
-    let data = with_weights(cmd, data)?;
+    let data = super::dist::agree(with_weights(cmd, data))?;
     let n_init = cmd.n_init.unwrap_or(1);
     let max_iter = match &online {
         Some(o) => o.passes * o.n_batches(data.n_samples()),
@@ -518,9 +526,9 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
 }
 
 fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
-    cmd.input.reject_lengths("k-means")?;
+    super::dist::agree(cmd.input.reject_lengths("k-means"))?;
     let (data, names) = open_input(cmd, ui)?;
-    let data = with_weights(cmd, data)?;
+    let data = super::dist::agree(with_weights(cmd, data))?;
     let km = super::dist::agree(
         cmd.fit
             .kmeans(data.n_features(), cmd.n_init, cmd.backend.into()),

@@ -200,12 +200,7 @@ impl GaussianMixture {
                         .kmeans_engine(data)
                         .map(|km| km as &mut dyn KMeansEngine),
                 };
-                let (km, status) = match built {
-                    Ok(km) => (Some(km), Ok(())),
-                    Err(e) => (None, Err(e)),
-                };
-                reducer.agree(status)?;
-                let km = km.ok_or_else(|| Error::param("the k-means engine was not built"))?;
+                let km = agreed(reducer, built)?;
                 let seeds = kmeans_plusplus_reduced(data, k, rng, reducer)?.0;
                 let run = lloyd_reduced(
                     km,

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::data::Dataset;
 use crate::device::{Backend, BackendReport};
-use crate::em::reduce::{Reducer, reduce_stats};
+use crate::em::reduce::{Reducer, agreed, reduce_stats};
 use crate::em::{Control, EStep, Progress, StopRule, best_of, run_em};
 use crate::error::{Error, Result};
 use crate::init::{column_mean_var_reduced, kmeans_plusplus_reduced, tolerance_from_variances};
@@ -215,24 +215,20 @@ impl KMeans {
         reducer: &dyn Reducer,
         progress: &mut dyn FnMut(&KMeansProgress),
     ) -> Result<FittedKMeans> {
+        let (n, d, k) = (data.global_rows(), data.n_features(), self.n_clusters);
         let checked = data
             .validate_for("k-means")
             .and_then(|_| data.require_unweighted("a distributed k-means"))
-            .and_then(|_| data.require_plain("k-means"));
+            .and_then(|_| data.require_plain("k-means"))
+            .and_then(|_| self.validate(n, d))
+            .and_then(|_| match self.init {
+                KMeansInit::Random => Err(Error::param(
+                    "the random k-means init is not supported in a distributed fit; use k-means++ or give the initial centers",
+                )),
+                _ => Ok(()),
+            });
         reducer.agree(checked)?;
-        let (n, d, k) = (data.global_rows(), data.n_features(), self.n_clusters);
-        self.validate(n, d)?;
-        if matches!(self.init, KMeansInit::Random) {
-            return Err(Error::param(
-                "the random k-means init is not supported in a distributed fit; use k-means++ or give the initial centers",
-            ));
-        }
-        let (engine, status) = match kmeans_engine(self.backend, data, self.engine) {
-            Ok(e) => (Some(e), Ok(())),
-            Err(e) => (None, Err(e)),
-        };
-        reducer.agree(status)?;
-        let mut engine = engine.ok_or_else(|| Error::param("the k-means engine was not built"))?;
+        let mut engine = agreed(reducer, kmeans_engine(self.backend, data, self.engine))?;
         let engine = engine.as_mut();
         let tol = tolerance_from_variances(&column_mean_var_reduced(data, reducer)?.1, self.tol);
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
@@ -258,8 +254,9 @@ impl KMeans {
                     &mut progress,
                     reducer,
                 )?;
+                // This process's labels (read back from a GPU engine: it can fail here alone).
                 let mut labels = vec![0u32; data.n_samples()];
-                engine.labels(&mut labels)?;
+                agreed(reducer, engine.labels(&mut labels))?;
                 Ok((run, labels))
             },
             |(r, l), (b, bl)| {
