@@ -18,7 +18,7 @@ use crate::em::{Control, Progress, StopRule, best_of, run_em_with};
 use crate::error::{Error, Result};
 use crate::init::{column_mean_var_reduced, kmeans_plusplus_reduced, tolerance_from_variances};
 use crate::models::kmeans::KMeansEngine;
-use crate::models::kmeans::distributed::lloyd_reduced;
+use crate::models::kmeans::lloyd;
 
 impl GaussianMixture {
     /// Fits the mixture to the rows of every process of a distributed fit: `data` holds this
@@ -202,7 +202,7 @@ impl GaussianMixture {
                 };
                 let km = agreed(reducer, built)?;
                 let seeds = kmeans_plusplus_reduced(data, k, rng, reducer)?.0;
-                let run = lloyd_reduced(
+                let run = lloyd(
                     km,
                     data,
                     seeds,
