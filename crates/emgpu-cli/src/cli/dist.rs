@@ -133,17 +133,17 @@ mod imp {
             return None;
         }
         let size = with(|m| m.map_or(1, |m| m.reducer().size()));
-        let ranks = format!("{size} ranks, {on_node} on rank 0's node");
+        let ranks = format!("mpirun: {size} ranks ({on_node} on rank 0's node)");
         Some(match std::env::var("WGPU_ADAPTER_NAME") {
             Ok(name) => {
-                format!("{ranks}: every rank on the adapter WGPU_ADAPTER_NAME={name:?} names")
+                format!("{ranks}; every rank on the adapter WGPU_ADAPTER_NAME={name:?} names")
             }
             Err(_) => match GpuContext::shared().ok().and_then(|c| c.hardware_slot()) {
                 Some((j, n)) => format!(
-                    "{ranks}: each rank on hardware adapter (its rank on the node) mod {n}, rank {local} on adapter {j} of {n}"
+                    "{ranks}; each rank on hardware adapter (its rank on the node) mod {n}: rank {local} on adapter {j} of {n}"
                 ),
                 None => format!(
-                    "{ranks}: no hardware GPU on rank 0's node, so its ranks share this adapter"
+                    "{ranks}; no hardware GPU on rank 0's node, so its ranks share this adapter"
                 ),
             },
         })
