@@ -54,10 +54,13 @@ mod imp {
         same_options_everywhere()
     }
 
-    /// The command line without the value of `--input` (the one option ranks may differ in).
+    /// The command line without the value of `--input` (the one option ranks may differ in);
+    /// arguments that are not UTF-8 compared as their lossy text (clap refused them already).
     fn options_but_input() -> Vec<String> {
         let mut out = Vec::new();
-        let mut args = std::env::args().skip(1);
+        let mut args = std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned());
         while let Some(a) = args.next() {
             if a == "--input" || a == "-i" {
                 args.next();
