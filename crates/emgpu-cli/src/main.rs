@@ -30,17 +30,5 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     quiet_window_system_probe();
     let result = cli::run(args);
-    // Under mpirun, rank 0 prints before MPI_Finalize (which waits for every rank), so that the
-    // line is out before any rank exits and mpirun reports it.
-    let code = match result {
-        Ok(code) => code,
-        Err(e) => {
-            if cli::prints_errors() {
-                cli::print_error(&e.message);
-            }
-            ExitCode::from(e.code)
-        }
-    };
-    cli::finish();
-    code
+    cli::finish(result)
 }

@@ -1,5 +1,6 @@
-//! `emgpu fit` under `mpirun` (feature `mpi`): the same fit as one process, rank 0 alone prints
-//! and writes, a failure on any rank is one `error:` line and a nonzero exit within seconds.
+//! `emgpu fit` and `emgpu select` under `mpirun` (feature `mpi`): the same fits as one process,
+//! rank 0 alone prints and writes, a failure on any rank is one `error:` line and a nonzero exit
+//! within seconds.
 //!
 //! Run with `cargo test --release -p emgpu-cli --features mpi --test cli_mpi` (needs Open MPI's
 //! `mpirun`). The comparisons are against the same binary run as one process, without mpirun.
@@ -264,7 +265,13 @@ fn kmeans_from_centers_and_kmeans_plus_plus_equal_one_process() {
     let c = Array2::from_shape_fn((4, 5), |(i, j)| f64::from(x[[i * 97, j]]));
     write_npy(f.path("c.npy"), &c).unwrap();
     let cp = f.p("c.npy");
-    for init in [vec!["--init", cp.as_str()], vec![]] {
+    // Given centers; k-means++; three k-means++ restarts (the same sequence of draws on every
+    // rank, the same restart kept).
+    for init in [
+        vec!["--init", cp.as_str()],
+        vec![],
+        vec!["--n-init", "3", "--seed", "4"],
+    ] {
         let mut args = vec!["-k", "4", "--model", "kmeans", "--backend", "cpu"];
         args.extend(init.iter().copied());
         let one = f.one(&args, "k1.json");
@@ -343,5 +350,230 @@ fn a_missing_input_on_one_rank_and_a_bad_init_file_fail_on_every_rank() {
     let errors = stderr_lines(&o, "error:");
     assert_eq!(errors.len(), 1, "{}", String::from_utf8_lossy(&o.stderr));
     assert!(errors[0].contains("bad.json"), "{}", errors[0]);
+    assert!(!f.path("out.json").exists());
+}
+
+/// The rows of `select --json` by (covariance type, K).
+fn select_rows(json: &Value) -> Vec<&Value> {
+    json["rows"].as_array().unwrap().iter().collect()
+}
+
+#[test]
+fn select_on_two_and_three_ranks_equals_one_process() {
+    let f = Fixture::new(12_001);
+    let x = f.p("x.npy");
+    let args = [
+        "select",
+        "--input",
+        x.as_str(),
+        "-k",
+        "1..5",
+        "--covariance",
+        "full,diag",
+        "--backend",
+        "cpu",
+        "--n-init",
+        "2",
+    ];
+    let o = Command::new(BIN)
+        .args(args)
+        .args(["--json", "--quiet", "--output", &f.p("one.json")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let one: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for np in ["2", "3"] {
+        let mut c = mpirun();
+        c.args(["-np", np, BIN])
+            .args(args)
+            .args(["--json", "--output", &f.p("many.json")]);
+        let o = run_within(c, Duration::from_secs(120));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // Rank 0 alone prints: one JSON line, one summary line.
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "stdout: {stdout}");
+        assert_eq!(stderr_lines(&o, "select:").len(), 1);
+        let many: Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(many["n_samples"], 12_001);
+        assert_eq!(
+            one["best_index"], many["best_index"],
+            "np {np}: the chosen model"
+        );
+        let (a, b) = (select_rows(&one), select_rows(&many));
+        assert_eq!(a.len(), 10);
+        assert_eq!(a.len(), b.len());
+        for (ra, rb) in a.iter().zip(&b) {
+            let what = format!(
+                "np {np}, K = {}, {}",
+                ra["n_components"], ra["covariance_type"]
+            );
+            for key in ["n_components", "covariance_type", "n_iter", "converged"] {
+                assert_eq!(ra[key], rb[key], "{what}: {key}");
+            }
+            for key in ["bic", "aic", "lower_bound"] {
+                let r = max_rel(&ra[key], &rb[key]);
+                assert!(r <= 1e-9, "{what}: {key} differ by {r:e} relative");
+            }
+        }
+        // The written best model is the one-process one.
+        assert_same_gmm(
+            &read_json(&f.path("one.json")),
+            &read_json(&f.path("many.json")),
+            &format!("select np {np}"),
+        );
+    }
+    // The table (without --json) is printed once, by rank 0.
+    let mut c = mpirun();
+    c.args(["-np", "2", BIN]).args(args);
+    let o = run_within(c, Duration::from_secs(120));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("best:")).count(),
+        1,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("<- best")).count(),
+        1,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn commands_other_than_fit_and_select_are_refused_under_mpirun() {
+    let f = Fixture::new(500);
+    let mut c = mpirun();
+    c.args([
+        "-np",
+        "2",
+        BIN,
+        "sample",
+        "--model",
+        &f.p("x.npy"),
+        "-n",
+        "3",
+    ])
+    .args(["--output", &f.p("s.npy")]);
+    let o = run_within(c, Duration::from_secs(60));
+    assert!(!o.status.success());
+    let errors = stderr_lines(&o, "error:");
+    assert_eq!(errors.len(), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        errors[0].contains("only `emgpu fit` and `emgpu select` run across processes"),
+        "{}",
+        errors[0]
+    );
+}
+
+/// The largest difference relative to the largest magnitude of the array (so that near-zero
+/// covariance entries are compared at the array's scale).
+fn max_rel_scaled(a: &Value, b: &Value) -> f64 {
+    let (a, b) = (flat(a), flat(b));
+    assert_eq!(a.len(), b.len());
+    let scale = a.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs() / scale)
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn gpu_backend_on_two_ranks_binds_an_adapter_per_rank_and_matches_the_cpu() {
+    let f = Fixture::new(4_001);
+    let args = ["-k", "3", "--max-iter", "8", "--tol", "0"];
+    let gpu_one = Command::new(BIN)
+        .args([
+            "fit",
+            "--input",
+            &f.p("x.npy"),
+            "--backend",
+            "gpu",
+            "--quiet",
+        ])
+        .args(["--output", &f.p("g1.json")])
+        .args(args)
+        .output()
+        .unwrap();
+    if !gpu_one.status.success() {
+        let e = String::from_utf8_lossy(&gpu_one.stderr);
+        assert!(
+            std::env::var("EMGPU_REQUIRE_GPU").is_err(),
+            "EMGPU_REQUIRE_GPU is set but the GPU fit failed: {e}"
+        );
+        eprintln!("skipped: no GPU adapter ({e})");
+        return;
+    }
+    let mut cpu_args = args.to_vec();
+    cpu_args.extend(["--backend", "cpu"]);
+    let cpu = f.one(&cpu_args, "cpu.json");
+    let mut gpu_args = args.to_vec();
+    gpu_args.extend(["--backend", "gpu"]);
+    let o = f.many(2, &gpu_args, "g2.json");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Rank 0 says where the ranks run: llvmpipe is no hardware adapter, so both share it; on a
+    // machine with GPUs each rank takes (its rank on the node) mod their number.
+    let lines = stderr_lines(&o, "backend: gpu on ");
+    assert_eq!(lines.len(), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(lines[0].contains("2 ranks"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("no hardware GPU on rank 0's node")
+            || lines[0].contains("rank 0 on adapter 0 of"),
+        "{}",
+        lines[0]
+    );
+    // f32 on the GPU against f64 on the CPU: 1e-4 of each array's scale.
+    let gpu = read_json(&f.path("g2.json"));
+    for key in ["weights", "means", "covariances"] {
+        let r = max_rel_scaled(
+            &by_first_mean(&cpu, &cpu[key]),
+            &by_first_mean(&gpu, &gpu[key]),
+        );
+        assert!(r <= 1e-4, "{key} differ by {r:e} of their scale");
+    }
+    let r = max_rel(&cpu["lower_bound"], &gpu["lower_bound"]);
+    assert!(r <= 1e-4, "lower bound differs by {r:e}");
+    assert_eq!(gpu["n_iter"], 8);
+}
+
+#[test]
+fn ranks_started_with_other_options_fail_at_once_instead_of_hanging() {
+    // Rank 1 would run a second k-means++ restart (a collective sequence) that rank 0 never
+    // joins: before the check of the options, rank 0 finished and rank 1 waited forever.
+    // `timeout 60` ends the test's mpirun if it hangs all the same.
+    let f = Fixture::new(3_000);
+    let mut c = Command::new("timeout");
+    c.args(["60", "mpirun", "--allow-run-as-root", "--oversubscribe"]);
+    let rank = |n_init: &'static str| {
+        [
+            "-np",
+            "1",
+            BIN,
+            "fit",
+            "--model",
+            "kmeans",
+            "-k",
+            "3",
+            "--backend",
+            "cpu",
+            "--n-init",
+            n_init,
+        ]
+    };
+    c.args(rank("1"))
+        .args(["--input", &f.p("a.npy"), "--output", &f.p("out.json"), ":"])
+        .args(rank("2"))
+        .args(["--input", &f.p("b.npy"), "--output", &f.p("out.json")]);
+    let o = run_within(c, Duration::from_secs(70));
+    assert_ne!(o.status.code(), Some(124), "mpirun hung (ended by timeout)");
+    assert!(!o.status.success());
+    let errors = stderr_lines(&o, "error:");
+    assert_eq!(errors.len(), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        errors[0].contains("rank 1 was started with other options than rank 0"),
+        "{}",
+        errors[0]
+    );
     assert!(!f.path("out.json").exists());
 }

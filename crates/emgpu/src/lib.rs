@@ -58,7 +58,10 @@ pub use em::{Control, Progress};
 pub use error::{Error, Result};
 pub use models::gmm::{CovarianceType, FittedGmm, GaussianMixture, GmmParams, Init};
 pub use models::kmeans::{FittedKMeans, KMeans, KMeansInit};
-pub use select::{Criterion, Selection, SelectionRow, select_gmm, select_gmm_with_progress};
+pub use select::{
+    Criterion, Selection, SelectionRow, select_gmm, select_gmm_distributed,
+    select_gmm_with_progress,
+};
 
 /// Test oracles and constructors that skip validation, for this crate's tests and benchmarks
 /// (and anyone cross-checking an engine). Not a stable API.

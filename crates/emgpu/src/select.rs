@@ -20,10 +20,12 @@
 
 use std::time::Instant;
 
-use crate::data::AsDataset;
+use crate::data::{AsDataset, Dataset};
 use crate::em::Control;
 pub use crate::em::information_criteria;
+use crate::em::reduce::{Reducer, agreed, reduce_stats};
 use crate::error::{Error, Result};
+use crate::models::gmm::distributed::check_distributed_data;
 use crate::models::gmm::{CovarianceType, FittedGmm, GaussianMixture, GmmEngine, Init};
 
 /// The information criterion that ranks the fits (lower is better).
@@ -146,6 +148,66 @@ pub fn select_gmm_with_progress(
     let data = x.as_dataset();
     data.validate_for("the Gaussian mixture")?;
     let (n, d) = (data.n_samples(), data.n_features());
+    let (candidates, k_max) =
+        check_candidates(ks, covariance_types, base, n, |gm| gm.validate(n, d))?;
+    let mut state = base.init_state();
+    // One engine per covariance type (built for the largest K), reused by every K of it.
+    let mut engine: Option<(CovarianceType, Box<dyn GmmEngine + '_>)> = None;
+    let mut rows = Vec::with_capacity(candidates.len());
+    let (best, model) = select_best(&candidates, n, criterion, |&(cov, k)| {
+        if engine.as_ref().is_none_or(|(c, _)| *c != cov) {
+            engine = Some((cov, base.build_engine(&data, cov, k_max)?));
+        }
+        let Some((_, engine)) = engine.as_mut() else {
+            return Err(Error::param("no engine was built"));
+        };
+        let gm = base.clone().with_shape(k, cov);
+        let start = Instant::now();
+        let model = gm.fit_engine_with(&data, engine.as_mut(), &mut state, &mut |_| {
+            Control::Continue(())
+        })?;
+        let fit_seconds = start.elapsed().as_secs_f64();
+        // The criteria on the training data: log L of the fitted parameters, one E-step on
+        // the same engine.
+        let log_likelihood = engine.e_step(model.prepared())?.log_likelihood;
+        let n_parameters = model.params().n_parameters();
+        let (bic, aic) = information_criteria(log_likelihood, n_parameters, n);
+        let row = SelectionRow {
+            n_components: k,
+            covariance_type: cov,
+            lower_bound: model.lower_bound(),
+            bic,
+            aic,
+            fit_seconds,
+            n_iter: model.n_iter(),
+            converged: model.converged(),
+        };
+        on_row(&row);
+        rows.push(row);
+        Ok(Scored {
+            fitted: model,
+            log_likelihood,
+            n_parameters,
+        })
+    })?;
+    Ok(Selection {
+        rows,
+        best,
+        criterion,
+        model,
+    })
+}
+
+/// The candidates `(covariance type, K)` of a selection over `n` samples, covariance types
+/// outermost, and the largest K; an error for an empty or out-of-range `ks`, no covariance
+/// type, an explicit-parameters init, or a candidate `check` refuses.
+fn check_candidates(
+    ks: impl IntoIterator<Item = usize>,
+    covariance_types: &[CovarianceType],
+    base: &GaussianMixture,
+    n: usize,
+    check: impl Fn(&GaussianMixture) -> Result<()>,
+) -> Result<(Vec<(CovarianceType, usize)>, usize)> {
     let ks: Vec<usize> = ks.into_iter().collect();
     let Some(&k_max) = ks.iter().max() else {
         return Err(Error::param(
@@ -172,35 +234,68 @@ pub fn select_gmm_with_progress(
             "model selection needs an init method (kmeans, k-means++, random, random_from_data), not explicit parameters: they fix one number of components",
         ));
     }
-    for &cov in covariance_types {
-        for &k in &ks {
-            base.clone().with_shape(k, cov).validate(n, d)?;
-        }
-    }
-    let mut state = base.init_state();
     let candidates: Vec<(CovarianceType, usize)> = covariance_types
         .iter()
         .flat_map(|&cov| ks.iter().map(move |&k| (cov, k)))
         .collect();
-    // One engine per covariance type (built for the largest K), reused by every K of it.
-    let mut engine: Option<(CovarianceType, Box<dyn GmmEngine + '_>)> = None;
+    for &(cov, k) in &candidates {
+        check(&base.clone().with_shape(k, cov))?;
+    }
+    Ok((candidates, k_max))
+}
+
+/// [`select_gmm_with_progress`] over the rows of every process of a distributed fit (see
+/// [`crate::em::reduce`]): `data` holds this process's rows ([`Dataset::with_global_rows`]),
+/// and every process runs the same sequence of fits
+/// ([`GaussianMixture::fit_distributed`]'s, one engine per covariance type as
+/// [`select_gmm`]), scores each by the log-likelihood of all N rows (one more E-step, its
+/// statistics summed by `reducer`) and N, and returns the same selection. Each row's
+/// `fit_seconds` is this process's. The starts and modes
+/// [`GaussianMixture::fit_distributed`] refuses are refused; a failure on any process is
+/// agreed on before the next collective call.
+pub fn select_gmm_distributed<'a>(
+    data: &'a Dataset<'a>,
+    ks: impl IntoIterator<Item = usize>,
+    covariance_types: &[CovarianceType],
+    criterion: Criterion,
+    base: &GaussianMixture,
+    reducer: &dyn Reducer,
+    on_row: &mut dyn FnMut(&SelectionRow),
+) -> Result<Selection> {
+    let (n, d) = (data.global_rows(), data.n_features());
+    let checked = check_distributed_data(data).and_then(|_| {
+        check_candidates(ks, covariance_types, base, n, |gm| {
+            gm.check_distributed(n, d)
+        })
+    });
+    let (candidates, k_max) = agreed(reducer, checked)?;
+    let kmeans_tol = base.kmeans_tol_distributed(data, reducer)?;
+    let mut state = base.init_state();
+    let mut engine: Option<(CovarianceType, Box<dyn GmmEngine + 'a>)> = None;
     let mut rows = Vec::with_capacity(candidates.len());
     let (best, model) = select_best(&candidates, n, criterion, |&(cov, k)| {
         if engine.as_ref().is_none_or(|(c, _)| *c != cov) {
-            engine = Some((cov, base.build_engine(&data, cov, k_max)?));
+            // The previous engine is dropped before the next is built (one on the device).
+            engine = None;
+            engine = Some((cov, agreed(reducer, base.build_engine(data, cov, k_max))?));
         }
         let Some((_, engine)) = engine.as_mut() else {
             return Err(Error::param("no engine was built"));
         };
         let gm = base.clone().with_shape(k, cov);
         let start = Instant::now();
-        let model = gm.fit_engine_with(&data, engine.as_mut(), &mut state, &mut |_| {
-            Control::Continue(())
-        })?;
+        let model = gm.fit_distributed_engine(
+            data,
+            engine.as_mut(),
+            &mut state,
+            reducer,
+            kmeans_tol,
+            &mut |_| {},
+        )?;
         let fit_seconds = start.elapsed().as_secs_f64();
-        // The criteria on the training data: log L of the fitted parameters, one E-step on
-        // the same engine.
-        let log_likelihood = engine.e_step(model.prepared())?.log_likelihood;
+        // log L of all the rows under the fitted parameters: one E-step, summed.
+        let local = engine.e_step(model.prepared());
+        let log_likelihood = reduce_stats(reducer, local)?.log_likelihood;
         let n_parameters = model.params().n_parameters();
         let (bic, aic) = information_criteria(log_likelihood, n_parameters, n);
         let row = SelectionRow {

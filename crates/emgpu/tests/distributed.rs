@@ -4,10 +4,16 @@
 //! issue's tolerances (1e-9 relative for the parameters, 1e-10 for the lower bound and its
 //! trace, the same n_iter and converged).
 
-use std::sync::{Barrier, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex, mpsc};
+use std::time::Duration;
 
+use emgpu::data::DataSource;
 use emgpu::em::reduce::{Reducer, dd_add, split_rows};
-use emgpu::{AsDataset, Backend, CovarianceType, Error, GaussianMixture, KMeans, KMeansInit};
+use emgpu::{
+    AsDataset, Backend, CovarianceType, Criterion, Dataset, Error, GaussianMixture, KMeans,
+    KMeansInit, select_gmm, select_gmm_distributed,
+};
 use ndarray::{Array2, s};
 
 /// The shared state of P threads' reducers.
@@ -214,4 +220,163 @@ fn a_nan_on_one_rank_fails_every_rank_with_its_global_row() {
     assert!(one.contains("row 5000"), "{one}");
     // Rank 2 (rows 4000..6000) failed; every rank reports its message.
     assert!(errors.iter().all(|e| *e == one), "{errors:?} vs {one}");
+}
+
+/// Rows whose `fail_at`-th read that touches local row 0 fails (a disk error, a NaN found
+/// late: anything one process meets alone in the middle of a collective sequence).
+struct FailingRows {
+    rows: Array2<f64>,
+    fail_at: usize,
+    reads: AtomicUsize,
+}
+
+impl FailingRows {
+    fn check(&self, start: usize) -> emgpu::Result<()> {
+        if start == 0 && self.reads.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+            return Err(Error::Numerical("injected read failure".into()));
+        }
+        Ok(())
+    }
+}
+
+impl DataSource for FailingRows {
+    fn n_samples(&self) -> usize {
+        self.rows.nrows()
+    }
+    fn n_features(&self) -> usize {
+        self.rows.ncols()
+    }
+    fn read_f64(&self, start: usize, out: &mut [f64]) -> emgpu::Result<()> {
+        self.check(start)?;
+        let flat = self.rows.as_slice().unwrap();
+        let d = self.rows.ncols();
+        out.copy_from_slice(&flat[start * d..start * d + out.len()]);
+        Ok(())
+    }
+    fn read_f32(&self, start: usize, out: &mut [f32]) -> emgpu::Result<()> {
+        self.check(start)?;
+        let flat = self.rows.as_slice().unwrap();
+        let d = self.rows.ncols();
+        for (o, v) in out.iter_mut().zip(&flat[start * d..]) {
+            *o = *v as f32;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `f` on `p` threads as [`on_ranks`], rank `failing` reading its rows through
+/// [`FailingRows`] with `fail_at`; panics if any rank has not returned within a minute (a rank
+/// left in a collective call that another has left: a hang).
+fn on_ranks_or_hang<T: Send + 'static>(
+    x: &Array2<f64>,
+    p: usize,
+    (failing, fail_at): (usize, usize),
+    f: impl Fn(&Dataset, &dyn Reducer) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    // Leaked: a rank that hangs keeps its reference for the rest of the test process.
+    let hub: &'static Hub = Box::leak(Box::new(Hub {
+        barrier: Barrier::new(p),
+        slots: Mutex::new(vec![Vec::new(); p]),
+        failures: Mutex::new(vec![None; p]),
+    }));
+    let f = std::sync::Arc::new(f);
+    let (tx, rx) = mpsc::channel();
+    let n = x.nrows();
+    for rank in 0..p {
+        let rows = split_rows(n, rank, p);
+        let block = x.slice(s![rows.clone(), ..]).to_owned();
+        let (f, tx) = (f.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let source = FailingRows {
+                rows: block,
+                fail_at: if rank == failing { fail_at } else { 0 },
+                reads: AtomicUsize::new(0),
+            };
+            let data = Dataset::from_source(source)
+                .with_global_rows(rows.start, n)
+                .unwrap();
+            let reducer = ThreadReducer { hub, rank, size: p };
+            let _ = tx.send((rank, f(&data, &reducer)));
+        });
+    }
+    let mut out: Vec<Option<T>> = (0..p).map(|_| None).collect();
+    for _ in 0..p {
+        let (rank, v) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a rank did not return within 60 s: it hangs in a collective call");
+        out[rank] = Some(v);
+    }
+    out.into_iter().map(Option::unwrap).collect()
+}
+
+#[test]
+fn a_read_failing_on_one_rank_mid_fit_fails_every_rank_and_never_hangs() {
+    let x = data(2_000);
+    // Row 0 of rank 1 is read once by the checks of the rows, twice by the column variances
+    // (the k-means tolerance), then twice per center by k-means++ (the candidates' potentials
+    // and the new distances), then by the engine: failing its 1st to 14th read puts the failure
+    // in each of these steps, most of them inside k-means++ (K = 6: 11 reads), between its
+    // collective calls.
+    for fail_at in 1..=14 {
+        let km = KMeans::params(6).backend(Backend::Cpu).seed(2);
+        let errors = on_ranks_or_hang(&x, 3, (1, fail_at), move |d, r| {
+            km.fit_distributed(d, r, &mut |_| {})
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        assert!(
+            errors.iter().all(|e| e
+                .as_ref()
+                .is_err_and(|m| m.contains("injected read failure"))),
+            "k-means, failing read {fail_at}: {errors:?}"
+        );
+        let gm = GaussianMixture::params(6).backend(Backend::Cpu).seed(2);
+        let errors = on_ranks_or_hang(&x, 3, (1, fail_at), move |d, r| {
+            gm.fit_distributed(d, r, &mut |_| {})
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        assert!(
+            errors.iter().all(|e| e
+                .as_ref()
+                .is_err_and(|m| m.contains("injected read failure"))),
+            "gmm, failing read {fail_at}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn select_on_three_ranks_is_the_one_process_selection() {
+    let x = data(9_000);
+    let base = GaussianMixture::params(1)
+        .backend(Backend::Cpu)
+        .seed(4)
+        .n_init(2);
+    let covs = [CovarianceType::Full, CovarianceType::Spherical];
+    let one = select_gmm(&x, 1..=5, &covs, Criterion::Bic, &base).unwrap();
+    let sels = on_ranks(&x, 3, |d, r| {
+        select_gmm_distributed(d, 1..=5, &covs, Criterion::Bic, &base, r, &mut |_| {}).unwrap()
+    });
+    for sel in &sels {
+        assert_eq!(sel.best, one.best);
+        assert_eq!(sel.rows.len(), 10);
+        for (a, b) in one.rows.iter().zip(&sel.rows) {
+            assert_eq!(
+                (a.n_components, a.covariance_type),
+                (b.n_components, b.covariance_type)
+            );
+            assert_eq!((a.n_iter, a.converged), (b.n_iter, b.converged));
+            let r = max_rel(
+                &[a.bic, a.aic, a.lower_bound],
+                &[b.bic, b.aic, b.lower_bound],
+            );
+            assert!(
+                r <= 1e-9,
+                "K = {}, {}: criteria differ by {r:e}",
+                a.n_components,
+                a.covariance_type
+            );
+        }
+        assert_eq!(sel.best_model().n_train_samples(), Some(9_000));
+    }
 }

@@ -15,7 +15,7 @@ use super::output::{self, check_output, is_stdout, write_labels};
 use super::progress::FitProgress;
 use super::{
     BackendArg, CliError, FitArgs, InputArgs, ModelArg, Ui, about_file, at_least_one,
-    check_distinct_files, describe_backend, num, print_result,
+    check_distinct_files, num, print_result,
 };
 
 /// `emgpu fit --input X --components K ... --output MODEL.json`
@@ -133,7 +133,6 @@ pub struct FitCmd {
 pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     // Under `mpirun -np P` (P ≥ 2, feature `mpi`) this is one rank of a distributed fit: every
     // check below is agreed on by all ranks, and only rank 0 prints and writes (see dist.rs).
-    super::dist::start()?;
     let quiet = Ui::new(true);
     let ui = if super::dist::is_root() { ui } else { &quiet };
     super::dist::agree(check_fit(&cmd))?;
@@ -418,13 +417,21 @@ fn merged(mut base: Value, extra: Value) -> Value {
 }
 
 fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
-    cmd.input.reject_lengths("a Gaussian mixture")?;
+    let gmm = super::dist::agree(
+        cmd.input
+            .reject_lengths("a Gaussian mixture")
+            .and_then(|()| cmd.online_options())
+            .and_then(|online| {
+                Ok(cmd
+                    .fit
+                    .gmm(cmd.n_init, cmd.backend.into())?
+                    .online(online)
+                    .reseed(cmd.reseed))
+            }),
+    )?;
     let online = cmd.online_options()?;
-    let gmm = super::dist::agree(cmd.fit.gmm(cmd.n_init, cmd.backend.into()))?
-        .online(online)
-        .reseed(cmd.reseed);
     let (data, names) = open_input(cmd, ui)?;
-    let data = with_weights(cmd, data)?;
+    let data = super::dist::agree(with_weights(cmd, data))?;
     let n_init = cmd.n_init.unwrap_or(1);
     let max_iter = match &online {
         Some(o) => o.passes * o.n_batches(data.n_samples()),
@@ -519,9 +526,9 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
 }
 
 fn fit_kmeans(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
-    cmd.input.reject_lengths("k-means")?;
+    super::dist::agree(cmd.input.reject_lengths("k-means"))?;
     let (data, names) = open_input(cmd, ui)?;
-    let data = with_weights(cmd, data)?;
+    let data = super::dist::agree(with_weights(cmd, data))?;
     let km = super::dist::agree(
         cmd.fit
             .kmeans(data.n_features(), cmd.n_init, cmd.backend.into()),
@@ -641,11 +648,7 @@ fn write_training_labels(
 
 /// With `--backend auto`, which device ran and why.
 fn note_backend(cmd: &FitCmd, ui: &Ui, report: Option<&BackendReport>) {
-    if cmd.backend == BackendArg::Auto
-        && let Some(report) = report
-    {
-        ui.note(describe_backend(report));
-    }
+    super::note_backend(cmd.backend, ui, report);
 }
 
 /// `restarts: lower bounds -4.2199, -4.2201, -4.2199; kept 1 (the highest)`

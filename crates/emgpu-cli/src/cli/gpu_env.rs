@@ -8,7 +8,9 @@
 //! - `EMGPU_SHADER_BOUNDS_CHECKS=1`: compile the kernels with bounds checks (a debugging aid).
 
 use emgpu::Error;
-use emgpu::device::gpu::{GpuContext, GpuContextOptions, GpuEngineOptions, GpuVariant};
+use emgpu::device::gpu::{
+    GpuContext, GpuContextOptions, GpuEngineOptions, GpuVariant, SharedAdapter,
+};
 
 use super::CliError;
 
@@ -40,7 +42,12 @@ pub fn options_from_env() -> Result<GpuContextOptions, CliError> {
 }
 
 /// Configures the shared GPU context from the environment (first thing, before any command).
+/// In a distributed run (`mpirun`, see dist.rs) each rank takes hardware adapter (its rank on
+/// its node) mod (their number), unless `WGPU_ADAPTER_NAME` names one.
 pub fn configure() -> Result<(), CliError> {
     GpuContext::configure_shared(options_from_env()?)?;
+    if let Some(local_rank) = super::dist::local_rank() {
+        GpuContext::configure_shared_adapter(SharedAdapter::HardwareModulo(local_rank))?;
+    }
     Ok(())
 }

@@ -108,15 +108,22 @@ pub enum Command {
     Plot(plot::PlotCmd),
 }
 
-/// Whether this process prints errors: always, except the ranks other than 0 of a distributed
-/// fit (every rank has the same error; rank 0 prints it).
-pub fn prints_errors() -> bool {
-    dist::is_root()
-}
-
-/// Ends a distributed run (MPI_Finalize on every rank); nothing otherwise.
-pub fn finish() {
+/// Ends the run with `result`: prints its error as `error: <message>` and returns the exit
+/// code. In a distributed run the ranks first agree on the outcome (the lowest failed rank's
+/// error on every rank; rank 0 alone prints it, before MPI_Finalize, so that the line is out
+/// before any rank exits and mpirun reports it), then finish MPI.
+pub fn finish(result: Result<ExitCode, CliError>) -> ExitCode {
+    let code = match dist::agree_outcome(result) {
+        Ok(code) => code,
+        Err(e) => {
+            if dist::is_root() {
+                print_error(&e.message);
+            }
+            ExitCode::from(e.code)
+        }
+    };
     dist::finish();
+    code
 }
 
 /// Runs a parsed command line.
@@ -129,16 +136,20 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             .build_global()
             .map_err(|e| CliError::error(format!("--threads {n}: {e}")))?;
     }
+    // Under `mpirun -np P` (P ≥ 2, feature `mpi`) `fit` and `select` run as one rank of a
+    // distributed run (see dist.rs); MPI starts before the GPU context is configured.
+    if matches!(cli.command, Command::Fit(_) | Command::Select(_)) {
+        dist::start()?;
+    } else {
+        dist::refuse_other_commands()?;
+    }
     // `devices` only lists adapters and `show` reads a file: a bad tuning variable is no reason
-    // for them to fail.
+    // for them to fail. (Agreed on in a distributed run: a bad variable on one rank fails all.)
     if !matches!(
         cli.command,
         Command::Devices(_) | Command::Show(_) | Command::Plot(_)
     ) {
-        gpu_env::configure()?;
-    }
-    if !matches!(cli.command, Command::Fit(_)) {
-        dist::refuse_other_commands()?;
+        dist::agree(gpu_env::configure())?;
     }
     match cli.command {
         Command::Fit(cmd) => fit::run(cmd, &ui),
@@ -675,6 +686,20 @@ pub fn cli_reason(reason: &str) -> String {
 }
 
 /// One line about which backend and device ran, and why (for `--backend auto`).
+/// The `backend:` line after a fit: with `--backend auto` (what ran, and why), and in a
+/// distributed run on the GPU (how the ranks were bound to adapters; rank 0 prints it).
+pub fn note_backend(arg: BackendArg, ui: &Ui, report: Option<&BackendReport>) {
+    let Some(report) = report else { return };
+    let binding = dist::gpu_binding(report);
+    if arg == BackendArg::Auto || binding.is_some() {
+        let mut line = describe_backend(report);
+        if let Some(binding) = binding {
+            line.push_str(&format!("; {binding}"));
+        }
+        ui.note(line);
+    }
+}
+
 pub fn describe_backend(report: &BackendReport) -> String {
     let mut line = format!("backend: {} on {}", report.backend, report.device);
     if !report.reason.is_empty() {

@@ -5,6 +5,7 @@
 //! Only this file and `dist.rs` know MPI; the library sees a [`Reducer`].
 
 use std::ffi::{c_int, c_void};
+use std::time::{Duration, Instant};
 
 use emgpu::Error;
 use emgpu::em::reduce::{Reducer, dd_add};
@@ -15,6 +16,11 @@ use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::Equivalence;
 
 use super::CliError;
+
+/// How long a rank that reached the end of the run waits for the others
+/// ([`Mpi::agree_outcome`]). After the last collective call of a fit only rank 0 has work left
+/// (writing the model), so a rank that has not arrived by then never will.
+const EXIT_WAIT: Duration = Duration::from_secs(20);
 
 /// The number of processes `mpirun` (Open MPI, or a PMI launcher) started, from the
 /// environment it sets; `None` when not launched that way.
@@ -30,6 +36,12 @@ pub fn launched_size() -> Option<usize> {
 pub struct Mpi {
     // Fields drop in order: the reducer's MPI objects are freed before MPI_Finalize.
     reducer: MpiReducer,
+    /// A communicator of its own for the agreement at the end of the run
+    /// ([`Mpi::agree_outcome`]), so that it can never be matched with a collective call of the
+    /// fit that another rank is still in.
+    exit: SimpleCommunicator,
+    /// This process's rank among the processes on its node, and their number.
+    local: (usize, usize),
     _universe: mpi::environment::Universe,
 }
 
@@ -43,11 +55,93 @@ impl Mpi {
             CliError::error("MPI could not be initialized (was it already initialized?)")
         })?;
         let world = universe.world();
+        // The processes that share this node's memory (MPI_Comm_split_type with
+        // MPI_COMM_TYPE_SHARED), in world-rank order: this process's place among them.
+        let node = world.split_shared(world.rank());
+        let local = (node.rank() as usize, node.size() as usize);
+        drop(node);
+        let exit = world.duplicate();
         let reducer = MpiReducer::new(world);
         Ok(Some(Mpi {
             reducer,
+            exit,
+            local,
             _universe: universe,
         }))
+    }
+
+    /// This process's rank among the processes on its node, and their number.
+    pub fn local_rank(&self) -> (usize, usize) {
+        self.local
+    }
+
+    /// The outcome of the run, agreed on by every rank at its end: `None` when every rank
+    /// succeeded, else the lowest failed rank's `(message, exit code)`.
+    ///
+    /// Every failure met so far was agreed on before the next collective call, so every rank
+    /// arrives here. Should one not (a failure on one rank that the code did not agree on
+    /// while another rank waits in a collective call: a bug, or ranks started with different
+    /// programs), the ranks here wait for it [`EXIT_WAIT`] at most (a non-blocking allreduce
+    /// on a communicator of its own), then print their own error, or say that a rank did not
+    /// finish, and end the whole job with `MPI_Abort`: never a hang.
+    pub fn agree_outcome(&self, local: Option<(String, u8)>) -> Option<(String, u8)> {
+        let size = self.exit.size();
+        let mine: i32 = if local.is_some() {
+            self.exit.rank()
+        } else {
+            size
+        };
+        let mut lowest = size;
+        let start = Instant::now();
+        let arrived = mpi::request::scope(|scope| {
+            let mut request = self.exit.immediate_all_reduce_into(
+                scope,
+                &mine,
+                &mut lowest,
+                SystemOperation::min(),
+            );
+            loop {
+                match request.test() {
+                    Ok(_) => return true,
+                    Err(pending) => request = pending,
+                }
+                if start.elapsed() > EXIT_WAIT {
+                    // The request stays pending: MPI_Abort ends the process before the scope.
+                    self.abort(local.as_ref());
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        if !arrived || lowest == size {
+            return None;
+        }
+        let root = self.exit.process_at_rank(lowest);
+        let (mut bytes, code) = match local.filter(|_| mine == lowest) {
+            Some((m, c)) => (m.into_bytes(), c),
+            None => (Vec::new(), 1),
+        };
+        let mut head = [bytes.len() as u64, u64::from(code)];
+        root.broadcast_into(&mut head[..]);
+        bytes.resize(head[0] as usize, 0);
+        root.broadcast_into(&mut bytes[..]);
+        Some((String::from_utf8_lossy(&bytes).into_owned(), head[1] as u8))
+    }
+
+    /// Prints this rank's error (or that another rank did not finish) and ends every rank.
+    fn abort(&self, local: Option<&(String, u8)>) -> ! {
+        let (message, code) = match local {
+            Some((m, c)) => (m.clone(), *c),
+            None => (
+                format!(
+                    "rank {} finished but another rank did not reach the end within {} s (it failed without telling the others, or was started with other options); ending the job",
+                    self.exit.rank(),
+                    EXIT_WAIT.as_secs()
+                ),
+                1,
+            ),
+        };
+        super::print_error(&message);
+        self.exit.abort(i32::from(code.max(1)))
     }
 
     /// The reducer over all the processes.

@@ -8,14 +8,17 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use emgpu::data::{check_output_path, write_text_atomic};
-use emgpu::{Backend, CovarianceType, Criterion, Error, SelectionRow, select_gmm_with_progress};
+use emgpu::{
+    Backend, CovarianceType, Criterion, Error, GaussianMixture, SelectionRow,
+    select_gmm_with_progress,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
 use super::init::{GMM_METHODS, InitArg};
 use super::{
     BackendArg, CliError, InputArgs, TrainArgs, Ui, about_file, at_least_one, check_distinct_files,
-    describe_backend, num, print_result,
+    num, print_result,
 };
 
 /// `emgpu select --input X --components 1..12 [--covariance full,diag|all] [--criterion bic|aic]`
@@ -185,8 +188,12 @@ fn row_json(r: &SelectionRow) -> Value {
     })
 }
 
-/// Runs `emgpu select`.
-pub fn run(cmd: SelectCmd, ui: &Ui) -> Result<ExitCode, CliError> {
+/// What `select` checks before it reads anything: the parsed `--components`, `--covariance`,
+/// `--criterion`, and the settings of every fit.
+type Checked = (Components, Vec<CovarianceType>, Criterion, GaussianMixture);
+
+/// The checks of the command line and of its files' names, before anything is read.
+fn check_select(cmd: &SelectCmd) -> Result<Checked, CliError> {
     if cmd.input.missing.is_some() {
         return Err(CliError::usage(
             "select does not run with --missing em yet; fit each K with `emgpu fit --missing em` and compare their BIC with `emgpu show`",
@@ -218,31 +225,55 @@ pub fn run(cmd: SelectCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     let base = cmd
         .train
         .gmm(1, CovarianceType::Full, cmd.n_init, backend)?;
-    let (data, names) = cmd.input.open_named(ui, None)?;
-    let n = data.n_samples();
-    if components.max() > n {
-        return Err(CliError::error(format!(
+    Ok((components, covariances, criterion, base))
+}
+
+/// Runs `emgpu select`. Under `mpirun -np P` (P ≥ 2, feature `mpi`) every rank runs the same
+/// fits over its block of the rows, every check is agreed on by all ranks, and only rank 0
+/// prints and writes (see dist.rs).
+pub fn run(cmd: SelectCmd, ui: &Ui) -> Result<ExitCode, CliError> {
+    let quiet = Ui::new(true);
+    let ui = if super::dist::is_root() { ui } else { &quiet };
+    let (components, covariances, criterion, base) = super::dist::agree(check_select(&cmd))?;
+    let (data, names) = super::dist::agree(cmd.input.open_named(ui, None))?;
+    let data = super::dist::shard(data, &cmd.input.input)?;
+    // All the rows of every rank (this process's rows when not distributed).
+    let n = data.global_rows();
+    super::dist::agree(if components.max() > n {
+        Err(CliError::error(format!(
             "{}: --components goes up to {} but the data has only {n} samples; use K ≤ {n} (or more data)",
             cmd.input.input.display(),
             components.max()
-        )));
-    }
+        )))
+    } else {
+        Ok(())
+    })?;
     let ks = components.values();
     let bar = SelectProgress::new(ui, ks.len() * covariances.len());
     let started = Instant::now();
-    let selection = select_gmm_with_progress(&data, ks, &covariances, criterion, &base, &mut |r| {
-        bar.row(r)
-    })
-    .map_err(|e| about_file(e, &cmd.input.input))?;
+    let path = &cmd.input.input;
+    let mut on_row = |r: &SelectionRow| bar.row(r);
+    let selection = match super::dist::select_gmm(
+        &data,
+        ks.clone(),
+        &covariances,
+        criterion,
+        &base,
+        path,
+        &mut on_row,
+    ) {
+        Some(selection) => selection?,
+        None => select_gmm_with_progress(&data, ks, &covariances, criterion, &base, &mut on_row)
+            .map_err(|e| about_file(e, path))?,
+    };
     let seconds = started.elapsed().as_secs_f64();
     bar.finish();
+    if !super::dist::is_root() {
+        return Ok(ExitCode::SUCCESS);
+    }
 
     let report = selection.best_model().backend_report().cloned();
-    if cmd.backend == BackendArg::Auto
-        && let Some(r) = &report
-    {
-        ui.note(describe_backend(r));
-    }
+    super::note_backend(cmd.backend, ui, report.as_ref());
     if let Some(path) = &cmd.output {
         let best = selection.best_model().clone();
         // A CSV's column names, unless the header repeats one (then the model has none).

@@ -114,14 +114,22 @@ impl<'e, 'r, M: Model + ?Sized> Reduced<'e, 'r, M> {
     }
 }
 
-/// Agrees on `local` and sums its flat view: the statistics of all processes.
-pub fn reduce_stats<S: Stats>(reducer: &dyn Reducer, local: Result<S>) -> Result<S> {
-    let (stats, status) = match local {
-        Ok(s) => (Some(s), Ok(())),
+/// `local` agreed on ([`Reducer::agree`]): its value on every process where it is `Ok` on every
+/// process, else the agreed error everywhere. Every result computed on one process between two
+/// collective calls passes through here (or [`reduce_stats`]) before the next one, so that no
+/// process leaves a collective sequence that the others continue.
+pub fn agreed<T>(reducer: &dyn Reducer, local: Result<T>) -> Result<T> {
+    let (value, status) = match local {
+        Ok(v) => (Some(v), Ok(())),
         Err(e) => (None, Err(e)),
     };
     reducer.agree(status)?;
-    let mut stats = stats.ok_or_else(|| Error::param("statistics missing after agreement"))?;
+    value.ok_or_else(|| Error::param("a value missing after agreement"))
+}
+
+/// Agrees on `local` and sums its flat view: the statistics of all processes.
+pub fn reduce_stats<S: Stats>(reducer: &dyn Reducer, local: Result<S>) -> Result<S> {
+    let mut stats = agreed(reducer, local)?;
     if reducer.size() > 1 {
         let mut flat = stats.to_flat();
         reducer.sum(&mut flat)?;

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use crate::data::{AsDataset, Dataset};
 use crate::device::cpu::map_chunks;
-use crate::em::reduce::Reducer;
+use crate::em::reduce::{Reducer, agreed};
 use crate::error::{Error, Result};
 use crate::numerics::sq_distance;
 
@@ -288,6 +288,7 @@ pub fn column_mean_var_reduced(
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let (n, d) = (data.global_rows() as f64, data.n_features());
     let sum_chunks = |mean: Option<&[f64]>| -> Result<Vec<f64>> {
+        // A failed read on one process is agreed on before the sum (no process is left in it).
         let parts = map_chunks(data, INIT_CHUNK_ROWS, |_, x| {
             let mut s = vec![0.0; d];
             for row in x.chunks_exact(d) {
@@ -301,7 +302,8 @@ pub fn column_mean_var_reduced(
                 }
             }
             s
-        })?;
+        });
+        let parts = agreed(reducer, parts)?;
         let mut total = vec![0.0; d];
         for s in &parts {
             total.iter_mut().zip(s).for_each(|(a, v)| *a += v);
@@ -317,13 +319,17 @@ pub fn column_mean_var_reduced(
 }
 
 /// Global row `row` of a distributed dataset on every process: the process holding it reads
-/// it, the others receive it ([`Reducer::broadcast`] by a sum where only it contributes).
+/// it (the read agreed on), the others receive it ([`Reducer::broadcast`] by a sum where only
+/// it contributes).
 fn global_row(data: &Dataset, reducer: &dyn Reducer, row: usize, out: &mut [f64]) -> Result<()> {
     let off = data.global_offset();
     out.iter_mut().for_each(|v| *v = 0.0);
-    if (off..off + data.n_samples()).contains(&row) {
-        data.read_f64(row - off, out)?;
-    }
+    let read = if (off..off + data.n_samples()).contains(&row) {
+        data.read_f64(row - off, out)
+    } else {
+        Ok(())
+    };
+    agreed(reducer, read)?;
     reducer.sum(out)
 }
 
@@ -333,7 +339,9 @@ fn global_row(data: &Dataset, reducer: &dyn Reducer, row: usize, out: &mut [f64]
 /// candidates' potentials, are summed across processes. The centers are those of a
 /// one-process run up to the rounding of the potentials' sums (a draw falls on another row only
 /// if it lands within that rounding of a boundary of the cumulative sum). Returns the centers
-/// `[K][D]` and their global rows.
+/// `[K][D]` and their global rows. Every step a process computes alone (reading its rows, the
+/// distances to a new center, a drawn candidate, the candidates' potentials) is agreed on
+/// before the next collective call, so that a failure on one process is an error on all.
 pub fn kmeans_plusplus_reduced(
     data: &Dataset,
     k: usize,
@@ -343,7 +351,7 @@ pub fn kmeans_plusplus_reduced(
     if reducer.size() == 1 && data.global_offset() == 0 {
         return kmeans_plusplus_rng(data, k, rng);
     }
-    data.require_unweighted("a distributed k-means++")?;
+    agreed(reducer, data.require_unweighted("a distributed k-means++"))?;
     let (n_total, off, d) = (data.global_rows(), data.global_offset(), data.n_features());
     let n = data.n_samples();
     let trials = 2 + (k as f64).ln() as usize;
@@ -353,12 +361,16 @@ pub fn kmeans_plusplus_reduced(
     global_row(data, reducer, first, &mut centers[..d])?;
     indices.push(first);
     let mut closest = vec![0.0; n];
-    let mut chunk_sums = update_closest(data, &mut closest, &centers[..d], true)?;
+    let mut chunk_sums = agreed(
+        reducer,
+        update_closest(data, &mut closest, &centers[..d], true),
+    )?;
     let mut cand = vec![0.0; trials * (d + 1)];
     for c in 1..k {
         let totals = reducer.gather(&[chunk_sums.iter().sum::<f64>()])?;
         let potential: f64 = totals.iter().sum();
         cand.iter_mut().for_each(|v| *v = 0.0);
+        let mut read = Ok(());
         for t in 0..trials {
             let v = rng.random::<f64>() * potential;
             // The process whose rows the cumulative sum reaches v in (clipped to the last row).
@@ -376,20 +388,17 @@ pub fn kmeans_plusplus_reduced(
                 .rposition(|&s| s > 0.0)
                 .unwrap_or(totals.len() - 1);
             let (q, local_v) = owner.unwrap_or((last, f64::INFINITY));
-            if q == reducer.rank() {
-                let i = if n == 0 {
-                    continue;
-                } else {
-                    search_cumsum(&closest, None, &chunk_sums, local_v)
-                };
+            if q == reducer.rank() && n > 0 && read.is_ok() {
+                let i = search_cumsum(&closest, None, &chunk_sums, local_v);
                 let slot = &mut cand[t * (d + 1)..(t + 1) * (d + 1)];
                 slot[0] = (off + i) as f64;
-                data.read_f64(i, &mut slot[1..])?;
+                read = data.read_f64(i, &mut slot[1..]);
             }
         }
+        agreed(reducer, read)?;
         reducer.sum(&mut cand)?;
         let row = |t: usize| &cand[t * (d + 1) + 1..(t + 1) * (d + 1)];
-        let parts: Vec<Vec<f64>> = closest
+        let parts: Result<Vec<Vec<f64>>> = closest
             .par_chunks(INIT_CHUNK_ROWS)
             .enumerate()
             .map_init(Vec::new, |buf, (ci, cl)| {
@@ -403,7 +412,8 @@ pub fn kmeans_plusplus_reduced(
                 }
                 Ok(pot)
             })
-            .collect::<Result<_>>()?;
+            .collect::<Result<_>>();
+        let parts = agreed(reducer, parts)?;
         let mut pots = vec![0.0; trials];
         for p in &parts {
             pots.iter_mut().zip(p).for_each(|(a, v)| *a += v);
@@ -412,7 +422,10 @@ pub fn kmeans_plusplus_reduced(
         let best = (1..trials).fold(0, |b, t| if pots[t] < pots[b] { t } else { b });
         centers[c * d..(c + 1) * d].copy_from_slice(row(best));
         indices.push(cand[best * (d + 1)] as usize);
-        chunk_sums = update_closest(data, &mut closest, &centers[c * d..(c + 1) * d], false)?;
+        chunk_sums = agreed(
+            reducer,
+            update_closest(data, &mut closest, &centers[c * d..(c + 1) * d], false),
+        )?;
     }
     Ok((centers, indices))
 }

@@ -3,7 +3,9 @@
 //! [`GpuContext::shared`] builds it on first use and hands out the same `Arc` afterwards (the
 //! error too, when there is no adapter: asking again would not find one). The adapter is chosen
 //! by [`preferred_adapter`]'s rule: `WGPU_ADAPTER_NAME` when set, else a discrete GPU before an
-//! integrated one before anything else, a software adapter (Mesa's llvmpipe) last. The device is
+//! integrated one before anything else, a software adapter (Mesa's llvmpipe) last; or, when
+//! configured so ([`GpuContext::configure_shared_adapter`], as the command line does under
+//! `mpirun`), hardware adapter `i mod n` for process `i` of a node. The device is
 //! requested with the adapter's own limits, so that large storage bindings, large buffers and
 //! large workgroup memory are available wherever the hardware has them; nothing here assumes one
 //! GPU's numbers.
@@ -93,6 +95,9 @@ pub struct GpuContext {
     limits: wgpu::Limits,
     /// Kernel build options and engine defaults.
     options: GpuContextOptions,
+    /// `(j, n)` when the shared context took hardware adapter j of the n present
+    /// ([`SharedAdapter::HardwareModulo`]).
+    hardware_slot: Option<(usize, usize)>,
     pipelines: Mutex<HashMap<String, Arc<KernelPipeline>>>,
 }
 
@@ -127,7 +132,25 @@ impl From<&SharedError> for Error {
     }
 }
 
+/// Which adapter [`GpuContext::shared`] takes ([`GpuContext::configure_shared_adapter`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SharedAdapter {
+    /// The adapter `WGPU_ADAPTER_NAME` names when that variable is set, else the best ranked
+    /// ([`preferred_adapter`]).
+    #[default]
+    Preferred,
+    /// Hardware adapter `i mod n` of the `n` hardware (not software) adapters present, on the
+    /// API of the best ranked one, best ranked first (ties in enumeration order): one GPU per
+    /// process of a node, process `i` (its rank on the node) on GPU `i mod n`. When
+    /// `WGPU_ADAPTER_NAME` is set, the adapter it names; with no hardware adapter, as
+    /// [`SharedAdapter::Preferred`] (a software one, if any).
+    HardwareModulo(usize),
+}
+
 static SHARED: OnceLock<std::result::Result<Arc<GpuContext>, SharedError>> = OnceLock::new();
+/// The adapter the shared context takes (set at most once, before it is built).
+static SHARED_ADAPTER: OnceLock<SharedAdapter> = OnceLock::new();
 /// The options the shared context is built with (set at most once, before it is built).
 static SHARED_OPTIONS: OnceLock<GpuContextOptions> = OnceLock::new();
 
@@ -140,9 +163,12 @@ impl GpuContext {
         SHARED
             .get_or_init(|| {
                 let instance = new_instance();
-                let adapter = pick_adapter(&instance).ok_or(SharedError::NoAdapter)?;
+                let (adapter, slot) = pick_adapter(&instance).ok_or(SharedError::NoAdapter)?;
                 let options = SHARED_OPTIONS.get_or_init(GpuContextOptions::default);
-                Self::create(instance, adapter).map(|ctx| Arc::new(ctx.with_options(*options)))
+                Self::create(instance, adapter).map(|mut ctx| {
+                    ctx.hardware_slot = slot;
+                    Arc::new(ctx.with_options(*options))
+                })
             })
             .as_ref()
             .map(Arc::clone)
@@ -162,6 +188,28 @@ impl GpuContext {
                 "the shared GPU context is already configured with {set:?}; configure it once, before its first use"
             )))
         }
+    }
+
+    /// Sets which adapter the shared context ([`GpuContext::shared`]) takes. Call it before
+    /// anything uses the shared context (the command line does, under `mpirun`: each rank
+    /// takes hardware adapter (its rank on the node) mod (their number)); calling it again with
+    /// the same choice is harmless. An error when another choice was set first.
+    pub fn configure_shared_adapter(choice: SharedAdapter) -> Result<()> {
+        let set = SHARED_ADAPTER.get_or_init(|| choice);
+        if *set == choice {
+            Ok(())
+        } else {
+            Err(Error::param(format!(
+                "the shared GPU context's adapter is already chosen ({set:?}); choose it once, before its first use"
+            )))
+        }
+    }
+
+    /// `(j, n)` when this context is the shared one and took hardware adapter `j` of the `n`
+    /// present by [`SharedAdapter::HardwareModulo`]; `None` otherwise (the preferred adapter,
+    /// `WGPU_ADAPTER_NAME`'s, or no hardware adapter).
+    pub fn hardware_slot(&self) -> Option<(usize, usize)> {
+        self.hardware_slot
     }
 
     /// A new context (its own device and queue) on the adapter at `index` in [`adapters`]'s
@@ -228,6 +276,7 @@ impl GpuContext {
             info,
             limits,
             options: GpuContextOptions::default(),
+            hardware_slot: None,
             pipelines: Mutex::new(HashMap::new()),
         }
     }
@@ -369,7 +418,12 @@ fn new_instance() -> wgpu::Instance {
 
 /// Rank of an adapter: lower is preferred.
 fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
-    let kind = match info.device_type {
+    rank_of(info.device_type, info.backend)
+}
+
+/// [`rank`] of an adapter of this kind on this API.
+fn rank_of(device_type: wgpu::DeviceType, backend: wgpu::Backend) -> (u8, u8) {
+    let kind = match device_type {
         wgpu::DeviceType::DiscreteGpu => 0,
         wgpu::DeviceType::IntegratedGpu => 1,
         wgpu::DeviceType::VirtualGpu => 2,
@@ -377,33 +431,58 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
         wgpu::DeviceType::Cpu => 4,
     };
     // Native compute APIs before OpenGL (whose compute support is the narrowest).
-    let api = match info.backend {
+    let api = match backend {
         wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
         _ => 1,
     };
     (kind, api)
 }
 
+/// The hardware (not software) adapters among `kinds` (each adapter's kind and API, in
+/// enumeration order), one entry per GPU: those on the API of the best ranked one (a GPU seen
+/// through Vulkan and OpenGL counts once), best ranked first, ties in enumeration order.
+fn hardware_order(kinds: &[(wgpu::DeviceType, wgpu::Backend)]) -> Vec<usize> {
+    let mut hardware: Vec<usize> = (0..kinds.len())
+        .filter(|&i| kinds[i].0 != wgpu::DeviceType::Cpu)
+        .collect();
+    hardware.sort_by_key(|&i| (rank_of(kinds[i].0, kinds[i].1), i));
+    if let Some(&best) = hardware.first() {
+        let api = kinds[best].1;
+        hardware.retain(|&i| kinds[i].1 == api);
+    }
+    hardware
+}
+
 fn all_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
     pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
 }
 
-/// The adapter the shared context uses: the one whose name contains `WGPU_ADAPTER_NAME`
-/// (case-insensitive) when that variable is set, else the best ranked (discrete, integrated,
-/// virtual, other, software; native APIs before OpenGL; enumeration order breaks ties).
-fn pick_adapter(instance: &wgpu::Instance) -> Option<wgpu::Adapter> {
-    let adapters = all_adapters(instance);
+/// The adapter the shared context uses (see [`SharedAdapter`]): the one whose name contains
+/// `WGPU_ADAPTER_NAME` (case-insensitive) when that variable is set; else, for
+/// [`SharedAdapter::HardwareModulo`], that hardware adapter (with its slot `(j, n)`); else the
+/// best ranked (discrete, integrated, virtual, other, software; native APIs before OpenGL;
+/// enumeration order breaks ties).
+fn pick_adapter(instance: &wgpu::Instance) -> Option<(wgpu::Adapter, Option<(usize, usize)>)> {
+    let mut adapters = all_adapters(instance);
     if let Ok(want) = std::env::var("WGPU_ADAPTER_NAME") {
         let want = want.to_lowercase();
         return adapters
             .into_iter()
-            .find(|a| a.get_info().name.to_lowercase().contains(&want));
+            .find(|a| a.get_info().name.to_lowercase().contains(&want))
+            .map(|a| (a, None));
     }
-    adapters
-        .into_iter()
-        .enumerate()
-        .min_by_key(|(i, a)| (rank(&a.get_info()), *i))
-        .map(|(_, a)| a)
+    let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+    if let Some(SharedAdapter::HardwareModulo(i)) = SHARED_ADAPTER.get().copied() {
+        let kinds: Vec<_> = infos.iter().map(|a| (a.device_type, a.backend)).collect();
+        let hardware = hardware_order(&kinds);
+        if !hardware.is_empty() {
+            let j = i % hardware.len();
+            let adapter = adapters.swap_remove(hardware[j]);
+            return Some((adapter, Some((j, hardware.len()))));
+        }
+    }
+    let best = (0..infos.len()).min_by_key(|&i| (rank(&infos[i]), i))?;
+    Some((adapters.swap_remove(best), None))
 }
 
 /// Every adapter wgpu sees on this machine, in enumeration order, with its limits.
@@ -422,7 +501,7 @@ pub fn preferred_adapter() -> Option<AdapterSummary> {
         return Some(AdapterSummary::new(&ctx.info, &ctx.adapter.limits()));
     }
     let instance = new_instance();
-    pick_adapter(&instance).map(|a| AdapterSummary::new(&a.get_info(), &a.limits()))
+    pick_adapter(&instance).map(|(a, _)| AdapterSummary::new(&a.get_info(), &a.limits()))
 }
 
 /// What `Backend::Auto` runs on.
@@ -456,5 +535,32 @@ pub fn auto_choice() -> AutoChoice {
         Err(e) => AutoChoice::Cpu {
             reason: format!("the GPU could not be used ({e}); using the CPU backend"),
         },
+    }
+}
+
+#[cfg(test)]
+mod adapter_order_tests {
+    use super::*;
+    use wgpu::{Backend as Api, DeviceType as Kind};
+
+    #[test]
+    fn hardware_adapters_one_per_gpu_best_first() {
+        // Two discrete GPUs through Vulkan and OpenGL, an integrated one, llvmpipe twice.
+        let kinds = [
+            (Kind::Cpu, Api::Vulkan),
+            (Kind::IntegratedGpu, Api::Vulkan),
+            (Kind::DiscreteGpu, Api::Vulkan),
+            (Kind::DiscreteGpu, Api::Gl),
+            (Kind::DiscreteGpu, Api::Vulkan),
+            (Kind::Cpu, Api::Gl),
+        ];
+        assert_eq!(hardware_order(&kinds), [2, 4, 1]);
+        // Only software adapters: none (the shared context then takes the preferred one).
+        assert!(hardware_order(&[(Kind::Cpu, Api::Vulkan), (Kind::Cpu, Api::Gl)]).is_empty());
+        // A GPU only OpenGL sees still counts.
+        assert_eq!(
+            hardware_order(&[(Kind::Cpu, Api::Vulkan), (Kind::DiscreteGpu, Api::Gl)]),
+            [1]
+        );
     }
 }

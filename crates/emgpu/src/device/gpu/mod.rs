@@ -24,6 +24,6 @@ pub(crate) mod reduce;
 pub(crate) mod util;
 
 pub use context::{
-    AdapterSummary, AutoChoice, GpuContext, adapters, auto_choice, preferred_adapter,
+    AdapterSummary, AutoChoice, GpuContext, SharedAdapter, adapters, auto_choice, preferred_adapter,
 };
 pub use options::{GpuContextOptions, GpuEngineOptions, GpuVariant};

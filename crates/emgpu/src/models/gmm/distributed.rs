@@ -13,12 +13,12 @@ use super::{
     estimate_parameters, gmm_engine, with_reg,
 };
 use crate::data::Dataset;
-use crate::em::reduce::{Reduced, Reducer, reduce_stats};
+use crate::em::reduce::{Reduced, Reducer, agreed, reduce_stats};
 use crate::em::{Control, Progress, StopRule, best_of, run_em_with};
 use crate::error::{Error, Result};
 use crate::init::{column_mean_var_reduced, kmeans_plusplus_reduced, tolerance_from_variances};
 use crate::models::kmeans::KMeansEngine;
-use crate::models::kmeans::distributed::lloyd_reduced;
+use crate::models::kmeans::lloyd;
 
 impl GaussianMixture {
     /// Fits the mixture to the rows of every process of a distributed fit: `data` holds this
@@ -37,12 +37,33 @@ impl GaussianMixture {
         reducer: &dyn Reducer,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<FittedGmm> {
-        let checked = data
-            .validate_for("the Gaussian mixture")
-            .and_then(|_| data.require_unweighted("a distributed Gaussian mixture"))
-            .and_then(|_| data.require_plain("the Gaussian mixture"));
+        let checked = check_distributed_data(data)
+            .and_then(|_| self.check_distributed(data.global_rows(), data.n_features()));
         reducer.agree(checked)?;
-        let (n, d) = (data.global_rows(), data.n_features());
+        let built = gmm_engine(
+            self.backend,
+            data,
+            self.covariance_type,
+            self.n_components,
+            self.engine,
+        );
+        let mut engine = agreed(reducer, built)?;
+        let mut state = self.init_state();
+        let kmeans_tol = self.kmeans_tol_distributed(data, reducer)?;
+        self.fit_distributed_engine(
+            data,
+            engine.as_mut(),
+            &mut state,
+            reducer,
+            kmeans_tol,
+            progress,
+        )
+    }
+
+    /// The settings checks of a distributed fit over `n` rows of `d` features (the data's are
+    /// [`check_distributed_data`]): [`GaussianMixture::validate`], and the starts and modes a
+    /// distributed fit does not run.
+    pub(crate) fn check_distributed(&self, n: usize, d: usize) -> Result<()> {
         self.validate(n, d)?;
         let unsupported = |what: &str| {
             Err(Error::param(format!(
@@ -61,27 +82,38 @@ impl GaussianMixture {
                 self.init.name()
             ));
         }
-        let built = gmm_engine(
-            self.backend,
-            data,
-            self.covariance_type,
-            self.n_components,
-            self.engine,
-        );
-        let (engine, status) = match built {
-            Ok(e) => (Some(e), Ok(())),
-            Err(e) => (None, Err(e)),
-        };
-        reducer.agree(status)?;
-        let mut engine = engine.ok_or_else(|| Error::param("the engine was not built"))?;
-        let engine = engine.as_mut();
-        let mut state = self.init_state();
-        let kmeans_tol = match self.init {
+        Ok(())
+    }
+
+    /// The absolute tolerance of the k-means start (from the variances of all the rows; a
+    /// collective call when the init is [`Init::Kmeans`], on every process alike), else 0.
+    pub(crate) fn kmeans_tol_distributed(
+        &self,
+        data: &Dataset,
+        reducer: &dyn Reducer,
+    ) -> Result<f64> {
+        Ok(match self.init {
             Init::Kmeans => {
                 tolerance_from_variances(&column_mean_var_reduced(data, reducer)?.1, 1e-4)
             }
             _ => 0.0,
-        };
+        })
+    }
+
+    /// [`GaussianMixture::fit_distributed`] on an engine already built over `data` (model
+    /// selection reuses one per covariance type), sharing `state` with other fits on the same
+    /// data; the checks are the caller's. `kmeans_tol` is
+    /// [`GaussianMixture::kmeans_tol_distributed`].
+    pub(crate) fn fit_distributed_engine<'a>(
+        &self,
+        data: &'a Dataset<'a>,
+        engine: &mut dyn GmmEngine,
+        state: &mut InitState<'a>,
+        reducer: &dyn Reducer,
+        kmeans_tol: f64,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<FittedGmm> {
+        let (n, d) = (data.global_rows(), data.n_features());
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let rule = StopRule {
             tol: self.tol,
@@ -92,7 +124,7 @@ impl GaussianMixture {
             self.n_init,
             |init| {
                 let params =
-                    self.draw_distributed(data, &mut rng, engine, &mut state, reducer, kmeans_tol)?;
+                    self.draw_distributed(data, &mut rng, engine, state, reducer, kmeans_tol)?;
                 let mut seconds = Vec::new();
                 let mut elapsed = 0.0;
                 let mut timed = |p: &Progress| {
@@ -127,7 +159,17 @@ impl GaussianMixture {
         )?;
         self.fitted_from(best, init_lower_bounds, engine.report(), n)
     }
+}
 
+/// The checks of the rows of a distributed fit, on this process (agree on them before the next
+/// collective call): finite, unweighted, plain samples.
+pub(crate) fn check_distributed_data(data: &Dataset) -> Result<()> {
+    data.validate_for("the Gaussian mixture")
+        .and_then(|_| data.require_unweighted("a distributed Gaussian mixture"))
+        .and_then(|_| data.require_plain("the Gaussian mixture"))
+}
+
+impl GaussianMixture {
     /// The starting parameters of one restart of a distributed fit (see
     /// [`GaussianMixture::fit_distributed`]); `kmeans_tol` is the k-means start's absolute
     /// tolerance (from the variances of all the rows).
@@ -158,14 +200,9 @@ impl GaussianMixture {
                         .kmeans_engine(data)
                         .map(|km| km as &mut dyn KMeansEngine),
                 };
-                let (km, status) = match built {
-                    Ok(km) => (Some(km), Ok(())),
-                    Err(e) => (None, Err(e)),
-                };
-                reducer.agree(status)?;
-                let km = km.ok_or_else(|| Error::param("the k-means engine was not built"))?;
+                let km = agreed(reducer, built)?;
                 let seeds = kmeans_plusplus_reduced(data, k, rng, reducer)?.0;
-                let run = lloyd_reduced(
+                let run = lloyd(
                     km,
                     data,
                     seeds,

@@ -18,7 +18,7 @@
 
 mod covariance;
 pub mod cpu;
-mod distributed;
+pub(crate) mod distributed;
 mod engine;
 mod fitted;
 #[cfg(feature = "gpu")]
@@ -45,6 +45,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::{AsDataset, AsWeights, Dataset};
 use crate::device::{Backend, BackendReport, EngineOptions};
 use crate::em::online::{OnlineOptions, run_online};
+use crate::em::reduce::LocalReducer;
 use crate::em::{AfterMStep, Control, Progress, StopRule, best_of, observe, run_em_with};
 use crate::error::{Error, Result};
 use crate::init::{kmeans_plusplus_rng, random_rows, tolerance_from_variances};
@@ -655,9 +656,17 @@ impl GaussianMixture {
                     None => state.kmeans_engine(data)?,
                 };
                 let seeds = kmeans_plusplus_rng(data, k, rng)?.0;
-                let run = lloyd(km, data, seeds, k, 300, tol, 0, &mut |_| {
-                    Control::Continue(())
-                })?;
+                let run = lloyd(
+                    km,
+                    data,
+                    seeds,
+                    k,
+                    300,
+                    tol,
+                    0,
+                    &mut |_| Control::Continue(()),
+                    &LocalReducer,
+                )?;
                 let mut labels = vec![0u32; n];
                 km.labels(&mut labels)?;
                 gmm_stats_from_labels(data, &labels, k, cov, &run.centers)?

@@ -7,12 +7,12 @@
 
 use super::{FarPoint, FittedKMeans, KMeans, kmeans_engine};
 use super::{
-    KMeansEngine, KMeansInit, KMeansModel, KMeansProgress, KMeansStats, LloydRun, same_clustering,
+    KMeansEngine, KMeansInit, KMeansModel, KMeansProgress, KMeansStats, lloyd, same_clustering,
 };
 use crate::data::Dataset;
 use crate::device::{Backend, BackendReport};
-use crate::em::reduce::{Reducer, reduce_stats};
-use crate::em::{Control, EStep, Progress, StopRule, best_of, run_em};
+use crate::em::reduce::{Reducer, agreed, reduce_stats};
+use crate::em::{Control, EStep, best_of};
 use crate::error::{Error, Result};
 use crate::init::{column_mean_var_reduced, kmeans_plusplus_reduced, tolerance_from_variances};
 use rand::SeedableRng;
@@ -20,7 +20,8 @@ use rand_chacha::ChaCha8Rng;
 
 /// The assignment step of a distributed k-means: this process's engine, its statistics summed
 /// by `reducer`, the farthest points of clusters empty in the sum gathered from every process.
-/// With one process it is [`super::KMeansStep`].
+/// With one process ([`crate::em::reduce::LocalReducer`]) it is [`super::KMeansStep`]: the
+/// engine's statistics and farthest points as they are.
 pub struct ReducedKMeansStep<'e, 'd, 'r> {
     engine: &'e mut dyn KMeansEngine,
     data: &'d Dataset<'d>,
@@ -40,21 +41,6 @@ impl<'e, 'd, 'r> ReducedKMeansStep<'e, 'd, 'r> {
             reducer,
         }
     }
-
-    /// This process's `m` farthest points with their rows (local row numbers).
-    fn local_farthest(
-        &mut self,
-        stats: &KMeansStats,
-        m: usize,
-    ) -> Result<Vec<(FarPoint, Vec<f64>)>> {
-        if self.data.n_samples() == 0 {
-            return Ok(Vec::new());
-        }
-        let far = self.engine.farthest(m)?;
-        let mut s = stats.clone();
-        s.set_farthest(self.data, far)?;
-        Ok(s.farthest)
-    }
 }
 
 impl EStep<KMeansModel> for ReducedKMeansStep<'_, '_, '_> {
@@ -67,16 +53,19 @@ impl EStep<KMeansModel> for ReducedKMeansStep<'_, '_, '_> {
         if empty == 0 {
             return Ok(stats);
         }
-        let local = self.local_farthest(&stats, empty);
-        let (far, status) = match local {
-            Ok(f) => (f, Ok(())),
-            Err(e) => (Vec::new(), Err(e)),
+        // This process's `empty` farthest points with their rows (local row numbers).
+        let local = if self.data.n_samples() == 0 {
+            Ok(())
+        } else {
+            self.engine
+                .farthest(empty)
+                .and_then(|far| stats.set_farthest(self.data, far))
         };
-        self.reducer.agree(status)?;
+        agreed(self.reducer, local)?;
         if self.reducer.size() == 1 {
-            stats.farthest = far;
             return Ok(stats);
         }
+        let far = std::mem::take(&mut stats.farthest);
         // Each process's list in `empty` slots of [valid, global row, label, distance, weight, x].
         let (w, off) = (5 + d, self.data.global_offset());
         let mut mine = vec![0.0; empty * w];
@@ -119,64 +108,6 @@ impl EStep<KMeansModel> for ReducedKMeansStep<'_, '_, '_> {
     }
 }
 
-/// [`super::lloyd`] over the rows of every process: the assignment statistics summed by
-/// `reducer` ([`ReducedKMeansStep`]), the final inertia too. The engine's labels are those of
-/// this process's rows.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn lloyd_reduced(
-    engine: &mut dyn KMeansEngine,
-    data: &Dataset,
-    centers: Vec<f64>,
-    k: usize,
-    max_iter: usize,
-    tol: f64,
-    init: usize,
-    progress: &mut dyn FnMut(&KMeansProgress) -> Control,
-    reducer: &dyn Reducer,
-) -> Result<LloydRun> {
-    let model = KMeansModel {
-        n_clusters: k,
-        n_features: data.n_features(),
-    };
-    let mut n = [data.sum_of_weights()];
-    if reducer.size() > 1 {
-        reducer.sum(&mut n)?;
-    }
-    let n = n[0];
-    let mut report = |p: &Progress| {
-        progress(&KMeansProgress {
-            init: p.init,
-            iteration: p.iteration,
-            inertia: -p.lower_bound * n,
-            center_shift: p.criterion,
-        })
-    };
-    let rule = StopRule { tol, max_iter };
-    let run = run_em(
-        &model,
-        &mut ReducedKMeansStep::new(engine, data, reducer),
-        centers,
-        rule,
-        init,
-        &mut report,
-    )?;
-    // Labels and inertia of the final centers (see `lloyd`): the same decision on every process.
-    let (before, stats) = &run.last;
-    let strict = run.converged && run.n_iter > 1 && stats.n_changed == 0;
-    let inertia = if strict && *before == run.params {
-        stats.inertia
-    } else {
-        let local = engine.assign_and_sum(&run.params, k);
-        reduce_stats(reducer, local)?.inertia
-    };
-    Ok(LloydRun {
-        centers: run.params,
-        inertia,
-        n_iter: run.n_iter,
-        converged: run.converged,
-    })
-}
-
 /// [`same_clustering`] of two labelings of the rows of every process: each process's rows
 /// must map consistently, and the label maps of all processes must agree.
 fn same_clustering_reduced(a: &[u32], b: &[u32], k: usize, reducer: &dyn Reducer) -> Result<bool> {
@@ -215,24 +146,20 @@ impl KMeans {
         reducer: &dyn Reducer,
         progress: &mut dyn FnMut(&KMeansProgress),
     ) -> Result<FittedKMeans> {
+        let (n, d, k) = (data.global_rows(), data.n_features(), self.n_clusters);
         let checked = data
             .validate_for("k-means")
             .and_then(|_| data.require_unweighted("a distributed k-means"))
-            .and_then(|_| data.require_plain("k-means"));
+            .and_then(|_| data.require_plain("k-means"))
+            .and_then(|_| self.validate(n, d))
+            .and_then(|_| match self.init {
+                KMeansInit::Random => Err(Error::param(
+                    "the random k-means init is not supported in a distributed fit; use k-means++ or give the initial centers",
+                )),
+                _ => Ok(()),
+            });
         reducer.agree(checked)?;
-        let (n, d, k) = (data.global_rows(), data.n_features(), self.n_clusters);
-        self.validate(n, d)?;
-        if matches!(self.init, KMeansInit::Random) {
-            return Err(Error::param(
-                "the random k-means init is not supported in a distributed fit; use k-means++ or give the initial centers",
-            ));
-        }
-        let (engine, status) = match kmeans_engine(self.backend, data, self.engine) {
-            Ok(e) => (Some(e), Ok(())),
-            Err(e) => (None, Err(e)),
-        };
-        reducer.agree(status)?;
-        let mut engine = engine.ok_or_else(|| Error::param("the k-means engine was not built"))?;
+        let mut engine = agreed(reducer, kmeans_engine(self.backend, data, self.engine))?;
         let engine = engine.as_mut();
         let tol = tolerance_from_variances(&column_mean_var_reduced(data, reducer)?.1, self.tol);
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
@@ -247,7 +174,7 @@ impl KMeans {
                     KMeansInit::Centers(c) => c.iter().copied().collect(),
                     _ => kmeans_plusplus_reduced(data, k, &mut rng, reducer)?.0,
                 };
-                let run = lloyd_reduced(
+                let run = lloyd(
                     engine,
                     data,
                     centers,
@@ -258,8 +185,9 @@ impl KMeans {
                     &mut progress,
                     reducer,
                 )?;
+                // This process's labels (read back from a GPU engine: it can fail here alone).
                 let mut labels = vec![0u32; data.n_samples()];
-                engine.labels(&mut labels)?;
+                agreed(reducer, engine.labels(&mut labels))?;
                 Ok((run, labels))
             },
             |(r, l), (b, bl)| {

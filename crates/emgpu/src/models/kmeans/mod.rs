@@ -42,6 +42,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::data::{AsDataset, AsWeights, Dataset};
 use crate::device::{Backend, EngineOptions};
+use crate::em::reduce::{LocalReducer, Reducer, reduce_stats};
 use crate::em::{Control, Progress, StopRule, best_of, run_em};
 use crate::error::{Error, Result};
 use crate::init::{
@@ -303,7 +304,17 @@ impl KMeans {
             self.n_init_value(),
             |init| {
                 let centers = self.draw_centers(data, &mut rng)?;
-                let run = lloyd(engine, data, centers, k, self.max_iter, tol, init, progress)?;
+                let run = lloyd(
+                    engine,
+                    data,
+                    centers,
+                    k,
+                    self.max_iter,
+                    tol,
+                    init,
+                    progress,
+                    &LocalReducer,
+                )?;
                 let mut labels = vec![0u32; n];
                 engine.labels(&mut labels)?;
                 Ok((run, labels))
@@ -357,9 +368,13 @@ pub(crate) struct LloydRun {
 }
 
 /// One run of Lloyd's algorithm from `centers` (scikit-learn's `_kmeans_single_lloyd`) through
-/// the EM loop with [`KMeansModel`]; `tol` is absolute (already scaled by the data's variance). On
-/// return the engine's last assignment is that of the final centers, so its labels are the run's
-/// labels.
+/// the EM loop with [`KMeansModel`]; `tol` is absolute (already scaled by the data's variance).
+/// On return the engine's last assignment is that of the final centers, so its labels are the
+/// run's labels.
+///
+/// `reducer` sums the statistics over the processes of a distributed fit
+/// ([`ReducedKMeansStep`]; `data` then holds this process's rows and the engine's labels are
+/// theirs); with [`LocalReducer`] (one process) the run is the engine's alone, bit for bit.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn lloyd(
     engine: &mut dyn KMeansEngine,
@@ -370,12 +385,17 @@ pub(crate) fn lloyd(
     tol: f64,
     init: usize,
     progress: &mut dyn FnMut(&KMeansProgress) -> Control,
+    reducer: &dyn Reducer,
 ) -> Result<LloydRun> {
     let model = KMeansModel {
         n_clusters: k,
         n_features: data.n_features(),
     };
-    let n = data.sum_of_weights();
+    let mut n = [data.sum_of_weights()];
+    if reducer.size() > 1 {
+        reducer.sum(&mut n)?;
+    }
+    let n = n[0];
     let mut report = |p: &Progress| {
         progress(&KMeansProgress {
             init: p.init,
@@ -387,7 +407,7 @@ pub(crate) fn lloyd(
     let rule = StopRule { tol, max_iter };
     let run = run_em(
         &model,
-        &mut KMeansStep::new(engine, data),
+        &mut ReducedKMeansStep::new(engine, data, reducer),
         centers,
         rule,
         init,
@@ -395,13 +415,15 @@ pub(crate) fn lloyd(
     )?;
     // Labels and inertia of the final centers. After strict convergence the last assignment is
     // already that, unless the update moved a center by rounding: then assign once more (as
-    // scikit-learn does whenever the run did not converge strictly).
+    // scikit-learn does whenever the run did not converge strictly). Every process makes the
+    // same decision (from the summed statistics).
     let (before, stats) = &run.last;
     let strict = run.converged && run.n_iter > 1 && stats.n_changed == 0;
     let inertia = if strict && *before == run.params {
         stats.inertia
     } else {
-        engine.assign_and_sum(&run.params, k)?.inertia
+        let local = engine.assign_and_sum(&run.params, k);
+        reduce_stats(reducer, local)?.inertia
     };
     Ok(LloydRun {
         centers: run.params,
