@@ -165,7 +165,8 @@ pub fn gmm_engine_batched<'a>(
 ) -> Result<Box<dyn GmmEngine + 'a>> {
     choose::<dyn GmmEngine + 'a>(
         backend,
-        data.n_samples() * data.n_features(),
+        // All the processes' rows: under MPI every rank then makes the same small-data choice.
+        data.global_rows() * data.n_features(),
         |reason| Box::new(CpuEngine::new(data, options, reason)),
         |ctx, reason| {
             #[cfg(feature = "gpu")]

@@ -55,7 +55,8 @@ pub fn kmeans_engine<'a>(
 ) -> Result<Box<dyn KMeansEngine + 'a>> {
     choose::<dyn KMeansEngine + 'a>(
         backend,
-        data.n_samples() * data.n_features(),
+        // All the processes' rows: under MPI every rank then makes the same small-data choice.
+        data.global_rows() * data.n_features(),
         |reason| Box::new(CpuKMeansEngine::new(data, options, reason)),
         |ctx, reason| {
             #[cfg(feature = "gpu")]
