@@ -10,8 +10,9 @@
 //! For each: the complete-data engine on the data before the holes were punched, and the
 //! missing-data engine with the default grouping (patterns of ≥ `group_rows` rows through the
 //! complete-data engine on their observed columns) and with every incomplete pattern on the
-//! direct per-row path. `BACKEND=gpu` runs the engines on the GPU (the rare patterns stay on the
-//! CPU); `SMALL=1` divides N by 10.
+//! direct per-row path, and the streamed layout (memory independent of N; `CHUNK=` and
+//! `BLOCKED=` lists compare its chunk sizes and thresholds). `BACKEND=gpu` runs the engines on
+//! the GPU (the rare patterns stay on the CPU); `SMALL=1` divides N by 10.
 use std::time::Instant;
 
 use emgpu::em::{EStep, Model};

@@ -56,9 +56,13 @@ pub const STREAM_BLOCKED_ROWS: usize = 256;
 /// At most this many blocks of chunks (the unit of parallel work; summed in order).
 const MAX_BLOCKS: usize = 64;
 
-/// Rows per chunk of the streamed layout for `d` features (about 4 MiB of f64 per chunk).
+/// At most this many rows per chunk (narrow data: enough chunks to share among the threads).
+pub const STREAM_MAX_CHUNK_ROWS: usize = 32_768;
+
+/// Rows per chunk of the streamed layout for `d` features: 4 MiB of f64 per chunk, at most
+/// [`STREAM_MAX_CHUNK_ROWS`].
 pub fn stream_chunk_rows(d: usize) -> usize {
-    (STREAM_CHUNK_BYTES / (8 * d.max(1))).max(1)
+    (STREAM_CHUNK_BYTES / (8 * d.max(1))).clamp(1, STREAM_MAX_CHUNK_ROWS)
 }
 
 /// What one pass over the data finds (the streamed layout's only whole-data pass, at build):
