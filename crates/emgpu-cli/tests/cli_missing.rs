@@ -240,3 +240,77 @@ fn without_the_flag_nan_and_na_are_errors_that_name_it() {
         &["validate does not run with --missing em yet"],
     );
 }
+
+#[test]
+fn missing_layout_streamed_gives_the_grouped_fit_and_bad_combinations_say_what_to_do() {
+    let dir = tmp();
+    let p = dir.path();
+    let x = holey();
+    write_npy(p.join("x.npy"), &x).unwrap();
+    let mut means = Vec::new();
+    for layout in ["grouped", "streamed"] {
+        let out = format!("{layout}.json");
+        let run = ok(
+            p,
+            &[
+                "fit",
+                "-i",
+                "x.npy",
+                "-k",
+                "2",
+                "-o",
+                &out,
+                "--missing",
+                "em",
+                "--missing-layout",
+                layout,
+                "--backend",
+                "cpu",
+                "--json",
+            ],
+        );
+        let lb = last_json(&run)["lower_bound"].as_f64().unwrap();
+        let m = read_json(&p.join(&out));
+        means.push((lb, flat(&m["means"]), flat(&m["covariances"])));
+    }
+    // The same fit: the sums are only reordered.
+    near(&[means[1].0], &[means[0].0]);
+    near(&means[1].1, &means[0].1);
+    near(&means[1].2, &means[0].2);
+    fails(
+        p,
+        &[
+            "fit",
+            "-i",
+            "x.npy",
+            "-k",
+            "2",
+            "-o",
+            "m.json",
+            "--missing-layout",
+            "grouped",
+        ],
+        2,
+        &["--missing-layout", "--missing em"],
+    );
+    fails(
+        p,
+        &[
+            "fit",
+            "-i",
+            "x.npy",
+            "-k",
+            "2",
+            "-o",
+            "m.json",
+            "--missing",
+            "em",
+            "--missing-layout",
+            "streamed",
+            "--backend",
+            "gpu",
+        ],
+        2,
+        &["--missing-layout streamed runs on the CPU", "--backend cpu"],
+    );
+}

@@ -10,12 +10,15 @@
 //! For each: the complete-data engine on the data before the holes were punched, and the
 //! missing-data engine with the default grouping (patterns of ≥ `group_rows` rows through the
 //! complete-data engine on their observed columns) and with every incomplete pattern on the
-//! direct per-row path. `BACKEND=gpu` runs the engines on the GPU (the rare patterns stay on the
-//! CPU); `SMALL=1` divides N by 10.
+//! direct per-row path, and the streamed layout (memory independent of N; `CHUNK=` and
+//! `BLOCKED=` lists compare its chunk sizes and thresholds). `BACKEND=gpu` runs the engines on
+//! the GPU (the rare patterns stay on the CPU); `SMALL=1` divides N by 10.
 use std::time::Instant;
 
 use emgpu::em::{EStep, Model};
-use emgpu::models::gmm::missing::{MissingEngine, MissingIndex, engine::group_datasets};
+use emgpu::models::gmm::missing::{
+    MissingEngine, MissingIndex, StreamEngine, engine::group_datasets,
+};
 use emgpu::models::gmm::{GmmEngine, GmmModel, gmm_engine};
 use emgpu::synth::Workload;
 use emgpu::{Backend, CovarianceType, Dataset};
@@ -114,6 +117,36 @@ fn run(name: &str, n: usize, d: usize, holes: impl Fn(&mut ChaCha8Rng, &mut [f64
             .map(|&r| (format!("grouped (group_rows {r})"), r)),
     );
     runs.push(("every incomplete row direct".to_string(), usize::MAX));
+    // The streamed layout (the CPU's default): chunks of `CHUNK=a,b,...` rows (default
+    // `stream_chunk_rows(D)`).
+    let chunks: Vec<Option<usize>> = match std::env::var("CHUNK") {
+        Ok(v) => v.split(',').map(|s| s.trim().parse().ok()).collect(),
+        Err(_) => vec![None],
+    };
+    // `BLOCKED=a,b,...`: rows of a pattern in a chunk from which the blocked kernel takes them.
+    let blocked: Vec<Option<usize>> = match std::env::var("BLOCKED") {
+        Ok(v) => v.split(',').map(|s| s.trim().parse().ok()).collect(),
+        Err(_) => vec![None],
+    };
+    for chunk in chunks {
+        for &b in &blocked {
+            let mut engine = StreamEngine::new(&data, chunk, None, "");
+            if let Some(b) = b {
+                engine = engine.with_blocked_rows(b);
+            }
+            let rows = engine.chunk_rows();
+            let t_missing = per_iter(&mut engine, &model, &synth.truth, iters);
+            let label = format!(
+                "streamed ({rows} rows/chunk, blocked ≥ {})",
+                engine.blocked_rows()
+            );
+            println!(
+                "  missing, {label:<27} {:8.1} ms/iter  ({:.2}× complete)",
+                t_missing * 1e3,
+                t_missing / t_complete,
+            );
+        }
+    }
     for (label, rows) in runs {
         let groups = group_datasets(&index, rows).expect("groups");
         let mut engine = MissingEngine::new(

@@ -18,6 +18,11 @@
 
 mod common;
 
+use emgpu::em::{EStep, Model};
+use emgpu::models::gmm::missing::{
+    MissingEngine, MissingIndex, MissingLayout, StreamEngine, engine::group_datasets,
+};
+use emgpu::models::gmm::{GmmEngine, GmmModel, GmmStats};
 use emgpu::{Backend, CovarianceType, Dataset, Error, FittedGmm, GaussianMixture, GmmParams, Init};
 use ndarray::{Array2, array};
 use rand::{Rng, SeedableRng};
@@ -294,9 +299,15 @@ fn em_with_missing_entries_matches_the_textbook_reference() {
             trace.push(lb);
             p = next;
         }
-        // group_rows 1: every pattern through the complete-data engine; usize::MAX: the direct
-        // path (the complete pattern always takes the engine).
-        for group_rows in [1, usize::MAX] {
+        // Grouped, group_rows 1: every pattern through the complete-data engine; usize::MAX:
+        // the direct path (the complete pattern always takes the engine). Streamed (the CPU's
+        // default): one chunk, the incomplete patterns on its direct path.
+        for (layout, group_rows) in [
+            (MissingLayout::Grouped, 1),
+            (MissingLayout::Grouped, usize::MAX),
+            (MissingLayout::Streamed, 1),
+            (MissingLayout::Auto, 1),
+        ] {
             let fit = GaussianMixture::params(2)
                 .covariance(cov)
                 .reg_covar(REG)
@@ -304,10 +315,11 @@ fn em_with_missing_entries_matches_the_textbook_reference() {
                 .max_iter(iters)
                 .init(Init::Params(initial(cov)))
                 .backend(Backend::Cpu)
+                .missing_layout(layout)
                 .missing_group_rows(group_rows)
                 .fit(&data)
                 .unwrap();
-            let what = format!("{cov} group_rows {group_rows}");
+            let what = format!("{cov} {layout:?} group_rows {group_rows}");
             close(
                 fit.lower_bound_trace(),
                 &trace,
@@ -323,6 +335,96 @@ fn em_with_missing_entries_matches_the_textbook_reference() {
                 1e-9,
                 &format!("{what} covariances"),
             );
+        }
+    }
+}
+
+/// The statistics moved to `shift`, flattened: `[n, ll, s0, s1, s2]`.
+fn flat(mut s: GmmStats, shift: &[f64]) -> Vec<f64> {
+    if s.shift != shift {
+        s.reshift(shift);
+    }
+    let mut v = vec![s.n_samples, s.log_likelihood];
+    v.extend(&s.s0);
+    v.extend(&s.s1);
+    v.extend(&s.s2);
+    v
+}
+
+#[test]
+fn streamed_layout_equals_the_grouped_layout() {
+    // Chunks of 1, 7, 64 and all rows; patterns through the blocked kernel from 1 row, 5 rows,
+    // never: every path of the streamed engine against the grouped engine (the sums reordered
+    // only: 1e-12). Also D = 5 with 40 % missing (more patterns than rows per chunk).
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut wide = Array2::from_shape_fn((700, 5), |_| rng.random::<f64>() * 4.0 - 1.0);
+    for (i, mut row) in wide.rows_mut().into_iter().enumerate() {
+        for j in 0..5 {
+            if j != i % 5 && rng.random::<f64>() < 0.4 {
+                row[j] = f64::NAN;
+            }
+        }
+    }
+    for x in [holey_data(900, 0.3, 17), wide] {
+        let (n, d) = x.dim();
+        let data = Dataset::from_array(&x).with_missing_values();
+        let index = MissingIndex::build(&data).unwrap();
+        let groups = group_datasets(&index, 40).unwrap();
+        for cov in CovarianceType::ALL {
+            let model = GmmModel {
+                covariance_type: cov,
+                n_components: 2,
+                n_features: d,
+                reg_covar: REG,
+            };
+            let start = GaussianMixture::params(2)
+                .covariance(cov)
+                .backend(Backend::Cpu)
+                .initial_params(&Dataset::from_array(
+                    &x.mapv(|v| if v.is_nan() { 0.3 } else { v }),
+                ))
+                .unwrap();
+            let p = model.prepare(&start).unwrap();
+            let mut grouped =
+                MissingEngine::new(&index, &groups, Backend::Cpu, cov, 2, Default::default())
+                    .unwrap();
+            let want = flat(grouped.e_step(&p).unwrap(), &p.means);
+            let mut ll_want = vec![0.0; n];
+            grouped.log_likelihoods(&p, &mut ll_want).unwrap();
+            let mut resp_want = vec![0.0; n * 2];
+            grouped.responsibilities(&p, &mut resp_want).unwrap();
+            let mut imp_want = vec![0.0; n * d];
+            grouped.impute(&p, &mut imp_want).unwrap();
+            for chunk in [1, 7, 64, n] {
+                for blocked in [1, 5, usize::MAX] {
+                    let what = format!("D {d} {cov} chunk {chunk} blocked {blocked}");
+                    let mut e =
+                        StreamEngine::new(&data, Some(chunk), None, "").with_blocked_rows(blocked);
+                    let got = flat(e.e_step(&p).unwrap(), &p.means);
+                    close(&got, &want, 1e-12, &format!("{what} statistics"));
+                    let mut ll = vec![0.0; n];
+                    e.log_likelihoods(&p, &mut ll).unwrap();
+                    close(&ll, &ll_want, 1e-12, &format!("{what} log p(x_o)"));
+                    let mut resp = vec![0.0; n * 2];
+                    e.responsibilities(&p, &mut resp).unwrap();
+                    close(
+                        &resp,
+                        &resp_want,
+                        1e-12,
+                        &format!("{what} responsibilities"),
+                    );
+                    let mut imp = vec![0.0; n * d];
+                    e.impute(&p, &mut imp).unwrap();
+                    close(&imp, &imp_want, 1e-12, &format!("{what} imputed"));
+                    // Observed entries bit for bit.
+                    for (a, b) in imp.iter().zip(x.iter()) {
+                        assert!(
+                            b.is_nan() || a.to_bits() == b.to_bits(),
+                            "{what}: observed changed"
+                        );
+                    }
+                }
+            }
         }
     }
 }
@@ -611,4 +713,84 @@ fn gpu_matches_cpu_with_missing_entries() {
             "covariances",
         );
     }
+}
+
+#[test]
+fn gpu_outputs_match_cpu_with_missing_entries() {
+    // score_samples, predict_proba and impute with missing values on the GPU: every pattern
+    // group of ≥ 100 rows (and the complete rows) through the GPU engine with the marginal
+    // parameters, the rest on the CPU, against the CPU's streamed engine (f64) within 2e-3.
+    let Some(gpu) = common::gpu_backend("gpu_outputs_match_cpu_with_missing_entries") else {
+        return;
+    };
+    let x = holey_data(5000, 0.3, 41);
+    let (n, d) = x.dim();
+    let data = Dataset::from_array(&x).with_missing_values();
+    let index = MissingIndex::build(&data).unwrap();
+    let groups = group_datasets(&index, 100).unwrap();
+    assert!(groups.len() >= 3, "several pattern groups on the GPU");
+    for cov in CovarianceType::ALL {
+        let model = GmmModel {
+            covariance_type: cov,
+            n_components: 2,
+            n_features: d,
+            reg_covar: REG,
+        };
+        let p = model.prepare(&initial(cov)).unwrap();
+        let mut cpu = StreamEngine::new(&data, None, None, "");
+        let mut g = MissingEngine::new(&index, &groups, gpu, cov, 2, Default::default()).unwrap();
+        let report = g.report();
+        assert_eq!(report.backend, Backend::Gpu, "{report:?}");
+        assert!(
+            report.reason.contains("rows of rare patterns on the CPU"),
+            "{report:?}"
+        );
+        let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+        g.log_likelihoods(&p, &mut a).unwrap();
+        cpu.log_likelihoods(&p, &mut b).unwrap();
+        close(&a, &b, 2e-3, &format!("{cov} log p(x_o)"));
+        let (mut a, mut b) = (vec![0.0; n * 2], vec![0.0; n * 2]);
+        g.responsibilities(&p, &mut a).unwrap();
+        cpu.responsibilities(&p, &mut b).unwrap();
+        close(&a, &b, 2e-3, &format!("{cov} responsibilities"));
+        let (mut a, mut b) = (vec![0.0; n * d], vec![0.0; n * d]);
+        g.impute(&p, &mut a).unwrap();
+        cpu.impute(&p, &mut b).unwrap();
+        close(&a, &b, 2e-3, &format!("{cov} imputed"));
+        for (v, o) in a.iter().zip(x.iter()) {
+            assert!(o.is_nan() || v.to_bits() == o.to_bits(), "observed changed");
+        }
+    }
+    // Through the fitted model: with_backend(GPU) puts the complete rows on the GPU.
+    let fitted = FittedGmm::from_params(initial(CovarianceType::Full)).unwrap();
+    let (s_cpu, r_cpu) = fitted.score_samples_with_report(&data).unwrap();
+    let gpu_model = fitted.clone().with_backend(gpu);
+    let (s_gpu, r_gpu) = gpu_model.score_samples_with_report(&data).unwrap();
+    assert_eq!(r_cpu.backend, Backend::Cpu);
+    assert_eq!(r_gpu.backend, Backend::Gpu, "{r_gpu:?}");
+    assert!(r_gpu.reason.contains("on the gpu engine"), "{r_gpu:?}");
+    close(
+        s_gpu.as_slice().unwrap(),
+        s_cpu.as_slice().unwrap(),
+        2e-3,
+        "score_samples",
+    );
+    let (p_gpu, p_cpu) = (
+        gpu_model.predict_proba(&data).unwrap(),
+        fitted.predict_proba(&data).unwrap(),
+    );
+    close(
+        p_gpu.as_slice().unwrap(),
+        p_cpu.as_slice().unwrap(),
+        2e-3,
+        "predict_proba",
+    );
+    let (i_gpu, rep) = gpu_model.impute_with_report(&x).unwrap();
+    assert_eq!(rep.backend, Backend::Gpu, "{rep:?}");
+    close(
+        i_gpu.as_slice().unwrap(),
+        fitted.impute(&x).unwrap().as_slice().unwrap(),
+        2e-3,
+        "impute",
+    );
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use emgpu::data::{check_output_path, write_text_atomic};
 use emgpu::em::online::OnlineOptions;
+use emgpu::models::gmm::missing::MissingLayout;
 use emgpu::{Backend, BackendReport, Dataset, FittedGmm, FittedKMeans};
 use serde_json::{Value, json};
 
@@ -108,6 +109,14 @@ pub struct FitCmd {
     #[arg(long)]
     reseed: bool,
 
+    /// gmm with --missing em: how the rows are held. `grouped`: grouped by pattern once into an
+    /// N × D float64 copy (faster; large pattern groups stay on the GPU); `streamed`: read in
+    /// chunks every iteration, grouped per chunk (memory independent of N; CPU; slower with
+    /// many patterns) [default: `auto`: streamed on the CPU past 2^27 values (a 1 GiB copy),
+    /// else grouped].
+    #[arg(long, value_enum, default_value_t = LayoutArg::Auto, value_name = "L")]
+    missing_layout: LayoutArg,
+
     /// gmm: also draw the lower bound of the fit (per iteration; online: per pass) as an SVG
     /// (written atomically). `emgpu plot` draws several fits on the same axes.
     #[arg(long, value_name = "PLOT.svg")]
@@ -128,6 +137,27 @@ pub struct FitCmd {
     /// backend, device, fit_seconds).
     #[arg(long)]
     json: bool,
+}
+
+/// `--missing-layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LayoutArg {
+    /// Streamed on the CPU past 2^27 values, else grouped.
+    Auto,
+    /// Grouped by pattern once (an N × D copy).
+    Grouped,
+    /// Read in chunks every iteration (memory independent of N; CPU).
+    Streamed,
+}
+
+impl From<LayoutArg> for MissingLayout {
+    fn from(l: LayoutArg) -> Self {
+        match l {
+            LayoutArg::Auto => MissingLayout::Auto,
+            LayoutArg::Grouped => MissingLayout::Grouped,
+            LayoutArg::Streamed => MissingLayout::Streamed,
+        }
+    }
 }
 
 pub fn run(cmd: FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
@@ -179,6 +209,16 @@ fn check_fit(cmd: &FitCmd) -> Result<(), CliError> {
         inputs.push(("--sample-weight", weights.as_path()));
     }
     check_distinct_files(&inputs, &outputs)?;
+    if cmd.missing_layout != LayoutArg::Auto && cmd.input.missing.is_none() {
+        return Err(CliError::usage(
+            "--missing-layout applies to fits with missing values: add --missing em, or drop --missing-layout",
+        ));
+    }
+    if cmd.missing_layout == LayoutArg::Streamed && cmd.backend == BackendArg::Gpu {
+        return Err(CliError::usage(
+            "--missing-layout streamed runs on the CPU: use --backend cpu, or --missing-layout grouped (or auto) on the GPU",
+        ));
+    }
     if cmd.fit.model != ModelArg::Lda
         && (cmd.doc_topic_prior.is_some() || cmd.topic_word_prior.is_some())
     {
@@ -426,7 +466,8 @@ fn fit_gmm(cmd: &FitCmd, ui: &Ui) -> Result<ExitCode, CliError> {
                     .fit
                     .gmm(cmd.n_init, cmd.backend.into())?
                     .online(online)
-                    .reseed(cmd.reseed))
+                    .reseed(cmd.reseed)
+                    .missing_layout(cmd.missing_layout.into()))
             }),
     )?;
     let online = cmd.online_options()?;

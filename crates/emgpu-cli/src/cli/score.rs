@@ -64,6 +64,10 @@ fn score_gmm(cmd: &ScoreCmd, ui: &Ui, model: FittedGmm) -> Result<ExitCode, CliE
     let (log_px, report) = model
         .score_samples_with_report(&data)
         .map_err(|e| about_file(e, &cmd.input.input))?;
+    if data.has_missing_values() {
+        // Where the rows ran (missing values: GPU groups and CPU rows), on stderr.
+        ui.note(super::describe_backend(&report));
+    }
     let n = log_px.len();
     let score = log_px.iter().sum::<f64>() / n as f64;
     // scikit-learn's bic/aic, from the same log-likelihoods.

@@ -6,12 +6,10 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::GmmEngine as _;
 use super::gmm_engine;
 use super::{CovarianceType, GmmParams, OnlineSummary, Prepared, ReseedEvent};
 use crate::data::{AsDataset, Dataset};
 use crate::device::{Backend, BackendReport, EngineOptions};
-use crate::em::EStep as _;
 use crate::error::{Error, Result};
 use crate::numerics::linalg::cholesky_lower;
 

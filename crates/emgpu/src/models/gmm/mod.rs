@@ -148,6 +148,7 @@ pub struct GaussianMixture {
     reseed: Option<f64>,
     online: Option<OnlineOptions>,
     missing_group_rows: Option<usize>,
+    missing_layout: missing::MissingLayout,
 }
 
 /// How stepwise EM went (in [`FittedGmm::online`]).
@@ -193,15 +194,26 @@ impl GaussianMixture {
             reseed: None,
             online: None,
             missing_group_rows: None,
+            missing_layout: missing::MissingLayout::Auto,
         }
     }
 
     /// Data with missing values ([`Dataset::with_missing_values`]): patterns with at least
     /// `rows` rows run through the backend's complete-data engine, the others through the direct
     /// CPU path (see [`missing::engine`]); default [`missing::CPU_GROUP_ROWS`] on the CPU,
-    /// [`missing::GPU_GROUP_ROWS`] on the GPU. Mostly for tests and benchmarks.
+    /// [`missing::GPU_GROUP_ROWS`] on the GPU. The grouped layout only. Mostly for tests and
+    /// benchmarks.
     pub fn missing_group_rows(mut self, rows: usize) -> Self {
         self.missing_group_rows = Some(rows.max(1));
+        self
+    }
+
+    /// Data with missing values: how the rows are held ([`missing::MissingLayout`]; default
+    /// `Auto`: grouped by pattern once, O(N·D), unless a CPU fit has more than
+    /// [`missing::stream::STREAM_AUTO_VALUES`] values: then streamed in chunks, memory
+    /// independent of N).
+    pub fn missing_layout(mut self, layout: missing::MissingLayout) -> Self {
+        self.missing_layout = layout;
         self
     }
 

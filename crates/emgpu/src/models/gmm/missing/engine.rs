@@ -120,44 +120,87 @@ impl<'a> MissingEngine<'a> {
     }
 
     /// `E[x | x_o]` of every row under `p`: observed entries copied, each missing entry replaced
-    /// by `Σ_k r_k (μ_km + B_k (x_o − μ_ko))` (`out`: `[N][D]`).
-    pub fn impute(&self, p: &Prepared, out: &mut [f64]) -> Result<()> {
+    /// by `Σ_k r_k (μ_km + B_k (x_o − μ_ko))` (`out`: `[N][D]`). The responsibilities of the
+    /// rows of engine groups come from their engine (the GPU's, with a GPU backend); the
+    /// conditional means are computed on the CPU.
+    pub fn impute(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
         let (k, d) = (p.n_components, p.n_features);
         self.check_len(out.len(), d)?;
-        Direct(self.index).for_each_item(p, out, d, |fac, pat, x, o| {
+        let cov = Shared::new(p);
+        let perm = self.index.rows();
+        for (i, engine) in &mut self.engines {
+            let pat = &self.index.patterns()[*i];
+            let (n_p, d_o) = (pat.rows.len(), pat.n_observed());
+            let x = pat.values(self.index);
+            if pat.missing.is_empty() {
+                for (r, xr) in x.chunks_exact(d_o).enumerate() {
+                    let n = perm[pat.rows.start + r];
+                    out[n * d..(n + 1) * d].copy_from_slice(xr);
+                }
+                continue;
+            }
+            let marginal = marginal_prepared(p, &cov.cov, &pat.observed)?;
+            let mut resp = vec![0.0; n_p * k];
+            engine.responsibilities(&marginal, &mut resp)?;
+            let f = PatternFactors::new(p, &cov, pat)?;
+            let rows: Vec<Vec<f64>> = x
+                .par_chunks(ITEM_ROWS * d_o)
+                .zip(resp.par_chunks(ITEM_ROWS * k))
+                .map(|(xs, rs)| {
+                    let mut o = vec![0.0; xs.len() / d_o * d];
+                    for ((xr, rr), orow) in xs
+                        .chunks_exact(d_o)
+                        .zip(rs.chunks_exact(k))
+                        .zip(o.chunks_exact_mut(d))
+                    {
+                        conditional_mean(&f, pat, xr, rr, orow);
+                    }
+                    o
+                })
+                .collect();
+            for (r, orow) in rows.iter().flat_map(|o| o.chunks_exact(d)).enumerate() {
+                let n = perm[pat.rows.start + r];
+                out[n * d..(n + 1) * d].copy_from_slice(orow);
+            }
+        }
+        Direct(self.index).for_each_item(p, &self.items, out, d, |fac, pat, x, o| {
             let d_o = pat.n_observed();
-            let d_m = pat.missing.len();
             let (mut lj, mut u, mut z) = (vec![0.0; k], vec![0.0; k * d_o], vec![0.0; 2 * d]);
             for (xr, orow) in x.chunks_exact(d_o).zip(o.chunks_exact_mut(d)) {
-                for (a, &j) in pat.observed.iter().enumerate() {
-                    orow[j] = xr[a];
-                }
-                if d_m == 0 {
-                    continue;
-                }
                 fac.log_joint(p, xr, &mut lj, &mut u, &mut z);
                 let lse = log_sum_exp(&lj);
-                for &j in &pat.missing {
-                    orow[j] = 0.0;
-                }
-                for c in 0..k {
-                    let r = (lj[c] - lse).exp();
-                    if r == 0.0 {
-                        continue;
-                    }
-                    let b = &fac.factor(c).b;
-                    let uc = &u[c * d_o..(c + 1) * d_o];
-                    for (a, &j) in pat.missing.iter().enumerate() {
-                        let cond: f64 = b[a * d_o..(a + 1) * d_o]
-                            .iter()
-                            .zip(uc)
-                            .map(|(b, u)| b * u)
-                            .sum();
-                        orow[j] += r * (fac.mu_m[c * d_m + a] + cond);
-                    }
-                }
+                lj.iter_mut().for_each(|v| *v = (*v - lse).exp());
+                conditional_mean(fac, pat, xr, &lj, orow);
             }
         })
+    }
+
+    /// The per-row outputs of the engine groups: `engine_out(engine, parameters, buffer)` on
+    /// each group with its marginal parameters, scattered to the groups' original rows.
+    fn engine_outputs(
+        &mut self,
+        p: &Prepared,
+        cov: &Shared,
+        out: &mut [f64],
+        per_row: usize,
+        engine_out: impl Fn(&mut dyn GmmEngine, &Prepared, &mut [f64]) -> Result<()>,
+    ) -> Result<()> {
+        let perm = self.index.rows();
+        for (i, engine) in &mut self.engines {
+            let pat = &self.index.patterns()[*i];
+            let mut buf = vec![0.0; pat.rows.len() * per_row];
+            if pat.missing.is_empty() {
+                engine_out(engine.as_mut(), p, &mut buf)?;
+            } else {
+                let marginal = marginal_prepared(p, &cov.cov, &pat.observed)?;
+                engine_out(engine.as_mut(), &marginal, &mut buf)?;
+            }
+            for (r, v) in buf.chunks_exact(per_row).enumerate() {
+                let n = perm[pat.rows.start + r];
+                out[n * per_row..(n + 1) * per_row].copy_from_slice(v);
+            }
+        }
+        Ok(())
     }
 
     fn check_len(&self, len: usize, per_row: usize) -> Result<()> {
@@ -276,22 +319,17 @@ impl Direct<'_> {
         Ok(())
     }
 
-    /// Runs `f(item, factors, x_o rows, original rows)` over every row of every pattern (all
-    /// patterns, engine groups included), in parallel over items: the per-row outputs.
+    /// Runs `f(factors, pattern, x_o rows, out rows)` over the rows of `items` (the direct
+    /// path's), in parallel over items, and writes them to their original rows of `out`.
     fn for_each_item<T: Copy + Default + Send>(
         &self,
         p: &Prepared,
+        items: &[(usize, std::ops::Range<usize>)],
         out: &mut [T],
         per_row: usize,
         f: impl Fn(&PatternFactors, &Pattern, &[f64], &mut [T]) + Sync,
     ) -> Result<()> {
         let cov = Shared::new(p);
-        let mut items = Vec::new();
-        for (i, pat) in self.0.patterns().iter().enumerate() {
-            for s in (0..pat.rows.len()).step_by(ITEM_ROWS) {
-                items.push((i, s..(s + ITEM_ROWS).min(pat.rows.len())));
-            }
-        }
         let results = items
             .par_iter()
             .map(|(i, rows)| -> Result<Vec<T>> {
@@ -365,11 +403,14 @@ impl EStep<GmmModel> for MissingEngine<'_> {
 }
 
 impl GmmEngine for MissingEngine<'_> {
-    /// `log p(x_o)`: the marginal density of each row's observed entries.
+    /// `log p(x_o)`: the marginal density of each row's observed entries (engine groups on
+    /// their engine, the rare patterns on the CPU).
     fn log_likelihoods(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
         self.check_len(out.len(), 1)?;
         let (k, d) = (p.n_components, p.n_features);
-        Direct(self.index).for_each_item(p, out, 1, |fac, pat, x, o| {
+        let cov = Shared::new(p);
+        self.engine_outputs(p, &cov, out, 1, |e, q, o| e.log_likelihoods(q, o))?;
+        Direct(self.index).for_each_item(p, &self.items, out, 1, |fac, pat, x, o| {
             let d_o = pat.n_observed();
             let (mut lj, mut u, mut z) = (vec![0.0; k], vec![0.0; k * d_o], vec![0.0; 2 * d]);
             for (xr, o) in x.chunks_exact(d_o).zip(o.iter_mut()) {
@@ -379,11 +420,14 @@ impl GmmEngine for MissingEngine<'_> {
         })
     }
 
-    /// Responsibilities under the marginal of each row's observed entries.
+    /// Responsibilities under the marginal of each row's observed entries (engine groups on
+    /// their engine, the rare patterns on the CPU).
     fn responsibilities(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
         let (k, d) = (p.n_components, p.n_features);
         self.check_len(out.len(), k)?;
-        Direct(self.index).for_each_item(p, out, k, |fac, pat, x, o| {
+        let cov = Shared::new(p);
+        self.engine_outputs(p, &cov, out, k, |e, q, o| e.responsibilities(q, o))?;
+        Direct(self.index).for_each_item(p, &self.items, out, k, |fac, pat, x, o| {
             let d_o = pat.n_observed();
             let (mut u, mut z) = (vec![0.0; k * d_o], vec![0.0; 2 * d]);
             for (xr, o) in x.chunks_exact(d_o).zip(o.chunks_exact_mut(k)) {
@@ -392,6 +436,34 @@ impl GmmEngine for MissingEngine<'_> {
                 o.iter_mut().for_each(|v| *v = (*v - lse).exp());
             }
         })
+    }
+}
+
+/// `E[x | x_o]` of one row given its responsibilities `r` (`[K]`): the observed entries of
+/// `xr` copied, each missing entry `Σ_k r_k (μ_km + B_k (x_o − μ_ko))` (`orow`: `[D]`).
+fn conditional_mean(f: &PatternFactors, pat: &Pattern, xr: &[f64], r: &[f64], orow: &mut [f64]) {
+    let d_o = pat.n_observed();
+    let d_m = pat.missing.len();
+    for (a, &j) in pat.observed.iter().enumerate() {
+        orow[j] = xr[a];
+    }
+    for &j in &pat.missing {
+        orow[j] = 0.0;
+    }
+    for (c, &rc) in r.iter().enumerate() {
+        if rc == 0.0 {
+            continue;
+        }
+        let b = &f.factor(c).b;
+        let mu_o = &f.mu_o[c * d_o..(c + 1) * d_o];
+        for (a, &j) in pat.missing.iter().enumerate() {
+            let cond: f64 = b[a * d_o..(a + 1) * d_o]
+                .iter()
+                .zip(xr.iter().zip(mu_o))
+                .map(|(b, (x, m))| b * (x - m))
+                .sum();
+            orow[j] += rc * (f.mu_m[c * d_m + a] + cond);
+        }
     }
 }
 

@@ -78,11 +78,11 @@ pub(crate) struct Shared {
     /// Covariances ([`covariance_matrices`]).
     pub cov: Vec<f64>,
     /// `U` per matrix (upper triangular, row-major).
-    u: Vec<f64>,
+    pub(crate) u: Vec<f64>,
     /// `Λ = U Uᵀ` per matrix.
-    lam: Vec<f64>,
+    pub(crate) lam: Vec<f64>,
     /// `log det U` per matrix.
-    log_det_u: Vec<f64>,
+    pub(crate) log_det_u: Vec<f64>,
 }
 
 impl Shared {

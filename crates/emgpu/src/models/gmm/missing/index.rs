@@ -3,7 +3,8 @@
 //! The index reads the data once, in chunks, finds each row's pattern (which columns are NaN),
 //! and keeps a grouped copy of the *observed* values: the rows of one pattern lie together,
 //! each row holding only its observed columns (`d_o` values). Its memory is O(N·D) f64 — the
-//! size of the data held resident, as the GPU engine does; it is not streamed.
+//! size of the data held resident, as the GPU engine does. The streamed layout
+//! ([`super::stream`]) keeps no such copy.
 
 use std::collections::HashMap;
 use std::ops::Range;

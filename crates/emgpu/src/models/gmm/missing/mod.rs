@@ -16,21 +16,46 @@
 //!   a column with no observed entry is an error too.
 //! - Not supported with missing values (clear errors): sample weights, stepwise (online) EM,
 //!   re-seeding of collapsed components.
-//! - Memory: the grouped copy of the observed values is O(N·D) (f64), not streamed.
+//! - Memory: two layouts ([`MissingLayout`]). **Grouped** ([`index`], [`engine`]): the rows
+//!   grouped by pattern once into an O(N·D) copy; the faster one, and the one whose large
+//!   pattern groups stay resident in the GPU's complete-data engine. **Streamed** ([`stream`]):
+//!   each E-step reads the rows from the dataset in fixed chunks and groups each chunk by
+//!   pattern on the fly; memory O(chunk·D + K·D²) whatever N, slower per iteration on data with
+//!   many patterns (the factors are computed per chunk). `Auto` streams a CPU fit past
+//!   [`stream::STREAM_AUTO_VALUES`] values (a 1 GiB copy), and groups otherwise.
+//!   `score_samples`, `predict_proba` and `impute` stream on the CPU; on a GPU they group,
+//!   and the large pattern groups run on the GPU.
 
 pub mod engine;
 pub mod factors;
 pub mod index;
+pub mod stream;
 
 pub use engine::{CPU_GROUP_ROWS, GPU_GROUP_ROWS, MissingEngine};
 pub use index::{MissingIndex, Pattern};
+pub use stream::{Scan, StreamEngine};
+
+/// How a fit with missing values holds the rows (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MissingLayout {
+    /// Streamed when the fit runs on the CPU and N·D exceeds [`stream::STREAM_AUTO_VALUES`];
+    /// grouped otherwise.
+    #[default]
+    Auto,
+    /// Rows grouped by pattern once into an O(N·D) copy ([`MissingEngine`]).
+    Grouped,
+    /// Rows read in chunks every E-step, grouped per chunk ([`StreamEngine`]): memory
+    /// independent of N. CPU only.
+    Streamed,
+}
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{FittedGmm, GaussianMixture, RunResult};
+use super::{FittedGmm, GaussianMixture, GmmEngine, Prepared, RunResult};
 use crate::data::{DataSource, Dataset};
-use crate::device::Backend;
+use crate::device::{Backend, BackendReport};
 use crate::em::{Control, Progress, StopRule, best_of};
 use crate::error::{Error, Result};
 
@@ -106,13 +131,29 @@ impl GaussianMixture {
         }
         let (n, d) = (data.n_samples(), data.n_features());
         self.validate(n, d)?;
-        let index = MissingIndex::build(data)?;
-        let means = index.observed_means();
-        if let Some(j) = observed_counts(&index).iter().position(|&c| c == 0) {
-            return Err(Error::param(format!(
-                "column {j} (0-based) has no observed value; leave it out"
-            )));
+        let streamed = match self.missing_layout {
+            MissingLayout::Grouped => None,
+            MissingLayout::Streamed => match self.backend {
+                Backend::Gpu => {
+                    return Err(Error::param(
+                        "the streamed layout for missing values runs on the CPU; choose the CPU backend, or the grouped layout for the GPU",
+                    ));
+                }
+                _ => Some(String::new()),
+            },
+            MissingLayout::Auto => {
+                cpu_choice(self.backend, n * d)?.filter(|_| n * d > stream::STREAM_AUTO_VALUES)
+            }
+        };
+        if let Some(reason) = streamed {
+            let scan = Scan::of(data)?;
+            check_columns(&scan.observed_counts)?;
+            let mut engine = StreamEngine::new(data, None, Some(&scan), &reason);
+            return self.fit_missing_with(data, scan.observed_means, &mut engine, progress);
         }
+        let index = MissingIndex::build(data)?;
+        check_columns(&observed_counts(&index))?;
+        let means = index.observed_means();
         let group_rows = self
             .missing_group_rows
             .unwrap_or_else(|| default_group_rows(self.backend));
@@ -125,6 +166,19 @@ impl GaussianMixture {
             self.n_components,
             self.engine,
         )?;
+        self.fit_missing_with(data, means, &mut engine, progress)
+    }
+
+    /// The restarts and EM runs of a fit with missing values on `engine`; the initialization
+    /// reads the data mean-imputed with `means`.
+    fn fit_missing_with(
+        &self,
+        data: &Dataset,
+        means: Vec<f64>,
+        engine: &mut dyn GmmEngine,
+        progress: &mut dyn FnMut(&Progress) -> Control,
+    ) -> Result<FittedGmm> {
+        let (n, d) = (data.n_samples(), data.n_features());
         let imputed = Dataset::from_source(MeanImputed { inner: data, means });
         let mut state = self.init_state();
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
@@ -136,19 +190,35 @@ impl GaussianMixture {
         let (best, init_lower_bounds) = best_of(
             self.n_init,
             |init| {
-                let params =
-                    self.draw_initial_params(&imputed, &mut rng, &mut engine, &mut state)?;
-                self.run_one(data, &model, &mut engine, params, rule, init, progress)
+                let params = self.draw_initial_params(&imputed, &mut rng, engine, &mut state)?;
+                self.run_one(data, &model, engine, params, rule, init, progress)
             },
             |run: &RunResult, best| run.lower_bound > best.lower_bound,
             |run| run.lower_bound,
         )?;
-        self.fitted_from(
-            best,
-            init_lower_bounds,
-            crate::em::EStep::report(&engine),
-            n,
-        )
+        self.fitted_from(best, init_lower_bounds, crate::em::EStep::report(engine), n)
+    }
+}
+
+/// `Some(reason)` when `backend` runs a fit of `values` values on the CPU (the choice rule of
+/// every engine; `reason` says why for `Auto`), `None` when on a GPU.
+fn cpu_choice(backend: Backend, values: usize) -> Result<Option<String>> {
+    let choice = crate::device::choose::<Option<String>>(
+        backend,
+        values,
+        |reason| Box::new(Some(reason)),
+        |_, _| Ok(Box::new(None)),
+    )?;
+    Ok(*choice)
+}
+
+/// An error naming the first column with no observed value.
+fn check_columns(observed_counts: &[usize]) -> Result<()> {
+    match observed_counts.iter().position(|&c| c == 0) {
+        Some(j) => Err(Error::param(format!(
+            "column {j} (0-based) has no observed value; leave it out"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -168,7 +238,8 @@ impl FittedGmm {
     /// row's observed entries weigh the components' conditional means); observed entries are
     /// copied bit for bit (as f64). NaN marks a missing entry whether or not `x` is marked with
     /// [`Dataset::with_missing_values`]; a row with nothing observed is
-    /// [`Error::NothingObserved`]. Runs on the CPU.
+    /// [`Error::NothingObserved`]. Runs where [`FittedGmm::with_backend`] says (the CPU for loaded
+    /// models).
     ///
     /// ```
     /// use emgpu::{Backend, GaussianMixture};
@@ -181,6 +252,16 @@ impl FittedGmm {
     /// # Ok::<(), emgpu::Error>(())
     /// ```
     pub fn impute(&self, x: &impl crate::data::AsDataset) -> Result<ndarray::Array2<f64>> {
+        Ok(self.impute_with_report(x)?.0)
+    }
+
+    /// [`FittedGmm::impute`] and what computed it (see [`FittedGmm::with_backend`]: on a GPU
+    /// the responsibilities of the large pattern groups come from the GPU, the conditional
+    /// means from the CPU).
+    pub fn impute_with_report(
+        &self,
+        x: &impl crate::data::AsDataset,
+    ) -> Result<(ndarray::Array2<f64>, BackendReport)> {
         let data = x.as_dataset();
         let (n, d) = (data.n_samples(), data.n_features());
         if d != self.n_features() {
@@ -189,36 +270,60 @@ impl FittedGmm {
                 got: d,
             });
         }
-        let index = MissingIndex::build(&data)?;
-        let engine = MissingEngine::new(
-            &index,
-            &[],
-            Backend::Cpu,
-            self.covariance_type(),
-            self.n_components(),
-            Default::default(),
-        )?;
         let mut out = vec![0.0; n * d];
-        engine.impute(self.prepared(), &mut out)?;
-        ndarray::Array2::from_shape_vec((n, d), out)
-            .map_err(|e| Error::Numerical(format!("imputed array shape: {e}")))
+        let report = self.missing_outputs(&data, |e| {
+            e.impute(self.prepared(), &mut out)?;
+            Ok(e.report())
+        })?;
+        let filled = ndarray::Array2::from_shape_vec((n, d), out)
+            .map_err(|e| Error::Numerical(format!("imputed array shape: {e}")))?;
+        Ok((filled, report))
     }
 
-    /// The engine for per-row outputs on `data` marked with missing values (CPU).
+    /// The engine for per-row outputs on `data` with missing values: on the CPU the streamed
+    /// engine (memory independent of N); on a GPU the grouped engine, whose pattern groups of
+    /// at least [`GPU_GROUP_ROWS`] rows (and the complete rows) run on the GPU, the rare
+    /// patterns on the CPU.
     pub(super) fn missing_outputs<R>(
         &self,
         data: &Dataset,
-        f: impl FnOnce(&mut MissingEngine<'_>) -> Result<R>,
+        f: impl FnOnce(&mut dyn MissingOutputs) -> Result<R>,
     ) -> Result<R> {
-        let index = MissingIndex::build(data)?;
-        let mut engine = MissingEngine::new(
-            &index,
-            &[],
-            Backend::Cpu,
-            self.covariance_type(),
-            self.n_components(),
-            Default::default(),
-        )?;
-        f(&mut engine)
+        let values = data.n_samples() * data.n_features();
+        match cpu_choice(self.predict_backend, values)? {
+            Some(reason) => f(&mut StreamEngine::new(data, None, None, &reason)),
+            None => {
+                let index = MissingIndex::build(data)?;
+                let groups = engine::group_datasets(&index, GPU_GROUP_ROWS)?;
+                let mut engine = MissingEngine::new(
+                    &index,
+                    &groups,
+                    self.predict_backend,
+                    self.covariance_type(),
+                    self.n_components(),
+                    Default::default(),
+                )?;
+                f(&mut engine)
+            }
+        }
+    }
+}
+
+/// The per-row outputs of a fitted mixture on data with missing values: `log p(x_o)` and
+/// responsibilities ([`GmmEngine`]), and the imputation `E[x | x_o]`.
+pub trait MissingOutputs: GmmEngine {
+    /// `E[x | x_o]` of every row under `p` (`out`: `[N][D]`; observed entries copied).
+    fn impute(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()>;
+}
+
+impl MissingOutputs for StreamEngine<'_> {
+    fn impute(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
+        StreamEngine::impute(self, p, out)
+    }
+}
+
+impl MissingOutputs for MissingEngine<'_> {
+    fn impute(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
+        MissingEngine::impute(self, p, out)
     }
 }
