@@ -4,6 +4,8 @@
 
 #[path = "common/cli.rs"]
 mod cli_util;
+#[path = "../../emgpu/tests/common/mod.rs"]
+mod common;
 
 use cli_util::{fails, last_json, ok, read_json, tmp};
 use emgpu::{Backend, Dataset, FittedGmm, GaussianMixture};
@@ -313,4 +315,72 @@ fn missing_layout_streamed_gives_the_grouped_fit_and_bad_combinations_say_what_t
         2,
         &["--missing-layout streamed runs on the CPU", "--backend cpu"],
     );
+}
+
+#[test]
+fn impute_on_the_gpu_gives_the_cpu_means_and_keeps_observed_entries() {
+    let Some(_) =
+        common::gpu_backend("impute_on_the_gpu_gives_the_cpu_means_and_keeps_observed_entries")
+    else {
+        return;
+    };
+    let dir = tmp();
+    let p = dir.path();
+    let x = holey();
+    write_npy(p.join("x.npy"), &x).unwrap();
+    ok(
+        p,
+        &[
+            "fit",
+            "-i",
+            "x.npy",
+            "-k",
+            "2",
+            "-o",
+            "m.json",
+            "--missing",
+            "em",
+            "--backend",
+            "cpu",
+        ],
+    );
+    ok(
+        p,
+        &[
+            "impute",
+            "-m",
+            "m.json",
+            "-i",
+            "x.npy",
+            "-o",
+            "cpu.npy",
+            "--backend",
+            "cpu",
+        ],
+    );
+    let run = ok(
+        p,
+        &[
+            "impute",
+            "-m",
+            "m.json",
+            "-i",
+            "x.npy",
+            "-o",
+            "gpu.npy",
+            "--backend",
+            "gpu",
+        ],
+    );
+    // The complete rows' responsibilities came from the GPU; the backend line says so.
+    assert!(run.stderr.contains("backend: gpu"), "{}", run.stderr);
+    let cpu: Array2<f64> = read_npy(p.join("cpu.npy")).unwrap();
+    let gpu: Array2<f64> = read_npy(p.join("gpu.npy")).unwrap();
+    for ((g, c), orig) in gpu.iter().zip(&cpu).zip(&x) {
+        if orig.is_nan() {
+            assert!((g - c).abs() <= 2e-3 * c.abs().max(1.0), "{g} vs {c}");
+        } else {
+            assert_eq!(g.to_bits(), orig.to_bits(), "observed entries unchanged");
+        }
+    }
 }

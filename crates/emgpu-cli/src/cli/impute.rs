@@ -7,7 +7,8 @@ use clap::Args;
 
 use super::output::{self, check_output, is_stdout, write_proba};
 use super::{
-    AnyModel, CliError, InputArgs, MissingArg, Ui, about_file, check_distinct_files, load_any_model,
+    AnyModel, BackendArg, CliError, InputArgs, MissingArg, Ui, about_file, check_distinct_files,
+    load_any_model,
 };
 
 /// `emgpu impute --model MODEL.json --input X --output Y.npy`
@@ -18,7 +19,9 @@ cell) replaced by its conditional mean E[x_m | x_o] under the Gaussian mixture: 
 conditional means weighted by the responsibilities of the row's observed entries. Observed
 entries are copied unchanged (bit for bit, as float64). A row with no observed entry is an error
 naming it. .npy, or CSV (header: the model's feature names, else x0, x1, ...) when the name ends in .csv; `-o -` writes CSV to
-stdout. Runs on the CPU.")]
+stdout. With --backend gpu (or auto on a hardware GPU) the responsibilities of the complete rows
+and of the large missingness-pattern groups come from the GPU, the rest and the conditional means
+from the CPU; the backend line on stderr says where rows ran.")]
 pub struct ImputeCmd {
     /// The Gaussian mixture model (JSON written by `emgpu fit`).
     #[arg(long, short, value_name = "MODEL.json")]
@@ -31,6 +34,10 @@ pub struct ImputeCmd {
     /// to stdout.
     #[arg(long, short, value_name = "OUT.npy|OUT.csv|-")]
     output: PathBuf,
+
+    /// Where the responsibilities are computed.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto, value_name = "B")]
+    backend: BackendArg,
 }
 
 pub fn run(mut cmd: ImputeCmd, ui: &Ui) -> Result<ExitCode, CliError> {
@@ -55,9 +62,11 @@ pub fn run(mut cmd: ImputeCmd, ui: &Ui) -> Result<ExitCode, CliError> {
     // Missing cells are what impute is for: read them as missing whatever the flags say.
     cmd.input.missing = Some(MissingArg::Em);
     let (data, _) = cmd.input.open_named(ui, model.feature_names())?;
-    let filled = model
-        .impute(&data)
+    let model = model.with_backend(cmd.backend.into());
+    let (filled, report) = model
+        .impute_with_report(&data)
         .map_err(|e| about_file(e, &cmd.input.input))?;
+    ui.note(super::describe_backend(&report));
     write_imputed(&cmd.output, &filled, model.feature_names())?;
     ui.note(format!(
         "impute: {} rows × {} features (float64) → {}",
