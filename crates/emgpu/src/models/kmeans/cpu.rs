@@ -26,8 +26,8 @@
 //!
 //! Speed: rows the data hold in place (a row-major array, a C-order `.npy` map, f32 or f64) are
 //! read there, with no copy; the f64 arithmetic of each row (its exact distance and its share of
-//! the sums) runs with AVX2 where the CPU has it, in the same order as the portable code (the
-//! same bits). With at most 16 centers on a CPU with AVX-512F the screening needs no GEMM: each
+//! the sums) runs with AVX-512 or AVX2 where the CPU has them, in the same order as the portable
+//! code (the same bits). With at most 16 centers on a CPU with AVX-512F the screening needs no GEMM: each
 //! row's 16 scores fill one register (`avx512_screen`): about 10 % less time per iteration than
 //! the GEMM screening at 1M × 16, K = 16 (one thread, CPU time).
 
@@ -486,6 +486,115 @@ impl RowOps for Avx2 {
     }
 }
 
+/// [`RowOps`] with AVX-512F intrinsics: eight f64 lanes per operation, summed into the four
+/// partial sums of [`sq_distance`] in the same order (so the same bits); callable only where the
+/// CPU has AVX-512F and AVX2 (the blocked assignment checks).
+#[cfg(target_arch = "x86_64")]
+struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+mod avx512_ops {
+    use std::arch::x86_64::*;
+
+    use super::Row;
+
+    /// Eight values from `p` as f64.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load8<E: Row>(p: *const E) -> __m512d {
+        // SAFETY: the caller passes a pointer with 8 values of E readable from it.
+        unsafe {
+            if E::F32 {
+                _mm512_cvtps_pd(_mm256_loadu_ps(p.cast::<f32>()))
+            } else {
+                _mm512_loadu_pd(p.cast::<f64>())
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2")]
+    pub(super) fn sq_distance<E: Row>(x: &[E], c: &[f64]) -> f64 {
+        let d = x.len().min(c.len());
+        let d8 = d - d % 8;
+        // SAFETY: every 8-value load starts at j < d8 ≤ d − 7 in both slices; the 4-value one at
+        // d8 ≤ d − 4.
+        unsafe {
+            let mut acc = _mm256_setzero_pd();
+            for j in (0..d8).step_by(8) {
+                let t = _mm512_sub_pd(load8(x.as_ptr().add(j)), _mm512_loadu_pd(c.as_ptr().add(j)));
+                let t = _mm512_mul_pd(t, t);
+                // Features j..j+4, then j+4..j+8: the portable code's order of the 4 sums.
+                acc = _mm256_add_pd(acc, _mm512_castpd512_pd256(t));
+                acc = _mm256_add_pd(acc, _mm512_extractf64x4_pd::<1>(t));
+            }
+            let mut j = d8;
+            if d - j >= 4 {
+                let v = if E::F32 {
+                    _mm256_cvtps_pd(_mm_loadu_ps(x.as_ptr().add(j).cast::<f32>()))
+                } else {
+                    _mm256_loadu_pd(x.as_ptr().add(j).cast::<f64>())
+                };
+                let t = _mm256_sub_pd(v, _mm256_loadu_pd(c.as_ptr().add(j)));
+                acc = _mm256_add_pd(acc, _mm256_mul_pd(t, t));
+                j += 4;
+            }
+            // (a0 + a1) + (a2 + a3)
+            let pairs = _mm_hadd_pd(_mm256_castpd256_pd128(acc), _mm256_extractf128_pd::<1>(acc));
+            let mut s = _mm_cvtsd_f64(_mm_add_sd(pairs, _mm_unpackhi_pd(pairs, pairs)));
+            for j in j..d {
+                let t = x[j].to_f64() - c[j];
+                s += t * t;
+            }
+            s
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn add_difference<E: Row>(sums: &mut [f64], x: &[E], c: &[f64], w: Option<f64>) {
+        let d = sums.len().min(x.len()).min(c.len());
+        let d8 = d - d % 8;
+        // SAFETY: every 8-value load and store starts at j < d8 ≤ d − 7 in all three slices.
+        unsafe {
+            let weight = _mm512_set1_pd(w.unwrap_or(1.0));
+            for j in (0..d8).step_by(8) {
+                let t = _mm512_sub_pd(load8(x.as_ptr().add(j)), _mm512_loadu_pd(c.as_ptr().add(j)));
+                let t = if w.is_some() {
+                    _mm512_mul_pd(weight, t)
+                } else {
+                    t
+                };
+                let p = sums.as_mut_ptr().add(j);
+                _mm512_storeu_pd(p, _mm512_add_pd(_mm512_loadu_pd(p), t));
+            }
+        }
+        for j in d8..d {
+            let t = x[j].to_f64() - c[j];
+            sums[j] += w.map_or(t, |w| w * t);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl RowOps for Avx512 {
+    #[inline(always)]
+    fn sq_distance<E: Row>(x: &[E], c: &[f64]) -> f64 {
+        // SAFETY: `Avx512` is used only on CPUs with AVX-512F and AVX2 (see
+        // `BlockedCenters::assign`).
+        unsafe { avx512_ops::sq_distance(x, c) }
+    }
+    #[inline(always)]
+    fn add_difference<E: Row>(sums: &mut [f64], x: &[E], c: &[f64], w: Option<f64>) {
+        // SAFETY: as above.
+        unsafe { avx512_ops::add_difference(sums, x, c, w) }
+    }
+    #[inline(always)]
+    fn moved<E: Row>(out: &mut [f32], x: &[E], o: &[f64]) {
+        Avx2::moved(out, x, o)
+    }
+}
+
 /// Tests set it to run the GEMM screening where the fused AVX-512 one would run, to compare them.
 #[cfg(target_arch = "x86_64")]
 static FORCE_GEMM_SCREEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -676,9 +785,32 @@ impl<'c> BlockedCenters<'c> {
                     }
                 }
             }
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512(
+                this: &BlockedCenters,
+                rows: RowsRef,
+                w: &mut BlockedScratch,
+                weights: Option<&[f64]>,
+                labels: &mut [u32],
+                dists: &mut [f64],
+                stats: &mut KMeansStats,
+            ) {
+                match rows {
+                    RowsRef::F32(x) => {
+                        this.assign_body::<Avx512, _>(x, w, weights, labels, dists, stats)
+                    }
+                    RowsRef::F64(x) => {
+                        this.assign_body::<Avx512, _>(x, w, weights, labels, dists, stats)
+                    }
+                }
+            }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features `avx512f,avx2,fma` (checked here).
+                    return unsafe { avx512(self, rows, w, weights, labels, dists, stats) };
+                }
                 // SAFETY: the CPU has the features `avx2,fma` enables (checked just above).
                 return unsafe { avx2(self, rows, w, weights, labels, dists, stats) };
             }
@@ -1107,6 +1239,65 @@ mod tests {
                     for (a, b) in fused.2.sums.iter().zip(&r.sums) {
                         assert!((a - b).abs() <= tol, "{what}: sums {a} vs {b}");
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_row_arithmetic_gives_the_portable_bits() {
+        // AVX2 and AVX-512 (where the CPU has them) sum in the portable code's order: the same
+        // distances and sums to the bit, for f32 and f64 rows, every D from 1 to 21.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for d in 1..=21 {
+            let x: Vec<f64> = (0..d).map(|_| 1e3 * (rng.random::<f64>() - 0.5)).collect();
+            let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let c: Vec<f64> = (0..d).map(|_| 1e3 * (rng.random::<f64>() - 0.5)).collect();
+            let start: Vec<f64> = (0..d).map(|_| rng.random::<f64>()).collect();
+            let want = (
+                Portable::sq_distance(&x, &c),
+                Portable::sq_distance(&x32, &c),
+            );
+            assert_eq!(want.0.to_bits(), sq_distance(&x, &c).to_bits(), "D {d}");
+            let sums = |f: &dyn Fn(&mut [f64])| {
+                let mut s = start.clone();
+                f(&mut s);
+                s
+            };
+            let want_sums = (
+                sums(&|s| Portable::add_difference(s, &x, &c, None)),
+                sums(&|s| Portable::add_difference(s, &x32, &c, Some(0.3))),
+            );
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    let got = (Avx2::sq_distance(&x, &c), Avx2::sq_distance(&x32, &c));
+                    assert_eq!(got.0.to_bits(), want.0.to_bits(), "AVX2 f64, D {d}");
+                    assert_eq!(got.1.to_bits(), want.1.to_bits(), "AVX2 f32, D {d}");
+                    assert_eq!(
+                        sums(&|s| Avx2::add_difference(s, &x, &c, None)),
+                        want_sums.0
+                    );
+                    assert_eq!(
+                        sums(&|s| Avx2::add_difference(s, &x32, &c, Some(0.3))),
+                        want_sums.1
+                    );
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx2")
+                {
+                    let got = (Avx512::sq_distance(&x, &c), Avx512::sq_distance(&x32, &c));
+                    assert_eq!(got.0.to_bits(), want.0.to_bits(), "AVX-512 f64, D {d}");
+                    assert_eq!(got.1.to_bits(), want.1.to_bits(), "AVX-512 f32, D {d}");
+                    assert_eq!(
+                        sums(&|s| Avx512::add_difference(s, &x, &c, None)),
+                        want_sums.0
+                    );
+                    assert_eq!(
+                        sums(&|s| Avx512::add_difference(s, &x32, &c, Some(0.3))),
+                        want_sums.1
+                    );
                 }
             }
         }
