@@ -170,25 +170,15 @@ pub fn select_gmm_with_progress(
         // The criteria on the training data: log L of the fitted parameters, one E-step on
         // the same engine.
         let log_likelihood = engine.e_step(model.prepared())?.log_likelihood;
-        let n_parameters = model.params().n_parameters();
-        let (bic, aic) = information_criteria(log_likelihood, n_parameters, n);
-        let row = SelectionRow {
-            n_components: k,
-            covariance_type: cov,
-            lower_bound: model.lower_bound(),
-            bic,
-            aic,
-            fit_seconds,
-            n_iter: model.n_iter(),
-            converged: model.converged(),
-        };
-        on_row(&row);
-        rows.push(row);
-        Ok(Scored {
-            fitted: model,
+        Ok(scored_row(
+            model,
+            (k, cov),
             log_likelihood,
-            n_parameters,
-        })
+            fit_seconds,
+            n,
+            &mut rows,
+            on_row,
+        ))
     })?;
     Ok(Selection {
         rows,
@@ -296,25 +286,15 @@ pub fn select_gmm_distributed<'a>(
         // log L of all the rows under the fitted parameters: one E-step, summed.
         let local = engine.e_step(model.prepared());
         let log_likelihood = reduce_stats(reducer, local)?.log_likelihood;
-        let n_parameters = model.params().n_parameters();
-        let (bic, aic) = information_criteria(log_likelihood, n_parameters, n);
-        let row = SelectionRow {
-            n_components: k,
-            covariance_type: cov,
-            lower_bound: model.lower_bound(),
-            bic,
-            aic,
-            fit_seconds,
-            n_iter: model.n_iter(),
-            converged: model.converged(),
-        };
-        on_row(&row);
-        rows.push(row);
-        Ok(Scored {
-            fitted: model,
+        Ok(scored_row(
+            model,
+            (k, cov),
             log_likelihood,
-            n_parameters,
-        })
+            fit_seconds,
+            n,
+            &mut rows,
+            on_row,
+        ))
     })?;
     Ok(Selection {
         rows,
@@ -322,6 +302,38 @@ pub fn select_gmm_distributed<'a>(
         criterion,
         model,
     })
+}
+
+/// The row of a fitted candidate of shape `(k, cov)`: its criteria from `log_likelihood` over `n`
+/// rows, reported to `on_row` and kept in `rows`; and the candidate, scored.
+fn scored_row(
+    model: FittedGmm,
+    (k, cov): (usize, CovarianceType),
+    log_likelihood: f64,
+    fit_seconds: f64,
+    n: usize,
+    rows: &mut Vec<SelectionRow>,
+    on_row: &mut dyn FnMut(&SelectionRow),
+) -> Scored<FittedGmm> {
+    let n_parameters = model.params().n_parameters();
+    let (bic, aic) = information_criteria(log_likelihood, n_parameters, n);
+    let row = SelectionRow {
+        n_components: k,
+        covariance_type: cov,
+        lower_bound: model.lower_bound(),
+        bic,
+        aic,
+        fit_seconds,
+        n_iter: model.n_iter(),
+        converged: model.converged(),
+    };
+    on_row(&row);
+    rows.push(row);
+    Scored {
+        fitted: model,
+        log_likelihood,
+        n_parameters,
+    }
 }
 
 /// A fitted candidate as model selection sees it: the model, its total log-likelihood on the
