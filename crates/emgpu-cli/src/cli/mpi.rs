@@ -115,16 +115,7 @@ impl Mpi {
         if !arrived || lowest == size {
             return None;
         }
-        let root = self.exit.process_at_rank(lowest);
-        let (mut bytes, code) = match local.filter(|_| mine == lowest) {
-            Some((m, c)) => (m.into_bytes(), c),
-            None => (Vec::new(), 1),
-        };
-        let mut head = [bytes.len() as u64, u64::from(code)];
-        root.broadcast_into(&mut head[..]);
-        bytes.resize(head[0] as usize, 0);
-        root.broadcast_into(&mut bytes[..]);
-        Some((String::from_utf8_lossy(&bytes).into_owned(), head[1] as u8))
+        Some(broadcast_failure(&self.exit, lowest, mine, local))
     }
 
     /// Prints this rank's error (or that another rank did not finish) and ends every rank.
@@ -148,6 +139,27 @@ impl Mpi {
     pub fn reducer(&self) -> &MpiReducer {
         &self.reducer
     }
+}
+
+/// The `(message, exit code)` of rank `lowest` (the lowest failed rank, agreed on), sent from it
+/// to every rank of `comm`; `mine` is this rank's entry in that agreement and `local` its own
+/// failure, if any.
+fn broadcast_failure(
+    comm: &SimpleCommunicator,
+    lowest: i32,
+    mine: i32,
+    local: Option<(String, u8)>,
+) -> (String, u8) {
+    let root = comm.process_at_rank(lowest);
+    let (mut bytes, code) = match local.filter(|_| mine == lowest) {
+        Some((m, c)) => (m.into_bytes(), c),
+        None => (Vec::new(), 1),
+    };
+    let mut head = [bytes.len() as u64, u64::from(code)];
+    root.broadcast_into(&mut head[..]);
+    bytes.resize(head[0] as usize, 0);
+    root.broadcast_into(&mut bytes[..]);
+    (String::from_utf8_lossy(&bytes).into_owned(), head[1] as u8)
 }
 
 /// Sums over `MPI_COMM_WORLD`: each value travels as a double-double pair `(hi, lo)` (an MPI
@@ -234,18 +246,9 @@ impl MpiReducer {
         if lowest == size {
             return None;
         }
-        let root = self.world.process_at_rank(lowest);
-        let (mut bytes, mut code) = match local.filter(|_| mine == lowest) {
-            Some((m, c)) => (m.into_bytes(), c),
-            None => (Vec::new(), 1),
-        };
-        let mut head = [bytes.len() as u64, u64::from(code)];
-        root.broadcast_into(&mut head[..]);
-        bytes.resize(head[0] as usize, 0);
-        root.broadcast_into(&mut bytes[..]);
-        code = head[1] as u8;
+        let (message, code) = broadcast_failure(&self.world, lowest, mine, local);
         self.code.set(code);
-        Some((String::from_utf8_lossy(&bytes).into_owned(), code))
+        Some((message, code))
     }
 
     /// Agrees on a command-line step: `Ok` if it succeeded on every rank, else the lowest failed
