@@ -5,6 +5,8 @@
 
 #[path = "common/cli.rs"]
 mod cli_util;
+#[path = "../../emgpu/tests/common/mod.rs"]
+mod common;
 
 use std::path::{Path, PathBuf};
 
@@ -38,7 +40,30 @@ fn setup(case: &str, dir: &Path) {
     }
 }
 
+/// The contract's tolerances: CPU 1e-6 relative (λ, score, perplexity) and 1e-6 absolute (θ),
+/// labels equal; GPU 5e-3 on λ, 2e-3 elsewhere, labels may differ on up to 0.5 % of documents.
+struct Tolerances {
+    lambda: f64,
+    other: f64,
+    labels: f64,
+}
+
+const CPU: Tolerances = Tolerances {
+    lambda: 1e-6,
+    other: 1e-6,
+    labels: 0.0,
+};
+const GPU: Tolerances = Tolerances {
+    lambda: 5e-3,
+    other: 2e-3,
+    labels: 0.005,
+};
+
 fn contract_fit(case: &str) {
+    contract_fit_on(case, "cpu", &CPU);
+}
+
+fn contract_fit_on(case: &str, backend: &str, tol: &Tolerances) {
     let d = tmp();
     let dir = d.path();
     setup(case, dir);
@@ -69,7 +94,7 @@ fn contract_fit(case: &str) {
             "--tol",
             "0",
             "--backend",
-            "cpu",
+            backend,
             "--output",
             "MODEL.json",
             "--quiet",
@@ -94,7 +119,7 @@ fn contract_fit(case: &str) {
         .zip(&want)
         .map(|(g, w)| rel(*g, *w))
         .fold(0.0, f64::max);
-    assert!(worst < 1e-6, "{case}: λ differs by {worst:e}");
+    assert!(worst < tol.lambda, "{case}: λ differs by {worst:e}");
 
     // score / predict of scikit-learn's fitted model (expected.json is a model file).
     let run = ok(
@@ -107,21 +132,22 @@ fn contract_fit(case: &str) {
             "X.npz",
             "--json",
             "--backend",
-            "cpu",
+            backend,
         ],
     );
     let s = last_json(&run);
+    assert_eq!(s["backend"], backend);
     assert!(
         rel(
             s["score"].as_f64().unwrap(),
             expected["score"].as_f64().unwrap()
-        ) < 1e-6
+        ) < tol.other
     );
     assert!(
         rel(
             s["perplexity"].as_f64().unwrap(),
             expected["perplexity"].as_f64().unwrap()
-        ) < 1e-6
+        ) < tol.other
     );
     ok(
         dir,
@@ -135,13 +161,13 @@ fn contract_fit(case: &str) {
             "--output",
             "THETA.npy",
             "--backend",
-            "cpu",
+            backend,
         ],
     );
     let theta: Array2<f64> = read_npy(dir.join("THETA.npy")).unwrap();
     let want: Array2<f64> = read_npy(fixture(case, "theta.npy")).unwrap();
     let worst = (&theta - &want).iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    assert!(worst < 1e-6, "{case}: θ differs by {worst:e}");
+    assert!(worst < tol.other, "{case}: θ differs by {worst:e}");
     ok(
         dir,
         &[
@@ -152,11 +178,27 @@ fn contract_fit(case: &str) {
             "X.npz",
             "--output",
             "L.npy",
+            "--backend",
+            backend,
         ],
     );
     let labels: Array1<i64> = read_npy(dir.join("L.npy")).unwrap();
     let want: Array1<i64> = read_npy(fixture(case, "labels.npy")).unwrap();
-    assert_eq!(labels, want);
+    let differ = labels.iter().zip(&want).filter(|(a, b)| a != b).count();
+    assert!(
+        differ as f64 <= tol.labels * want.len() as f64,
+        "{case}: {differ} of {} labels differ",
+        want.len()
+    );
+}
+
+#[test]
+fn contract_commands_on_the_gpu_match_scikit_learn() {
+    if common::gpu_backend("contract_commands_on_the_gpu_match_scikit_learn").is_none() {
+        return;
+    }
+    contract_fit_on("docstrings", "gpu", &GPU);
+    contract_fit_on("synthetic", "gpu", &GPU);
 }
 
 #[test]
@@ -357,39 +399,6 @@ fn bad_input_fails_with_one_message_and_no_output() {
         ],
         1,
         &["150 columns"],
-    );
-    // The GPU engine is not built yet: a clear error, no silent fallback.
-    fails(
-        dir,
-        &[
-            "fit",
-            "--model",
-            "lda",
-            "--input",
-            "X.npz",
-            "-k",
-            "4",
-            "--backend",
-            "gpu",
-            "--output",
-            "M.json",
-        ],
-        1,
-        &["LDA GPU engine is not built yet"],
-    );
-    fails(
-        dir,
-        &[
-            "score",
-            "--model",
-            "init.json",
-            "--input",
-            "X.npz",
-            "--backend",
-            "gpu",
-        ],
-        1,
-        &["not built yet"],
     );
     // Non-integer counts are accepted.
     write_npy(

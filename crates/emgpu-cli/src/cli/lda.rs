@@ -148,12 +148,7 @@ pub fn fit(req: LdaFitRequest<'_>, ui: &Ui) -> Result<ExitCode, CliError> {
             ));
             Control::Continue(())
         })
-        .map_err(|e| match e {
-            Error::InvalidParameter(m) if m.contains("GPU engine") => {
-                CliError::error(format!("{m}; use --backend cpu"))
-            }
-            other => lda_error(other, &req.input.input),
-        })?;
+        .map_err(|e| lda_error(e, &req.input.input))?;
     let seconds = t0.elapsed().as_secs_f64();
     write_text_atomic(req.output, &fitted.to_json())?;
     if req.backend == BackendArg::Auto
@@ -201,15 +196,6 @@ fn with_backend(model: FittedLda, backend: BackendArg) -> FittedLda {
     model.with_backend(Backend::from(backend))
 }
 
-fn gpu_hint(e: Error, input: &Path) -> CliError {
-    match e {
-        Error::InvalidParameter(m) if m.contains("GPU engine") => {
-            CliError::error(format!("{m}; use --backend cpu"))
-        }
-        other => lda_error(other, input),
-    }
-}
-
 /// `emgpu score` of an LDA model.
 pub fn score(
     model: FittedLda,
@@ -220,7 +206,7 @@ pub fn score(
 ) -> Result<ExitCode, CliError> {
     let x = open_counts(input)?;
     let model = with_backend(model, backend);
-    let (s, report) = model.score(&x).map_err(|e| gpu_hint(e, &input.input))?;
+    let (s, report) = model.score(&x).map_err(|e| lda_error(e, &input.input))?;
     if backend == BackendArg::Auto {
         ui.note(describe_backend(&report));
     }
@@ -258,9 +244,15 @@ pub fn predict(
 ) -> Result<ExitCode, CliError> {
     let x = open_counts(input)?;
     let model = with_backend(model, backend);
-    let in_file = |e| gpu_hint(e, &input.input);
+    let in_file = |e| lda_error(e, &input.input);
+    let note_backend = |report: &emgpu::BackendReport| {
+        if backend == BackendArg::Auto {
+            ui.note(describe_backend(report));
+        }
+    };
     if proba {
-        let theta = model.transform(&x).map_err(in_file)?;
+        let (theta, report) = model.transform_with_report(&x).map_err(in_file)?;
+        note_backend(&report);
         write_proba(out, &theta)?;
         ui.note(format!(
             "predict: document-topic distributions [{}, {}] (float64) → {}",
@@ -269,7 +261,8 @@ pub fn predict(
             output::display(out)
         ));
     } else {
-        let labels = model.predict(&x).map_err(in_file)?;
+        let (labels, report) = model.predict_with_report(&x).map_err(in_file)?;
+        note_backend(&report);
         let mut counts = vec![0usize; model.n_components()];
         for &l in &labels {
             counts[l] += 1;

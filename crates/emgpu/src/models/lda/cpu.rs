@@ -25,7 +25,9 @@ use std::ops::Range;
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use super::{EPS, LdaModel, LdaPrepared, LdaStats, MAX_DOC_UPDATE_ITER, MEAN_CHANGE_TOL};
+use super::{
+    EPS, LdaEngine, LdaModel, LdaPrepared, LdaStats, MAX_DOC_UPDATE_ITER, MEAN_CHANGE_TOL,
+};
 use crate::data::sparse::CountMatrix;
 use crate::device::{BackendReport, cpu_report};
 use crate::em::EStep;
@@ -53,6 +55,12 @@ impl EStep<LdaModel> for CpuLdaEngine<'_> {
     }
     fn report(&self) -> BackendReport {
         cpu_report(&self.reason)
+    }
+}
+
+impl LdaEngine for CpuLdaEngine<'_> {
+    fn doc_topic(&mut self, p: &LdaPrepared) -> Result<Array2<f64>> {
+        Ok(doc_topic(self.x, p))
     }
 }
 

@@ -26,8 +26,8 @@
 //! exact ψ, λ after ten iterations on a real corpus differed from scikit-learn's by up to 8e-6
 //! relative (the E-steps amplify the small difference); with scikit-learn's, by ~1e-13.
 //!
-//! Engines: the f64 CPU engine ([`cpu`]); the GPU engine is not built yet (`Backend::Gpu` is an
-//! error that says so, `Backend::Auto` runs the CPU and says why).
+//! Engines: the f64 CPU engine ([`cpu`]) and the f32 GPU engine (`gpu`, feature `gpu`); [`engine`]
+//! chooses between them by the crate's one rule ([`crate::device::choose`]).
 
 use std::path::Path;
 
@@ -38,13 +38,15 @@ use rand_distr::{Distribution, Gamma};
 use rayon::prelude::*;
 
 use crate::data::sparse::CountMatrix;
-use crate::device::{Backend, BackendReport};
+use crate::device::{Backend, BackendReport, choose};
 use crate::em::{Control, EStep, Model, Progress, Stats, Step, StopRule, run_em};
 use crate::error::{Error, Result};
 use crate::numerics::special::{digamma_sklearn as digamma, ln_gamma};
 
 pub mod cpu;
 mod file;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod synth;
 
 pub use cpu::CpuLdaEngine;
@@ -421,7 +423,7 @@ impl LatentDirichletAllocation {
         let mut engine = engine(self.backend, x, model)?;
         let run = run_em(
             &model,
-            engine.as_mut(),
+            engine.as_mut() as &mut dyn EStep<LdaModel>,
             LdaParams { components },
             rule,
             0,
@@ -448,13 +450,21 @@ pub fn random_components(model: &LdaModel, seed: u64) -> Vec<f64> {
         .collect()
 }
 
-/// The E-step engine of `backend` over `x`, after checking `x` has the model's vocabulary: the
-/// CPU engine (`Auto` says why); `Gpu` is an error (the LDA GPU engine is not built yet).
+/// An LDA E-step engine: the statistics of all documents ([`EStep`]) and their γ.
+pub trait LdaEngine: EStep<LdaModel> {
+    /// γ of every document `[N, K]` under `p` (scikit-learn's `_unnormalized_transform`).
+    fn doc_topic(&mut self, p: &LdaPrepared) -> Result<Array2<f64>>;
+}
+
+/// The E-step engine of `backend` over `x`, after checking `x` has the model's vocabulary, by the
+/// crate's one rule ([`choose`]: `Gpu` runs on a GPU adapter or fails; `Auto` says what it chose
+/// and why; corpora under [`crate::device::AUTO_MIN_GPU_VALUES`] stored entries × topics run on
+/// the CPU without probing an adapter).
 pub fn engine<'a>(
     backend: Backend,
     x: &'a CountMatrix,
     model: LdaModel,
-) -> Result<Box<dyn EStep<LdaModel> + 'a>> {
+) -> Result<Box<dyn LdaEngine + 'a>> {
     model.validate()?;
     if x.n_cols() != model.n_features {
         return Err(Error::DimensionMismatch {
@@ -462,16 +472,22 @@ pub fn engine<'a>(
             got: x.n_cols(),
         });
     }
-    let reason = match backend {
-        Backend::Cpu => String::new(),
-        Backend::Auto => "the LDA GPU engine is not built yet; using the CPU backend".into(),
-        Backend::Gpu => {
-            return Err(Error::param(
-                "the LDA GPU engine is not built yet: LDA runs on the CPU backend only for now",
-            ));
-        }
-    };
-    Ok(Box::new(CpuLdaEngine::new(x, reason)))
+    choose::<dyn LdaEngine + 'a>(
+        backend,
+        x.nnz().saturating_mul(model.n_components),
+        |reason| Box::new(CpuLdaEngine::new(x, reason)),
+        |ctx, reason| {
+            #[cfg(feature = "gpu")]
+            {
+                Ok(Box::new(gpu::GpuLdaEngine::new(ctx, x, &model, reason)?))
+            }
+            #[cfg(not(feature = "gpu"))]
+            {
+                let _ = reason;
+                match ctx {}
+            }
+        },
+    )
 }
 
 /// A fitted LDA model: λ and the priors, how the fit went.
@@ -593,23 +609,40 @@ impl FittedLda {
     }
     /// γ of every document `[N, K]` (scikit-learn's `_unnormalized_transform`).
     pub fn unnormalized_transform(&self, x: &CountMatrix) -> Result<Array2<f64>> {
+        Ok(self.unnormalized_transform_with_report(x)?.0)
+    }
+    /// [`unnormalized_transform`](Self::unnormalized_transform) and what ran it.
+    pub fn unnormalized_transform_with_report(
+        &self,
+        x: &CountMatrix,
+    ) -> Result<(Array2<f64>, BackendReport)> {
         self.check_data(x)?;
-        engine(self.backend, x, self.model)?;
-        Ok(cpu::doc_topic(x, &self.prepared()?))
+        let mut engine = engine(self.backend, x, self.model)?;
+        let g = engine.doc_topic(&self.prepared()?)?;
+        Ok((g, engine.report()))
     }
     /// The normalized document-topic distribution `[N, K]` (scikit-learn's `transform`).
     pub fn transform(&self, x: &CountMatrix) -> Result<Array2<f64>> {
-        let mut g = self.unnormalized_transform(x)?;
+        Ok(self.transform_with_report(x)?.0)
+    }
+    /// [`transform`](Self::transform) and what ran it.
+    pub fn transform_with_report(&self, x: &CountMatrix) -> Result<(Array2<f64>, BackendReport)> {
+        let (mut g, report) = self.unnormalized_transform_with_report(x)?;
         for mut row in g.rows_mut() {
             let s: f64 = row.sum();
             row /= s;
         }
-        Ok(g)
+        Ok((g, report))
     }
     /// The most likely topic of every document (the argmax of γ; ties: the lowest index).
     pub fn predict(&self, x: &CountMatrix) -> Result<Vec<usize>> {
-        let g = self.unnormalized_transform(x)?;
-        Ok(g.rows()
+        Ok(self.predict_with_report(x)?.0)
+    }
+    /// [`predict`](Self::predict) and what ran it.
+    pub fn predict_with_report(&self, x: &CountMatrix) -> Result<(Vec<usize>, BackendReport)> {
+        let (g, report) = self.unnormalized_transform_with_report(x)?;
+        let labels = g
+            .rows()
             .into_iter()
             .map(|r| {
                 let mut best = 0;
@@ -620,7 +653,8 @@ impl FittedLda {
                 }
                 best
             })
-            .collect())
+            .collect();
+        Ok((labels, report))
     }
     /// The `n` terms of largest λ in topic `topic`, largest first (ties: the lower index).
     pub fn top_terms(&self, topic: usize, n: usize) -> Vec<usize> {
