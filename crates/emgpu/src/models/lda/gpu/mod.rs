@@ -1,7 +1,7 @@
 //! The GPU E-step of LDA (wgpu + WGSL, f32), with the CPU engine ([`super::cpu`]) as its twin.
 //!
 //! **Layout.** The documents are cut into chunks of contiguous rows (at most 2²² stored entries
-//! each, fewer when the device's bindings are smaller). Per chunk the GPU holds the rows
+//! and 2¹⁸ documents each, fewer when the device's bindings are smaller). Per chunk the GPU holds the rows
 //! (`doc_ptr`, word ids, counts as f32), a per-document state (γ and t, `[doc][2K]`; the γ updates
 //! done and the document's part of the bound) and one f32 `r_j = cnt_j / norm_j` per entry, plus
 //! the chunk's entries in word order, cut into segments of at most [`SEG`] entries. exp(E[log β])
@@ -57,6 +57,9 @@ const DOC_WG: usize = 64;
 pub const SEG: usize = 256;
 /// Most stored entries of a chunk (fewer when the device's bindings are smaller).
 const MAX_CHUNK_NNZ: usize = 1 << 22;
+/// Most documents of a chunk: its γ and t (8·K bytes per document) and their readback stay
+/// within ~100 MiB at K = 50.
+const MAX_CHUNK_DOCS: usize = 1 << 18;
 /// Resident chunk bytes when the options give no budget: as the Gaussian-mixture data.
 const RESIDENT_BUDGET_HW: u64 = 4 << 30;
 const RESIDENT_BUDGET_SW: u64 = 1 << 30;
@@ -752,6 +755,7 @@ fn plan_chunks(
     // ent is 8 bytes per entry; γ and t 8·K per document; segment sums 4·K per segment.
     let nnz_cap = MAX_CHUNK_NNZ.min(max / 8).min(max / 4 / shape.k * SEG / 2);
     let docs_cap = (max / (8 * shape.k))
+        .min(MAX_CHUNK_DOCS)
         .min(chunk_docs.unwrap_or(usize::MAX))
         .max(1);
     let indptr = x.indptr();
