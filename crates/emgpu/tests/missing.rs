@@ -508,7 +508,9 @@ fn streamed_layout_with_engine_groups_equals_the_grouped_layout() {
             assert_eq!(e.engine_rows(), engine_rows);
             let report = e.report();
             assert!(
-                report.reason.contains("pattern groups on the cpu engine"),
+                report
+                    .reason
+                    .contains("on the cpu engine (read from the data in place)"),
                 "{report:?}"
             );
             let got = flat(e.e_step(&p).unwrap(), &p.means);
@@ -944,7 +946,7 @@ fn gpu_streamed_layout_matches_the_cpu_streamed_layout() {
         assert!(
             report
                 .reason
-                .contains("pattern groups on the gpu engine (read from the data in place)"),
+                .contains("on the gpu engine (read from the data in place)"),
             "{report:?}"
         );
         let s_gpu = flat(g.e_step(&p).unwrap(), &p.means);

@@ -182,11 +182,17 @@ pub fn run(cmd: BenchCmd, ui: &Ui) -> Result<ExitCode, CliError> {
                 "bench --missing times its own two workloads (Gaussian mixtures, K = 8, full covariances); drop --model, --n, --d, --k, --covariance, --chunk, --input and --write-data (--scale makes them smaller)",
             ));
         }
+        let scale = cmd.scale.unwrap_or(1.0);
+        if !(scale > 0.0 && scale <= 1.0) {
+            return Err(CliError::usage(format!(
+                "--scale must be in (0, 1] (a fraction of the workloads' sizes), got {scale}"
+            )));
+        }
         if let Some(note) = &note {
             ui.note(note);
         }
         let b = super::bench_missing::MissingBench {
-            scale: cmd.scale.unwrap_or(1.0),
+            scale,
             iters: cmd.iters,
             backends,
             json: cmd.json,

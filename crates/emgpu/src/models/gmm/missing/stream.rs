@@ -766,8 +766,9 @@ impl<'a> StreamEngine<'a> {
             None => String::new(),
         };
         let note = format!(
-            "missing values: {patterns}{engine_rows} rows in {} pattern groups on the {} engine (read from the data in place), {other_rows} rows streamed in chunks of {} rows on the CPU",
+            "missing values: {patterns}{engine_rows} rows in {} pattern group{} on the {} engine (read from the data in place), {other_rows} rows streamed in chunks of {} rows on the CPU",
             engines.len(),
+            if engines.len() == 1 { "" } else { "s" },
             report.backend,
             s.rows.chunk_rows,
         );
