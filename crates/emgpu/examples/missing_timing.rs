@@ -14,7 +14,8 @@
 //! missing-data engine with the default grouping (patterns of ≥ `group_rows` rows through the
 //! complete-data engine on their observed columns) and with every incomplete pattern on the
 //! direct per-row path, and the streamed layout (memory independent of N; `CHUNK=` and
-//! `BLOCKED=` lists compare its chunk sizes and thresholds). `BACKEND=gpu` runs the engines on
+//! `BLOCKED=` lists compare its chunk sizes and thresholds; `ONLY=streamed` skips the grouped
+//! runs). `BACKEND=gpu` runs the engines on
 //! the GPU (the rare patterns stay on the CPU); `SMALL=1` divides N by 10.
 use std::time::Instant;
 
@@ -137,6 +138,10 @@ fn run(workload: MissingWorkload, n: usize, iters: usize) {
                 t_missing / t_complete,
             );
         }
+    }
+    // `ONLY=streamed` skips the grouped runs (for A/B timing of the streamed layout).
+    if std::env::var("ONLY").is_ok_and(|v| v == "streamed") {
+        return;
     }
     for (label, rows) in runs {
         let groups = group_datasets(&index, rows).expect("groups");

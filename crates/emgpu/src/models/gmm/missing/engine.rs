@@ -101,9 +101,10 @@ impl<'a> MissingEngine<'a> {
             None => crate::device::cpu_report(""),
         };
         let note = format!(
-            "missing values: {} patterns; {engine_rows} rows in {} pattern groups on the {} engine, {direct_rows} rows of rare patterns on the CPU",
+            "missing values: {} patterns; {engine_rows} rows in {} pattern group{} on the {} engine, {direct_rows} rows of rare patterns on the CPU",
             index.patterns().len(),
             engines.len(),
+            if engines.len() == 1 { "" } else { "s" },
             report.backend,
         );
         report.reason = if report.reason.is_empty() {

@@ -21,10 +21,12 @@
 //!   pattern groups stay resident in the GPU's complete-data engine. **Streamed** ([`stream`]):
 //!   each E-step reads the rows from the dataset in fixed chunks and groups each chunk by
 //!   pattern on the fly; memory O(chunk·D + K·D²) whatever N, slower per iteration on data with
-//!   many patterns (the factors are computed per chunk). `Auto` streams a CPU fit past
-//!   [`stream::STREAM_AUTO_VALUES`] values (a 1 GiB copy), and groups otherwise.
-//!   `score_samples`, `predict_proba` and `impute` stream on the CPU; on a GPU they group,
-//!   and the large pattern groups run on the GPU.
+//!   many patterns (the factors are computed per chunk). On a GPU the complete rows and the
+//!   patterns of at least [`GPU_GROUP_ROWS`] rows run on the GPU engine over
+//!   [`stream::PatternRows`] (the pattern's rows read from the dataset on demand), the rest
+//!   stream on the CPU. `Auto` streams past [`stream::STREAM_AUTO_VALUES`] values (a 1 GiB
+//!   copy) on either backend, and groups otherwise. `score_samples`, `predict_proba` and
+//!   `impute` always stream; on a GPU the same rows as in a fit run on the GPU.
 
 pub mod engine;
 pub mod factors;

@@ -31,6 +31,16 @@
 //!
 //! The per-row outputs (`log p(x_o)`, responsibilities, imputation) stream the same way and
 //! write each chunk's rows in place: no permutation.
+//!
+//! **On a GPU** ([`StreamEngine::with_engines`]): the patterns of [`stream_groups`] (the
+//! complete pattern and those with at least `group_rows` rows in the whole data, counted by
+//! [`Scan::of`]) run on the backend's complete-data engine over [`PatternRows`], a view that
+//! reads a pattern's observed columns from the dataset on demand (the GPU engine uploads them
+//! once when they fit its budget, else reads them every E-step), with the marginal parameters,
+//! and are expanded as in the grouped layout; the chunked CPU code skips them. Their per-row
+//! outputs are written to their rows by one more pass over the data. Host memory: besides the
+//! above, one count per [`PATTERN_ROWS_STEP`] rows per such pattern, and the per-row outputs
+//! of their rows until that pass.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
