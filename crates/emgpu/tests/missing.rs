@@ -446,7 +446,7 @@ fn streamed_layout_with_engine_groups_equals_the_grouped_layout() {
     assert_eq!(sgroups.len(), groups.len());
     assert!(sgroups.len() >= 3, "several pattern groups");
     assert!(
-        sgroups[0].pattern.missing.is_empty(),
+        sgroups[0].pattern().missing.is_empty(),
         "complete pattern first"
     );
     // Each group's rows, read whole and in pieces at every offset, are the index's rows of
@@ -456,23 +456,23 @@ fn streamed_layout_with_engine_groups_equals_the_grouped_layout() {
             .patterns()
             .iter()
             .enumerate()
-            .find(|(_, p)| p.missing == g.pattern.missing)
+            .find(|(_, p)| p.missing == g.pattern().missing)
             .unwrap();
         let want = index.patterns()[i].values(&index);
-        let d_o = g.pattern.n_observed();
-        let m = g.data.n_samples();
+        let d_o = g.pattern().n_observed();
+        let m = g.data().n_samples();
         assert_eq!(m * d_o, want.len());
         let mut all = vec![0.0; m * d_o];
-        g.data.read_f64(0, &mut all).unwrap();
+        g.data().read_f64(0, &mut all).unwrap();
         assert_eq!(all, want);
         for start in (0..m).step_by(7) {
             let len = 13.min(m - start);
             let mut part = vec![0.0; len * d_o];
-            g.data.read_f64(start, &mut part).unwrap();
+            g.data().read_f64(start, &mut part).unwrap();
             assert_eq!(part, want[start * d_o..(start + len) * d_o]);
         }
         let mut past = vec![0.0; d_o];
-        assert!(g.data.read_f64(m, &mut past).is_err(), "past the end");
+        assert!(g.data().read_f64(m, &mut past).is_err(), "past the end");
     }
     for cov in CovarianceType::ALL {
         let model = GmmModel {

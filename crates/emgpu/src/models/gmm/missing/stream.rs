@@ -289,11 +289,22 @@ impl DataSource for PatternRows<'_> {
 /// One pattern of the streamed layout that runs on an engine of the fit's backend: the pattern
 /// and its rows ([`PatternRows`]) as a dataset.
 pub struct StreamGroup<'a> {
-    /// The pattern (`rows` and `offset` unused: its rows are read from the dataset).
-    pub pattern: Pattern,
+    pattern: Pattern,
     key: Vec<u64>,
-    /// The pattern's rows on its observed columns.
-    pub data: Dataset<'a>,
+    data: Dataset<'a>,
+}
+
+impl<'a> StreamGroup<'a> {
+    /// The pattern (`rows`: `0..` its number of rows; `offset` unused: its rows are read from
+    /// the dataset).
+    pub fn pattern(&self) -> &Pattern {
+        &self.pattern
+    }
+
+    /// The pattern's rows on its observed columns ([`PatternRows`]).
+    pub fn data(&self) -> &Dataset<'a> {
+        &self.data
+    }
 }
 
 /// The patterns of `data` that the streamed layout gives an engine: the complete pattern (when
