@@ -190,3 +190,92 @@ fn bench_usage_errors() {
         &["at least as many points as components"],
     );
 }
+
+#[test]
+fn bench_missing_reports_both_workloads_and_layouts() {
+    // Tiny (--scale 0.002: 674 × 4 and 2000 × 16): the report's shape and keys, and the
+    // grouped and streamed layouts running the same EM (their lower bounds agree), not speed.
+    let dir = tempfile::tempdir().unwrap();
+    let mut backends = vec!["cpu"];
+    if common::gpu_backend("bench_missing_reports_both_workloads_and_layouts").is_some() {
+        backends.push("gpu");
+    }
+    let list = backends.join(",");
+    let args = [
+        "bench",
+        "--missing",
+        "--scale",
+        "0.002",
+        "--iters",
+        "2",
+        "--backend",
+        &list,
+        "--json",
+    ];
+    let doc = json_line(&ok(dir.path(), &args).stdout);
+    assert_eq!(doc["mode"], "missing");
+    assert_eq!(doc["iters"], 2);
+    assert_eq!(doc["k"], 8);
+    let rows = doc["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 * backends.len());
+    let want = [("flights", 674, 4), ("mcar", 2000, 16)];
+    for (i, row) in rows.iter().enumerate() {
+        let (name, n, d) = want[i / backends.len()];
+        let backend = backends[i % backends.len()];
+        assert_eq!(row["workload"], name, "{row}");
+        assert_eq!(row["backend"], backend, "{row}");
+        assert_eq!(row["n"], n, "{row}");
+        assert_eq!(row["d"], d, "{row}");
+        assert!(row["patterns"].as_u64().unwrap() >= 2, "{row}");
+        let incomplete = row["incomplete_rows_pct"].as_f64().unwrap();
+        assert!(incomplete > 0.0 && incomplete < 100.0, "{row}");
+        for v in ["complete", "grouped", "streamed"] {
+            assert_eq!(row[v]["ran_on"], backend, "{v}: {row}");
+            assert!(
+                row[v]["median_iter_ms"].as_f64().unwrap() > 0.0,
+                "{v}: {row}"
+            );
+            assert!(row[v]["final_lower_bound"].as_f64().unwrap().is_finite());
+        }
+        for r in ["grouped_ratio", "streamed_ratio"] {
+            assert!(row[r].as_f64().unwrap() > 0.0, "{r}: {row}");
+        }
+        let tol = if backend == "cpu" { 1e-10 } else { 2e-3 };
+        assert!(
+            row["lower_bound_rel_diff"].as_f64().unwrap() <= tol,
+            "grouped and streamed fit differently: {row}"
+        );
+        let streamed = row["streamed"]["note"].as_str().unwrap();
+        assert!(streamed.contains("streamed in chunks"), "{streamed}");
+    }
+    // The table names both workloads.
+    let text = ok(
+        dir.path(),
+        &[
+            "bench",
+            "--missing",
+            "--scale",
+            "0.002",
+            "--iters",
+            "1",
+            "--backend",
+            "cpu",
+        ],
+    )
+    .stdout;
+    assert!(text.contains("flights") && text.contains("mcar"), "{text}");
+    assert!(text.contains("streamed ms"), "{text}");
+    // Usage errors.
+    fails(
+        dir.path(),
+        &["bench", "--missing", "--d", "3"],
+        2,
+        &["bench --missing", "--d"],
+    );
+    fails(
+        dir.path(),
+        &["bench", "--missing", "--scale", "0"],
+        2,
+        &["--scale", "(0, 1]"],
+    );
+}

@@ -295,26 +295,73 @@ fn missing_layout_streamed_gives_the_grouped_fit_and_bad_combinations_say_what_t
         2,
         &["--missing-layout", "--missing em"],
     );
-    fails(
-        p,
-        &[
-            "fit",
-            "-i",
-            "x.npy",
-            "-k",
-            "2",
-            "-o",
-            "m.json",
-            "--missing",
-            "em",
-            "--missing-layout",
-            "streamed",
-            "--backend",
-            "gpu",
-        ],
-        2,
-        &["--missing-layout streamed runs on the CPU", "--backend cpu"],
+}
+
+#[test]
+fn missing_layout_streamed_on_the_gpu_gives_the_cpu_fit_and_says_where_rows_ran() {
+    // Once a usage error ("streamed runs on the CPU"): now the complete rows run on the GPU,
+    // read from the input in place, and the incomplete rows stream on the CPU.
+    let Some(_) = common::gpu_backend(
+        "missing_layout_streamed_on_the_gpu_gives_the_cpu_fit_and_says_where_rows_ran",
+    ) else {
+        return;
+    };
+    let dir = tmp();
+    let p = dir.path();
+    let x = holey();
+    write_npy(p.join("x.npy"), &x).unwrap();
+    let mut fits = Vec::new();
+    for backend in ["gpu", "cpu"] {
+        let out = format!("{backend}.json");
+        let run = ok(
+            p,
+            &[
+                "fit",
+                "-i",
+                "x.npy",
+                "-k",
+                "2",
+                "-o",
+                &out,
+                "--missing",
+                "em",
+                "--missing-layout",
+                "streamed",
+                "--backend",
+                backend,
+                "--max-iter",
+                "20",
+                "--tol",
+                "0",
+                "--json",
+            ],
+        );
+        let doc = last_json(&run);
+        assert_eq!(doc["backend"], backend, "{doc}");
+        let m = read_json(&p.join(&out));
+        fits.push((
+            doc["lower_bound"].as_f64().unwrap(),
+            flat(&m["means"]),
+            run.stderr,
+        ));
+    }
+    let (gpu, cpu) = (&fits[0], &fits[1]);
+    assert!(
+        gpu.2
+            .contains("on the gpu engine (read from the data in place)")
+            && gpu.2.contains("streamed in chunks"),
+        "{}",
+        gpu.2
     );
+    assert!(
+        (gpu.0 - cpu.0).abs() <= 2e-3 * cpu.0.abs(),
+        "{} vs {}",
+        gpu.0,
+        cpu.0
+    );
+    for (g, c) in gpu.1.iter().zip(&cpu.1) {
+        assert!((g - c).abs() <= 2e-3 * c.abs().max(1.0), "{g} vs {c}");
+    }
 }
 
 #[test]

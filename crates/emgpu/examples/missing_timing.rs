@@ -1,17 +1,21 @@
 //! Time per EM iteration (E-step + M-step) with missing entries against the complete-data
 //! iteration of the same size (issue 12's benchmark).
 //!
-//! `missing_timing [ITERS]` (default 3) runs two workloads, full covariances, K = 8:
+//! `missing_timing [ITERS]` (default 3) runs the two workloads of
+//! [`emgpu::synth::MissingWorkload`], full covariances, K = 8:
 //! - `flights`: 336,776 × 4 (nycflights13's size), about 3 % of rows incomplete in 2 patterns
 //!   (2.45 % miss columns 2 and 3, 0.35 % miss column 3, as `dep_delay`/`arr_delay` do);
 //! - `mcar`: 1,000,000 × 16 with 20 % of entries missing completely at random (tens of
 //!   thousands of patterns; 2.8 % of rows complete).
 //!
+//! `emgpu bench --missing` times the same workloads from the command line.
+//!
 //! For each: the complete-data engine on the data before the holes were punched, and the
 //! missing-data engine with the default grouping (patterns of ≥ `group_rows` rows through the
 //! complete-data engine on their observed columns) and with every incomplete pattern on the
 //! direct per-row path, and the streamed layout (memory independent of N; `CHUNK=` and
-//! `BLOCKED=` lists compare its chunk sizes and thresholds). `BACKEND=gpu` runs the engines on
+//! `BLOCKED=` lists compare its chunk sizes and thresholds; `ONLY=streamed` skips the grouped
+//! runs). `BACKEND=gpu` runs the engines on
 //! the GPU (the rare patterns stay on the CPU); `SMALL=1` divides N by 10.
 use std::time::Instant;
 
@@ -20,10 +24,8 @@ use emgpu::models::gmm::missing::{
     MissingEngine, MissingIndex, StreamEngine, engine::group_datasets,
 };
 use emgpu::models::gmm::{GmmEngine, GmmModel, gmm_engine};
-use emgpu::synth::Workload;
+use emgpu::synth::{MissingData, MissingWorkload};
 use emgpu::{Backend, CovarianceType, Dataset};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
 /// Seconds per iteration (E-step + M-step) of `engine`, after one warm-up.
 fn per_iter(
@@ -45,28 +47,18 @@ fn per_iter(
     t.elapsed().as_secs_f64() / iters as f64
 }
 
-fn run(name: &str, n: usize, d: usize, holes: impl Fn(&mut ChaCha8Rng, &mut [f64]), iters: usize) {
+fn run(workload: MissingWorkload, n: usize, iters: usize) {
     let backend = match std::env::var("BACKEND").as_deref() {
         Ok("gpu") => Backend::Gpu,
         _ => Backend::Cpu,
     };
-    let k = 8;
-    let synth = Workload {
-        n,
-        d,
-        k,
-        covariance_type: CovarianceType::Full,
-        seed: 7,
-        spread: 5.0,
-    }
-    .generate()
-    .expect("synthetic data");
-    let complete: Vec<f64> = synth.x.iter().map(|v| *v as f64).collect();
-    let mut holey = complete.clone();
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    for row in holey.chunks_exact_mut(d) {
-        holes(&mut rng, row);
-    }
+    let (name, d, k) = (workload.name(), workload.d(), 8);
+    let MissingData {
+        complete,
+        holey,
+        truth,
+        ..
+    } = workload.generate(n).expect("synthetic data");
     let model = GmmModel {
         covariance_type: CovarianceType::Full,
         n_components: k,
@@ -76,7 +68,7 @@ fn run(name: &str, n: usize, d: usize, holes: impl Fn(&mut ChaCha8Rng, &mut [f64
     let full = Dataset::from_slice(&complete, n, d).expect("data");
     let mut engine: Box<dyn GmmEngine> =
         gmm_engine(backend, &full, CovarianceType::Full, k, Default::default()).expect("engine");
-    let t_complete = per_iter(engine.as_mut(), &model, &synth.truth, iters);
+    let t_complete = per_iter(engine.as_mut(), &model, &truth, iters);
     drop(engine);
 
     let data = Dataset::from_slice(&holey, n, d)
@@ -135,7 +127,7 @@ fn run(name: &str, n: usize, d: usize, holes: impl Fn(&mut ChaCha8Rng, &mut [f64
                 engine = engine.with_blocked_rows(b);
             }
             let rows = engine.chunk_rows();
-            let t_missing = per_iter(&mut engine, &model, &synth.truth, iters);
+            let t_missing = per_iter(&mut engine, &model, &truth, iters);
             let label = format!(
                 "streamed ({rows} rows/chunk, blocked ≥ {})",
                 engine.blocked_rows()
@@ -146,6 +138,10 @@ fn run(name: &str, n: usize, d: usize, holes: impl Fn(&mut ChaCha8Rng, &mut [f64
                 t_missing / t_complete,
             );
         }
+    }
+    // `ONLY=streamed` skips the grouped runs (for A/B timing of the streamed layout).
+    if std::env::var("ONLY").is_ok_and(|v| v == "streamed") {
+        return;
     }
     for (label, rows) in runs {
         let groups = group_datasets(&index, rows).expect("groups");
@@ -158,7 +154,7 @@ fn run(name: &str, n: usize, d: usize, holes: impl Fn(&mut ChaCha8Rng, &mut [f64
             Default::default(),
         )
         .expect("engine");
-        let t_missing = per_iter(&mut engine, &model, &synth.truth, iters);
+        let t_missing = per_iter(&mut engine, &model, &truth, iters);
         println!(
             "  missing, {label:<27} {:8.1} ms/iter  ({:.2}× complete; {} engine groups)",
             t_missing * 1e3,
@@ -178,35 +174,7 @@ fn main() {
     } else {
         1
     };
-    run(
-        "flights",
-        336_776 / scale,
-        4,
-        |rng, row| {
-            let u: f64 = rng.random();
-            if u < 0.0245 {
-                row[2] = f64::NAN;
-                row[3] = f64::NAN;
-            } else if u < 0.028 {
-                row[3] = f64::NAN;
-            }
-        },
-        iters,
-    );
-    run(
-        "mcar",
-        1_000_000 / scale,
-        16,
-        |rng, row| {
-            for v in row.iter_mut() {
-                if rng.random::<f64>() < 0.2 {
-                    *v = f64::NAN;
-                }
-            }
-            if row.iter().all(|v| v.is_nan()) {
-                row[0] = 0.0;
-            }
-        },
-        iters,
-    );
+    for w in MissingWorkload::ALL {
+        run(w, w.n() / scale, iters);
+    }
 }

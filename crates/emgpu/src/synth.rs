@@ -378,6 +378,115 @@ fn initial_params(
     )
 }
 
+/// The two workloads of the benchmark of EM with missing values (issue 12; `emgpu bench
+/// --missing`, `examples/missing_timing.rs`): a K = 8 full-covariance mixture ([`Workload`],
+/// seed 7) with holes punched in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingWorkload {
+    /// 336,776 × 4 (nycflights13's flights), about 2.8 % of rows incomplete in 2 patterns:
+    /// 2.45 % miss columns 2 and 3, 0.35 % miss column 3 (as `dep_delay`/`arr_delay` do).
+    Flights,
+    /// 1,000,000 × 16 with 20 % of entries missing completely at random (tens of thousands of
+    /// patterns; 2.8 % of rows complete); a row drawn with nothing observed gets column 0 = 0.
+    Mcar,
+}
+
+/// A [`MissingWorkload`] drawn: the data before and after the holes.
+#[derive(Debug, Clone)]
+pub struct MissingData {
+    /// The workload's complete data (f64, N × D row-major).
+    pub complete: Vec<f64>,
+    /// The same with NaN for the missing entries.
+    pub holey: Vec<f64>,
+    /// Number of rows.
+    pub n: usize,
+    /// Number of features.
+    pub d: usize,
+    /// The mixture the rows were drawn from.
+    pub truth: GmmParams,
+}
+
+impl MissingWorkload {
+    /// Both workloads, in the benchmark's order.
+    pub const ALL: [MissingWorkload; 2] = [MissingWorkload::Flights, MissingWorkload::Mcar];
+
+    /// `flights` or `mcar`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MissingWorkload::Flights => "flights",
+            MissingWorkload::Mcar => "mcar",
+        }
+    }
+
+    /// N at full size.
+    pub fn n(self) -> usize {
+        match self {
+            MissingWorkload::Flights => 336_776,
+            MissingWorkload::Mcar => 1_000_000,
+        }
+    }
+
+    /// D.
+    pub fn d(self) -> usize {
+        match self {
+            MissingWorkload::Flights => 4,
+            MissingWorkload::Mcar => 16,
+        }
+    }
+
+    /// Punches the workload's holes into one row.
+    fn punch(self, rng: &mut ChaCha8Rng, row: &mut [f64]) {
+        match self {
+            MissingWorkload::Flights => {
+                let u: f64 = rng.random();
+                if u < 0.0245 {
+                    row[2] = f64::NAN;
+                    row[3] = f64::NAN;
+                } else if u < 0.028 {
+                    row[3] = f64::NAN;
+                }
+            }
+            MissingWorkload::Mcar => {
+                for v in row.iter_mut() {
+                    if rng.random::<f64>() < 0.2 {
+                        *v = f64::NAN;
+                    }
+                }
+                if row.iter().all(|v| v.is_nan()) {
+                    row[0] = 0.0;
+                }
+            }
+        }
+    }
+
+    /// The workload with `n` rows (the issue's size: [`MissingWorkload::n`]); deterministic.
+    pub fn generate(self, n: usize) -> Result<MissingData> {
+        let d = self.d();
+        let synth = Workload {
+            n,
+            d,
+            k: 8,
+            covariance_type: CovarianceType::Full,
+            seed: 7,
+            spread: 5.0,
+        }
+        .generate()?;
+        let complete: Vec<f64> = synth.x.iter().map(|v| *v as f64).collect();
+        let mut holey = complete.clone();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for row in holey.chunks_exact_mut(d) {
+            self.punch(&mut rng, row);
+        }
+        Ok(MissingData {
+            complete,
+            holey,
+            n,
+            d,
+            truth: synth.truth,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

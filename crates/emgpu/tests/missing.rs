@@ -20,7 +20,8 @@ mod common;
 
 use emgpu::em::{EStep, Model};
 use emgpu::models::gmm::missing::{
-    MissingEngine, MissingIndex, MissingLayout, StreamEngine, engine::group_datasets,
+    MissingEngine, MissingIndex, MissingLayout, Scan, StreamEngine, engine::group_datasets,
+    stream::stream_groups,
 };
 use emgpu::models::gmm::{GmmEngine, GmmModel, GmmStats};
 use emgpu::{Backend, CovarianceType, Dataset, Error, FittedGmm, GaussianMixture, GmmParams, Init};
@@ -430,6 +431,115 @@ fn streamed_layout_equals_the_grouped_layout() {
 }
 
 #[test]
+fn streamed_layout_with_engine_groups_equals_the_grouped_layout() {
+    // The streamed layout of a GPU fit, run with CPU engines: the complete rows and the
+    // patterns of ≥ 40 rows through engines over their rows read in place (`PatternRows`), the
+    // other rows through the chunked CPU code; against the grouped layout with the same split
+    // (the sums reordered only: 1e-12). Also the pattern rows read at any offset.
+    let x = holey_data(900, 0.3, 17);
+    let (n, d) = x.dim();
+    let data = Dataset::from_array(&x).with_missing_values();
+    let index = MissingIndex::build(&data).unwrap();
+    let groups = group_datasets(&index, 40).unwrap();
+    let scan = Scan::of(&data).unwrap();
+    let sgroups = stream_groups(&data, &scan, 40).unwrap();
+    assert_eq!(sgroups.len(), groups.len());
+    assert!(sgroups.len() >= 3, "several pattern groups");
+    assert!(
+        sgroups[0].pattern().missing.is_empty(),
+        "complete pattern first"
+    );
+    // Each group's rows, read whole and in pieces at every offset, are the index's rows of
+    // that pattern (bit for bit).
+    for g in &sgroups {
+        let (i, _) = index
+            .patterns()
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.missing == g.pattern().missing)
+            .unwrap();
+        let want = index.patterns()[i].values(&index);
+        let d_o = g.pattern().n_observed();
+        let m = g.data().n_samples();
+        assert_eq!(m * d_o, want.len());
+        let mut all = vec![0.0; m * d_o];
+        g.data().read_f64(0, &mut all).unwrap();
+        assert_eq!(all, want);
+        for start in (0..m).step_by(7) {
+            let len = 13.min(m - start);
+            let mut part = vec![0.0; len * d_o];
+            g.data().read_f64(start, &mut part).unwrap();
+            assert_eq!(part, want[start * d_o..(start + len) * d_o]);
+        }
+        let mut past = vec![0.0; d_o];
+        assert!(g.data().read_f64(m, &mut past).is_err(), "past the end");
+    }
+    for cov in CovarianceType::ALL {
+        let model = GmmModel {
+            covariance_type: cov,
+            n_components: 2,
+            n_features: d,
+            reg_covar: REG,
+        };
+        let p = model.prepare(&initial(cov)).unwrap();
+        let mut grouped =
+            MissingEngine::new(&index, &groups, Backend::Cpu, cov, 2, Default::default()).unwrap();
+        let want = flat(grouped.e_step(&p).unwrap(), &p.means);
+        let mut ll_want = vec![0.0; n];
+        grouped.log_likelihoods(&p, &mut ll_want).unwrap();
+        let mut resp_want = vec![0.0; n * 2];
+        grouped.responsibilities(&p, &mut resp_want).unwrap();
+        let mut imp_want = vec![0.0; n * d];
+        grouped.impute(&p, &mut imp_want).unwrap();
+        for chunk in [7, n] {
+            let what = format!("{cov} chunk {chunk}");
+            let mut e = StreamEngine::with_engines(
+                &data,
+                Some(chunk),
+                Some(&scan),
+                &sgroups,
+                Backend::Cpu,
+                cov,
+                2,
+                Default::default(),
+            )
+            .unwrap();
+            let engine_rows: usize = groups.iter().map(|(_, g)| g.n_samples()).sum();
+            assert_eq!(e.engine_rows(), engine_rows);
+            let report = e.report();
+            assert!(
+                report
+                    .reason
+                    .contains("on the cpu engine (read from the data in place)"),
+                "{report:?}"
+            );
+            let got = flat(e.e_step(&p).unwrap(), &p.means);
+            close(&got, &want, 1e-12, &format!("{what} statistics"));
+            let mut ll = vec![0.0; n];
+            e.log_likelihoods(&p, &mut ll).unwrap();
+            close(&ll, &ll_want, 1e-12, &format!("{what} log p(x_o)"));
+            let mut resp = vec![0.0; n * 2];
+            e.responsibilities(&p, &mut resp).unwrap();
+            close(
+                &resp,
+                &resp_want,
+                1e-12,
+                &format!("{what} responsibilities"),
+            );
+            let mut imp = vec![0.0; n * d];
+            e.impute(&p, &mut imp).unwrap();
+            close(&imp, &imp_want, 1e-12, &format!("{what} imputed"));
+            for (a, b) in imp.iter().zip(x.iter()) {
+                assert!(
+                    b.is_nan() || a.to_bits() == b.to_bits(),
+                    "{what}: observed changed"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn complete_data_marked_missing_is_the_ordinary_fit() {
     let x = holey_data(600, 0.0, 5);
     assert!(x.iter().all(|v| v.is_finite()));
@@ -793,4 +903,100 @@ fn gpu_outputs_match_cpu_with_missing_entries() {
         2e-3,
         "impute",
     );
+}
+
+#[test]
+fn gpu_streamed_layout_matches_the_cpu_streamed_layout() {
+    // The streamed layout on the GPU: the complete rows and the patterns of ≥ 100 rows on the
+    // GPU engine (read from the dataset in place), the rest streamed on the CPU; against the
+    // CPU's streamed layout (f64) within 2e-3: one E-step's statistics, the per-row outputs,
+    // and 8 iterations of the fit, all four covariance types.
+    let Some(gpu) = common::gpu_backend("gpu_streamed_layout_matches_the_cpu_streamed_layout")
+    else {
+        return;
+    };
+    let x = holey_data(5000, 0.3, 31);
+    let (n, d) = x.dim();
+    let data = Dataset::from_array(&x).with_missing_values();
+    let scan = Scan::of(&data).unwrap();
+    let groups = stream_groups(&data, &scan, 100).unwrap();
+    assert!(groups.len() >= 3, "several pattern groups on the GPU");
+    for cov in CovarianceType::ALL {
+        let model = GmmModel {
+            covariance_type: cov,
+            n_components: 2,
+            n_features: d,
+            reg_covar: REG,
+        };
+        let p = model.prepare(&initial(cov)).unwrap();
+        let mut cpu = StreamEngine::new(&data, None, None, "");
+        let mut g = StreamEngine::with_engines(
+            &data,
+            None,
+            Some(&scan),
+            &groups,
+            gpu,
+            cov,
+            2,
+            Default::default(),
+        )
+        .unwrap();
+        let report = g.report();
+        assert_eq!(report.backend, Backend::Gpu, "{report:?}");
+        assert!(
+            report
+                .reason
+                .contains("on the gpu engine (read from the data in place)"),
+            "{report:?}"
+        );
+        let s_gpu = flat(g.e_step(&p).unwrap(), &p.means);
+        let s_cpu = flat(cpu.e_step(&p).unwrap(), &p.means);
+        close(&s_gpu, &s_cpu, 2e-3, &format!("{cov} statistics"));
+        let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+        g.log_likelihoods(&p, &mut a).unwrap();
+        cpu.log_likelihoods(&p, &mut b).unwrap();
+        close(&a, &b, 2e-3, &format!("{cov} log p(x_o)"));
+        let (mut a, mut b) = (vec![0.0; n * 2], vec![0.0; n * 2]);
+        g.responsibilities(&p, &mut a).unwrap();
+        cpu.responsibilities(&p, &mut b).unwrap();
+        close(&a, &b, 2e-3, &format!("{cov} responsibilities"));
+        let (mut a, mut b) = (vec![0.0; n * d], vec![0.0; n * d]);
+        g.impute(&p, &mut a).unwrap();
+        cpu.impute(&p, &mut b).unwrap();
+        close(&a, &b, 2e-3, &format!("{cov} imputed"));
+        for (v, o) in a.iter().zip(x.iter()) {
+            assert!(o.is_nan() || v.to_bits() == o.to_bits(), "observed changed");
+        }
+        // The fit.
+        let fit = |backend| {
+            GaussianMixture::params(2)
+                .covariance(cov)
+                .tol(0.0)
+                .max_iter(8)
+                .init(Init::Params(initial(cov)))
+                .backend(backend)
+                .missing_layout(MissingLayout::Streamed)
+                .missing_group_rows(100)
+                .fit(&data)
+                .unwrap()
+        };
+        let (g, c) = (fit(gpu), fit(Backend::Cpu));
+        let report = g.backend_report().unwrap();
+        assert_eq!(report.backend, Backend::Gpu, "{report:?}");
+        assert!(report.reason.contains("streamed in chunks"), "{report:?}");
+        close(
+            g.lower_bound_trace(),
+            c.lower_bound_trace(),
+            2e-3,
+            "lower bound",
+        );
+        close(g.params().weights(), c.params().weights(), 2e-3, "weights");
+        close(g.params().means(), c.params().means(), 2e-3, "means");
+        close(
+            g.params().covariances(),
+            c.params().covariances(),
+            2e-3,
+            "covariances",
+        );
+    }
 }

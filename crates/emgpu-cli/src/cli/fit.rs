@@ -110,10 +110,11 @@ pub struct FitCmd {
     reseed: bool,
 
     /// gmm with --missing em: how the rows are held. `grouped`: grouped by pattern once into an
-    /// N × D float64 copy (faster; large pattern groups stay on the GPU); `streamed`: read in
-    /// chunks every iteration, grouped per chunk (memory independent of N; CPU; slower with
-    /// many patterns) [default: `auto`: streamed on the CPU past 2^27 values (a 1 GiB copy),
-    /// else grouped].
+    /// N × D float64 copy (faster with many patterns); `streamed`: read in chunks every
+    /// iteration, grouped per chunk (memory independent of N; slower with many patterns). On
+    /// the GPU both run the complete rows and the patterns of at least 65,536 rows on the GPU
+    /// (streamed: read from the input in place), the other rows on the CPU [default: `auto`:
+    /// streamed past 2^27 values (a 1 GiB copy), else grouped].
     #[arg(long, value_enum, default_value_t = LayoutArg::Auto, value_name = "L")]
     missing_layout: LayoutArg,
 
@@ -142,11 +143,11 @@ pub struct FitCmd {
 /// `--missing-layout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LayoutArg {
-    /// Streamed on the CPU past 2^27 values, else grouped.
+    /// Streamed past 2^27 values, else grouped.
     Auto,
     /// Grouped by pattern once (an N × D copy).
     Grouped,
-    /// Read in chunks every iteration (memory independent of N; CPU).
+    /// Read in chunks every iteration (memory independent of N).
     Streamed,
 }
 
@@ -212,11 +213,6 @@ fn check_fit(cmd: &FitCmd) -> Result<(), CliError> {
     if cmd.missing_layout != LayoutArg::Auto && cmd.input.missing.is_none() {
         return Err(CliError::usage(
             "--missing-layout applies to fits with missing values: add --missing em, or drop --missing-layout",
-        ));
-    }
-    if cmd.missing_layout == LayoutArg::Streamed && cmd.backend == BackendArg::Gpu {
-        return Err(CliError::usage(
-            "--missing-layout streamed runs on the CPU: use --backend cpu, or --missing-layout grouped (or auto) on the GPU",
         ));
     }
     if cmd.fit.model != ModelArg::Lda
@@ -687,9 +683,15 @@ fn write_training_labels(
     Ok(())
 }
 
-/// With `--backend auto`, which device ran and why.
+/// With `--backend auto`, which device ran and why; with `--missing em`, always (where the
+/// complete and the incomplete rows ran).
 fn note_backend(cmd: &FitCmd, ui: &Ui, report: Option<&BackendReport>) {
-    super::note_backend(cmd.backend, ui, report);
+    match report {
+        Some(r) if cmd.input.missing.is_some() && cmd.backend != BackendArg::Auto => {
+            ui.note(super::describe_backend(r));
+        }
+        _ => super::note_backend(cmd.backend, ui, report),
+    }
 }
 
 /// `restarts: lower bounds -4.2199, -4.2201, -4.2199; kept 1 (the highest)`

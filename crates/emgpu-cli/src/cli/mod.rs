@@ -14,6 +14,7 @@ use emgpu::data::same_file;
 use emgpu::{Backend, BackendReport, CovarianceType, Dataset, Error, FittedGmm, FittedKMeans};
 
 mod bench;
+mod bench_missing;
 mod bench_run;
 mod csv;
 mod devices;

@@ -201,17 +201,18 @@ impl GaussianMixture {
     /// Data with missing values ([`Dataset::with_missing_values`]): patterns with at least
     /// `rows` rows run through the backend's complete-data engine, the others through the direct
     /// CPU path (see [`missing::engine`]); default [`missing::CPU_GROUP_ROWS`] on the CPU,
-    /// [`missing::GPU_GROUP_ROWS`] on the GPU. The grouped layout only. Mostly for tests and
-    /// benchmarks.
+    /// [`missing::GPU_GROUP_ROWS`] on the GPU. The grouped layout, and the streamed layout on a
+    /// GPU (the patterns that run on the GPU engine; on the CPU the streamed layout decides per
+    /// chunk). Mostly for tests and benchmarks.
     pub fn missing_group_rows(mut self, rows: usize) -> Self {
         self.missing_group_rows = Some(rows.max(1));
         self
     }
 
     /// Data with missing values: how the rows are held ([`missing::MissingLayout`]; default
-    /// `Auto`: grouped by pattern once, O(N·D), unless a CPU fit has more than
+    /// `Auto`: grouped by pattern once, O(N·D), unless the data have more than
     /// [`missing::stream::STREAM_AUTO_VALUES`] values: then streamed in chunks, memory
-    /// independent of N).
+    /// independent of N, on either backend).
     pub fn missing_layout(mut self, layout: missing::MissingLayout) -> Self {
         self.missing_layout = layout;
         self

@@ -101,9 +101,10 @@ impl<'a> MissingEngine<'a> {
             None => crate::device::cpu_report(""),
         };
         let note = format!(
-            "missing values: {} patterns; {engine_rows} rows in {} pattern groups on the {} engine, {direct_rows} rows of rare patterns on the CPU",
+            "missing values: {} patterns; {engine_rows} rows in {} pattern group{} on the {} engine, {direct_rows} rows of rare patterns on the CPU",
             index.patterns().len(),
             engines.len(),
+            if engines.len() == 1 { "" } else { "s" },
             report.backend,
         );
         report.reason = if report.reason.is_empty() {
@@ -441,7 +442,13 @@ impl GmmEngine for MissingEngine<'_> {
 
 /// `E[x | x_o]` of one row given its responsibilities `r` (`[K]`): the observed entries of
 /// `xr` copied, each missing entry `Σ_k r_k (μ_km + B_k (x_o − μ_ko))` (`orow`: `[D]`).
-fn conditional_mean(f: &PatternFactors, pat: &Pattern, xr: &[f64], r: &[f64], orow: &mut [f64]) {
+pub(super) fn conditional_mean(
+    f: &PatternFactors,
+    pat: &Pattern,
+    xr: &[f64],
+    r: &[f64],
+    orow: &mut [f64],
+) {
     let d_o = pat.n_observed();
     let d_m = pat.missing.len();
     for (a, &j) in pat.observed.iter().enumerate() {

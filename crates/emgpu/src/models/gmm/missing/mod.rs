@@ -21,10 +21,12 @@
 //!   pattern groups stay resident in the GPU's complete-data engine. **Streamed** ([`stream`]):
 //!   each E-step reads the rows from the dataset in fixed chunks and groups each chunk by
 //!   pattern on the fly; memory O(chunk·D + K·D²) whatever N, slower per iteration on data with
-//!   many patterns (the factors are computed per chunk). `Auto` streams a CPU fit past
-//!   [`stream::STREAM_AUTO_VALUES`] values (a 1 GiB copy), and groups otherwise.
-//!   `score_samples`, `predict_proba` and `impute` stream on the CPU; on a GPU they group,
-//!   and the large pattern groups run on the GPU.
+//!   many patterns (the factors are computed per chunk). On a GPU the complete rows and the
+//!   patterns of at least [`GPU_GROUP_ROWS`] rows run on the GPU engine over
+//!   [`stream::PatternRows`] (the pattern's rows read from the dataset on demand), the rest
+//!   stream on the CPU. `Auto` streams past [`stream::STREAM_AUTO_VALUES`] values (a 1 GiB
+//!   copy) on either backend, and groups otherwise. `score_samples`, `predict_proba` and
+//!   `impute` always stream; on a GPU the same rows as in a fit run on the GPU.
 
 pub mod engine;
 pub mod factors;
@@ -39,14 +41,15 @@ pub use stream::{Scan, StreamEngine};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum MissingLayout {
-    /// Streamed when the fit runs on the CPU and N·D exceeds [`stream::STREAM_AUTO_VALUES`];
-    /// grouped otherwise.
+    /// Streamed when N·D exceeds [`stream::STREAM_AUTO_VALUES`] (on either backend); grouped
+    /// otherwise.
     #[default]
     Auto,
     /// Rows grouped by pattern once into an O(N·D) copy ([`MissingEngine`]).
     Grouped,
     /// Rows read in chunks every E-step, grouped per chunk ([`StreamEngine`]): memory
-    /// independent of N. CPU only.
+    /// independent of N. On a GPU the complete rows and the large patterns run on the GPU
+    /// engine, read from the dataset in place ([`stream::PatternRows`]).
     Streamed,
 }
 
@@ -132,24 +135,37 @@ impl GaussianMixture {
         let (n, d) = (data.n_samples(), data.n_features());
         self.validate(n, d)?;
         let streamed = match self.missing_layout {
-            MissingLayout::Grouped => None,
-            MissingLayout::Streamed => match self.backend {
-                Backend::Gpu => {
-                    return Err(Error::param(
-                        "the streamed layout for missing values runs on the CPU; choose the CPU backend, or the grouped layout for the GPU",
-                    ));
-                }
-                _ => Some(String::new()),
-            },
-            MissingLayout::Auto => {
-                cpu_choice(self.backend, n * d)?.filter(|_| n * d > stream::STREAM_AUTO_VALUES)
-            }
+            MissingLayout::Grouped => false,
+            MissingLayout::Streamed => true,
+            MissingLayout::Auto => n * d > stream::STREAM_AUTO_VALUES,
         };
-        if let Some(reason) = streamed {
+        if streamed {
             let scan = Scan::of(data)?;
             check_columns(&scan.observed_counts)?;
-            let mut engine = StreamEngine::new(data, None, Some(&scan), &reason);
-            return self.fit_missing_with(data, scan.observed_means, &mut engine, progress);
+            let means = scan.observed_means.clone();
+            return match cpu_choice(self.backend, n * d)? {
+                Some(reason) => {
+                    let mut engine = StreamEngine::new(data, None, Some(&scan), &reason);
+                    self.fit_missing_with(data, means, &mut engine, progress)
+                }
+                None => {
+                    // On a GPU: the complete rows and the large patterns on the GPU engine,
+                    // read from the data in place; the other rows streamed on the CPU.
+                    let group_rows = self.missing_group_rows.unwrap_or(GPU_GROUP_ROWS);
+                    let groups = stream::stream_groups(data, &scan, group_rows)?;
+                    let mut engine = StreamEngine::with_engines(
+                        data,
+                        None,
+                        Some(&scan),
+                        &groups,
+                        Backend::Gpu,
+                        self.covariance_type,
+                        self.n_components,
+                        self.engine,
+                    )?;
+                    self.fit_missing_with(data, means, &mut engine, progress)
+                }
+            };
         }
         let index = MissingIndex::build(data)?;
         check_columns(&observed_counts(&index))?;
@@ -280,10 +296,10 @@ impl FittedGmm {
         Ok((filled, report))
     }
 
-    /// The engine for per-row outputs on `data` with missing values: on the CPU the streamed
-    /// engine (memory independent of N); on a GPU the grouped engine, whose pattern groups of
-    /// at least [`GPU_GROUP_ROWS`] rows (and the complete rows) run on the GPU, the rare
-    /// patterns on the CPU.
+    /// The engine for per-row outputs on `data` with missing values: the streamed engine
+    /// (memory independent of N besides the outputs); on a GPU its complete rows and its
+    /// patterns of at least [`GPU_GROUP_ROWS`] rows run on the GPU (read from `data` in place),
+    /// the other rows on the CPU.
     pub(super) fn missing_outputs<R>(
         &self,
         data: &Dataset,
@@ -293,12 +309,16 @@ impl FittedGmm {
         match cpu_choice(self.predict_backend, values)? {
             Some(reason) => f(&mut StreamEngine::new(data, None, None, &reason)),
             None => {
-                let index = MissingIndex::build(data)?;
-                let groups = engine::group_datasets(&index, GPU_GROUP_ROWS)?;
-                let mut engine = MissingEngine::new(
-                    &index,
+                // On a GPU: the complete rows and the patterns of at least GPU_GROUP_ROWS
+                // rows on the GPU engine, read in place; the other rows streamed on the CPU.
+                let scan = Scan::of(data)?;
+                let groups = stream::stream_groups(data, &scan, GPU_GROUP_ROWS)?;
+                let mut engine = StreamEngine::with_engines(
+                    data,
+                    None,
+                    Some(&scan),
                     &groups,
-                    self.predict_backend,
+                    Backend::Gpu,
                     self.covariance_type(),
                     self.n_components(),
                     Default::default(),

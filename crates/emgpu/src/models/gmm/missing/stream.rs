@@ -31,6 +31,16 @@
 //!
 //! The per-row outputs (`log p(x_o)`, responsibilities, imputation) stream the same way and
 //! write each chunk's rows in place: no permutation.
+//!
+//! **On a GPU** ([`StreamEngine::with_engines`]): the patterns of [`stream_groups`] (the
+//! complete pattern and those with at least `group_rows` rows in the whole data, counted by
+//! [`Scan::of`]) run on the backend's complete-data engine over [`PatternRows`], a view that
+//! reads a pattern's observed columns from the dataset on demand (the GPU engine uploads them
+//! once when they fit its budget, else reads them every E-step), with the marginal parameters,
+//! and are expanded as in the grouped layout; the chunked CPU code skips them. Their per-row
+//! outputs are written to their rows by one more pass over the data. Host memory: besides the
+//! above, one count per [`PATTERN_ROWS_STEP`] rows per such pattern, and the per-row outputs
+//! of their rows until that pass.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -38,16 +48,17 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::engine::conditional_mean;
 use super::factors::{PatternFactors, Shared, cholesky_lower_in_place, expand, marginal_prepared};
 use super::index::Pattern;
-use crate::data::Dataset;
-use crate::device::{BackendReport, cpu_report};
+use crate::data::{DataSource, Dataset};
+use crate::device::{Backend, BackendReport, EngineOptions, cpu_report};
 use crate::em::EStep;
 use crate::error::{Error, Result};
 use crate::models::gmm::CovarianceType;
 use crate::models::gmm::cpu::blocked::{BLOCKED_CHUNK_ROWS, chunk_stats_blocked};
 use crate::models::gmm::params::LN_2PI;
-use crate::models::gmm::{GmmEngine, GmmModel, GmmStats, Prepared};
+use crate::models::gmm::{GmmEngine, GmmModel, GmmStats, Prepared, gmm_engine};
 use crate::numerics::log_sum_exp;
 
 /// Values (N·D) from which a CPU fit with missing values streams by default
@@ -90,6 +101,8 @@ pub struct Scan {
     pub observed_counts: Vec<usize>,
     /// Mean of the observed entries per column (0 where none is observed).
     pub observed_means: Vec<f64>,
+    /// Rows per pattern key (bit j set: column j missing).
+    pattern_rows: HashMap<Vec<u64>, usize, BuildHasherDefault<KeyHasher>>,
 }
 
 impl Scan {
@@ -104,8 +117,7 @@ impl Scan {
             });
         }
         let chunk = stream_chunk_rows(d);
-        let mut keys: std::collections::HashSet<Vec<u64>, BuildHasherDefault<KeyHasher>> =
-            Default::default();
+        let mut keys: HashMap<Vec<u64>, usize, BuildHasherDefault<KeyHasher>> = Default::default();
         let mut key = vec![0u64; d.div_ceil(64)];
         let (mut sum, mut count) = (vec![0.0; d], vec![0usize; d]);
         let (mut n_missing, mut n_incomplete) = (0, 0);
@@ -124,8 +136,11 @@ impl Scan {
                         count[j] += 1;
                     }
                 }
-                if !keys.contains(key.as_slice()) {
-                    keys.insert(key.clone());
+                match keys.get_mut(key.as_slice()) {
+                    Some(c) => *c += 1,
+                    None => {
+                        keys.insert(key.clone(), 1);
+                    }
                 }
             }
         }
@@ -141,6 +156,7 @@ impl Scan {
             n_missing,
             observed_counts: count,
             observed_means,
+            pattern_rows: keys,
         })
     }
 }
@@ -168,6 +184,203 @@ fn row_key(row: &[f64], at: usize, key: &mut [u64]) -> Result<usize> {
     Ok(missing)
 }
 
+/// Rows of the dataset per entry of a [`PatternRows`] table.
+pub const PATTERN_ROWS_STEP: usize = 256;
+
+/// The rows of one missingness pattern of a dataset, on the pattern's observed columns, as a
+/// [`DataSource`]: read from the dataset when asked (a memory map reads from the page cache),
+/// never copied. The only state that grows with N is a table of one count per
+/// [`PATTERN_ROWS_STEP`] rows of the dataset (the pattern's rows before it: 8 bytes per 256
+/// rows), which finds the dataset row of any of the pattern's rows by reading at most
+/// [`PATTERN_ROWS_STEP`] rows before it. The streamed layout builds the engine of the fit's
+/// backend (the GPU's) over it: the GPU engine uploads the rows once when they fit in its
+/// memory, and reads them again every E-step otherwise.
+pub struct PatternRows<'a> {
+    data: &'a Dataset<'a>,
+    key: Vec<u64>,
+    observed: Vec<usize>,
+    n: usize,
+    /// `before[b]`: the pattern's rows among the dataset's rows `[0, b·STEP)`.
+    before: Vec<usize>,
+}
+
+impl PatternRows<'_> {
+    /// Copies the pattern's rows `[start, start + out.len() / d_o)` into `out`.
+    fn read(&self, start: usize, out: &mut [f64]) -> Result<()> {
+        let (total, d) = (self.data.n_samples(), self.data.n_features());
+        let d_o = self.observed.len();
+        let rows = out.len() / d_o;
+        if start + rows > self.n {
+            return Err(Error::param(format!(
+                "rows {start}..{} of a pattern of {} rows",
+                start + rows,
+                self.n
+            )));
+        }
+        if rows == 0 {
+            return Ok(());
+        }
+        // The block holding the pattern's row `start`: the last with `before[b] ≤ start`.
+        let b = self.before.partition_point(|&c| c <= start) - 1;
+        let mut skip = start - self.before[b];
+        let mut at = b * PATTERN_ROWS_STEP;
+        let mut filled = 0;
+        let mut key = vec![0u64; self.key.len()];
+        // Reads grow from one block to 64 as the rows run on (one row, or many).
+        let mut len = PATTERN_ROWS_STEP;
+        let mut buf = Vec::new();
+        while filled < rows {
+            if at >= total {
+                return Err(Error::Numerical(format!(
+                    "the data changed while read: the pattern has fewer than {} rows",
+                    start + rows
+                )));
+            }
+            let take = len.min(total - at);
+            buf.resize(take * d, 0.0);
+            self.data.read_f64(at, &mut buf)?;
+            for (r, row) in buf.chunks_exact(d).enumerate() {
+                row_key(row, at + r, &mut key)?;
+                if key != self.key {
+                    continue;
+                }
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                for (o, &j) in out[filled * d_o..(filled + 1) * d_o]
+                    .iter_mut()
+                    .zip(&self.observed)
+                {
+                    *o = row[j];
+                }
+                filled += 1;
+                if filled == rows {
+                    break;
+                }
+            }
+            at += take;
+            len = (len * 2).min(64 * PATTERN_ROWS_STEP);
+        }
+        Ok(())
+    }
+}
+
+impl DataSource for PatternRows<'_> {
+    fn n_samples(&self) -> usize {
+        self.n
+    }
+    fn n_features(&self) -> usize {
+        self.observed.len()
+    }
+    fn read_f64(&self, start: usize, out: &mut [f64]) -> Result<()> {
+        self.read(start, out)
+    }
+    fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
+        let mut buf = vec![0.0; out.len()];
+        self.read(start, &mut buf)?;
+        for (o, v) in out.iter_mut().zip(&buf) {
+            *o = *v as f32;
+        }
+        Ok(())
+    }
+}
+
+/// One pattern of the streamed layout that runs on an engine of the fit's backend: the pattern
+/// and its rows ([`PatternRows`]) as a dataset.
+pub struct StreamGroup<'a> {
+    pattern: Pattern,
+    key: Vec<u64>,
+    data: Dataset<'a>,
+}
+
+impl<'a> StreamGroup<'a> {
+    /// The pattern (`rows`: `0..` its number of rows; `offset` unused: its rows are read from
+    /// the dataset).
+    pub fn pattern(&self) -> &Pattern {
+        &self.pattern
+    }
+
+    /// The pattern's rows on its observed columns ([`PatternRows`]).
+    pub fn data(&self) -> &Dataset<'a> {
+        &self.data
+    }
+}
+
+/// The patterns of `data` that the streamed layout gives an engine: the complete pattern (when
+/// any row is complete) and every pattern with at least `group_rows` rows (`scan`: what
+/// [`Scan::of`] found on `data`), ordered by key (the complete pattern first). Reads the data
+/// once to build their [`PatternRows`] tables.
+pub fn stream_groups<'a>(
+    data: &'a Dataset<'a>,
+    scan: &Scan,
+    group_rows: usize,
+) -> Result<Vec<StreamGroup<'a>>> {
+    let (n, d) = (data.n_samples(), data.n_features());
+    let mut keys: Vec<(&Vec<u64>, usize)> = scan
+        .pattern_rows
+        .iter()
+        .map(|(k, &c)| (k, c))
+        .filter(|(k, c)| *c >= group_rows || k.iter().all(|&w| w == 0))
+        .collect();
+    keys.sort();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tables: Vec<Vec<usize>> =
+        vec![Vec::with_capacity(n.div_ceil(PATTERN_ROWS_STEP)); keys.len()];
+    let mut counts = vec![0usize; keys.len()];
+    let chunk = stream_chunk_rows(d).next_multiple_of(PATTERN_ROWS_STEP);
+    let mut buf = Vec::new();
+    let mut key = vec![0u64; d.div_ceil(64)];
+    for start in (0..n).step_by(chunk) {
+        let len = chunk.min(n - start);
+        buf.resize(len * d, 0.0);
+        data.read_f64(start, &mut buf)?;
+        for (r, row) in buf.chunks_exact(d).enumerate() {
+            if (start + r) % PATTERN_ROWS_STEP == 0 {
+                for (t, &c) in tables.iter_mut().zip(&counts) {
+                    t.push(c);
+                }
+            }
+            row_key(row, start + r, &mut key)?;
+            if let Ok(g) = keys.binary_search_by(|(k, _)| k.as_slice().cmp(key.as_slice())) {
+                counts[g] += 1;
+            }
+        }
+    }
+    keys.iter()
+        .zip(tables)
+        .zip(counts)
+        .map(|(((k, c), before), counted)| {
+            if *c != counted {
+                return Err(Error::Numerical(format!(
+                    "the data changed between two reads: a pattern had {c} rows, then {counted}"
+                )));
+            }
+            let missing: Vec<usize> = (0..d).filter(|&j| k[j / 64] >> (j % 64) & 1 == 1).collect();
+            let observed: Vec<usize> = (0..d).filter(|&j| k[j / 64] >> (j % 64) & 1 == 0).collect();
+            let rows = PatternRows {
+                data,
+                key: (*k).clone(),
+                observed: observed.clone(),
+                n: counted,
+                before,
+            };
+            Ok(StreamGroup {
+                pattern: Pattern {
+                    observed,
+                    missing,
+                    rows: 0..counted,
+                    offset: 0,
+                },
+                key: (*k).clone(),
+                data: Dataset::from_source(rows),
+            })
+        })
+        .collect()
+}
+
 /// One chunk grouped by pattern (per-thread scratch, reused from chunk to chunk).
 #[derive(Default)]
 struct ChunkGroups {
@@ -180,6 +393,8 @@ struct ChunkGroups {
     pattern_of: Vec<u32>,
     /// The chunk's patterns, in order of their first row; `rows` are grouped positions.
     patterns: Vec<Pattern>,
+    /// The key of each of `patterns`.
+    keys: Vec<Vec<u64>>,
     ids: HashMap<Vec<u64>, u32, BuildHasherDefault<KeyHasher>>,
     key: Vec<u64>,
     last: Vec<u64>,
@@ -216,6 +431,7 @@ impl ChunkGroups {
         data.read_f64(start, &mut self.raw)?;
         self.ids.clear();
         self.patterns.clear();
+        self.keys.clear();
         self.key.resize(d.div_ceil(64), 0);
         self.pattern_of.resize(len, 0);
         let mut counts: Vec<usize> = Vec::new();
@@ -233,6 +449,7 @@ impl ChunkGroups {
                 None => {
                     let id = counts.len() as u32;
                     self.ids.insert(self.key.clone(), id);
+                    self.keys.push(self.key.clone());
                     counts.push(0);
                     let observed: Vec<usize> = (0..d).filter(|&j| !row[j].is_nan()).collect();
                     let missing: Vec<usize> = (0..d).filter(|&j| row[j].is_nan()).collect();
@@ -475,18 +692,30 @@ impl RowScratch {
     }
 }
 
-/// The E-step engine of the streamed layout (see the module docs): CPU only.
-pub struct StreamEngine<'a> {
+/// The chunked CPU work of the streamed layout (shared by the threads).
+struct Chunked<'a> {
     data: &'a Dataset<'a>,
     chunk_rows: usize,
     blocked_rows: usize,
+    /// The keys of the patterns that run on engines ([`StreamGroup`]): skipped here.
+    engine_keys: Vec<Vec<u64>>,
+}
+
+/// The E-step engine of the streamed layout (see the module docs). On the CPU every row runs
+/// through the chunked CPU code; with engines ([`StreamEngine::with_engines`]: the GPU's) the
+/// complete rows and the large patterns run on them, read from the data in place, and the
+/// other rows through the chunked CPU code.
+pub struct StreamEngine<'a> {
+    rows: Chunked<'a>,
+    /// The patterns on engines, with their engines.
+    engines: Vec<(&'a StreamGroup<'a>, Box<dyn GmmEngine + 'a>)>,
     report: BackendReport,
 }
 
 impl<'a> StreamEngine<'a> {
-    /// The engine over `data` (marked with missing values or not: NaN is missing here);
-    /// `chunk_rows`: `None` for [`stream_chunk_rows`]; `scan`: what [`Scan::of`] found, for
-    /// the report (`None`: no pattern count in the report).
+    /// The engine over `data` (marked with missing values or not: NaN is missing here), every
+    /// row on the CPU; `chunk_rows`: `None` for [`stream_chunk_rows`]; `scan`: what
+    /// [`Scan::of`] found, for the report (`None`: no pattern count in the report).
     pub fn new(
         data: &'a Dataset<'a>,
         chunk_rows: Option<usize>,
@@ -504,42 +733,242 @@ impl<'a> StreamEngine<'a> {
             ),
             None => format!("missing values: streamed in chunks of {chunk_rows} rows on the CPU"),
         };
-        report.reason = if report.reason.is_empty() {
-            note
-        } else {
-            format!("{}; {note}", report.reason)
-        };
+        report.reason = join_reason(&report.reason, &note);
         Self {
-            data,
-            chunk_rows,
-            blocked_rows: STREAM_BLOCKED_ROWS,
+            rows: Chunked {
+                data,
+                chunk_rows,
+                blocked_rows: STREAM_BLOCKED_ROWS,
+                engine_keys: Vec::new(),
+            },
+            engines: Vec::new(),
             report,
         }
+    }
+
+    /// The engine over `data` with the patterns of `groups` ([`stream_groups`] of `data`) on
+    /// engines of `backend` ([`gmm_engine`]: on a GPU backend, the GPU engine over each
+    /// pattern's rows read in place) and the other rows through the chunked CPU code;
+    /// `chunk_rows` and `scan` as in [`StreamEngine::new`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_engines(
+        data: &'a Dataset<'a>,
+        chunk_rows: Option<usize>,
+        scan: Option<&Scan>,
+        groups: &'a [StreamGroup<'a>],
+        backend: Backend,
+        covariance_type: CovarianceType,
+        n_components: usize,
+        options: EngineOptions,
+    ) -> Result<Self> {
+        let mut s = Self::new(data, chunk_rows, None, "");
+        let mut engines = Vec::with_capacity(groups.len());
+        for g in groups {
+            if g.pattern.observed.len() + g.pattern.missing.len() != data.n_features() {
+                return Err(Error::param(
+                    "the pattern groups are of another dataset (their width differs)",
+                ));
+            }
+            let e = gmm_engine(backend, &g.data, covariance_type, n_components, options)?;
+            engines.push((g, e));
+        }
+        s.rows.engine_keys = groups.iter().map(|g| g.key.clone()).collect();
+        let engine_rows: usize = groups.iter().map(|g| g.data.n_samples()).sum();
+        let other_rows = data.n_samples() - engine_rows;
+        let mut report = match engines.iter().max_by_key(|(g, _)| g.data.n_samples()) {
+            Some((_, e)) => e.report(),
+            None => cpu_report(""),
+        };
+        let patterns = match scan {
+            Some(sc) => format!(
+                "{} patterns, {} incomplete rows; ",
+                sc.n_patterns, sc.n_incomplete_rows
+            ),
+            None => String::new(),
+        };
+        let note = format!(
+            "missing values: {patterns}{engine_rows} rows in {} pattern group{} on the {} engine (read from the data in place), {other_rows} rows streamed in chunks of {} rows on the CPU",
+            engines.len(),
+            if engines.len() == 1 { "" } else { "s" },
+            report.backend,
+            s.rows.chunk_rows,
+        );
+        report.reason = join_reason(&report.reason, &note);
+        s.engines = engines;
+        s.report = report;
+        Ok(s)
     }
 
     /// Patterns with at least `rows` rows in a chunk take the blocked kernel (default
     /// [`STREAM_BLOCKED_ROWS`]; `usize::MAX`: every incomplete row direct).
     pub fn with_blocked_rows(mut self, rows: usize) -> Self {
-        self.blocked_rows = rows.max(1);
+        self.rows.blocked_rows = rows.max(1);
         self
     }
 
     /// Rows of a pattern in a chunk from which the blocked kernel takes them.
     pub fn blocked_rows(&self) -> usize {
-        self.blocked_rows
+        self.rows.blocked_rows
     }
 
     /// Rows per chunk.
     pub fn chunk_rows(&self) -> usize {
-        self.chunk_rows
+        self.rows.chunk_rows
     }
 
+    /// Rows on engines ([`StreamEngine::with_engines`]); 0 on the CPU.
+    pub fn engine_rows(&self) -> usize {
+        self.engines.iter().map(|(g, _)| g.data.n_samples()).sum()
+    }
+
+    /// The per-row outputs of the engine groups: `engine_out(engine, parameters, buffer)` on
+    /// each group with its marginal parameters, written to the groups' rows of `out` (one
+    /// pass over the data finds them). Holds the groups' outputs (`per_row` values a row of
+    /// theirs) until then.
+    fn engine_outputs(
+        &mut self,
+        p: &Prepared,
+        cov: &Shared,
+        out: &mut [f64],
+        per_row: usize,
+        engine_out: impl Fn(&mut dyn GmmEngine, &Prepared, &mut [f64]) -> Result<()>,
+    ) -> Result<()> {
+        if self.engines.is_empty() {
+            return Ok(());
+        }
+        let mut bufs = Vec::with_capacity(self.engines.len());
+        for (g, engine) in &mut self.engines {
+            let pat = &g.pattern;
+            let mut buf = vec![0.0; g.data.n_samples() * per_row];
+            if pat.missing.is_empty() {
+                engine_out(engine.as_mut(), p, &mut buf)?;
+            } else {
+                let marginal = marginal_prepared(p, &cov.cov, &pat.observed)?;
+                engine_out(engine.as_mut(), &marginal, &mut buf)?;
+            }
+            bufs.push(buf);
+        }
+        self.rows.engine_rows(|g, j, n, _| {
+            out[n * per_row..(n + 1) * per_row]
+                .copy_from_slice(&bufs[g][j * per_row..(j + 1) * per_row]);
+        })
+    }
+
+    /// `E[x | x_o]` of every row under `p` (`out`: `[N][D]`): observed entries copied, each
+    /// missing entry replaced by `Σ_k r_k (μ_km + B_k (x_o − μ_ko))`. The responsibilities
+    /// of the rows of engine groups come from their engine (the GPU's); the conditional means
+    /// from the CPU.
+    pub fn impute(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
+        let (k, d) = (p.n_components, p.n_features);
+        self.rows
+            .for_each_row(p, out, d, |cov, pat, light, xr, orow, s| {
+                for (a, &j) in pat.observed.iter().enumerate() {
+                    orow[j] = xr[a];
+                }
+                if pat.missing.is_empty() {
+                    return;
+                }
+                let Bufs { lj, z, w } = s;
+                light.log_joint(p, cov, pat, xr, lj, w, z);
+                let lse = log_sum_exp(lj);
+                for &j in &pat.missing {
+                    orow[j] = 0.0;
+                }
+                for c in 0..k {
+                    let r = (lj[c] - lse).exp();
+                    if r == 0.0 {
+                        continue;
+                    }
+                    // x̂_k = μ_k + w_k on the missing columns.
+                    for &j in &pat.missing {
+                        orow[j] += r * (p.means[c * d + j] + w[c * d + j]);
+                    }
+                }
+            })?;
+        if self.engines.is_empty() {
+            return Ok(());
+        }
+        let cov = Shared::new(p);
+        // Per group: the responsibilities from its engine, and its factors (none for the
+        // complete pattern: its rows are copied).
+        let mut resp = Vec::with_capacity(self.engines.len());
+        let mut factors = Vec::with_capacity(self.engines.len());
+        for (g, engine) in &mut self.engines {
+            let pat = &g.pattern;
+            if pat.missing.is_empty() {
+                resp.push(Vec::new());
+                factors.push(None);
+                continue;
+            }
+            let marginal = marginal_prepared(p, &cov.cov, &pat.observed)?;
+            let mut r = vec![0.0; g.data.n_samples() * k];
+            engine.responsibilities(&marginal, &mut r)?;
+            resp.push(r);
+            factors.push(Some(PatternFactors::new(p, &cov, pat)?));
+        }
+        let groups: Vec<&Pattern> = self.engines.iter().map(|(g, _)| &g.pattern).collect();
+        let mut xo = vec![0.0; d];
+        self.rows.engine_rows(|g, j, n, row| {
+            let orow = &mut out[n * d..(n + 1) * d];
+            match &factors[g] {
+                None => orow.copy_from_slice(row),
+                Some(f) => {
+                    let pat = groups[g];
+                    let xo = &mut xo[..pat.n_observed()];
+                    for (o, &c) in xo.iter_mut().zip(&pat.observed) {
+                        *o = row[c];
+                    }
+                    conditional_mean(f, pat, xo, &resp[g][j * k..(j + 1) * k], orow);
+                }
+            }
+        })
+    }
+}
+
+/// `reason; note`, or `note` when there is no reason.
+fn join_reason(reason: &str, note: &str) -> String {
+    if reason.is_empty() {
+        note.to_string()
+    } else {
+        format!("{reason}; {note}")
+    }
+}
+
+impl Chunked<'_> {
     fn chunks(&self) -> Vec<Range<usize>> {
         let n = self.data.n_samples();
         (0..n)
             .step_by(self.chunk_rows)
             .map(|s| s..(s + self.chunk_rows).min(n))
             .collect()
+    }
+
+    /// Whether the pattern of `key` runs on an engine.
+    fn on_engine(&self, key: &[u64]) -> bool {
+        self.engine_keys.iter().any(|k| k.as_slice() == key)
+    }
+
+    /// Calls `f(group, j, n, row)` for every row of the dataset whose pattern runs on an
+    /// engine, in order: `group` indexes `engine_keys`, `j` is the row's position among its
+    /// pattern's rows, `n` its row in the dataset and `row` its `D` values. One pass in chunks.
+    fn engine_rows(&self, mut f: impl FnMut(usize, usize, usize, &[f64])) -> Result<()> {
+        let (n, d) = (self.data.n_samples(), self.data.n_features());
+        let mut next = vec![0usize; self.engine_keys.len()];
+        let mut key = vec![0u64; d.div_ceil(64)];
+        let mut buf = Vec::new();
+        for rows in self.chunks() {
+            buf.resize(rows.len() * d, 0.0);
+            self.data.read_f64(rows.start, &mut buf)?;
+            for (r, row) in buf.chunks_exact(d).enumerate() {
+                row_key(row, rows.start + r, &mut key)?;
+                if let Some(g) = self.engine_keys.iter().position(|k| *k == key) {
+                    f(g, next[g], rows.start + r, row);
+                    next[g] += 1;
+                }
+            }
+        }
+        debug_assert!(n == 0 || !next.is_empty() || self.engine_keys.is_empty());
+        Ok(())
     }
 
     /// The statistics of one loaded chunk, added to `acc` (the direct rows' second moments
@@ -555,6 +984,9 @@ impl<'a> StreamEngine<'a> {
         let (k, d) = (p.n_components, p.n_features);
         let full = acc.has_full_s2();
         for (i, pat) in g.patterns.iter().enumerate() {
+            if self.on_engine(&g.keys[i]) {
+                continue;
+            }
             let x = g.values(i);
             if pat.missing.is_empty() {
                 let mut s = chunk_stats_blocked(x, p, BLOCKED_CHUNK_ROWS);
@@ -665,6 +1097,9 @@ impl<'a> StreamEngine<'a> {
                     scratch.resize(k, d, 0);
                     let RowScratch { bufs, light, .. } = scratch;
                     for (i, pat) in g.patterns.iter().enumerate() {
+                        if self.on_engine(&g.keys[i]) {
+                            continue;
+                        }
                         light.compute(p, &cov, pat)?;
                         let d_o = pat.n_observed();
                         for (at, xr) in pat.rows.clone().zip(g.values(i).chunks_exact(d_o)) {
@@ -679,43 +1114,33 @@ impl<'a> StreamEngine<'a> {
             .collect::<Result<Vec<()>>>()?;
         Ok(())
     }
-
-    /// `E[x | x_o]` of every row under `p` (`out`: `[N][D]`): observed entries copied, each
-    /// missing entry replaced by `Σ_k r_k (μ_km + B_k (x_o − μ_ko))`.
-    pub fn impute(&self, p: &Prepared, out: &mut [f64]) -> Result<()> {
-        let (k, d) = (p.n_components, p.n_features);
-        self.for_each_row(p, out, d, |cov, pat, light, xr, orow, s| {
-            for (a, &j) in pat.observed.iter().enumerate() {
-                orow[j] = xr[a];
-            }
-            if pat.missing.is_empty() {
-                return;
-            }
-            let Bufs { lj, z, w } = s;
-            light.log_joint(p, cov, pat, xr, lj, w, z);
-            let lse = log_sum_exp(lj);
-            for &j in &pat.missing {
-                orow[j] = 0.0;
-            }
-            for c in 0..k {
-                let r = (lj[c] - lse).exp();
-                if r == 0.0 {
-                    continue;
-                }
-                // x̂_k = μ_k + w_k on the missing columns.
-                for &j in &pat.missing {
-                    orow[j] += r * (p.means[c * d + j] + w[c * d + j]);
-                }
-            }
-        })
-    }
 }
 
 impl EStep<GmmModel> for StreamEngine<'_> {
     fn e_step(&mut self, p: &Prepared) -> Result<GmmStats> {
         let (k, d) = (p.n_components, p.n_features);
         let cov = Shared::new(p);
-        let chunks = self.chunks();
+        let mut acc = GmmStats::zeros(p.covariance_type, k, d, &p.means);
+        // The patterns on engines (the complete pattern on the parameters as they are, the
+        // others on their marginals), expanded as in the grouped layout.
+        for (g, engine) in &mut self.engines {
+            let pat = &g.pattern;
+            if pat.missing.is_empty() {
+                let mut s = engine.e_step(p)?;
+                s.rebase_to(&p.means);
+                acc.merge(&s);
+                continue;
+            }
+            let marginal = marginal_prepared(p, &cov.cov, &pat.observed)?;
+            let mut s = engine.e_step(&marginal)?;
+            s.rebase_to(&marginal.means);
+            let f = PatternFactors::new(p, &cov, pat)?;
+            acc.n_samples += s.n_samples;
+            acc.log_likelihood += s.log_likelihood;
+            expand(&mut acc, pat, &f, &s.s0, &s.s1, &s.s2);
+        }
+        let rows = &self.rows;
+        let chunks = rows.chunks();
         let per_block = chunks.len().div_ceil(MAX_BLOCKS).max(1);
         let blocks = chunks
             .par_chunks(per_block)
@@ -727,9 +1152,9 @@ impl EStep<GmmModel> for StreamEngine<'_> {
                     let t = if full { d * (d + 1) / 2 } else { d };
                     scratch.resize(k, d, t);
                     scratch.tri.fill(0.0);
-                    for rows in block {
-                        g.load(self.data, rows.start, rows.len())?;
-                        self.chunk_stats(p, &cov, g, scratch, &mut acc)?;
+                    for chunk in block {
+                        g.load(rows.data, chunk.start, chunk.len())?;
+                        rows.chunk_stats(p, &cov, g, scratch, &mut acc)?;
                     }
                     // The direct rows' second moments, both triangles.
                     for c in 0..k {
@@ -756,7 +1181,6 @@ impl EStep<GmmModel> for StreamEngine<'_> {
                 },
             )
             .collect::<Result<Vec<_>>>()?;
-        let mut acc = GmmStats::zeros(p.covariance_type, k, d, &p.means);
         for b in &blocks {
             acc.merge(b);
         }
@@ -769,22 +1193,32 @@ impl EStep<GmmModel> for StreamEngine<'_> {
 }
 
 impl GmmEngine for StreamEngine<'_> {
-    /// `log p(x_o)`: the marginal density of each row's observed entries.
+    /// `log p(x_o)`: the marginal density of each row's observed entries (engine groups on
+    /// their engine).
     fn log_likelihoods(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
-        self.for_each_row(p, out, 1, |cov, pat, light, xr, o, s| {
-            let Bufs { lj, z, w } = s;
-            light.log_joint(p, cov, pat, xr, lj, w, z);
-            o[0] = log_sum_exp(lj);
-        })
+        self.rows
+            .for_each_row(p, out, 1, |cov, pat, light, xr, o, s| {
+                let Bufs { lj, z, w } = s;
+                light.log_joint(p, cov, pat, xr, lj, w, z);
+                o[0] = log_sum_exp(lj);
+            })?;
+        let cov = Shared::new(p);
+        self.engine_outputs(p, &cov, out, 1, |e, q, o| e.log_likelihoods(q, o))
     }
 
-    /// Responsibilities under the marginal of each row's observed entries.
+    /// Responsibilities under the marginal of each row's observed entries (engine groups on
+    /// their engine).
     fn responsibilities(&mut self, p: &Prepared, out: &mut [f64]) -> Result<()> {
-        self.for_each_row(p, out, p.n_components, |cov, pat, light, xr, o, s| {
-            let Bufs { z, w, .. } = s;
-            light.log_joint(p, cov, pat, xr, o, w, z);
-            let lse = log_sum_exp(o);
-            o.iter_mut().for_each(|v| *v = (*v - lse).exp());
+        self.rows
+            .for_each_row(p, out, p.n_components, |cov, pat, light, xr, o, s| {
+                let Bufs { z, w, .. } = s;
+                light.log_joint(p, cov, pat, xr, o, w, z);
+                let lse = log_sum_exp(o);
+                o.iter_mut().for_each(|v| *v = (*v - lse).exp());
+            })?;
+        let cov = Shared::new(p);
+        self.engine_outputs(p, &cov, out, p.n_components, |e, q, o| {
+            e.responsibilities(q, o)
         })
     }
 }
