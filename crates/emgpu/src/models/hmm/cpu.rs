@@ -27,8 +27,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::forward_backward::{
-    backward, backward_block, forward, forward_backward_log, forward_block, posteriors,
-    relative_densities, viterbi,
+    backward, backward_block, backward_posteriors_block, forward, forward_backward_log,
+    forward_backward_block, forward_block, forward_pair, posteriors, viterbi, LN_FLUSH,
 };
 use super::{HmmModel, HmmPrepared, HmmStats};
 use crate::data::Dataset;
@@ -107,49 +107,11 @@ impl Layout {
     }
 }
 
-/// The scaled forward-backward of one sequence (relative densities `e`, shifts `shift`, rows
-/// `x`): `gamma` (`[T][K]`) gets the posteriors, `xi` the summed transition posteriors. Where the
-/// scaled form underflows, the sequence is redone in log space from its rows.
-#[allow(clippy::too_many_arguments)]
-fn sequence_posteriors(
-    p: &HmmPrepared,
-    e: &[f64],
-    shift: &[f64],
-    x: &[f64],
-    gamma: &mut [f64],
-    beta: &mut [f64],
-    norms: &mut [f64],
-    xi: &mut [f64],
-) -> Result<f64> {
-    let t_len = shift.len();
-    if let Some(log_p) = forward(&p.startprob, &p.transmat, e, shift, gamma)
-        && backward(&p.transmat, e, beta, norms)
-        && posteriors(&p.transmat, e, beta, &norms[..t_len], None, gamma, xi)
-    {
-        return Ok(log_p);
-    }
-    log_space(p, x, gamma, xi)
-}
-
 /// Forward-backward of the rows `x` in log space (the exact fallback).
 fn log_space(p: &HmmPrepared, x: &[f64], gamma: &mut [f64], xi: &mut [f64]) -> Result<f64> {
     let mut logb = vec![0.0; gamma.len()];
     p.emission_log_densities(x, &mut logb);
     forward_backward_log(&p.log_startprob, &p.log_transmat, &logb, gamma, xi)
-}
-
-/// The log-likelihood of the rows `x` of one sequence (forward pass only).
-fn sequence_score(
-    p: &HmmPrepared,
-    e: &[f64],
-    shift: &[f64],
-    x: &[f64],
-    alpha: &mut [f64],
-) -> Result<f64> {
-    match forward(&p.startprob, &p.transmat, e, shift, alpha) {
-        Some(log_p) => Ok(log_p),
-        None => log_space(p, x, alpha, &mut vec![0.0; p.transmat.len()]),
-    }
 }
 
 /// Scratch buffers: the rows `[T][D]` and the `[T][K]` / `[T]` buffers of a group of short
@@ -162,6 +124,8 @@ struct Work {
     gamma: Vec<f64>,
     beta: Vec<f64>,
     norms: Vec<f64>,
+    /// Scratch of the fused backward pass (`backward_posteriors_block`).
+    cw: Vec<f64>,
 }
 
 /// What a pass over the data computes.
@@ -219,49 +183,79 @@ impl<'a> CpuHmmEngine<'a> {
         self.data.read_f64(rows.start, &mut w.x)?;
         w.e.resize(n * k, 0.0);
         w.shift.resize(n, 0.0);
-        moments.log_joint(&w.x, &mut w.e);
-        relative_densities(&mut w.e, k, &mut w.shift);
+        moments.relative_densities(&w.x, &mut w.e, &mut w.shift, LN_FLUSH);
         w.gamma.resize(n * k, 0.0);
         let mut stats = HmmStats::zeros(p.emission.covariance_type, k, d, &p.emission.means);
         let mut log_likelihood = 0.0;
-        for s in seqs.clone() {
+        let local = |s: usize| {
             let r = self.layout.rows(s);
-            let local = r.start - rows.start..r.end - rows.start;
-            let (e, shift) = (
-                &w.e[local.start * k..local.end * k],
-                &w.shift[local.clone()],
-            );
-            let x = &w.x[local.start * d..local.end * d];
-            let gamma = &mut w.gamma[local.start * k..local.end * k];
-            log_likelihood += match pass {
-                Pass::Score => sequence_score(p, e, shift, x, gamma)?,
-                Pass::Stats | Pass::Posteriors(_) => {
-                    w.beta.resize(gamma.len(), 0.0);
-                    w.norms.resize(local.len(), 0.0);
-                    let lp = sequence_posteriors(
-                        p,
-                        e,
-                        shift,
-                        x,
-                        gamma,
-                        &mut w.beta,
-                        &mut w.norms,
-                        &mut stats.trans,
-                    )?;
-                    stats
-                        .start
-                        .iter_mut()
-                        .zip(&gamma[..k])
-                        .for_each(|(a, g)| *a += g);
-                    if let Pass::Posteriors(out) = pass {
-                        for (o, g) in out[r.start * k..r.end * k].iter().zip(gamma.iter()) {
-                            o.store(g.to_bits(), Ordering::Relaxed);
-                        }
-                    }
-                    lp
-                }
+            r.start - rows.start..r.end - rows.start
+        };
+        // Two sequences at a time: their forward passes interleaved (see `forward_pair`).
+        let mut s = seqs.start;
+        while s < seqs.end {
+            let pair = if s + 1 < seqs.end { s..s + 2 } else { s..s + 1 };
+            let (r0, r1) = (local(pair.start), local(pair.end - 1));
+            let (g0, g1) = w.gamma[r0.start * k..r1.end * k].split_at_mut(r0.len() * k);
+            let alphas = if pair.len() == 2 {
+                let (lp0, lp1) = forward_pair(
+                    &p.startprob,
+                    &p.transmat,
+                    (&w.e[r0.start * k..r0.end * k], &w.shift[r0.clone()], g0),
+                    (&w.e[r1.start * k..r1.end * k], &w.shift[r1.clone()], g1),
+                );
+                [lp0, lp1]
+            } else {
+                let e = &w.e[r0.start * k..r0.end * k];
+                [forward(&p.startprob, &p.transmat, e, &w.shift[r0.clone()], g0), None]
             };
-            stats.n_sequences += 1.0;
+            for (seq, alpha_lp) in pair.clone().zip(alphas) {
+                let r = self.layout.rows(seq);
+                let l = local(seq);
+                let e = &w.e[l.start * k..l.end * k];
+                let x = &w.x[l.start * d..l.end * d];
+                let gamma = &mut w.gamma[l.start * k..l.end * k];
+                log_likelihood += match pass {
+                    Pass::Score => match alpha_lp {
+                        Some(lp) => lp,
+                        None => log_space(p, x, gamma, &mut vec![0.0; k * k])?,
+                    },
+                    Pass::Stats | Pass::Posteriors(_) => {
+                        let mut xi = vec![0.0; k * k];
+                        let lp = match alpha_lp.filter(|_| {
+                            backward_posteriors_block(
+                                &p.transmat,
+                                e,
+                                None,
+                                gamma,
+                                &mut xi,
+                                &mut None,
+                                &mut w.cw,
+                            )
+                        }) {
+                            Some(lp) => lp,
+                            None => {
+                                xi.fill(0.0);
+                                log_space(p, x, gamma, &mut xi)?
+                            }
+                        };
+                        stats.trans.iter_mut().zip(&xi).for_each(|(a, v)| *a += v);
+                        stats
+                            .start
+                            .iter_mut()
+                            .zip(&gamma[..k])
+                            .for_each(|(a, g)| *a += g);
+                        if let Pass::Posteriors(out) = pass {
+                            for (o, g) in out[r.start * k..r.end * k].iter().zip(gamma.iter()) {
+                                o.store(g.to_bits(), Ordering::Relaxed);
+                            }
+                        }
+                        lp
+                    }
+                };
+                stats.n_sequences += 1.0;
+            }
+            s = pair.end;
         }
         if let Pass::Stats = pass {
             moments.add(&w.x, &w.gamma);
@@ -287,15 +281,19 @@ impl<'a> CpuHmmEngine<'a> {
         buf.e.resize(t_len * k, 0.0);
         buf.shift.resize(t_len, 0.0);
         buf.gamma.resize(t_len * k, 0.0);
-        buf.beta.resize(t_len * k, 0.0);
-        buf.norms.resize(t_len, 0.0);
+        // The backward rows are stored only by the phased schedule.
+        let phased_schedule =
+            !matches!(pass, Pass::Score) && rayon::current_num_threads() > FUSED_MAX_THREADS;
+        let t_beta = if phased_schedule { t_len } else { 0 };
+        buf.beta.resize(t_beta * k, 0.0);
+        buf.norms.resize(t_beta, 0.0);
         let mut b = Buffers {
             x: &mut buf.x[..t_len * d],
             e: &mut buf.e[..t_len * k],
             shift: &mut buf.shift[..t_len],
             gamma: &mut buf.gamma[..t_len * k],
-            beta: &mut buf.beta[..t_len * k],
-            norms: &mut buf.norms[..t_len],
+            beta: &mut buf.beta[..t_beta * k],
+            norms: &mut buf.norms[..t_beta],
         };
         self.read_parallel(rows.start, b.x)?;
         let mut stats = HmmStats::zeros(p.emission.covariance_type, k, d, &p.emission.means);
@@ -305,7 +303,7 @@ impl<'a> CpuHmmEngine<'a> {
             emissions(p, b.x, b.e, b.shift);
             forward(&p.startprob, &p.transmat, b.e, b.shift, b.gamma)
                 .map(|lp| (lp, Vec::new(), Vec::new(), Vec::new()))
-        } else if rayon::current_num_threads() <= FUSED_MAX_THREADS {
+        } else if !phased_schedule {
             let keep_gamma = matches!(pass, Pass::Posteriors(_));
             fused(p, &mut b, want_moments, keep_gamma)
         } else {
@@ -430,8 +428,7 @@ fn merged(p: &HmmPrepared, parts: &[WeightedMoments<'_>]) -> GmmStats {
 
 /// The relative densities of one block of rows.
 fn emission_block(p: &HmmPrepared, x: &[f64], e: &mut [f64], shift: &mut [f64]) {
-    WeightedMoments::new(&p.emission).log_joint(x, e);
-    relative_densities(e, p.n_components(), shift);
+    WeightedMoments::new(&p.emission).relative_densities(x, e, shift, LN_FLUSH);
 }
 
 /// The row after a block of lo: the next block's first (`in_lo`), else hi's first (when hi is
@@ -491,13 +488,21 @@ fn phased<'p>(p: &'p HmmPrepared, b: &mut Buffers<'_>, want_moments: bool) -> Lo
     Some((log_p, xis, moments.into_iter().flatten().collect(), gamma0))
 }
 
+/// Steps per sub-block of the fused schedule: its second phase keeps a sub-block's forward and
+/// backward rows (`SUB_BLOCK × K` each) in the core's cache.
+pub const SUB_BLOCK: usize = 1_024;
+
 /// The fused schedule for two threads. The blocks are split in two halves, lo and hi.
 /// Phase A: one thread computes the emissions of lo and runs the forward pass over them while
-/// they are in cache; the other does the same for hi, backwards. Phase B: the first thread
-/// continues the forward pass over hi and, block by block, turns it into posteriors and moments
-/// (hi's backward pass is done); the second continues the backward pass over lo, and does the
-/// same there. The work equals the phased schedule's, and every block of the emissions, the
-/// forward and the backward rows is read once while hot.
+/// they are in cache, keeping only the pass's carry at the start of every sub-block
+/// ([`SUB_BLOCK`] steps) as a checkpoint; the other does the same for hi, backwards. Phase B: the
+/// first thread continues the forward pass over hi, sub-block by sub-block, and with it (the
+/// two chains interleaved step by step, `forward_backward_block`) reruns the sub-block's backward
+/// pass from its checkpoint; both rows are then in cache and turn into posteriors and moments.
+/// The second thread continues the backward pass over lo and reruns the forward pass of each
+/// sub-block from its checkpoint, likewise. The rerun costs a chain of dependent operations that
+/// runs in the latency of the other, and no `T × K` buffer of forward or backward rows is written
+/// and read back from memory: only the emission densities are.
 fn fused<'p>(
     p: &'p HmmPrepared,
     b: &mut Buffers<'_>,
@@ -505,122 +510,154 @@ fn fused<'p>(
     keep_gamma: bool,
 ) -> LongOutcome<'p> {
     let (k, d) = (p.n_components(), p.n_features());
+    let (start, a) = (&p.startprob[..], &p.transmat[..]);
     let t_len = b.shift.len();
     let n_blocks = t_len.div_ceil(TIME_BLOCK);
     let split = (n_blocks / 2).max(1).min(n_blocks) * TIME_BLOCK;
     let split = split.min(t_len);
+    let hi_len = t_len - split;
     let (x_lo, x_hi) = b.x.split_at(split * d);
     let (e_lo, e_hi) = b.e.split_at_mut(split * k);
     let (s_lo, s_hi) = b.shift.split_at_mut(split);
     let (g_lo, g_hi) = b.gamma.split_at_mut(split * k);
-    let (_, b_hi) = b.beta.split_at_mut(split * k);
-    let (_, n_hi) = b.norms.split_at_mut(split);
-    let blocks = |len: usize| {
-        (0..len.div_ceil(TIME_BLOCK)).map(move |i| i * TIME_BLOCK..((i + 1) * TIME_BLOCK).min(len))
+    let blocks = |len: usize, size: usize| {
+        (0..len.div_ceil(size)).map(move |i| i * size..((i + 1) * size).min(len))
     };
     // Phase A.
     let (fwd, bwd) = rayon::join(
         || {
-            let mut carry = None;
-            for r in blocks(split) {
+            let (mut carry, mut checkpoints) = (None, Vec::new());
+            let mut alpha = vec![0.0; SUB_BLOCK * k];
+            for r in blocks(split, TIME_BLOCK) {
                 let (e, sh) = (&mut e_lo[r.start * k..r.end * k], &mut s_lo[r.clone()]);
                 emission_block(p, &x_lo[r.start * d..r.end * d], e, sh);
-                let g = &mut g_lo[r.start * k..r.end * k];
-                if !forward_block(&p.startprob, &p.transmat, e, sh, g, &mut carry) {
-                    return None;
+                for sr in blocks(r.len(), SUB_BLOCK) {
+                    checkpoints.push(carry.clone());
+                    let (e, sh) = (&e[sr.start * k..sr.end * k], &sh[sr.clone()]);
+                    let al = &mut alpha[..sr.len() * k];
+                    if !forward_block(start, a, e, sh, al, &mut carry) {
+                        return None;
+                    }
                 }
             }
-            Some(carry)
+            Some((carry, checkpoints))
         },
         || {
             let mut carry = None;
-            let hi_len = t_len - split;
-            for r in blocks(hi_len).collect::<Vec<_>>().into_iter().rev() {
+            let mut checkpoints = vec![None; hi_len.div_ceil(SUB_BLOCK)];
+            let (mut beta, mut norms) = (vec![0.0; SUB_BLOCK * k], vec![0.0; SUB_BLOCK]);
+            for r in blocks(hi_len, TIME_BLOCK).collect::<Vec<_>>().into_iter().rev() {
                 let (e_here, e_after) = e_hi.split_at_mut(r.end * k);
                 let e = &mut e_here[r.start * k..];
                 emission_block(p, &x_hi[r.start * d..r.end * d], e, &mut s_hi[r.clone()]);
-                let e_next = (r.end < hi_len).then(|| &e_after[..k]);
-                let (bb, nb) = (&mut b_hi[r.start * k..r.end * k], &mut n_hi[r.clone()]);
-                if !backward_block(&p.transmat, e, e_next, bb, nb, &mut carry) {
-                    return None;
+                let subs: Vec<_> = blocks(r.len(), SUB_BLOCK).collect();
+                for sr in subs.into_iter().rev() {
+                    checkpoints[(r.start + sr.start) / SUB_BLOCK] = carry.clone();
+                    let e_next = if sr.end < r.len() {
+                        Some(&e[sr.end * k..(sr.end + 1) * k])
+                    } else {
+                        (r.end < hi_len).then(|| &e_after[..k])
+                    };
+                    let (bb, nb) = (&mut beta[..sr.len() * k], &mut norms[..sr.len()]);
+                    let es = &e[sr.start * k..sr.end * k];
+                    if !backward_block(a, es, e_next, bb, nb, &mut carry) {
+                        return None;
+                    }
                 }
             }
-            Some(carry)
+            Some((carry, checkpoints))
         },
     );
-    let (mut fwd_carry, mut bwd_carry) = (fwd?, bwd?);
-    let (e_lo, e_hi, s_hi) = (&*e_lo, &*e_hi, &*s_hi);
-    let (b_hi, n_hi) = (&*b_hi, &*n_hi);
-    let moments_of = |xb: &[f64], g: &[f64]| want_moments.then(|| block_moments(p, xb, g));
-    // Phase B.
+    let ((mut fwd_carry, fwd_checkpoints), (mut bwd_carry, bwd_checkpoints)) = (fwd?, bwd?);
+    let (e_lo, e_hi, s_lo, s_hi) = (&*e_lo, &*e_hi, &*s_lo, &*s_hi);
+    // Phase B: per thread, the sub-block's forward rows (then posteriors), backward rows and
+    // norms in cache-sized buffers.
+    let scratch = || {
+        (
+            vec![0.0; SUB_BLOCK * k],
+            vec![0.0; SUB_BLOCK * k],
+            vec![0.0; SUB_BLOCK],
+        )
+    };
     let (hi, lo) = rayon::join(
         || {
-            let hi_len = t_len - split;
-            let (mut xis, mut moments) = (Vec::new(), Vec::new());
-            // The block's forward rows, then its posteriors, in a block-sized buffer that stays
-            // in cache (copied out only when the posteriors are the output).
-            let mut scratch = vec![0.0; TIME_BLOCK * k];
-            for r in blocks(hi_len) {
+            let (mut alpha, mut beta, mut norms) = scratch();
+            let mut xi = vec![0.0; k * k];
+            let mut moments = want_moments.then(|| WeightedMoments::new(&p.emission));
+            for (i, r) in blocks(hi_len, SUB_BLOCK).enumerate() {
+                let mut bwd = bwd_checkpoints[i].clone();
+                let e_next = (r.end < hi_len).then(|| &e_hi[r.end * k..(r.end + 1) * k]);
+                let b_next = bwd.as_ref().map(|c| c.row().to_vec());
+                let (g, bb, nb) = (
+                    &mut alpha[..r.len() * k],
+                    &mut beta[..r.len() * k],
+                    &mut norms[..r.len()],
+                );
                 let e = &e_hi[r.start * k..r.end * k];
-                let g = &mut scratch[..r.len() * k];
-                if !forward_block(
-                    &p.startprob,
-                    &p.transmat,
+                let sh = &s_hi[r.clone()];
+                let ok = forward_backward_block(
+                    start,
+                    a,
                     e,
-                    &s_hi[r.clone()],
+                    sh,
+                    e_next,
                     g,
                     &mut fwd_carry,
-                ) {
+                    bb,
+                    nb,
+                    &mut bwd,
+                );
+                let next = e_next.zip(b_next.as_deref());
+                if !(ok.0 && ok.1 && posteriors(a, e, bb, nb, next, g, &mut xi)) {
                     return None;
                 }
-                let next = (r.end < hi_len).then(|| {
-                    (
-                        &e_hi[r.end * k..(r.end + 1) * k],
-                        &b_hi[r.end * k..(r.end + 1) * k],
-                    )
-                });
-                let mut xi = vec![0.0; k * k];
-                let bb = &b_hi[r.start * k..r.end * k];
-                if !posteriors(&p.transmat, e, bb, &n_hi[r.clone()], next, g, &mut xi) {
-                    return None;
+                if let Some(m) = moments.as_mut() {
+                    m.add(&x_hi[r.start * d..r.end * d], g);
                 }
-                xis.push(xi);
-                moments.extend(moments_of(&x_hi[r.start * d..r.end * d], g));
                 if keep_gamma {
                     g_hi[r.start * k..r.end * k].copy_from_slice(g);
                 }
             }
             let log_p = fwd_carry.as_ref().map_or(0.0, |c| c.log_likelihood());
-            Some((log_p, xis, moments))
+            Some((log_p, xi, moments))
         },
         || {
-            let (mut xis, mut moments) = (Vec::new(), Vec::new());
-            // The block's backward rows and its posteriors in block-sized buffers that stay in
-            // cache; the next block's first backward row is the carry's.
-            let (mut b_scr, mut n_scr, mut g_scr) = (
-                vec![0.0; TIME_BLOCK * k],
-                vec![0.0; TIME_BLOCK],
-                vec![0.0; TIME_BLOCK * k],
-            );
+            let (mut alpha, mut beta, mut norms) = scratch();
+            let mut xi = vec![0.0; k * k];
+            let mut moments = want_moments.then(|| WeightedMoments::new(&p.emission));
             let mut gamma0 = Vec::new();
-            for r in blocks(split).collect::<Vec<_>>().into_iter().rev() {
-                let (bb, nb) = (&mut b_scr[..r.len() * k], &mut n_scr[..r.len()]);
-                let e = &e_lo[r.start * k..r.end * k];
+            let subs: Vec<_> = blocks(split, SUB_BLOCK).enumerate().collect();
+            for (i, r) in subs.into_iter().rev() {
+                let mut fwd = fwd_checkpoints[i].clone();
                 let e_next =
-                    first_row_after(r.end < split, t_len > split, k, &e_lo[r.end * k..], e_hi);
+                    first_row_after(r.end < split, hi_len > 0, k, &e_lo[r.end * k..], e_hi);
                 let b_next = bwd_carry.as_ref().map(|c| c.row().to_vec());
-                if !backward_block(&p.transmat, e, e_next, bb, nb, &mut bwd_carry) {
-                    return None;
-                }
+                let (g, bb, nb) = (
+                    &mut alpha[..r.len() * k],
+                    &mut beta[..r.len() * k],
+                    &mut norms[..r.len()],
+                );
+                let e = &e_lo[r.start * k..r.end * k];
+                let sh = &s_lo[r.clone()];
+                let ok = forward_backward_block(
+                    start,
+                    a,
+                    e,
+                    sh,
+                    e_next,
+                    g,
+                    &mut fwd,
+                    bb,
+                    nb,
+                    &mut bwd_carry,
+                );
                 let next = e_next.zip(b_next.as_deref());
-                let mut xi = vec![0.0; k * k];
-                let g = &mut g_scr[..r.len() * k];
-                g.copy_from_slice(&g_lo[r.start * k..r.end * k]);
-                if !posteriors(&p.transmat, e, bb, nb, next, g, &mut xi) {
+                if !(ok.0 && ok.1 && posteriors(a, e, bb, nb, next, g, &mut xi)) {
                     return None;
                 }
-                xis.push(xi);
-                moments.extend(moments_of(&x_lo[r.start * d..r.end * d], g));
+                if let Some(m) = moments.as_mut() {
+                    m.add(&x_lo[r.start * d..r.end * d], g);
+                }
                 if keep_gamma {
                     g_lo[r.start * k..r.end * k].copy_from_slice(g);
                 }
@@ -628,15 +665,12 @@ fn fused<'p>(
                     gamma0 = g[..k].to_vec();
                 }
             }
-            xis.reverse();
-            moments.reverse();
-            Some((xis, moments, gamma0))
+            Some((xi, moments, gamma0))
         },
     );
-    let ((log_p, xi_hi, m_hi), (mut xis, mut moments, gamma0)) = (hi?, lo?);
-    xis.extend(xi_hi);
-    moments.extend(m_hi);
-    Some((log_p, xis, moments, gamma0))
+    let ((log_p, xi_hi, m_hi), (xi_lo, m_lo, gamma0)) = (hi?, lo?);
+    let moments = m_lo.into_iter().chain(m_hi).collect();
+    Some((log_p, vec![xi_lo, xi_hi], moments, gamma0))
 }
 
 /// An error unless the prepared model has the data's number of features.
