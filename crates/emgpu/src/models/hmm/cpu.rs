@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::forward_backward::{
     backward, backward_block, backward_posteriors_block, forward, forward_backward_log,
-    forward_backward_block, forward_block, forward_pair, posteriors, viterbi, LN_FLUSH,
+    forward_block, forward_pair, posteriors, viterbi, LN_FLUSH,
 };
 use super::{HmmModel, HmmPrepared, HmmStats};
 use crate::data::Dataset;
@@ -281,19 +281,15 @@ impl<'a> CpuHmmEngine<'a> {
         buf.e.resize(t_len * k, 0.0);
         buf.shift.resize(t_len, 0.0);
         buf.gamma.resize(t_len * k, 0.0);
-        // The backward rows are stored only by the phased schedule.
-        let phased_schedule =
-            !matches!(pass, Pass::Score) && rayon::current_num_threads() > FUSED_MAX_THREADS;
-        let t_beta = if phased_schedule { t_len } else { 0 };
-        buf.beta.resize(t_beta * k, 0.0);
-        buf.norms.resize(t_beta, 0.0);
+        buf.beta.resize(t_len * k, 0.0);
+        buf.norms.resize(t_len, 0.0);
         let mut b = Buffers {
             x: &mut buf.x[..t_len * d],
             e: &mut buf.e[..t_len * k],
             shift: &mut buf.shift[..t_len],
             gamma: &mut buf.gamma[..t_len * k],
-            beta: &mut buf.beta[..t_beta * k],
-            norms: &mut buf.norms[..t_beta],
+            beta: &mut buf.beta[..t_len * k],
+            norms: &mut buf.norms[..t_len],
         };
         self.read_parallel(rows.start, b.x)?;
         let mut stats = HmmStats::zeros(p.emission.covariance_type, k, d, &p.emission.means);
@@ -303,7 +299,7 @@ impl<'a> CpuHmmEngine<'a> {
             emissions(p, b.x, b.e, b.shift);
             forward(&p.startprob, &p.transmat, b.e, b.shift, b.gamma)
                 .map(|lp| (lp, Vec::new(), Vec::new(), Vec::new()))
-        } else if !phased_schedule {
+        } else if rayon::current_num_threads() <= FUSED_MAX_THREADS {
             let keep_gamma = matches!(pass, Pass::Posteriors(_));
             fused(p, &mut b, want_moments, keep_gamma)
         } else {
@@ -488,21 +484,13 @@ fn phased<'p>(p: &'p HmmPrepared, b: &mut Buffers<'_>, want_moments: bool) -> Lo
     Some((log_p, xis, moments.into_iter().flatten().collect(), gamma0))
 }
 
-/// Steps per sub-block of the fused schedule: its second phase keeps a sub-block's forward and
-/// backward rows (`SUB_BLOCK × K` each) in the core's cache.
-pub const SUB_BLOCK: usize = 1_024;
-
 /// The fused schedule for two threads. The blocks are split in two halves, lo and hi.
 /// Phase A: one thread computes the emissions of lo and runs the forward pass over them while
-/// they are in cache, keeping only the pass's carry at the start of every sub-block
-/// ([`SUB_BLOCK`] steps) as a checkpoint; the other does the same for hi, backwards. Phase B: the
-/// first thread continues the forward pass over hi, sub-block by sub-block, and with it (the
-/// two chains interleaved step by step, `forward_backward_block`) reruns the sub-block's backward
-/// pass from its checkpoint; both rows are then in cache and turn into posteriors and moments.
-/// The second thread continues the backward pass over lo and reruns the forward pass of each
-/// sub-block from its checkpoint, likewise. The rerun costs a chain of dependent operations that
-/// runs in the latency of the other, and no `T × K` buffer of forward or backward rows is written
-/// and read back from memory: only the emission densities are.
+/// they are in cache; the other does the same for hi, backwards. Phase B: the first thread
+/// continues the forward pass over hi and, block by block, turns it into posteriors and moments
+/// (hi's backward pass is done); the second continues the backward pass over lo fused with the
+/// posteriors (`backward_posteriors_block`: lo's backward rows are never stored). The work equals the phased schedule's, and every block of the emissions, the
+/// forward and the backward rows is read once while hot.
 fn fused<'p>(
     p: &'p HmmPrepared,
     b: &mut Buffers<'_>,
@@ -510,154 +498,121 @@ fn fused<'p>(
     keep_gamma: bool,
 ) -> LongOutcome<'p> {
     let (k, d) = (p.n_components(), p.n_features());
-    let (start, a) = (&p.startprob[..], &p.transmat[..]);
     let t_len = b.shift.len();
     let n_blocks = t_len.div_ceil(TIME_BLOCK);
     let split = (n_blocks / 2).max(1).min(n_blocks) * TIME_BLOCK;
     let split = split.min(t_len);
-    let hi_len = t_len - split;
     let (x_lo, x_hi) = b.x.split_at(split * d);
     let (e_lo, e_hi) = b.e.split_at_mut(split * k);
     let (s_lo, s_hi) = b.shift.split_at_mut(split);
     let (g_lo, g_hi) = b.gamma.split_at_mut(split * k);
-    let blocks = |len: usize, size: usize| {
-        (0..len.div_ceil(size)).map(move |i| i * size..((i + 1) * size).min(len))
+    let (_, b_hi) = b.beta.split_at_mut(split * k);
+    let (_, n_hi) = b.norms.split_at_mut(split);
+    let blocks = |len: usize| {
+        (0..len.div_ceil(TIME_BLOCK)).map(move |i| i * TIME_BLOCK..((i + 1) * TIME_BLOCK).min(len))
     };
     // Phase A.
     let (fwd, bwd) = rayon::join(
         || {
-            let (mut carry, mut checkpoints) = (None, Vec::new());
-            let mut alpha = vec![0.0; SUB_BLOCK * k];
-            for r in blocks(split, TIME_BLOCK) {
+            let mut carry = None;
+            for r in blocks(split) {
                 let (e, sh) = (&mut e_lo[r.start * k..r.end * k], &mut s_lo[r.clone()]);
                 emission_block(p, &x_lo[r.start * d..r.end * d], e, sh);
-                for sr in blocks(r.len(), SUB_BLOCK) {
-                    checkpoints.push(carry.clone());
-                    let (e, sh) = (&e[sr.start * k..sr.end * k], &sh[sr.clone()]);
-                    let al = &mut alpha[..sr.len() * k];
-                    if !forward_block(start, a, e, sh, al, &mut carry) {
-                        return None;
-                    }
+                let g = &mut g_lo[r.start * k..r.end * k];
+                if !forward_block(&p.startprob, &p.transmat, e, sh, g, &mut carry) {
+                    return None;
                 }
             }
-            Some((carry, checkpoints))
+            Some(carry)
         },
         || {
             let mut carry = None;
-            let mut checkpoints = vec![None; hi_len.div_ceil(SUB_BLOCK)];
-            let (mut beta, mut norms) = (vec![0.0; SUB_BLOCK * k], vec![0.0; SUB_BLOCK]);
-            for r in blocks(hi_len, TIME_BLOCK).collect::<Vec<_>>().into_iter().rev() {
+            let hi_len = t_len - split;
+            for r in blocks(hi_len).collect::<Vec<_>>().into_iter().rev() {
                 let (e_here, e_after) = e_hi.split_at_mut(r.end * k);
                 let e = &mut e_here[r.start * k..];
                 emission_block(p, &x_hi[r.start * d..r.end * d], e, &mut s_hi[r.clone()]);
-                let subs: Vec<_> = blocks(r.len(), SUB_BLOCK).collect();
-                for sr in subs.into_iter().rev() {
-                    checkpoints[(r.start + sr.start) / SUB_BLOCK] = carry.clone();
-                    let e_next = if sr.end < r.len() {
-                        Some(&e[sr.end * k..(sr.end + 1) * k])
-                    } else {
-                        (r.end < hi_len).then(|| &e_after[..k])
-                    };
-                    let (bb, nb) = (&mut beta[..sr.len() * k], &mut norms[..sr.len()]);
-                    let es = &e[sr.start * k..sr.end * k];
-                    if !backward_block(a, es, e_next, bb, nb, &mut carry) {
-                        return None;
-                    }
-                }
-            }
-            Some((carry, checkpoints))
-        },
-    );
-    let ((mut fwd_carry, fwd_checkpoints), (mut bwd_carry, bwd_checkpoints)) = (fwd?, bwd?);
-    let (e_lo, e_hi, s_lo, s_hi) = (&*e_lo, &*e_hi, &*s_lo, &*s_hi);
-    // Phase B: per thread, the sub-block's forward rows (then posteriors), backward rows and
-    // norms in cache-sized buffers.
-    let scratch = || {
-        (
-            vec![0.0; SUB_BLOCK * k],
-            vec![0.0; SUB_BLOCK * k],
-            vec![0.0; SUB_BLOCK],
-        )
-    };
-    let (hi, lo) = rayon::join(
-        || {
-            let (mut alpha, mut beta, mut norms) = scratch();
-            let mut xi = vec![0.0; k * k];
-            let mut moments = want_moments.then(|| WeightedMoments::new(&p.emission));
-            for (i, r) in blocks(hi_len, SUB_BLOCK).enumerate() {
-                let mut bwd = bwd_checkpoints[i].clone();
-                let e_next = (r.end < hi_len).then(|| &e_hi[r.end * k..(r.end + 1) * k]);
-                let b_next = bwd.as_ref().map(|c| c.row().to_vec());
-                let (g, bb, nb) = (
-                    &mut alpha[..r.len() * k],
-                    &mut beta[..r.len() * k],
-                    &mut norms[..r.len()],
-                );
-                let e = &e_hi[r.start * k..r.end * k];
-                let sh = &s_hi[r.clone()];
-                let ok = forward_backward_block(
-                    start,
-                    a,
-                    e,
-                    sh,
-                    e_next,
-                    g,
-                    &mut fwd_carry,
-                    bb,
-                    nb,
-                    &mut bwd,
-                );
-                let next = e_next.zip(b_next.as_deref());
-                if !(ok.0 && ok.1 && posteriors(a, e, bb, nb, next, g, &mut xi)) {
+                let e_next = (r.end < hi_len).then(|| &e_after[..k]);
+                let (bb, nb) = (&mut b_hi[r.start * k..r.end * k], &mut n_hi[r.clone()]);
+                if !backward_block(&p.transmat, e, e_next, bb, nb, &mut carry) {
                     return None;
                 }
-                if let Some(m) = moments.as_mut() {
-                    m.add(&x_hi[r.start * d..r.end * d], g);
+            }
+            Some(carry)
+        },
+    );
+    let (mut fwd_carry, mut bwd_carry) = (fwd?, bwd?);
+    let (e_lo, e_hi, s_hi) = (&*e_lo, &*e_hi, &*s_hi);
+    let (b_hi, n_hi) = (&*b_hi, &*n_hi);
+    let moments_of = |xb: &[f64], g: &[f64]| want_moments.then(|| block_moments(p, xb, g));
+    // Phase B.
+    let (hi, lo) = rayon::join(
+        || {
+            let hi_len = t_len - split;
+            let (mut xis, mut moments) = (Vec::new(), Vec::new());
+            // The block's forward rows, then its posteriors, in a block-sized buffer that stays
+            // in cache (copied out only when the posteriors are the output).
+            let mut scratch = vec![0.0; TIME_BLOCK * k];
+            for r in blocks(hi_len) {
+                let e = &e_hi[r.start * k..r.end * k];
+                let g = &mut scratch[..r.len() * k];
+                if !forward_block(
+                    &p.startprob,
+                    &p.transmat,
+                    e,
+                    &s_hi[r.clone()],
+                    g,
+                    &mut fwd_carry,
+                ) {
+                    return None;
                 }
+                let next = (r.end < hi_len).then(|| {
+                    (
+                        &e_hi[r.end * k..(r.end + 1) * k],
+                        &b_hi[r.end * k..(r.end + 1) * k],
+                    )
+                });
+                let mut xi = vec![0.0; k * k];
+                let bb = &b_hi[r.start * k..r.end * k];
+                if !posteriors(&p.transmat, e, bb, &n_hi[r.clone()], next, g, &mut xi) {
+                    return None;
+                }
+                xis.push(xi);
+                moments.extend(moments_of(&x_hi[r.start * d..r.end * d], g));
                 if keep_gamma {
                     g_hi[r.start * k..r.end * k].copy_from_slice(g);
                 }
             }
             let log_p = fwd_carry.as_ref().map_or(0.0, |c| c.log_likelihood());
-            Some((log_p, xi, moments))
+            Some((log_p, xis, moments))
         },
         || {
-            let (mut alpha, mut beta, mut norms) = scratch();
-            let mut xi = vec![0.0; k * k];
-            let mut moments = want_moments.then(|| WeightedMoments::new(&p.emission));
+            let (mut xis, mut moments) = (Vec::new(), Vec::new());
+            // The block's posteriors in a block-sized buffer that stays in cache, the backward
+            // pass fused with them (its rows are never stored); the next block's first
+            // backward row is the carry's.
+            let (mut cw, mut g_scr) = (Vec::new(), vec![0.0; TIME_BLOCK * k]);
             let mut gamma0 = Vec::new();
-            let subs: Vec<_> = blocks(split, SUB_BLOCK).enumerate().collect();
-            for (i, r) in subs.into_iter().rev() {
-                let mut fwd = fwd_checkpoints[i].clone();
-                let e_next =
-                    first_row_after(r.end < split, hi_len > 0, k, &e_lo[r.end * k..], e_hi);
-                let b_next = bwd_carry.as_ref().map(|c| c.row().to_vec());
-                let (g, bb, nb) = (
-                    &mut alpha[..r.len() * k],
-                    &mut beta[..r.len() * k],
-                    &mut norms[..r.len()],
-                );
+            for r in blocks(split).collect::<Vec<_>>().into_iter().rev() {
                 let e = &e_lo[r.start * k..r.end * k];
-                let sh = &s_lo[r.clone()];
-                let ok = forward_backward_block(
-                    start,
-                    a,
+                let e_next =
+                    first_row_after(r.end < split, t_len > split, k, &e_lo[r.end * k..], e_hi);
+                let mut xi = vec![0.0; k * k];
+                let g = &mut g_scr[..r.len() * k];
+                g.copy_from_slice(&g_lo[r.start * k..r.end * k]);
+                if !backward_posteriors_block(
+                    &p.transmat,
                     e,
-                    sh,
                     e_next,
                     g,
-                    &mut fwd,
-                    bb,
-                    nb,
+                    &mut xi,
                     &mut bwd_carry,
-                );
-                let next = e_next.zip(b_next.as_deref());
-                if !(ok.0 && ok.1 && posteriors(a, e, bb, nb, next, g, &mut xi)) {
+                    &mut cw,
+                ) {
                     return None;
                 }
-                if let Some(m) = moments.as_mut() {
-                    m.add(&x_lo[r.start * d..r.end * d], g);
-                }
+                xis.push(xi);
+                moments.extend(moments_of(&x_lo[r.start * d..r.end * d], g));
                 if keep_gamma {
                     g_lo[r.start * k..r.end * k].copy_from_slice(g);
                 }
@@ -665,12 +620,15 @@ fn fused<'p>(
                     gamma0 = g[..k].to_vec();
                 }
             }
-            Some((xi, moments, gamma0))
+            xis.reverse();
+            moments.reverse();
+            Some((xis, moments, gamma0))
         },
     );
-    let ((log_p, xi_hi, m_hi), (xi_lo, m_lo, gamma0)) = (hi?, lo?);
-    let moments = m_lo.into_iter().chain(m_hi).collect();
-    Some((log_p, vec![xi_lo, xi_hi], moments, gamma0))
+    let ((log_p, xi_hi, m_hi), (mut xis, mut moments, gamma0)) = (hi?, lo?);
+    xis.extend(xi_hi);
+    moments.extend(m_hi);
+    Some((log_p, xis, moments, gamma0))
 }
 
 /// An error unless the prepared model has the data's number of features.
