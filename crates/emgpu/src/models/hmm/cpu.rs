@@ -27,8 +27,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::forward_backward::{
-    backward, backward_block, backward_posteriors_block, forward, forward_backward_log,
-    forward_block, forward_pair, posteriors, viterbi, LN_FLUSH,
+    LN_FLUSH, backward, backward_block, backward_posteriors_block, forward, forward_backward_log,
+    forward_block, forward_pair, posteriors, viterbi,
 };
 use super::{HmmModel, HmmPrepared, HmmStats};
 use crate::data::Dataset;
@@ -207,7 +207,10 @@ impl<'a> CpuHmmEngine<'a> {
                 [lp0, lp1]
             } else {
                 let e = &w.e[r0.start * k..r0.end * k];
-                [forward(&p.startprob, &p.transmat, e, &w.shift[r0.clone()], g0), None]
+                [
+                    forward(&p.startprob, &p.transmat, e, &w.shift[r0.clone()], g0),
+                    None,
+                ]
             };
             for (seq, alpha_lp) in pair.clone().zip(alphas) {
                 let r = self.layout.rows(seq);

@@ -519,10 +519,7 @@ pub fn backward_posteriors_block(
     }
     scratch.resize(2 * len * k, 0.0);
     let cw = &mut scratch[..2 * len * k];
-    if !by_states!(
-        k,
-        backward_posteriors_k(k, a, e, e_next, alpha, carry, cw)
-    ) {
+    if !by_states!(k, backward_posteriors_k(k, a, e, e_next, alpha, carry, cw)) {
         return false;
     }
     let (c, w) = cw.split_at(len * k);
@@ -910,12 +907,7 @@ mod tests {
                 let lp0 = forward(&start, &a, &e0, &s0, &mut want0);
                 let lp1 = forward(&start, &a, &e1, &s1, &mut want1);
                 let (mut got0, mut got1) = (vec![0.0; t0 * k], vec![0.0; t1 * k]);
-                let lps = forward_pair(
-                    &start,
-                    &a,
-                    (&e0, &s0, &mut got0),
-                    (&e1, &s1, &mut got1),
-                );
+                let lps = forward_pair(&start, &a, (&e0, &s0, &mut got0), (&e1, &s1, &mut got1));
                 assert_eq!(
                     lps.0.map(f64::to_bits),
                     lp0.map(f64::to_bits),
@@ -954,7 +946,15 @@ mod tests {
                 let (mut beta, mut norms) = (vec![0.0; t * k], vec![0.0; t]);
                 assert!(backward(&a, &e, &mut beta, &mut norms));
                 let (mut want, mut xi_want) = (alpha.clone(), vec![0.0; k * k]);
-                assert!(posteriors(&a, &e, &beta, &norms, None, &mut want, &mut xi_want));
+                assert!(posteriors(
+                    &a,
+                    &e,
+                    &beta,
+                    &norms,
+                    None,
+                    &mut want,
+                    &mut xi_want
+                ));
                 // Fused, whole sequence.
                 let (mut got, mut xi) = (alpha.clone(), vec![0.0; k * k]);
                 assert!(backward_posteriors(&a, &e, &mut got, &mut xi));
@@ -1012,11 +1012,27 @@ mod tests {
             let mut carries = (None, None);
             let ok = if dispatched {
                 forward_pair_k::<8>(
-                    &start, &a, &e0, &s0, &mut g0, &e1, &s1, &mut g1, &mut carries,
+                    &start,
+                    &a,
+                    &e0,
+                    &s0,
+                    &mut g0,
+                    &e1,
+                    &s1,
+                    &mut g1,
+                    &mut carries,
                 )
             } else {
                 forward_pair_body::<8>(
-                    &start, &a, &e0, &s0, &mut g0, &e1, &s1, &mut g1, &mut carries,
+                    &start,
+                    &a,
+                    &e0,
+                    &s0,
+                    &mut g0,
+                    &e1,
+                    &s1,
+                    &mut g1,
+                    &mut carries,
                 )
             };
             (ok, g0, g1)
