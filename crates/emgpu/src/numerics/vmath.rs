@@ -191,6 +191,29 @@ with_avx2!(relative_exp_rows(v: &mut [f64], k: usize, shift: &mut [f64], ln_flus
     }
 });
 
+with_avx2!(relative_exp_columns(a: &mut [f64], rows: usize, k: usize, shift: &mut [f64], ln_flush: f64) {
+    // What `relative_exp_rows` computes, on `a` stored column-major (rows × k: column c holds
+    // the rows' values of column c), so that every loop runs over contiguous rows and
+    // vectorises: each row's maximum m into `shift`, exp(v − m) in place, 0 where
+    // v − m < ln_flush, and zeros (shift −∞) for a row of −∞. The same operations per value as
+    // `relative_exp_rows`, so the same bits.
+    let shift = &mut shift[..rows];
+    shift.fill(f64::NEG_INFINITY);
+    for c in 0..k {
+        for (m, &v) in shift.iter_mut().zip(&a[c * rows..(c + 1) * rows]) {
+            *m = m.max(v);
+        }
+    }
+    for c in 0..k {
+        let col = &mut a[c * rows..(c + 1) * rows];
+        for (x, &m) in col.iter_mut().zip(shift.iter()) {
+            let r = *x - m;
+            let e = exp_nonpositive::<FMA>(r.max(ln_flush));
+            *x = if m == f64::NEG_INFINITY || r < ln_flush { 0.0 } else { e };
+        }
+    }
+});
+
 with_avx2!(quadratic_features(x: &[f64], rows: usize, d: usize, centre: &[f64], full: bool, phi: &mut [f64]) {
     // φ(x) = [1, z, quadratic terms of z] with z = x − centre, stored column-major (rows × F).
     // Full: z_i·z_j for i ≤ j (row-major upper triangle); diagonal: z_j².
@@ -269,6 +292,52 @@ mod tests {
         assert!(worst <= 2, "worst error {worst} ulp");
         assert_eq!(ln_with::<false>(1.0), 0.0);
         assert!(ln_with::<false>(f64::NAN).is_nan());
+    }
+
+    #[test]
+    fn relative_exp_columns_equals_relative_exp_rows() {
+        let (rows, k) = (37, 8);
+        let mut rowmajor: Vec<f64> = (0..rows * k)
+            .map(|i| (i as f64 * 0.77).sin() * 300.0)
+            .collect();
+        // A row of −∞ (every state impossible) and one with a single possible state.
+        rowmajor[3 * k..4 * k].fill(f64::NEG_INFINITY);
+        rowmajor[5 * k..6 * k - 1].fill(f64::NEG_INFINITY);
+        let original = rowmajor.clone();
+        let mut colmajor = vec![0.0; rows * k];
+        for n in 0..rows {
+            for c in 0..k {
+                colmajor[c * rows + n] = rowmajor[n * k + c];
+            }
+        }
+        let (mut s_rows, mut s_cols) = (vec![0.0; rows], vec![0.0; rows]);
+        relative_exp_rows(&mut rowmajor, k, &mut s_rows, -276.0);
+        relative_exp_columns(&mut colmajor, rows, k, &mut s_cols, -276.0);
+        assert_eq!(s_rows, s_cols);
+        for n in 0..rows {
+            for c in 0..k {
+                assert_eq!(
+                    colmajor[c * rows + n].to_bits(),
+                    rowmajor[n * k + c].to_bits(),
+                    "row {n} column {c}"
+                );
+            }
+        }
+        assert!(rowmajor[3 * k..4 * k].iter().all(|&v| v == 0.0));
+        assert_eq!(rowmajor[6 * k - 1], 1.0);
+        // Against libm's exp (the portable formula).
+        for n in 0..rows {
+            for c in 0..k {
+                let r = original[n * k + c] - s_cols[n];
+                let want = if s_cols[n] == f64::NEG_INFINITY || r < -276.0 {
+                    0.0
+                } else {
+                    r.exp()
+                };
+                let got = colmajor[c * rows + n];
+                assert!((got - want).abs() <= 1e-15 * want, "{got} vs {want}");
+            }
+        }
     }
 
     #[test]

@@ -27,8 +27,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::forward_backward::{
-    backward, backward_block, forward, forward_backward_log, forward_block, posteriors,
-    relative_densities, viterbi,
+    LN_FLUSH, backward, backward_block, backward_posteriors_block, forward, forward_backward_log,
+    forward_block, forward_pair, posteriors, viterbi,
 };
 use super::{HmmModel, HmmPrepared, HmmStats};
 use crate::data::Dataset;
@@ -107,49 +107,11 @@ impl Layout {
     }
 }
 
-/// The scaled forward-backward of one sequence (relative densities `e`, shifts `shift`, rows
-/// `x`): `gamma` (`[T][K]`) gets the posteriors, `xi` the summed transition posteriors. Where the
-/// scaled form underflows, the sequence is redone in log space from its rows.
-#[allow(clippy::too_many_arguments)]
-fn sequence_posteriors(
-    p: &HmmPrepared,
-    e: &[f64],
-    shift: &[f64],
-    x: &[f64],
-    gamma: &mut [f64],
-    beta: &mut [f64],
-    norms: &mut [f64],
-    xi: &mut [f64],
-) -> Result<f64> {
-    let t_len = shift.len();
-    if let Some(log_p) = forward(&p.startprob, &p.transmat, e, shift, gamma)
-        && backward(&p.transmat, e, beta, norms)
-        && posteriors(&p.transmat, e, beta, &norms[..t_len], None, gamma, xi)
-    {
-        return Ok(log_p);
-    }
-    log_space(p, x, gamma, xi)
-}
-
 /// Forward-backward of the rows `x` in log space (the exact fallback).
 fn log_space(p: &HmmPrepared, x: &[f64], gamma: &mut [f64], xi: &mut [f64]) -> Result<f64> {
     let mut logb = vec![0.0; gamma.len()];
     p.emission_log_densities(x, &mut logb);
     forward_backward_log(&p.log_startprob, &p.log_transmat, &logb, gamma, xi)
-}
-
-/// The log-likelihood of the rows `x` of one sequence (forward pass only).
-fn sequence_score(
-    p: &HmmPrepared,
-    e: &[f64],
-    shift: &[f64],
-    x: &[f64],
-    alpha: &mut [f64],
-) -> Result<f64> {
-    match forward(&p.startprob, &p.transmat, e, shift, alpha) {
-        Some(log_p) => Ok(log_p),
-        None => log_space(p, x, alpha, &mut vec![0.0; p.transmat.len()]),
-    }
 }
 
 /// Scratch buffers: the rows `[T][D]` and the `[T][K]` / `[T]` buffers of a group of short
@@ -162,6 +124,8 @@ struct Work {
     gamma: Vec<f64>,
     beta: Vec<f64>,
     norms: Vec<f64>,
+    /// Scratch of the fused backward pass (`backward_posteriors_block`).
+    cw: Vec<f64>,
 }
 
 /// What a pass over the data computes.
@@ -219,49 +183,82 @@ impl<'a> CpuHmmEngine<'a> {
         self.data.read_f64(rows.start, &mut w.x)?;
         w.e.resize(n * k, 0.0);
         w.shift.resize(n, 0.0);
-        moments.log_joint(&w.x, &mut w.e);
-        relative_densities(&mut w.e, k, &mut w.shift);
+        moments.relative_densities(&w.x, &mut w.e, &mut w.shift, LN_FLUSH);
         w.gamma.resize(n * k, 0.0);
         let mut stats = HmmStats::zeros(p.emission.covariance_type, k, d, &p.emission.means);
         let mut log_likelihood = 0.0;
-        for s in seqs.clone() {
+        let local = |s: usize| {
             let r = self.layout.rows(s);
-            let local = r.start - rows.start..r.end - rows.start;
-            let (e, shift) = (
-                &w.e[local.start * k..local.end * k],
-                &w.shift[local.clone()],
-            );
-            let x = &w.x[local.start * d..local.end * d];
-            let gamma = &mut w.gamma[local.start * k..local.end * k];
-            log_likelihood += match pass {
-                Pass::Score => sequence_score(p, e, shift, x, gamma)?,
-                Pass::Stats | Pass::Posteriors(_) => {
-                    w.beta.resize(gamma.len(), 0.0);
-                    w.norms.resize(local.len(), 0.0);
-                    let lp = sequence_posteriors(
-                        p,
-                        e,
-                        shift,
-                        x,
-                        gamma,
-                        &mut w.beta,
-                        &mut w.norms,
-                        &mut stats.trans,
-                    )?;
-                    stats
-                        .start
-                        .iter_mut()
-                        .zip(&gamma[..k])
-                        .for_each(|(a, g)| *a += g);
-                    if let Pass::Posteriors(out) = pass {
-                        for (o, g) in out[r.start * k..r.end * k].iter().zip(gamma.iter()) {
-                            o.store(g.to_bits(), Ordering::Relaxed);
-                        }
-                    }
-                    lp
-                }
+            r.start - rows.start..r.end - rows.start
+        };
+        // Two sequences at a time: their forward passes interleaved (see `forward_pair`).
+        let mut s = seqs.start;
+        while s < seqs.end {
+            let pair = if s + 1 < seqs.end { s..s + 2 } else { s..s + 1 };
+            let (r0, r1) = (local(pair.start), local(pair.end - 1));
+            let (g0, g1) = w.gamma[r0.start * k..r1.end * k].split_at_mut(r0.len() * k);
+            let alphas = if pair.len() == 2 {
+                let (lp0, lp1) = forward_pair(
+                    &p.startprob,
+                    &p.transmat,
+                    (&w.e[r0.start * k..r0.end * k], &w.shift[r0.clone()], g0),
+                    (&w.e[r1.start * k..r1.end * k], &w.shift[r1.clone()], g1),
+                );
+                [lp0, lp1]
+            } else {
+                let e = &w.e[r0.start * k..r0.end * k];
+                [
+                    forward(&p.startprob, &p.transmat, e, &w.shift[r0.clone()], g0),
+                    None,
+                ]
             };
-            stats.n_sequences += 1.0;
+            for (seq, alpha_lp) in pair.clone().zip(alphas) {
+                let r = self.layout.rows(seq);
+                let l = local(seq);
+                let e = &w.e[l.start * k..l.end * k];
+                let x = &w.x[l.start * d..l.end * d];
+                let gamma = &mut w.gamma[l.start * k..l.end * k];
+                log_likelihood += match pass {
+                    Pass::Score => match alpha_lp {
+                        Some(lp) => lp,
+                        None => log_space(p, x, gamma, &mut vec![0.0; k * k])?,
+                    },
+                    Pass::Stats | Pass::Posteriors(_) => {
+                        let mut xi = vec![0.0; k * k];
+                        let lp = match alpha_lp.filter(|_| {
+                            backward_posteriors_block(
+                                &p.transmat,
+                                e,
+                                None,
+                                gamma,
+                                &mut xi,
+                                &mut None,
+                                &mut w.cw,
+                            )
+                        }) {
+                            Some(lp) => lp,
+                            None => {
+                                xi.fill(0.0);
+                                log_space(p, x, gamma, &mut xi)?
+                            }
+                        };
+                        stats.trans.iter_mut().zip(&xi).for_each(|(a, v)| *a += v);
+                        stats
+                            .start
+                            .iter_mut()
+                            .zip(&gamma[..k])
+                            .for_each(|(a, g)| *a += g);
+                        if let Pass::Posteriors(out) = pass {
+                            for (o, g) in out[r.start * k..r.end * k].iter().zip(gamma.iter()) {
+                                o.store(g.to_bits(), Ordering::Relaxed);
+                            }
+                        }
+                        lp
+                    }
+                };
+                stats.n_sequences += 1.0;
+            }
+            s = pair.end;
         }
         if let Pass::Stats = pass {
             moments.add(&w.x, &w.gamma);
@@ -430,8 +427,7 @@ fn merged(p: &HmmPrepared, parts: &[WeightedMoments<'_>]) -> GmmStats {
 
 /// The relative densities of one block of rows.
 fn emission_block(p: &HmmPrepared, x: &[f64], e: &mut [f64], shift: &mut [f64]) {
-    WeightedMoments::new(&p.emission).log_joint(x, e);
-    relative_densities(e, p.n_components(), shift);
+    WeightedMoments::new(&p.emission).relative_densities(x, e, shift, LN_FLUSH);
 }
 
 /// The row after a block of lo: the next block's first (`in_lo`), else hi's first (when hi is
@@ -495,8 +491,8 @@ fn phased<'p>(p: &'p HmmPrepared, b: &mut Buffers<'_>, want_moments: bool) -> Lo
 /// Phase A: one thread computes the emissions of lo and runs the forward pass over them while
 /// they are in cache; the other does the same for hi, backwards. Phase B: the first thread
 /// continues the forward pass over hi and, block by block, turns it into posteriors and moments
-/// (hi's backward pass is done); the second continues the backward pass over lo, and does the
-/// same there. The work equals the phased schedule's, and every block of the emissions, the
+/// (hi's backward pass is done); the second continues the backward pass over lo fused with the
+/// posteriors (`backward_posteriors_block`: lo's backward rows are never stored). The work equals the phased schedule's, and every block of the emissions, the
 /// forward and the backward rows is read once while hot.
 fn fused<'p>(
     p: &'p HmmPrepared,
@@ -595,28 +591,27 @@ fn fused<'p>(
         },
         || {
             let (mut xis, mut moments) = (Vec::new(), Vec::new());
-            // The block's backward rows and its posteriors in block-sized buffers that stay in
-            // cache; the next block's first backward row is the carry's.
-            let (mut b_scr, mut n_scr, mut g_scr) = (
-                vec![0.0; TIME_BLOCK * k],
-                vec![0.0; TIME_BLOCK],
-                vec![0.0; TIME_BLOCK * k],
-            );
+            // The block's posteriors in a block-sized buffer that stays in cache, the backward
+            // pass fused with them (its rows are never stored); the next block's first
+            // backward row is the carry's.
+            let (mut cw, mut g_scr) = (Vec::new(), vec![0.0; TIME_BLOCK * k]);
             let mut gamma0 = Vec::new();
             for r in blocks(split).collect::<Vec<_>>().into_iter().rev() {
-                let (bb, nb) = (&mut b_scr[..r.len() * k], &mut n_scr[..r.len()]);
                 let e = &e_lo[r.start * k..r.end * k];
                 let e_next =
                     first_row_after(r.end < split, t_len > split, k, &e_lo[r.end * k..], e_hi);
-                let b_next = bwd_carry.as_ref().map(|c| c.row().to_vec());
-                if !backward_block(&p.transmat, e, e_next, bb, nb, &mut bwd_carry) {
-                    return None;
-                }
-                let next = e_next.zip(b_next.as_deref());
                 let mut xi = vec![0.0; k * k];
                 let g = &mut g_scr[..r.len() * k];
                 g.copy_from_slice(&g_lo[r.start * k..r.end * k]);
-                if !posteriors(&p.transmat, e, bb, nb, next, g, &mut xi) {
+                if !backward_posteriors_block(
+                    &p.transmat,
+                    e,
+                    e_next,
+                    g,
+                    &mut xi,
+                    &mut bwd_carry,
+                    &mut cw,
+                ) {
                     return None;
                 }
                 xis.push(xi);

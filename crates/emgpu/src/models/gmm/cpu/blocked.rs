@@ -56,7 +56,7 @@ use crate::data::Dataset;
 use crate::error::Result;
 use crate::models::gmm::params::LN_2PI;
 use crate::models::gmm::{CovarianceType, GmmStats, Prepared};
-use crate::numerics::vmath::{quadratic_features, softmax_columns};
+use crate::numerics::vmath::{quadratic_features, relative_exp_columns, softmax_columns};
 
 /// Rows per chunk of the blocked path: Φ of a chunk (F = 153 for D = 16) stays in the L2 cache.
 pub const BLOCKED_CHUNK_ROWS: usize = 256;
@@ -655,6 +655,39 @@ impl<'p> WeightedMoments<'p> {
         }
     }
 
+    /// The relative densities of the rows `x` (`[n][D]`) into `out` (`[n][K]`, row-major):
+    /// `exp(log p(x_n, k) − s_n)` with `s_n = max_k log p(x_n, k)` into `shift` (`[n]`), 0 where
+    /// the difference is below `ln_flush` (and for a row of −∞, whose shift is −∞). What
+    /// [`Self::log_joint`] then `relative_exp_rows` give (the same bits), with the
+    /// exponentials taken column by column while the chunk is column-major (vectorised over
+    /// rows).
+    pub(crate) fn relative_densities(
+        &mut self,
+        x: &[f64],
+        out: &mut [f64],
+        shift: &mut [f64],
+        ln_flush: f64,
+    ) {
+        let (d, k) = (self.plan.d, self.plan.k);
+        let chunks = x
+            .chunks(self.chunk * d)
+            .zip(out.chunks_mut(self.chunk * k))
+            .zip(shift.chunks_mut(self.chunk));
+        for ((xc, oc), sc) in chunks {
+            let rows = xc.len() / d;
+            let w = &mut self.work;
+            w.resize(&self.plan, rows);
+            w.x.copy_from_slice(xc);
+            self.plan.log_joint(w, rows);
+            relative_exp_columns(&mut w.a[..rows * k], rows, k, sc, ln_flush);
+            for (col, &comp) in self.plan.order.iter().enumerate() {
+                for (n, &v) in w.a[col * rows..(col + 1) * rows].iter().enumerate() {
+                    oc[n * k + comp] = v;
+                }
+            }
+        }
+    }
+
     /// Adds the rows `x` (`[n][D]`) with weights `g` (`[n][K]`, row-major).
     pub(crate) fn add(&mut self, x: &[f64], g: &[f64]) {
         let (d, k, nq) = (self.plan.d, self.plan.k, self.plan.nq);
@@ -662,6 +695,22 @@ impl<'p> WeightedMoments<'p> {
             let rows = xc.len() / d;
             let w = &mut self.work;
             w.resize(&self.plan, rows);
+            if nq == k {
+                // Every component on the quadratic features (in order): the weights enter the
+                // product where they lie (`[n][K]` row-major is Rᵀ with strides), no copies.
+                let (full, centre, nf) = (self.plan.full, &self.plan.centre, self.plan.nf);
+                quadratic_features(xc, rows, d, centre, full, &mut w.phi);
+                matmul(
+                    MatMut::from_column_major_slice_mut(&mut self.acc.m, nq, nf),
+                    Accum::Add,
+                    MatRef::from_row_major_slice(gc, rows, k).transpose(),
+                    MatRef::from_column_major_slice(&w.phi[..rows * nf], rows, nf),
+                    1.0,
+                    Par::Seq,
+                );
+                self.acc.n += rows as f64;
+                continue;
+            }
             w.x.copy_from_slice(xc);
             if nq > 0 {
                 let (full, centre) = (self.plan.full, &self.plan.centre);
